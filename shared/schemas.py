@@ -1,0 +1,258 @@
+"""Payload schemas of the ClawFleet wire protocol (protocol version 1).
+
+Every payload is a UTF-8 JSON object with ``"v": 1``, the sender's ``device_id`` (equal to
+the one in the topic) and ``ts``, a timestamp in epoch milliseconds UTC. Units are part of the
+field names: ``_pct`` percent 0-100, ``_bytes`` bytes, ``_bps`` bytes per second, ``_s``
+seconds, ``_ms`` epoch milliseconds UTC, ``_tokens`` LLM tokens, ``_usd`` US dollars. Each
+field also declares its unit in ``json_schema_extra["unit"]`` so the schema documents itself.
+
+Unknown extra fields are ignored (a newer agent may send more); missing or out-of-range
+fields raise :class:`PayloadError`.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from shared.topics import DEVICE_ID_RE, Channel
+from shared.version import PROTOCOL_VERSION
+
+MAX_PAYLOAD_BYTES = 256 * 1024
+"""Largest payload the server accepts on any device topic (bytes)."""
+
+MAX_BATCH_RECORDS = 500
+"""Largest number of records in one usage or logs batch."""
+
+_MIN_TS_MS = 946_684_800_000  # 2000-01-01
+_MAX_TS_MS = 4_102_444_800_000  # 2100-01-01
+
+
+class PayloadError(ValueError):
+    """A payload that is not valid protocol-v1 JSON; ``reason`` is a short machine-readable tag.
+
+    Reasons: ``too_large``, ``not_json``, ``not_object``, ``bad_version``, ``invalid``,
+    ``device_mismatch``.
+    """
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+def _unit(unit: str, description: str, **kw: Any) -> Any:
+    return Field(description=description, json_schema_extra={"unit": unit}, **kw)
+
+
+Pct = Annotated[float, Field(ge=0, le=100)]
+Bytes = Annotated[int, Field(ge=0)]
+EpochMs = Annotated[int, Field(ge=_MIN_TS_MS, le=_MAX_TS_MS)]
+ShortStr = Annotated[str, Field(max_length=200)]
+
+
+class _Payload(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    v: Literal[1] = _unit("", "protocol version", default=PROTOCOL_VERSION)
+    device_id: str = _unit("", "sender's device id, equal to the topic's", pattern=DEVICE_ID_RE.pattern,
+                           max_length=63)
+    ts: EpochMs = _unit("epoch_ms", "when the payload was produced, epoch milliseconds UTC")
+
+
+class Status(_Payload):
+    """``…/status`` (retained): availability of a device. The last will carries ``offline``."""
+
+    state: Literal["online", "offline", "sleeping", "shutdown"] = _unit("", "availability")
+    reason: ShortStr | None = _unit("", "why the state changed, e.g. 'last-will', 'revoked'", default=None)
+
+
+class OpenClawState(BaseModel):
+    """The ``openclaw`` block of a telemetry sample: is the local gateway up."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    installed: bool = _unit("", "OpenClaw state dir or CLI found on this machine", default=False)
+    up: bool = _unit("", "gateway answered GET /health", default=False)
+    ready: bool | None = _unit("", "GET /readyz said ready (None: not asked)", default=None)
+    port: int | None = _unit("", "gateway TCP port", default=None, ge=1, le=65535)
+    version: ShortStr | None = _unit("", "OpenClaw version, e.g. '2026.9.6'", default=None)
+    pid: int | None = _unit("", "gateway process id from its lock file", default=None, ge=0)
+
+
+class Meta(_Payload):
+    """``…/meta`` (retained): what the device is; sent on connect and when it changes."""
+
+    hostname: ShortStr = _unit("", "host name")
+    os: ShortStr = _unit("", "operating system family: Linux, Darwin, Windows")
+    os_version: ShortStr = _unit("", "OS release string", default="")
+    arch: ShortStr = _unit("", "machine architecture, e.g. x86_64, arm64", default="")
+    agent_version: ShortStr = _unit("", "clawfleet agent version")
+    cpu_count: int = _unit("count", "logical CPUs", ge=1)
+    mem_total_bytes: Bytes = _unit("bytes", "physical memory")
+    disk_total_bytes: Bytes = _unit("bytes", "size of the system volume")
+    boot_time_ms: EpochMs = _unit("epoch_ms", "when the machine booted")
+    openclaw_version: ShortStr | None = _unit("", "OpenClaw version, None when not installed", default=None)
+    agents: list[ShortStr] = _unit("", "OpenClaw agent ids", default_factory=list, max_length=200)
+
+
+class Telemetry(_Payload):
+    """``…/telemetry`` (retained): one sample of system state."""
+
+    cpu_pct: Pct = _unit("percent", "CPU busy over the last interval, all cores, 0-100")
+    mem_used_bytes: Bytes = _unit("bytes", "memory in use (total - available)")
+    mem_total_bytes: Bytes = _unit("bytes", "physical memory")
+    mem_pct: Pct = _unit("percent", "memory in use, 0-100")
+    disk_used_bytes: Bytes = _unit("bytes", "used on the system volume")
+    disk_total_bytes: Bytes = _unit("bytes", "size of the system volume")
+    disk_pct: Pct = _unit("percent", "system volume used, 0-100")
+    swap_pct: Pct = _unit("percent", "swap in use, 0-100 (0 when there is no swap)")
+    net_rx_bps: float = _unit("bytes_per_second", "received over the last interval, all NICs but loopback", ge=0)
+    net_tx_bps: float = _unit("bytes_per_second", "sent over the last interval, all NICs but loopback", ge=0)
+    load_avg: tuple[float, float, float] | None = _unit(
+        "", "1, 5 and 15 minute load average (None where the OS has none)", default=None)
+    uptime_s: float = _unit("seconds", "time since boot", ge=0)
+    openclaw: OpenClawState | None = _unit("", "local OpenClaw gateway state", default=None)
+
+    @field_validator("load_avg")
+    @classmethod
+    def _load_non_negative(cls, v: tuple[float, float, float] | None) -> tuple[float, float, float] | None:
+        if v is not None and any(x < 0 for x in v):
+            raise ValueError("load averages are never negative")
+        return v
+
+
+class UsageRecord(BaseModel):
+    """One assistant message's token usage, from an OpenClaw transcript or the local bridge.
+
+    ``id`` is stable: a hash of (device, agent id, session id, transcript entry id), so the
+    same message seen twice is one record.
+    """
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    id: str = _unit("", "stable record id", min_length=8, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")
+    ts: EpochMs = _unit("epoch_ms", "when the assistant message was written")
+    agent_id: ShortStr = _unit("", "OpenClaw agent id", default="main")
+    session_id: ShortStr = _unit("", "OpenClaw session id", default="")
+    provider: ShortStr = _unit("", "LLM provider id", default="")
+    model: ShortStr = _unit("", "model id", default="")
+    input_tokens: int = _unit("tokens", "input tokens, excluding cache reads", default=0, ge=0)
+    output_tokens: int = _unit("tokens", "output tokens", default=0, ge=0)
+    cache_read_tokens: int = _unit("tokens", "input tokens read from the prompt cache", default=0, ge=0)
+    cache_write_tokens: int = _unit("tokens", "input tokens written to the prompt cache", default=0, ge=0)
+    total_tokens: int = _unit("tokens", "input + output + cache read + cache write", default=0, ge=0)
+    cost_usd: float | None = _unit("usd", "cost computed by OpenClaw; None when the model has no price",
+                                   default=None, ge=0)
+    source: Literal["transcript", "bridge"] = _unit("", "where the agent read it", default="transcript")
+
+
+class LogRecord(BaseModel):
+    """One OpenClaw warning or error, from the gateway log or a failed transcript turn."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    id: str = _unit("", "stable record id", min_length=8, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")
+    ts: EpochMs = _unit("epoch_ms", "when it was logged")
+    level: Literal["trace", "debug", "info", "warn", "error", "fatal"] = _unit("", "log level")
+    subsystem: ShortStr = _unit("", "OpenClaw subsystem logger name", default="")
+    message: str = _unit("", "log text, truncated to 4000 characters", max_length=4000)
+    fingerprint: str = _unit("", "hash of the message with variable parts removed", max_length=64, default="")
+    source: Literal["gateway-log", "transcript"] = _unit("", "where the agent read it", default="gateway-log")
+
+
+class UsageBatch(_Payload):
+    """``…/usage`` (QoS 1, not retained): a batch of token-usage records."""
+
+    records: list[UsageRecord] = _unit("", "records", max_length=MAX_BATCH_RECORDS)
+
+
+class LogBatch(_Payload):
+    """``…/logs`` (QoS 1, not retained): a batch of log records."""
+
+    records: list[LogRecord] = _unit("", "records", max_length=MAX_BATCH_RECORDS)
+
+
+class Command(BaseModel):
+    """``…/cmd`` (server -> agent, QoS 1): something the agent should do now."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    v: Literal[1] = PROTOCOL_VERSION
+    ts: EpochMs
+    command: Literal["report_now"]
+
+
+class ServerStatus(BaseModel):
+    """``clawfleet/v1/_server/status`` (retained): server birth ``online`` / will ``offline``."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    v: Literal[1] = PROTOCOL_VERSION
+    ts: EpochMs
+    state: Literal["online", "offline"]
+
+
+SCHEMA_BY_CHANNEL: dict[Channel, type[_Payload]] = {
+    Channel.STATUS: Status,
+    Channel.META: Meta,
+    Channel.TELEMETRY: Telemetry,
+    Channel.USAGE: UsageBatch,
+    Channel.LOGS: LogBatch,
+}
+
+
+def encode(payload: BaseModel) -> bytes:
+    """Serialise a payload model to compact UTF-8 JSON bytes (None fields left out)."""
+    return payload.model_dump_json(exclude_none=True).encode()
+
+
+def decode(channel: Channel, raw: bytes, expected_device_id: str | None = None) -> _Payload:
+    """Parse and validate a device payload received on ``channel``.
+
+    Args:
+        channel: the topic's channel (``status``, ``meta``, ``telemetry``, ``usage``, ``logs``).
+        raw: the MQTT payload bytes.
+        expected_device_id: the device id from the topic; the payload's must equal it.
+
+    Returns:
+        The validated model (:class:`Status`, :class:`Meta`, :class:`Telemetry`,
+        :class:`UsageBatch` or :class:`LogBatch`).
+
+    Raises:
+        PayloadError: with ``reason`` one of ``too_large``, ``not_json``, ``not_object``,
+            ``bad_version``, ``invalid``, ``device_mismatch``, ``bad_channel``.
+    """
+    schema = SCHEMA_BY_CHANNEL.get(channel)
+    if schema is None:
+        raise PayloadError("bad_channel", f"devices do not publish on {channel.value!r}")
+    if len(raw) > MAX_PAYLOAD_BYTES:
+        raise PayloadError("too_large", f"payload is {len(raw)} bytes; the limit is {MAX_PAYLOAD_BYTES}")
+    try:
+        data = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise PayloadError("not_json", f"payload is not UTF-8 JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise PayloadError("not_object", f"payload must be a JSON object, got {type(data).__name__}")
+    if data.get("v") != PROTOCOL_VERSION:
+        raise PayloadError("bad_version", f"protocol version {data.get('v')!r} is not supported (expected 1)")
+    try:
+        model = schema.model_validate(data)
+    except ValidationError as exc:
+        raise PayloadError("invalid", _summarise(exc)) from None
+    if expected_device_id is not None and model.device_id != expected_device_id:
+        raise PayloadError(
+            "device_mismatch",
+            f"payload device_id {model.device_id!r} differs from the topic's {expected_device_id!r}",
+        )
+    return model
+
+
+def _summarise(exc: ValidationError, limit: int = 3) -> str:
+    parts = []
+    for err in exc.errors()[:limit]:
+        loc = ".".join(str(p) for p in err["loc"]) or "(payload)"
+        parts.append(f"{loc}: {err['msg']}")
+    more = exc.error_count() - limit
+    return "; ".join(parts) + (f" (+{more} more)" if more > 0 else "")
