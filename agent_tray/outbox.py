@@ -1,0 +1,182 @@
+"""Persistent outbox: every QoS 1 message is stored here before it is sent.
+
+A SQLite file in the agent's data dir (``outbox.sqlite``, WAL). A message leaves it only when
+the broker acknowledged it (PUBACK). The same database holds the collectors' read positions, so
+records and the position after them are committed in one transaction: a crash between the
+two can neither lose nor repeat a record.
+
+Bound: when the stored payloads exceed ``max_bytes`` the oldest messages of the least important
+kind go first — telemetry, then logs, then usage — and a warning says how many were dropped.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger("clawfleet.agent.outbox")
+
+DROP_ORDER = ("telemetry", "logs", "usage")
+"""Kinds in the order they are dropped when the outbox is full."""
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS outbox (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind TEXT NOT NULL,
+    topic TEXT NOT NULL,
+    payload BLOB NOT NULL,
+    qos INTEGER NOT NULL,
+    retain INTEGER NOT NULL,
+    created_ms INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS outbox_kind ON outbox(kind, seq);
+CREATE TABLE IF NOT EXISTS positions (
+    name TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+"""
+
+
+@dataclass(frozen=True)
+class OutMessage:
+    """A message to publish. ``kind`` is the channel name (telemetry, usage, logs, …)."""
+
+    kind: str
+    topic: str
+    payload: bytes
+    qos: int = 1
+    retain: bool = False
+
+
+@dataclass(frozen=True)
+class StoredMessage:
+    """A message in the outbox, with its sequence number (send order)."""
+
+    seq: int
+    kind: str
+    topic: str
+    payload: bytes
+    qos: int
+    retain: bool
+
+
+class Outbox:
+    """Thread-safe SQLite outbox. Sizes in bytes.
+
+    Raises :class:`sqlite3.Error` only for a broken or unwritable file.
+    """
+
+    def __init__(self, path: Path, max_bytes: int = 64 * 1024 * 1024) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self.max_bytes = max_bytes
+        self.dropped = 0
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.executescript(_SCHEMA)
+        self._bytes = self._db.execute("SELECT COALESCE(SUM(LENGTH(payload)), 0) FROM outbox").fetchone()[0]
+        self._dropping = False
+
+    def put(self, messages: Iterable[OutMessage], positions: Mapping[str, Any] | None = None) -> None:
+        """Store messages and (optionally) collector positions in one transaction.
+
+        ``positions`` maps a collector name to its JSON-serialisable position state.
+        """
+        now = int(time.time() * 1000)
+        rows = [(m.kind, m.topic, m.payload, m.qos, int(m.retain), now) for m in messages]
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.executemany(
+                    "INSERT INTO outbox(kind, topic, payload, qos, retain, created_ms) VALUES (?,?,?,?,?,?)", rows
+                )
+                for name, value in (positions or {}).items():
+                    self._db.execute(
+                        "INSERT INTO positions(name, value) VALUES (?, ?) "
+                        "ON CONFLICT(name) DO UPDATE SET value = excluded.value",
+                        (name, json.dumps(value, separators=(",", ":"))),
+                    )
+                self._bytes += sum(len(r[2]) for r in rows)
+                self._enforce_bound()
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                self._bytes = self._db.execute("SELECT COALESCE(SUM(LENGTH(payload)), 0) FROM outbox").fetchone()[0]
+                raise
+
+    def _enforce_bound(self) -> None:
+        if self._bytes <= self.max_bytes:
+            if self._dropping:
+                log.info("outbox is below its bound again (%d bytes)", self._bytes)
+            self._dropping = False
+            return
+        before = self._bytes
+        dropped: dict[str, int] = {}
+        for kind in DROP_ORDER:
+            while self._bytes > self.max_bytes:
+                rows = self._db.execute(
+                    "SELECT seq, LENGTH(payload) FROM outbox WHERE kind = ? ORDER BY seq LIMIT 256", (kind,)
+                ).fetchall()
+                if not rows:
+                    break
+                for seq, size in rows:
+                    if self._bytes <= self.max_bytes:
+                        break
+                    self._db.execute("DELETE FROM outbox WHERE seq = ?", (seq,))
+                    self._bytes -= size
+                    dropped[kind] = dropped.get(kind, 0) + 1
+        total = sum(dropped.values())
+        self.dropped += total
+        if total and not self._dropping:
+            log.warning(
+                "outbox is full (%d bytes > bound %d bytes): dropped the oldest messages (%s); "
+                "check the broker connection or raise outbox_max_bytes",
+                before, self.max_bytes, ", ".join(f"{k}={v}" for k, v in dropped.items()),
+            )
+        self._dropping = True
+
+    def pending(self, after_seq: int = 0, limit: int = 100) -> list[StoredMessage]:
+        """Messages with ``seq > after_seq`` in send order, at most ``limit``."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT seq, kind, topic, payload, qos, retain FROM outbox WHERE seq > ? ORDER BY seq LIMIT ?",
+                (after_seq, limit),
+            ).fetchall()
+        return [StoredMessage(r[0], r[1], r[2], bytes(r[3]), r[4], bool(r[5])) for r in rows]
+
+    def ack(self, seqs: Iterable[int]) -> None:
+        """Delete acknowledged messages."""
+        seqs = list(seqs)
+        if not seqs:
+            return
+        with self._lock:
+            for seq in seqs:
+                row = self._db.execute("DELETE FROM outbox WHERE seq = ? RETURNING LENGTH(payload)", (seq,)).fetchone()
+                if row:
+                    self._bytes -= row[0]
+
+    def position(self, name: str) -> dict[str, Any]:
+        """The stored position of collector ``name`` (``{}`` when none)."""
+        with self._lock:
+            row = self._db.execute("SELECT value FROM positions WHERE name = ?", (name,)).fetchone()
+        return json.loads(row[0]) if row else {}
+
+    def stats(self) -> dict[str, int]:
+        """``{"messages": count, "bytes": payload bytes, "dropped": dropped since start}``."""
+        with self._lock:
+            count = self._db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0]
+        return {"messages": count, "bytes": self._bytes, "dropped": self.dropped}
+
+    def close(self) -> None:
+        """Close the database."""
+        with self._lock:
+            self._db.close()

@@ -1,0 +1,277 @@
+"""MQTT 5 publisher: connection, availability, and draining the persistent outbox.
+
+- Client id and username are the device id; the password is the device's API key.
+- Last will: retained ``offline`` on ``…/status`` (QoS 1), published by the broker when the
+  connection is lost without a DISCONNECT (power loss, kill -9, network gone) — within about
+  1.5 × keepalive.
+- On connect: retained ``online`` status and retained ``meta``; subscribe to the device's
+  ``cmd`` and the server status (a server ``online`` makes us republish both).
+- Every QoS 1 message goes through :class:`agent_tray.outbox.Outbox`; a sender thread publishes
+  pending rows in order while connected and deletes each on PUBACK. paho re-sends in-flight
+  messages after a reconnect; after an agent restart the outbox sends them again (the server
+  de-duplicates).
+- Reconnect: exponential backoff with full jitter (1 s … 60 s), so a fleet does not reconnect
+  in lockstep after a broker restart.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import ssl
+import threading
+import time
+from collections.abc import Callable
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+
+from agent_tray.config import AgentConfig
+from agent_tray.outbox import Outbox, StoredMessage
+from shared import schemas
+from shared.topics import SERVER_STATUS_TOPIC, Channel, device_topic
+
+log = logging.getLogger("clawfleet.agent.mqtt")
+
+BACKOFF_MIN_S = 1.0
+BACKOFF_MAX_S = 60.0
+SEND_WINDOW = 50
+"""Messages published but not yet acknowledged, at most."""
+
+
+def now_ms() -> int:
+    """Current time in epoch milliseconds UTC."""
+    return int(time.time() * 1000)
+
+
+def jittered_backoff(attempt: int, base: float = BACKOFF_MIN_S, cap: float = BACKOFF_MAX_S) -> float:
+    """Seconds to wait before reconnect attempt ``attempt`` (0-based): full jitter in
+    ``[base, min(cap, base * 2**attempt)]``."""
+    return random.uniform(base, min(cap, base * (2 ** min(attempt, 16))))
+
+
+def tls_context(cfg: AgentConfig) -> ssl.SSLContext | None:
+    """TLS context for ``mqtts://`` URLs: verifies the broker against the pinned CA.
+
+    Returns None for plain ``mqtt://``. ``insecure`` disables verification (testing only; logged
+    as a warning on every connect).
+    """
+    scheme, _host, _port = cfg.broker()
+    if scheme != "mqtts":
+        return None
+    ctx = ssl.create_default_context(cadata=cfg.ca_pem) if cfg.ca_pem else ssl.create_default_context()
+    if cfg.insecure:
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+class Publisher:
+    """Owns the paho client and the sender thread.
+
+    Args:
+        cfg: agent configuration (broker URL, device id, API key, keepalive).
+        outbox: where QoS 1 messages wait for their PUBACK.
+        meta: callable returning the current :class:`shared.schemas.Meta` (sent on every connect).
+        on_command: called with each valid :class:`shared.schemas.Command` from the server.
+        on_connection: called with True/False when the connection comes up or goes down.
+    """
+
+    def __init__(
+        self,
+        cfg: AgentConfig,
+        outbox: Outbox,
+        meta: Callable[[], schemas.Meta],
+        on_command: Callable[[schemas.Command], None] | None = None,
+        on_connection: Callable[[bool], None] | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.outbox = outbox
+        self._meta = meta
+        self._on_command = on_command
+        self._on_connection = on_connection
+        self.connected = threading.Event()
+        self.last_error: str | None = None
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._attempt = 0
+        self._inflight: dict[int, mqtt.MQTTMessageInfo] = {}
+        self._sent_upto = 0
+        self._status_topic = device_topic(cfg.device_id, Channel.STATUS)
+        self._client = self._make_client()
+        self._sender = threading.Thread(target=self._send_loop, name="clawfleet-sender", daemon=True)
+
+    def _make_client(self) -> mqtt.Client:
+        cfg = self.cfg
+        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=cfg.device_id, protocol=mqtt.MQTTv5)
+        client.username_pw_set(cfg.device_id, cfg.api_key)
+        will = schemas.Status(device_id=cfg.device_id, ts=now_ms(), state="offline", reason="last-will")
+        client.will_set(self._status_topic, schemas.encode(will), qos=1, retain=True)
+        ctx = tls_context(cfg)
+        if ctx is not None:
+            client.tls_set_context(ctx)
+            if cfg.insecure:
+                client.tls_insecure_set(True)
+        client.max_inflight_messages_set(SEND_WINDOW)
+        client.max_queued_messages_set(0)
+        client.reconnect_delay_set(BACKOFF_MIN_S, BACKOFF_MIN_S)
+        client.on_connect = self._handle_connect
+        client.on_connect_fail = self._handle_connect_fail
+        client.on_disconnect = self._handle_disconnect
+        client.on_message = self._handle_message
+        client.on_publish = self._handle_publish
+        return client
+
+    # ---- lifecycle -------------------------------------------------------------------
+    def start(self) -> None:
+        """Connect in the background (retrying forever with jittered backoff) and start sending."""
+        _scheme, host, port = self.cfg.broker()
+        if self.cfg.insecure:
+            log.warning("TLS verification is OFF (--insecure): anyone on the path can impersonate the broker")
+        props = Properties(mqtt.PacketTypes.CONNECT)
+        props.SessionExpiryInterval = 0
+        log.info("connecting to %s as %s", self.cfg.broker_url, self.cfg.device_id)
+        self._client.connect_async(host, port, keepalive=self.cfg.keepalive_s, clean_start=True, properties=props)
+        self._client.loop_start()
+        self._sender.start()
+
+    def stop(self, state: str = "shutdown", reason: str | None = "agent stopped") -> None:
+        """Publish a final retained status (``shutdown`` by default), disconnect cleanly, stop threads.
+
+        A clean DISCONNECT means the broker does not publish the last will, so the final status is
+        what the fleet sees.
+        """
+        self._stop.set()
+        self._wake.set()
+        if self.connected.is_set():
+            info = self._client.publish(self._status_topic, self._status(state, reason), qos=1, retain=True)
+            try:
+                info.wait_for_publish(timeout=3)
+            except (RuntimeError, ValueError):
+                pass
+        self._client.disconnect()
+        self._client.loop_stop()
+        if self._sender.is_alive():
+            self._sender.join(timeout=5)
+
+    def wake(self) -> None:
+        """Tell the sender that the outbox has new messages."""
+        self._wake.set()
+
+    # ---- callbacks (paho network thread) ----------------------------------------------
+    def _status(self, state: str, reason: str | None = None) -> bytes:
+        return schemas.encode(schemas.Status(device_id=self.cfg.device_id, ts=now_ms(), state=state, reason=reason))
+
+    def announce(self) -> None:
+        """Publish retained ``online`` status and ``meta`` (on connect and on server birth)."""
+        self._client.publish(self._status_topic, self._status("online"), qos=1, retain=True)
+        try:
+            meta = schemas.encode(self._meta())
+        except Exception:  # a collector bug must not keep the device offline
+            log.exception("could not build meta; sending status only")
+            return
+        self._client.publish(device_topic(self.cfg.device_id, Channel.META), meta, qos=1, retain=True)
+
+    def _handle_connect(self, client: mqtt.Client, _userdata: object, _flags: object,
+                        reason: ReasonCode, _props: Properties | None) -> None:
+        if reason.is_failure:
+            self.last_error = f"broker refused the connection: {reason}"
+            log.error("%s (check the device's API key; a revoked device cannot connect)", self.last_error)
+            self._schedule_retry()
+            return
+        self._attempt = 0
+        self.last_error = None
+        log.info("connected to %s", self.cfg.broker_url)
+        client.subscribe([(device_topic(self.cfg.device_id, Channel.CMD), 1), (SERVER_STATUS_TOPIC, 1)])
+        self.announce()
+        self.connected.set()
+        self._wake.set()
+        if self._on_connection:
+            self._on_connection(True)
+
+    def _handle_connect_fail(self, _client: mqtt.Client, _userdata: object) -> None:
+        self.last_error = "broker unreachable"
+        self._schedule_retry()
+
+    def _handle_disconnect(self, _client: mqtt.Client, _userdata: object, _flags: object,
+                           reason: ReasonCode, _props: Properties | None) -> None:
+        was = self.connected.is_set()
+        self.connected.clear()
+        if self._stop.is_set():
+            return
+        if was:
+            self.last_error = f"disconnected: {reason}"
+            log.warning("%s; reconnecting", self.last_error)
+            if self._on_connection:
+                self._on_connection(False)
+        self._schedule_retry()
+
+    def _schedule_retry(self) -> None:
+        delay = jittered_backoff(self._attempt)
+        self._attempt += 1
+        # paho waits min(previous * 2, max) seconds; with min == max it waits exactly `delay`.
+        self._client.reconnect_delay_set(delay, delay)
+        log.debug("next connection attempt in %.1f s", delay)
+
+    def _handle_publish(self, _client: mqtt.Client, _userdata: object, mid: int,
+                        reason: ReasonCode, _props: Properties | None) -> None:
+        if reason.is_failure:
+            log.warning("broker refused message %d: %s", mid, reason)
+        self._wake.set()
+
+    def _handle_message(self, _client: mqtt.Client, _userdata: object, msg: mqtt.MQTTMessage) -> None:
+        if msg.topic == SERVER_STATUS_TOPIC:
+            try:
+                status = schemas.ServerStatus.model_validate_json(msg.payload)
+            except ValueError:
+                return
+            if status.state == "online":
+                log.info("fleet server is online: republishing status and meta")
+                self.announce()
+            return
+        try:
+            cmd = schemas.Command.model_validate_json(msg.payload)
+        except ValueError as exc:
+            log.warning("ignored an invalid command: %s", exc)
+            return
+        if self._on_command:
+            self._on_command(cmd)
+
+    # ---- sender thread ----------------------------------------------------------------
+    def _send_loop(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(timeout=1.0)
+            self._wake.clear()
+            try:
+                self._drain()
+            except Exception:
+                log.exception("outbox sender failed; retrying")
+                time.sleep(1)
+
+    def _drain(self) -> None:
+        done = [seq for seq, info in self._inflight.items() if info.is_published()]
+        if done:
+            self.outbox.ack(done)
+            for seq in done:
+                del self._inflight[seq]
+        if not self.connected.is_set():
+            return
+        room = SEND_WINDOW - len(self._inflight)
+        if room <= 0:
+            return
+        for msg in self.outbox.pending(after_seq=self._sent_upto, limit=room):
+            self._publish(msg)
+
+    def _publish(self, msg: StoredMessage) -> None:
+        info = self._client.publish(msg.topic, msg.payload, qos=msg.qos, retain=msg.retain)
+        if info.rc == mqtt.MQTT_ERR_SUCCESS or info.rc == mqtt.MQTT_ERR_NO_CONN:
+            self._inflight[msg.seq] = info  # NO_CONN: paho keeps QoS 1 messages and sends them on reconnect
+            self._sent_upto = msg.seq
+        else:
+            log.warning("publish of %s failed (%s); will retry", msg.topic, mqtt.error_string(info.rc))
+
+    def outbox_pending(self) -> int:
+        """Messages waiting in the outbox (sent-but-unacknowledged included)."""
+        return self.outbox.stats()["messages"]

@@ -1,0 +1,177 @@
+"""``clawfleet-server``: run the fleet server and manage devices."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated
+
+import platformdirs
+import typer
+
+app = typer.Typer(help="ClawFleet server: managed Mosquitto broker, ingest, storage and the dashboard.",
+                  no_args_is_help=True, add_completion=False)
+device_app = typer.Typer(help="Enroll and remove devices.", no_args_is_help=True)
+app.add_typer(device_app, name="device")
+
+log = logging.getLogger("clawfleet.server")
+
+
+def default_data_dir() -> Path:
+    """``$CLAWFLEET_DATA_DIR`` or the per-user data dir (e.g. ``~/.local/share/clawfleet/server``)."""
+    env = os.environ.get("CLAWFLEET_DATA_DIR")
+    return Path(env) if env else Path(platformdirs.user_data_dir("clawfleet", appauthor=False)) / "server"
+
+
+DataDirOpt = Annotated[Path | None, typer.Option("--data-dir", help="server data dir: database, broker config "
+                       "and state (default: $CLAWFLEET_DATA_DIR or the per-user data dir)")]
+MqttPortOpt = Annotated[int, typer.Option("--mqtt-port", help="loopback port of the managed Mosquitto "
+                        "(not 1883, so it never collides with a distribution's own mosquitto service)")]
+DbUrlOpt = Annotated[str | None, typer.Option("--database-url", envvar="CLAWFLEET_DATABASE_URL",
+                     help="postgresql://user:pass@host/db for PostgreSQL; default SQLite in the data dir")]
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def _fail(msg: str, code: int = 2) -> None:
+    typer.echo(f"error: {msg}", err=True)
+    raise typer.Exit(code)
+
+
+@app.command()
+def run(
+    data_dir: DataDirOpt = None,
+    host: Annotated[str, typer.Option(help="dashboard bind address (loopback until login exists)")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="dashboard HTTP port")] = 8080,
+    mqtt_port: MqttPortOpt = 18830,
+    database_url: DbUrlOpt = None,
+    local_agent: Annotated[bool, typer.Option(help="also run an agent that reports this machine")] = True,
+    local_agent_interval: Annotated[float, typer.Option(help="local agent sample interval, seconds")] = 10.0,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="debug logging")] = False,
+) -> None:
+    """Run the server: managed Mosquitto, ingest, dashboard (and a local agent). Ctrl-C stops all."""
+    from nicegui import app as ng_app
+    from nicegui import ui
+
+    from broker.mosquitto import BrokerSetupError
+    from fleet_server.dashboard import register_pages
+    from fleet_server.server import FleetServer, ServerOptions
+
+    _setup_logging(verbose)
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        _fail("the dashboard has no login yet, so it only binds to 127.0.0.1; use an SSH tunnel to reach it")
+    opts = ServerOptions(data_dir=data_dir or default_data_dir(), mqtt_port=mqtt_port, database_url=database_url,
+                         local_agent=local_agent, local_agent_interval_s=local_agent_interval)
+    server = FleetServer(opts)
+    try:
+        server.start()
+    except BrokerSetupError as exc:
+        _fail(str(exc))
+    register_pages(server.state)
+    ng_app.on_shutdown(server.stop)
+    typer.echo(f"\n  ClawFleet dashboard: http://{host}:{port}\n  MQTT broker: {server.broker_url}\n"
+               f"  data dir: {opts.data_dir}\n  Ctrl-C stops everything.\n")
+    ui.run(host=host, port=port, title="ClawFleet", reload=False, show=False, show_welcome_message=False,
+           uvicorn_logging_level="warning", favicon="🛰️")
+
+
+@contextlib.contextmanager
+def _dynsec(data_dir: Path, mqtt_port: int) -> Iterator[object]:
+    """Admin connection to the managed broker: the running one, or a temporary one."""
+    from broker.dynsec import DynSecClient
+    from broker.mosquitto import BrokerConfig, BrokerSetupError, ManagedMosquitto
+
+    broker = ManagedMosquitto(BrokerConfig(data_dir=data_dir, port=mqtt_port))
+    running = _port_open("127.0.0.1", mqtt_port)
+    try:
+        if not running:
+            broker.start()
+        admin = broker.admin
+        with DynSecClient("127.0.0.1", mqtt_port, admin.username, admin.password, client_id="clawfleet-cli") as ds:
+            yield ds
+    except BrokerSetupError as exc:
+        _fail(str(exc))
+    finally:
+        if not running:
+            broker.stop()
+
+
+def _port_open(host: str, port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.5)
+        return s.connect_ex((host, port)) == 0
+
+
+@device_app.command("add")
+def device_add(
+    name: Annotated[str, typer.Argument(help="display name; the device id is derived from it")],
+    device_id: Annotated[str | None, typer.Option("--id", help="device id ([a-z0-9][a-z0-9-]*)")] = None,
+    tags: Annotated[str, typer.Option(help="comma-separated tags")] = "",
+    data_dir: DataDirOpt = None,
+    mqtt_port: MqttPortOpt = 18830,
+    database_url: DbUrlOpt = None,
+) -> None:
+    """Enroll a device; prints its API key and enrollment token ONCE."""
+    from fleet_server.devices import DeviceError, add_device
+    from fleet_server.store.db import open_database
+
+    data_dir = data_dir or default_data_dir()
+    open_database(data_dir, database_url)
+    with _dynsec(data_dir, mqtt_port) as ds:
+        try:
+            new = add_device(ds, name, f"mqtt://127.0.0.1:{mqtt_port}", device_id=device_id, tags=tags)
+        except DeviceError as exc:
+            _fail(str(exc))
+    typer.echo(f"device:  {new.device.id}\napi key: {new.api_key}\n\nenrollment token (shown once; keep it "
+               f"secret):\n{new.token}\n\non the device run:\n  clawfleet-agent enroll {new.token}\n"
+               "  clawfleet-agent run --headless")
+
+
+@device_app.command("list")
+def device_list(data_dir: DataDirOpt = None, database_url: DbUrlOpt = None) -> None:
+    """List devices with their status and key hint."""
+    from fleet_server.dashboard.format import ago_h
+    from fleet_server.devices import list_devices
+    from fleet_server.store.db import open_database
+
+    open_database(data_dir or default_data_dir(), database_url)
+    devices = list_devices()
+    if not devices:
+        typer.echo("no devices; add one with: clawfleet-server device add NAME")
+    for d in devices:
+        status = "revoked" if d.revoked_ms else d.status
+        typer.echo(f"{d.id:30} {status:9} key …{d.key_hint}  last seen {ago_h(d.last_seen_ms)}  {d.name}")
+
+
+@device_app.command("delete")
+def device_delete(
+    device_id: Annotated[str, typer.Argument(help="device id")],
+    keep_data: Annotated[bool, typer.Option(help="keep its samples, usage and logs")] = False,
+    data_dir: DataDirOpt = None,
+    mqtt_port: MqttPortOpt = 18830,
+    database_url: DbUrlOpt = None,
+) -> None:
+    """Remove a device: revokes its key at once (kicking a live session) and purges its data."""
+    from fleet_server.devices import DeviceError, delete_device
+    from fleet_server.store.db import open_database
+
+    data_dir = data_dir or default_data_dir()
+    open_database(data_dir, database_url)
+    with _dynsec(data_dir, mqtt_port) as ds:
+        try:
+            delete_device(ds, device_id, keep_data=keep_data)
+        except DeviceError as exc:
+            _fail(str(exc))
+    typer.echo(f"device {device_id} deleted")
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

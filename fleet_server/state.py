@@ -1,0 +1,143 @@
+"""In-memory latest state of every device, kept by ingest and read by the dashboard.
+
+The overview never scans history: it reads :meth:`FleetState.snapshot`. The cache is
+bootstrapped from the database at start (shared-subscription workers get no retained
+messages, so the database — not the broker — is where state comes from after a restart).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from dataclasses import dataclass, field, replace
+
+from peewee import fn
+
+from fleet_server.store.models import Device, RejectCount, Sample
+from shared import schemas
+
+
+@dataclass(frozen=True)
+class DeviceView:
+    """What the dashboard shows for one device. Timestamps in epoch ms UTC."""
+
+    device_id: str
+    name: str
+    status: str = "unknown"  # online | offline | sleeping | shutdown | revoked | unknown
+    status_reason: str | None = None
+    status_ms: int | None = None
+    last_seen_ms: int | None = None
+    telemetry: schemas.Telemetry | None = None
+    meta: schemas.Meta | None = None
+    rejects: dict[str, int] = field(default_factory=dict)
+
+
+class FleetState:
+    """Thread-safe map of device id -> :class:`DeviceView`, with a change counter.
+
+    ``version`` increases on every change, so a view can poll cheaply and redraw only when
+    something changed.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._devices: dict[str, DeviceView] = {}
+        self.version = 0
+
+    def load_from_db(self) -> None:
+        """Fill the cache from the devices table and each device's newest sample."""
+        latest = {
+            row.device: row
+            for row in Sample.select(Sample.device, fn.MAX(Sample.ts).alias("ts")).group_by(Sample.device)
+        }
+        views = {}
+        for dev in Device.select():
+            tel = None
+            if dev.id in latest:
+                s = Sample.get_or_none((Sample.device == dev.id) & (Sample.ts == latest[dev.id].ts))
+                tel = sample_to_telemetry(s) if s else None
+            meta = None
+            if dev.meta_json:
+                try:
+                    meta = schemas.Meta.model_validate_json(dev.meta_json)
+                except ValueError:
+                    meta = None
+            rejects = {r.reason: r.count for r in RejectCount.select().where(RejectCount.device == dev.id)}
+            views[dev.id] = DeviceView(
+                device_id=dev.id, name=dev.name, status="revoked" if dev.revoked_ms else dev.status,
+                status_reason=dev.status_reason, status_ms=dev.status_ms, last_seen_ms=dev.last_seen_ms,
+                telemetry=tel, meta=meta, rejects=rejects,
+            )
+        with self._lock:
+            self._devices = views
+            self.version += 1
+
+    def snapshot(self) -> list[DeviceView]:
+        """All devices, sorted by name."""
+        with self._lock:
+            return sorted(self._devices.values(), key=lambda d: (d.name, d.device_id))
+
+    def get(self, device_id: str) -> DeviceView | None:
+        """One device, or None."""
+        with self._lock:
+            return self._devices.get(device_id)
+
+    def upsert(self, device_id: str, name: str | None = None, **changes: object) -> None:
+        """Create or update a device's view with the given fields."""
+        with self._lock:
+            cur = self._devices.get(device_id) or DeviceView(device_id=device_id, name=name or device_id)
+            if name:
+                changes["name"] = name
+            self._devices[device_id] = replace(cur, **changes)
+            self.version += 1
+
+    def count_reject(self, device_id: str, reason: str) -> None:
+        """Add one to a device's reject counter (only for devices in the cache)."""
+        with self._lock:
+            cur = self._devices.get(device_id)
+            if cur is None:
+                return
+            rejects = dict(cur.rejects)
+            rejects[reason] = rejects.get(reason, 0) + 1
+            self._devices[device_id] = replace(cur, rejects=rejects)
+            self.version += 1
+
+    def remove(self, device_id: str) -> None:
+        """Forget a device (after delete)."""
+        with self._lock:
+            self._devices.pop(device_id, None)
+            self.version += 1
+
+
+def sample_to_telemetry(s: Sample) -> schemas.Telemetry:
+    """Rebuild a :class:`shared.schemas.Telemetry` from a stored row."""
+    load = (s.load1, s.load5, s.load15) if s.load1 is not None else None
+    return schemas.Telemetry(
+        device_id=s.device, ts=s.ts, cpu_pct=s.cpu_pct, mem_used_bytes=s.mem_used_bytes,
+        mem_total_bytes=s.mem_total_bytes, mem_pct=s.mem_pct, disk_used_bytes=s.disk_used_bytes,
+        disk_total_bytes=s.disk_total_bytes, disk_pct=s.disk_pct, swap_pct=s.swap_pct, net_rx_bps=s.net_rx_bps,
+        net_tx_bps=s.net_tx_bps, load_avg=load, uptime_s=s.uptime_s,
+    )
+
+
+def telemetry_row(t: schemas.Telemetry) -> dict:
+    """A :class:`Sample` row dict from a telemetry payload."""
+    load = t.load_avg or (None, None, None)
+    return {
+        "device": t.device_id, "ts": t.ts, "cpu_pct": t.cpu_pct, "mem_used_bytes": t.mem_used_bytes,
+        "mem_total_bytes": t.mem_total_bytes, "mem_pct": t.mem_pct, "disk_used_bytes": t.disk_used_bytes,
+        "disk_total_bytes": t.disk_total_bytes, "disk_pct": t.disk_pct, "swap_pct": t.swap_pct,
+        "net_rx_bps": t.net_rx_bps, "net_tx_bps": t.net_tx_bps, "load1": load[0], "load5": load[1],
+        "load15": load[2], "uptime_s": t.uptime_s, "openclaw_up": t.openclaw.up if t.openclaw else None,
+    }
+
+
+def meta_json(meta: schemas.Meta) -> str:
+    """Serialise meta for the devices table."""
+    return json.dumps(meta.model_dump(mode="json"), separators=(",", ":"))
+
+
+def now_ms() -> int:
+    """Current time in epoch milliseconds UTC."""
+    return int(time.time() * 1000)

@@ -1,0 +1,131 @@
+"""peewee models: one per table. Timestamps are epoch milliseconds UTC (BigInteger).
+
+The database is bound at run time through :data:`db` (a proxy), so the same models serve
+SQLite (default) and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+from peewee import (
+    BigIntegerField,
+    BooleanField,
+    CharField,
+    CompositeKey,
+    DatabaseProxy,
+    FloatField,
+    IntegerField,
+    Model,
+    TextField,
+)
+
+db = DatabaseProxy()
+
+
+class BaseModel(Model):
+    class Meta:
+        database = db
+        legacy_table_names = False
+
+
+class Device(BaseModel):
+    """An enrolled device. ``id`` is the device id (= MQTT username and client id).
+
+    The API key itself is never stored: ``key_hash`` is its SHA-256 (hex; keys are 256-bit random,
+    so a slow hash adds nothing) and ``key_hint`` its last four characters.
+    """
+
+    id = CharField(primary_key=True, max_length=63)
+    name = CharField(max_length=200)
+    tags = CharField(max_length=500, default="")
+    key_hash = CharField(max_length=64)
+    key_hint = CharField(max_length=8)
+    created_ms = BigIntegerField()
+    revoked_ms = BigIntegerField(null=True)
+    # latest known state, kept by ingest (the dashboard reads the in-memory cache instead)
+    status = CharField(max_length=16, default="unknown")
+    status_reason = CharField(max_length=200, null=True)
+    status_ms = BigIntegerField(null=True)
+    last_seen_ms = BigIntegerField(null=True)
+    meta_json = TextField(null=True)
+
+
+class Sample(BaseModel):
+    """One telemetry sample of one device. Units as in :class:`shared.schemas.Telemetry`."""
+
+    device = CharField(max_length=63)
+    ts = BigIntegerField()
+    cpu_pct = FloatField()
+    mem_used_bytes = BigIntegerField()
+    mem_total_bytes = BigIntegerField()
+    mem_pct = FloatField()
+    disk_used_bytes = BigIntegerField()
+    disk_total_bytes = BigIntegerField()
+    disk_pct = FloatField()
+    swap_pct = FloatField()
+    net_rx_bps = FloatField()
+    net_tx_bps = FloatField()
+    load1 = FloatField(null=True)
+    load5 = FloatField(null=True)
+    load15 = FloatField(null=True)
+    uptime_s = FloatField()
+    openclaw_up = BooleanField(null=True)
+
+    class Meta:
+        primary_key = CompositeKey("device", "ts")
+
+
+class StatusEvent(BaseModel):
+    """An availability change reported on ``…/status`` (or decided by the server, e.g. revoked)."""
+
+    device = CharField(max_length=63, index=True)
+    ts = BigIntegerField()
+    state = CharField(max_length=16)
+    reason = CharField(max_length=200, null=True)
+
+
+class UsageRecord(BaseModel):
+    """One assistant message's token usage; ``id`` is the agent's stable record id (idempotent insert)."""
+
+    id = CharField(primary_key=True, max_length=64)
+    device = CharField(max_length=63, index=True)
+    ts = BigIntegerField(index=True)
+    agent_id = CharField(max_length=200)
+    session_id = CharField(max_length=200)
+    provider = CharField(max_length=200)
+    model = CharField(max_length=200)
+    input_tokens = BigIntegerField()
+    output_tokens = BigIntegerField()
+    cache_read_tokens = BigIntegerField()
+    cache_write_tokens = BigIntegerField()
+    total_tokens = BigIntegerField()
+    cost_usd = FloatField(null=True)
+    source = CharField(max_length=16)
+
+
+class LogRecord(BaseModel):
+    """One OpenClaw warning or error; ``id`` is the agent's stable record id (idempotent insert)."""
+
+    id = CharField(primary_key=True, max_length=64)
+    device = CharField(max_length=63, index=True)
+    ts = BigIntegerField(index=True)
+    level = CharField(max_length=8)
+    subsystem = CharField(max_length=200)
+    message = TextField()
+    fingerprint = CharField(max_length=64, index=True)
+    source = CharField(max_length=16)
+
+
+class RejectCount(BaseModel):
+    """Messages the server rejected, per device (``""`` when the topic had none) and reason."""
+
+    device = CharField(max_length=63)
+    reason = CharField(max_length=32)
+    count = IntegerField(default=0)
+    last_ms = BigIntegerField()
+    last_error = CharField(max_length=500)
+
+    class Meta:
+        primary_key = CompositeKey("device", "reason")
+
+
+ALL_MODELS = [Device, Sample, StatusEvent, UsageRecord, LogRecord, RejectCount]

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Install the OS packages ClawFleet needs when they are missing.
+#   scripts/ensure-system-packages.sh server   -> mosquitto (the managed broker)
+#   scripts/ensure-system-packages.sh test     -> mosquitto, chromium + chromedriver, xvfb
+set -euo pipefail
+want="${1:-server}"
+
+need=()
+command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need+=(mosquitto)
+if [ "$want" = "test" ]; then
+  command -v chromium >/dev/null 2>&1 || need+=(chromium)
+  command -v chromedriver >/dev/null 2>&1 || need+=(chromium-driver)
+  command -v Xvfb >/dev/null 2>&1 || need+=(xvfb)
+fi
+[ ${#need[@]} -eq 0 ] && exit 0
+
+echo "==> installing OS packages: ${need[*]}"
+sudo=""
+[ "$(id -u)" -ne 0 ] && sudo="sudo"
+if command -v apt-get >/dev/null 2>&1; then
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+  # The Debian package may start its own mosquitto service on port 1883. ClawFleet runs its own
+  # broker on another port (18830 by default), so the two never collide; we leave that service alone.
+elif command -v brew >/dev/null 2>&1; then
+  brew install mosquitto
+  [ "$want" = "test" ] && echo "browser tests need chromium and chromedriver: brew install --cask chromium chromedriver"
+elif command -v dnf >/dev/null 2>&1; then
+  $sudo dnf install -y mosquitto
+else
+  echo "error: cannot install ${need[*]} automatically on this system." >&2
+  echo "Install Mosquitto 2.x (https://mosquitto.org/download/) and run this again." >&2
+  exit 1
+fi

@@ -1,0 +1,74 @@
+"""Enrollment tokens: everything an agent needs to join a fleet, in one copy-pasteable string.
+
+Format: ``cfe1.`` + base64url (no padding) of a JSON object
+``{"v": 1, "url": "mqtt[s]://host:port", "device_id": str, "api_key": str, "ca_pem": str?}``.
+The token holds a secret (the API key): it is shown once, like the key itself.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from shared.topics import DEVICE_ID_RE
+
+TOKEN_PREFIX = "cfe1."  # noqa: S105 - a format prefix, not a secret
+
+
+class EnrollmentError(ValueError):
+    """The enrollment token is damaged, truncated or not a ClawFleet token."""
+
+
+class Enrollment(BaseModel):
+    """Decoded enrollment token."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    v: int = 1
+    url: str = Field(description="broker URL, mqtt://host:port (loopback only) or mqtts://host:port")
+    device_id: str = Field(pattern=DEVICE_ID_RE.pattern, max_length=63)
+    api_key: str = Field(min_length=16, max_length=200)
+    ca_pem: str | None = Field(default=None, description="PEM CA certificate the agent pins for mqtts")
+
+
+def parse_broker_url(url: str) -> tuple[str, str, int]:
+    """Split ``mqtt://host:port`` / ``mqtts://host:port`` into ``(scheme, host, port)``.
+
+    Default ports: 1883 for mqtt, 8883 for mqtts. Raises :class:`ValueError` naming the problem.
+    """
+    parts = urlsplit(url)
+    if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
+        raise ValueError(f"broker URL {url!r} must look like mqtt://host:port or mqtts://host:port")
+    return parts.scheme, parts.hostname, parts.port or (8883 if parts.scheme == "mqtts" else 1883)
+
+
+def encode_token(enrollment: Enrollment) -> str:
+    """Serialise an :class:`Enrollment` to a ``cfe1.…`` token string."""
+    raw = enrollment.model_dump_json(exclude_none=True).encode()
+    return TOKEN_PREFIX + base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_token(token: str) -> Enrollment:
+    """Parse a ``cfe1.…`` token.
+
+    Raises:
+        EnrollmentError: the text is not a complete, valid token (the message says which part).
+    """
+    token = "".join(token.split())  # tolerate line breaks from copy-paste
+    if not token.startswith(TOKEN_PREFIX):
+        raise EnrollmentError(f"an enrollment token starts with {TOKEN_PREFIX!r}; check that you copied all of it")
+    body = token[len(TOKEN_PREFIX):]
+    try:
+        data = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
+    except (binascii.Error, ValueError):
+        raise EnrollmentError("the enrollment token is damaged or truncated; copy it again") from None
+    try:
+        enrollment = Enrollment.model_validate(data)
+        parse_broker_url(enrollment.url)
+    except (ValidationError, ValueError) as exc:
+        raise EnrollmentError(f"the enrollment token is not valid: {exc}") from None
+    return enrollment
