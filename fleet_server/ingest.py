@@ -26,8 +26,9 @@ from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 from peewee import Database
 
-from fleet_server.state import FleetState, meta_json, now_ms, telemetry_row
-from fleet_server.store.models import Device, LogRecord, RejectCount, Sample, StatusEvent, UsageRecord
+from fleet_server.state import DeviceView, FleetState, LatestError, meta_json, now_ms, telemetry_row
+from fleet_server.store.models import Device, LogRecord, RejectCount, Sample, StatusEvent
+from fleet_server.store.usage import insert_usage
 from shared import schemas
 from shared.topics import ALL_DEVICES_FILTER, SERVER_STATUS_TOPIC, Channel, TopicError, parse_device_topic
 
@@ -36,6 +37,7 @@ log = logging.getLogger("clawfleet.ingest")
 SESSION_EXPIRY_S = 7 * 24 * 3600
 BATCH_MAX = 1000
 BATCH_WAIT_S = 0.2
+_NO_VIEW = DeviceView(device_id="", name="")
 
 
 @dataclass(frozen=True)
@@ -88,6 +90,7 @@ class Ingest:
         self._queue: queue.Queue[_Accepted | _Rejected] = queue.Queue()
         self._stop = threading.Event()
         self._known: dict[str, bool] = {}  # device id -> revoked?
+        self._pending_usage: dict = {}
         self._filter = f"$share/{shared_group}/{ALL_DEVICES_FILTER}" if shared_group else ALL_DEVICES_FILTER
         self._client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5,
                                    manual_ack=True)
@@ -151,6 +154,9 @@ class Ingest:
 
     def _on_message(self, _c: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
         self.counters["received"] += 1
+        if msg.topic == SERVER_STATUS_TOPIC:  # our own birth/will, retained from an earlier run
+            self._queue.put(_Rejected(msg.mid, msg.qos, "", "", ""))
+            return
         try:
             device_id, channel = parse_device_topic(msg.topic)
         except (TopicError, UnicodeDecodeError) as exc:
@@ -204,6 +210,8 @@ class Ingest:
                 self._client.ack(item.mid, item.qos)
         for device_id, changes in updates.items():
             self.state.upsert(device_id, **changes)
+        self.state.add_usage(self._pending_usage)
+        self._pending_usage = {}
         self.counters["batches"] += 1
 
     def _known_device(self, device_id: str) -> bool | None:
@@ -253,10 +261,15 @@ class Ingest:
             self.counters[f"stored_{item.channel.value}"] += 1
         for chunk in _chunks(samples):
             Sample.insert_many(chunk).on_conflict_ignore().execute()
-        for chunk in _chunks(usage):
-            UsageRecord.insert_many(chunk).on_conflict_ignore().execute()
+        self._pending_usage = insert_usage(usage) if usage else {}
         for chunk in _chunks(logs):
             LogRecord.insert_many(chunk).on_conflict_ignore().execute()
+        for row in logs:
+            if row["level"] in ("error", "fatal"):
+                upd = updates[row["device"]]
+                cur = upd.get("latest_error") or (self.state.get(row["device"]) or _NO_VIEW).latest_error
+                if cur is None or row["ts"] >= cur.ts:
+                    upd["latest_error"] = LatestError(row["ts"], row["level"], row["subsystem"], row["message"])
         for device_id, upd in updates.items():
             if "last_seen_ms" in upd:
                 Device.update(last_seen_ms=upd["last_seen_ms"]).where(
@@ -270,10 +283,11 @@ class Ingest:
             return  # older than what we know (e.g. a retained message replayed)
         if dev.status_ms == p.ts and dev.status == p.state:
             return
-        StatusEvent.create(device=p.device_id, ts=p.ts, state=p.state, reason=p.reason)
+        if dev.status != p.state:  # events are transitions; a repeated state only refreshes the timestamp
+            StatusEvent.create(device=p.device_id, ts=p.ts, state=p.state, reason=p.reason)
+            log.info("device %s is %s%s", p.device_id, p.state, f" ({p.reason})" if p.reason else "")
         Device.update(status=p.state, status_reason=p.reason, status_ms=p.ts).where(Device.id == p.device_id).execute()
         upd.update(status=p.state, status_reason=p.reason, status_ms=p.ts)
-        log.info("device %s is %s%s", p.device_id, p.state, f" ({p.reason})" if p.reason else "")
 
     def _reject(self, device_id: str, reason: str, error: str) -> None:
         self.counters[f"rejected_{reason}"] += 1

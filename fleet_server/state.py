@@ -14,7 +14,9 @@ from dataclasses import dataclass, field, replace
 
 from peewee import fn
 
-from fleet_server.store.models import Device, RejectCount, Sample
+from fleet_server.store import usage as usage_store
+from fleet_server.store.models import Device, LogRecord, RejectCount, Sample
+from fleet_server.store.usage import HOUR_MS, TokenSums
 from shared import schemas
 
 
@@ -31,6 +33,17 @@ class DeviceView:
     telemetry: schemas.Telemetry | None = None
     meta: schemas.Meta | None = None
     rejects: dict[str, int] = field(default_factory=dict)
+    latest_error: LatestError | None = None
+
+
+@dataclass(frozen=True)
+class LatestError:
+    """The newest error-level OpenClaw log record of a device."""
+
+    ts: int
+    level: str
+    subsystem: str
+    message: str
 
 
 class FleetState:
@@ -43,6 +56,8 @@ class FleetState:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._devices: dict[str, DeviceView] = {}
+        self._usage_total: dict[str, TokenSums] = {}
+        self._usage_hours: dict[str, dict[int, TokenSums]] = {}
         self.version = 0
 
     def load_from_db(self) -> None:
@@ -64,14 +79,54 @@ class FleetState:
                 except ValueError:
                     meta = None
             rejects = {r.reason: r.count for r in RejectCount.select().where(RejectCount.device == dev.id)}
+            err = (LogRecord.select().where((LogRecord.device == dev.id) & LogRecord.level.in_(("error", "fatal")))
+                   .order_by(LogRecord.ts.desc()).first())
             views[dev.id] = DeviceView(
                 device_id=dev.id, name=dev.name, status="revoked" if dev.revoked_ms else dev.status,
                 status_reason=dev.status_reason, status_ms=dev.status_ms, last_seen_ms=dev.last_seen_ms,
                 telemetry=tel, meta=meta, rejects=rejects,
+                latest_error=LatestError(err.ts, err.level, err.subsystem, err.message) if err else None,
             )
+        totals = usage_store.totals_by_device()
+        hours = usage_store.hours_since(now_ms() - 49 * HOUR_MS)
         with self._lock:
             self._devices = views
+            self._usage_total = totals
+            self._usage_hours = hours
             self.version += 1
+
+    def add_usage(self, added: dict[str, dict[int, TokenSums]]) -> None:
+        """Add newly stored usage (``{device: {hour_ms: sums}}``) to the cached totals."""
+        if not added:
+            return
+        cutoff = now_ms() - 49 * HOUR_MS
+        with self._lock:
+            for device, hours in added.items():
+                total = self._usage_total.setdefault(device, TokenSums())
+                cache = self._usage_hours.setdefault(device, {})
+                for hour, sums in hours.items():
+                    total.add(sums)
+                    if hour >= cutoff:
+                        cache.setdefault(hour, TokenSums()).add(sums)
+                for hour in [h for h in cache if h < cutoff]:
+                    del cache[hour]
+            self.version += 1
+
+    def usage(self, device_id: str | None, start_ms: int = 0, end_ms: int | None = None) -> TokenSums:
+        """Token sums of one device (or the whole fleet when None).
+
+        With ``start_ms`` 0 and no ``end_ms``: all time. Otherwise the hours starting in
+        ``[start_ms, end_ms)``, which must lie within the last 48 hours (the cached window).
+        """
+        with self._lock:
+            devices = [device_id] if device_id else list(self._usage_total)
+            out = TokenSums()
+            for d in devices:
+                if start_ms == 0 and end_ms is None:
+                    out.add(self._usage_total.get(d, TokenSums()))
+                else:
+                    out.add(usage_store.sum_hours(self._usage_hours.get(d, {}), start_ms, end_ms or 2**62))
+            return out
 
     def snapshot(self) -> list[DeviceView]:
         """All devices, sorted by name."""

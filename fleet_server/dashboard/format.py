@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from datetime import datetime, timedelta
 
 _UNITS = ("B", "KiB", "MiB", "GiB", "TiB", "PiB")
 
@@ -74,3 +75,11 @@ STATUS_COLORS = {
     "unknown": "grey",
 }
 """Quasar color name for each device status pill."""
+
+
+def day_bounds_ms(offset_days: int = 0, now: datetime | None = None) -> tuple[int, int]:
+    """``(start, end)`` epoch ms of a local calendar day: 0 today, -1 yesterday (server's zone)."""
+    now = now or datetime.now().astimezone()
+    start = (now + timedelta(days=offset_days)).replace(hour=0, minute=0, second=0, microsecond=0)
+    end = start + timedelta(days=1)
+    return int(start.timestamp() * 1000), int(end.timestamp() * 1000)

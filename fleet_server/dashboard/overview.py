@@ -6,12 +6,25 @@ changes (checked every second), so the page updates live without a reload.
 
 from __future__ import annotations
 
+import time
+
 from nicegui import ui
 
-from fleet_server.dashboard.format import STATUS_COLORS, ago_h, bytes_h, duration_h, pct_h, rate_h
+from fleet_server.dashboard.format import (
+    STATUS_COLORS,
+    ago_h,
+    bytes_h,
+    day_bounds_ms,
+    duration_h,
+    pct_h,
+    rate_h,
+    tokens_h,
+)
 from fleet_server.state import DeviceView, FleetState
+from fleet_server.store.usage import TokenSums
 
-COLUMNS = ("Status", "Device", "CPU", "Memory", "Disk", "Swap", "Net ↓ / ↑", "Uptime", "Last seen")
+COLUMNS = ("Status", "Device", "CPU", "Memory", "Disk", "Swap", "Net ↓ / ↑", "Uptime", "Tokens today / total",
+           "Last seen")
 
 
 def status_pill(status: str) -> ui.badge:
@@ -20,15 +33,27 @@ def status_pill(status: str) -> ui.badge:
         f'data-testid="status-{status}"')
 
 
-def _device_row(d: DeviceView) -> None:
+def token_breakdown(s: TokenSums) -> str:
+    """``"in 12.3k · out 456 · cache read 1.2k · cache write 0"`` (+ cost when priced)."""
+    text = (f"in {tokens_h(s.input_tokens)} · out {tokens_h(s.output_tokens)} · cache read "
+            f"{tokens_h(s.cache_read_tokens)} · cache write {tokens_h(s.cache_write_tokens)}")
+    if s.priced_records:
+        text += f" · ${s.cost_usd:.2f}"
+    return text
+
+
+def _device_row(d: DeviceView, state: FleetState, today: tuple[int, int]) -> None:
     t, m = d.telemetry, d.meta
     status_pill(d.status).tooltip(d.status_reason or d.status)
     with ui.column().classes("gap-0"):
         ui.label(d.name).classes("font-medium")
         sub = f"{d.device_id} · {m.os} {m.arch}" if m else d.device_id
         ui.label(sub).classes("text-xs text-gray-500")
+        if d.latest_error:
+            ui.label(f"⚠ {ago_h(d.latest_error.ts)}: {d.latest_error.message[:140]}").classes(
+                "text-xs text-red-700").tooltip(d.latest_error.message[:1000])
     if t is None:
-        for _ in range(len(COLUMNS) - 3):
+        for _ in range(6):
             ui.label("–")
     else:
         ui.label(pct_h(t.cpu_pct))
@@ -37,7 +62,22 @@ def _device_row(d: DeviceView) -> None:
         ui.label(pct_h(t.swap_pct))
         ui.label(f"{rate_h(t.net_rx_bps)} / {rate_h(t.net_tx_bps)}")
         ui.label(duration_h(t.uptime_s))
+    day, total = state.usage(d.device_id, *today), state.usage(d.device_id)
+    ui.label(f"{tokens_h(day.total_tokens)} / {tokens_h(total.total_tokens)}").tooltip(
+        f"today: {token_breakdown(day)}\nall time: {token_breakdown(total)}")
     ui.label(ago_h(d.last_seen_ms))
+
+
+def _fleet_tokens(state: FleetState) -> None:
+    today, yesterday = day_bounds_ms(0), day_bounds_ms(-1)
+    with ui.row().classes("w-full gap-4"):
+        for title, sums in (("Tokens today", state.usage(None, *today)),
+                            ("Yesterday", state.usage(None, *yesterday)),
+                            ("All time", state.usage(None))):
+            with ui.card().classes("p-3 min-w-64"):
+                ui.label(title).classes("text-xs uppercase text-gray-500")
+                ui.label(tokens_h(sums.total_tokens)).classes("text-xl font-semibold")
+                ui.label(token_breakdown(sums)).classes("text-xs text-gray-600")
 
 
 def render_overview(state: FleetState) -> None:
@@ -46,6 +86,13 @@ def render_overview(state: FleetState) -> None:
         ui.label("Fleet overview").classes("text-2xl font-semibold")
         ui.space()
         summary = ui.row().classes("gap-2")
+
+    @ui.refreshable
+    def tokens() -> None:
+        _fleet_tokens(state)
+
+    tokens()
+    ui.label(f"Days are in the server's time zone ({time.strftime('%Z')}).").classes("text-xs text-gray-500")
 
     @ui.refreshable
     def table() -> None:
@@ -59,11 +106,13 @@ def render_overview(state: FleetState) -> None:
         if not devices:
             ui.label("No devices yet. Add one with: clawfleet-server device add NAME").classes("text-gray-500")
             return
-        with ui.grid(columns="auto 2fr 1fr 2fr 2fr 1fr 2fr 1fr 1fr").classes("w-full items-center gap-x-4 gap-y-2"):
+        today = day_bounds_ms(0)
+        with ui.grid(columns="auto 3fr 1fr 2fr 2fr 1fr 2fr 1fr 2fr 1fr").classes(
+                "w-full items-center gap-x-4 gap-y-2"):
             for col in COLUMNS:
                 ui.label(col).classes("text-xs uppercase text-gray-500")
             for d in devices:
-                _device_row(d)
+                _device_row(d, state, today)
 
     table()
     seen = {"version": state.version, "tick": 0}
@@ -74,5 +123,6 @@ def render_overview(state: FleetState) -> None:
         if state.version != seen["version"] or seen["tick"] % 10 == 0:
             seen["version"] = state.version
             table.refresh()
+            tokens.refresh()
 
     ui.timer(1.0, refresh)

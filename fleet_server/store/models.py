@@ -102,6 +102,28 @@ class UsageRecord(BaseModel):
     source = CharField(max_length=16)
 
 
+class UsageHourly(BaseModel):
+    """Token-usage rollup per device and UTC hour (``hour_ms`` = start of the hour, epoch ms).
+
+    Kept by ingest in the same transaction as the records it adds, so it never double counts.
+    Hours (not days) so "today" can be summed in the viewer's time zone.
+    """
+
+    device = CharField(max_length=63)
+    hour_ms = BigIntegerField()
+    records = IntegerField(default=0)
+    input_tokens = BigIntegerField(default=0)
+    output_tokens = BigIntegerField(default=0)
+    cache_read_tokens = BigIntegerField(default=0)
+    cache_write_tokens = BigIntegerField(default=0)
+    total_tokens = BigIntegerField(default=0)
+    cost_usd = FloatField(default=0.0)
+    priced_records = IntegerField(default=0)
+
+    class Meta:
+        primary_key = CompositeKey("device", "hour_ms")
+
+
 class LogRecord(BaseModel):
     """One OpenClaw warning or error; ``id`` is the agent's stable record id (idempotent insert)."""
 
@@ -128,4 +150,4 @@ class RejectCount(BaseModel):
         primary_key = CompositeKey("device", "reason")
 
 
-ALL_MODELS = [Device, Sample, StatusEvent, UsageRecord, LogRecord, RejectCount]
+ALL_MODELS = [Device, Sample, StatusEvent, UsageRecord, UsageHourly, LogRecord, RejectCount]
