@@ -227,7 +227,8 @@ class Publisher:
                 status = schemas.ServerStatus.model_validate_json(msg.payload)
             except ValueError:
                 return
-            if status.state == "online":
+            # msg.retain: the stored birth delivered on subscribe, which our connect already answered
+            if status.state == "online" and not msg.retain:
                 log.info("fleet server is online: republishing status and meta")
                 self.announce()
             return

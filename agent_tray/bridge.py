@@ -1,0 +1,206 @@
+"""Local bridge: a small HTTP API on 127.0.0.1 for the OpenClaw plugin and local tools.
+
+Endpoints (JSON in and out):
+- ``GET /health`` -> ``{"ok": true, "agent_version", "device_id", "connected", "outbox": {...}}``
+- ``GET /telemetry`` -> the latest telemetry sample (404 before the first one)
+- ``POST /openclaw`` <- ``{"openclaw_version"?, "plugin_version"?, "agents"?: [str]}``
+- ``POST /events`` <- one event or ``{"events": [...]}``; event types ``gateway_start {port}``,
+  ``gateway_stop {reason?}``, ``llm_output {agentId, sessionId, runId, provider, model, usage, entryId?}``
+  (fields as in OpenClaw's plugin hooks).
+
+Safety: binds 127.0.0.1 only; optional bearer token; bodies capped at 256 KiB; POST requires
+``Content-Type: application/json`` and a loopback ``Host`` header, so a web page in a local
+browser can neither post to it (CORS preflight is never answered) nor reach it by DNS
+rebinding. The bridge never blocks the gateway: handlers only queue work.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import threading
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Literal, Protocol
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+log = logging.getLogger("clawfleet.agent.bridge")
+
+MAX_BODY_BYTES = 256 * 1024
+_LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]")
+
+
+class BridgeUsage(BaseModel):
+    """``usage`` of an ``llm_output`` hook event (OpenClaw field names; tokens)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    input: int = Field(default=0, ge=0)
+    output: int = Field(default=0, ge=0)
+    cacheRead: int = Field(default=0, ge=0)  # noqa: N815 - OpenClaw's field name
+    cacheWrite: int = Field(default=0, ge=0)  # noqa: N815
+    total: int | None = Field(default=None, ge=0)
+
+
+class BridgeEvent(BaseModel):
+    """One event posted by the OpenClaw plugin."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    type: Literal["gateway_start", "gateway_stop", "llm_output", "agent_end", "session_start", "session_end"]
+    ts: int | None = Field(default=None, description="epoch ms; the agent's clock when absent")
+    port: int | None = Field(default=None, ge=1, le=65535)
+    reason: str | None = Field(default=None, max_length=500)
+    agentId: str = Field(default="main", max_length=200)  # noqa: N815
+    sessionId: str = Field(default="", max_length=200)  # noqa: N815
+    runId: str = Field(default="", max_length=200)  # noqa: N815
+    entryId: str | None = Field(default=None, max_length=200)  # noqa: N815
+    provider: str = Field(default="", max_length=200)
+    model: str = Field(default="", max_length=200)
+    usage: BridgeUsage | None = None
+
+
+class OpenClawInfo(BaseModel):
+    """Body of ``POST /openclaw``."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    openclaw_version: str | None = Field(default=None, max_length=100)
+    plugin_version: str | None = Field(default=None, max_length=100)
+    agents: list[str] | None = Field(default=None, max_length=200)
+
+
+class BridgeTarget(Protocol):
+    """What the bridge calls; implemented by :class:`agent_tray.service.AgentService`."""
+
+    def bridge_health(self) -> dict[str, Any]: ...
+    def bridge_telemetry(self) -> dict[str, Any] | None: ...
+    def bridge_openclaw(self, info: OpenClawInfo) -> None: ...
+    def bridge_events(self, events: list[BridgeEvent]) -> dict[str, int]: ...
+
+
+class LocalBridge:
+    """Runs the bridge's HTTP server in a daemon thread.
+
+    Args:
+        target: the agent service answering the requests.
+        port: TCP port on 127.0.0.1 (0 picks a free one; see :attr:`port` after start).
+        token: when set, every request needs ``Authorization: Bearer <token>``.
+
+    Raises:
+        OSError: from :meth:`start` when the port is taken (the message names it).
+    """
+
+    def __init__(self, target: BridgeTarget, port: int, token: str | None = None) -> None:
+        self.target = target
+        self.token = token
+        self._requested_port = port
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def port(self) -> int:
+        """The bound port (after :meth:`start`)."""
+        return self._server.server_address[1] if self._server else self._requested_port
+
+    def start(self) -> None:
+        """Bind 127.0.0.1:port and serve in the background."""
+        bridge = self
+
+        class Handler(_Handler):
+            owner = bridge
+
+        try:
+            self._server = ThreadingHTTPServer(("127.0.0.1", self._requested_port), Handler)
+        except OSError as exc:
+            raise OSError(f"local bridge cannot listen on 127.0.0.1:{self._requested_port}: {exc.strerror}; "
+                          "set bridge_port in the agent config (0 turns the bridge off)") from None
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, name="clawfleet-bridge", daemon=True)
+        self._thread.start()
+        log.info("local bridge listening on http://127.0.0.1:%d", self.port)
+
+    def stop(self) -> None:
+        """Stop serving and close the socket."""
+        if self._server:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+
+class _Handler(BaseHTTPRequestHandler):
+    owner: LocalBridge
+    server_version = "clawfleet-bridge"
+    sys_version = ""
+
+    def log_message(self, fmt: str, *args: Any) -> None:
+        log.debug("%s " + fmt, self.client_address[0], *args)
+
+    def _reply(self, status: int, body: dict[str, Any]) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _allowed(self) -> bool:
+        host = (self.headers.get("Host") or "").rsplit(":", 1)[0]
+        if host not in _LOOPBACK_HOSTS:
+            self._reply(HTTPStatus.FORBIDDEN, {"error": "the bridge only answers requests addressed to 127.0.0.1"})
+            return False
+        if self.owner.token:
+            given = self.headers.get("Authorization", "")
+            if not hmac.compare_digest(given.encode(), f"Bearer {self.owner.token}".encode()):
+                self._reply(HTTPStatus.UNAUTHORIZED, {"error": "missing or wrong bearer token"})
+                return False
+        return True
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        if not self._allowed():
+            return
+        if self.path == "/health":
+            self._reply(HTTPStatus.OK, self.owner.target.bridge_health())
+        elif self.path == "/telemetry":
+            sample = self.owner.target.bridge_telemetry()
+            if sample is None:
+                self._reply(HTTPStatus.NOT_FOUND, {"error": "no sample taken yet"})
+            else:
+                self._reply(HTTPStatus.OK, sample)
+        else:
+            self._reply(HTTPStatus.NOT_FOUND, {"error": f"no such endpoint: GET {self.path}"})
+
+    def do_POST(self) -> None:  # noqa: N802
+        if not self._allowed():
+            return
+        if (self.headers.get("Content-Type") or "").split(";")[0].strip() != "application/json":
+            self._reply(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, {"error": "send Content-Type: application/json"})
+            return
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            length = -1
+        if length < 0 or length > MAX_BODY_BYTES:
+            self._reply(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, {"error": f"body must be 0-{MAX_BODY_BYTES} bytes"})
+            return
+        try:
+            body = json.loads(self.rfile.read(length) or b"{}")
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            self._reply(HTTPStatus.BAD_REQUEST, {"error": f"body is not JSON: {exc}"})
+            return
+        try:
+            if self.path == "/openclaw":
+                self.owner.target.bridge_openclaw(OpenClawInfo.model_validate(body))
+                self._reply(HTTPStatus.OK, {"ok": True})
+            elif self.path == "/events":
+                raw = body.get("events", [body]) if isinstance(body, dict) else body
+                if not isinstance(raw, list):
+                    raise ValueError("'events' must be a list")
+                events = [BridgeEvent.model_validate(e) for e in raw[:500]]
+                self._reply(HTTPStatus.OK, {"ok": True, **self.owner.target.bridge_events(events)})
+            else:
+                self._reply(HTTPStatus.NOT_FOUND, {"error": f"no such endpoint: POST {self.path}"})
+        except (ValidationError, ValueError) as exc:
+            self._reply(HTTPStatus.UNPROCESSABLE_ENTITY, {"error": str(exc)[:1000]})

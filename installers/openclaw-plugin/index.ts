@@ -1,0 +1,61 @@
+// ClawFleet plugin for OpenClaw: forwards gateway lifecycle and LLM usage to the local
+// ClawFleet agent's bridge (POST http://127.0.0.1:18790/events). Fire-and-forget: every POST
+// has a short timeout, every error is swallowed, no handler ever awaits the network, so the
+// gateway is never blocked or broken by a missing or slow agent.
+
+const PLUGIN_VERSION = "0.1.0";
+
+type Config = { bridgeUrl?: string; token?: string; timeoutMs?: number };
+
+function post(cfg: Config, path: string, body: unknown): void {
+  const url = (cfg.bridgeUrl || "http://127.0.0.1:18790").replace(/\/+$/, "") + path;
+  const headers: Record<string, string> = { "Content-Type": "application/json" };
+  if (cfg.token) headers["Authorization"] = `Bearer ${cfg.token}`;
+  try {
+    const signal = AbortSignal.timeout(cfg.timeoutMs ?? 1500);
+    fetch(url, { method: "POST", headers, body: JSON.stringify(body), signal }).catch(() => {});
+  } catch {
+    // never throw into the gateway
+  }
+}
+
+function safe<T extends unknown[]>(fn: (...args: T) => void): (...args: T) => void {
+  return (...args: T) => {
+    try {
+      fn(...args);
+    } catch {
+      // a bug here must not reach the gateway
+    }
+  };
+}
+
+export default {
+  id: "clawfleet",
+  name: "ClawFleet",
+  register(api: any) {
+    const cfg: Config = (api && (api.pluginConfig || api.config)) || {};
+    const on = (hook: string, handler: (...a: any[]) => void) => {
+      if (api && typeof api.on === "function") api.on(hook, safe(handler));
+    };
+    on("gateway_start", (event: any) => {
+      post(cfg, "/events", { type: "gateway_start", port: event?.port, ts: Date.now() });
+      post(cfg, "/openclaw", { plugin_version: PLUGIN_VERSION, openclaw_version: api?.runtime?.version });
+    });
+    on("gateway_stop", (event: any) => {
+      post(cfg, "/events", { type: "gateway_stop", reason: event?.reason, ts: Date.now() });
+    });
+    on("llm_output", (event: any, ctx: any) => {
+      post(cfg, "/events", {
+        type: "llm_output",
+        ts: Date.now(),
+        agentId: ctx?.agentId ?? "main",
+        sessionId: event?.sessionId ?? "",
+        runId: event?.runId ?? "",
+        entryId: event?.entryId ?? event?.messageId,
+        provider: event?.provider ?? "",
+        model: event?.model ?? "",
+        usage: event?.usage,
+      });
+    });
+  },
+};
