@@ -1,8 +1,9 @@
 """The agent's core loop (headless service; the tray is a view over the same object).
 
 Every ``interval_s`` seconds it takes one sample (system, network, OpenClaw gateway state),
-stores it in the outbox as retained telemetry, and wakes the publisher. A ``report_now``
-command from the server takes a sample at once.
+stores it in the outbox as retained telemetry, moves new OpenClaw usage and log records into
+the outbox, and wakes the publisher. A ``report_now`` command from the server, or a gateway
+event from the local bridge, runs a pass at once.
 """
 
 from __future__ import annotations
@@ -12,9 +13,11 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from agent_tray.bridge import BridgeEvent, LocalBridge, OpenClawInfo
 from agent_tray.collectors.network import NetworkCollector
 from agent_tray.collectors.system import SystemCollector
 from agent_tray.config import AgentConfig
+from agent_tray.openclaw_monitor import OpenClawMonitor
 from agent_tray.outbox import Outbox, OutMessage
 from agent_tray.publisher import Publisher, now_ms
 from shared import schemas
@@ -43,13 +46,18 @@ class AgentService:
         data_dir: where ``outbox.sqlite`` lives (default: ``cfg.resolved_data_dir()``).
     """
 
-    def __init__(self, cfg: AgentConfig, data_dir: Path | None = None) -> None:
+    def __init__(self, cfg: AgentConfig, data_dir: Path | None = None,
+                 openclaw: OpenClawMonitor | None = None) -> None:
         self.cfg = cfg
         self.state = AgentState()
         self.data_dir = data_dir or cfg.resolved_data_dir()
         self.outbox = Outbox(self.data_dir / "outbox.sqlite", max_bytes=cfg.outbox_max_bytes)
         self.system = SystemCollector()
         self.network = NetworkCollector()
+        self.openclaw = openclaw or OpenClawMonitor(cfg, self.outbox)
+        self.bridge = LocalBridge(self, cfg.bridge_port, cfg.bridge_token) if cfg.bridge_port else None
+        self._plugin: OpenClawInfo | None = None
+        self._meta_key: tuple | None = None
         self._stop = threading.Event()
         self._report_now = threading.Event()
         self.publisher = Publisher(cfg, self.outbox, meta=self.meta,
@@ -60,22 +68,27 @@ class AgentService:
     def meta(self) -> schemas.Meta:
         """The retained ``meta`` payload describing this machine."""
         info = self.system.machine_info()
+        oc = self.openclaw.last
+        version = (oc.version if oc else None) or (self._plugin.openclaw_version if self._plugin else None)
+        agents = list(oc.agents) if oc and oc.installed else list((self._plugin and self._plugin.agents) or [])
         return schemas.Meta(
             device_id=self.cfg.device_id, ts=now_ms(), hostname=info.hostname, os=info.os,
             os_version=info.os_version, arch=info.arch, agent_version=__version__, cpu_count=info.cpu_count,
             mem_total_bytes=info.mem_total_bytes, disk_total_bytes=info.disk_total_bytes,
-            boot_time_ms=info.boot_time_ms,
+            boot_time_ms=info.boot_time_ms, openclaw_version=version, agents=agents,
         )
 
     def sample(self) -> schemas.Telemetry:
         """Take one telemetry sample now."""
         s = self.system.collect()
         n = self.network.collect()
+        oc = self.openclaw.gateway()
         return schemas.Telemetry(
             device_id=self.cfg.device_id, ts=now_ms(), cpu_pct=s.cpu_pct, mem_used_bytes=s.mem_used_bytes,
             mem_total_bytes=s.mem_total_bytes, mem_pct=s.mem_pct, disk_used_bytes=s.disk_used_bytes,
             disk_total_bytes=s.disk_total_bytes, disk_pct=s.disk_pct, swap_pct=s.swap_pct,
             net_rx_bps=n.rx_bps, net_tx_bps=n.tx_bps, load_avg=s.load_avg, uptime_s=s.uptime_s,
+            openclaw=oc.to_state(),
         )
 
     def report(self) -> schemas.Telemetry:
@@ -84,22 +97,48 @@ class AgentService:
         self.outbox.put([OutMessage("telemetry", self._telemetry_topic, schemas.encode(tel), qos=1, retain=True)])
         self.state.last_sample = tel
         self.state.samples_taken += 1
+        self._republish_meta_on_change()
         self.publisher.wake()
         return tel
+
+    def _republish_meta_on_change(self) -> None:
+        oc = self.openclaw.last
+        key = (oc.version, oc.agents) if oc else None
+        if self._meta_key is not None and key != self._meta_key and self.publisher.connected.is_set():
+            log.info("OpenClaw version or agents changed; republishing meta")
+            self.publisher.announce()
+        self._meta_key = key
+
+    def collect_openclaw(self) -> None:
+        """Move new OpenClaw usage and log records into the outbox and wake the sender."""
+        try:
+            if self.openclaw.collect() != (0, 0):
+                self.publisher.wake()
+        except Exception:  # a parser bug must not stop telemetry
+            log.exception("reading OpenClaw transcripts/logs failed; will try again next interval")
 
     # ---- lifecycle --------------------------------------------------------------------------
     def run(self) -> None:
         """Run until :meth:`stop` is called (from a signal handler or another thread)."""
         log.info("agent %s starting: device %s, broker %s, sample every %.0f s, outbox %s",
                  __version__, self.cfg.device_id, self.cfg.broker_url, self.cfg.interval_s, self.outbox.path)
+        if self.bridge:
+            try:
+                self.bridge.start()
+            except OSError as exc:
+                log.error("%s", exc)
+                self.bridge = None
         self.publisher.start()
         while not self._stop.is_set():
             try:
                 self.report()
             except Exception:  # one bad sample must not stop the agent
                 log.exception("sampling failed; will try again next interval")
+            self.collect_openclaw()
             self._report_now.wait(timeout=self.cfg.interval_s)
             self._report_now.clear()
+        if self.bridge:
+            self.bridge.stop()
         self.publisher.stop()
         self.outbox.close()
         log.info("agent stopped")
@@ -108,6 +147,38 @@ class AgentService:
         """Ask :meth:`run` to finish: it publishes a retained ``shutdown`` status and disconnects."""
         self._stop.set()
         self._report_now.set()
+
+    def report_now(self) -> None:
+        """Run a sampling and collection pass at once (instead of at the next interval)."""
+        self._report_now.set()
+
+    # ---- local bridge (called from its HTTP threads: only record and trigger) ------------------
+    def bridge_health(self) -> dict:
+        """``GET /health`` body."""
+        return {"ok": True, "agent_version": __version__, "device_id": self.cfg.device_id,
+                "connected": self.publisher.connected.is_set(), "outbox": self.outbox.stats()}
+
+    def bridge_telemetry(self) -> dict | None:
+        """``GET /telemetry`` body: the latest sample, or None before the first."""
+        t = self.state.last_sample
+        return t.model_dump(mode="json", exclude_none=True) if t else None
+
+    def bridge_openclaw(self, info: OpenClawInfo) -> None:
+        """``POST /openclaw``: remember what the plugin says; republish meta."""
+        self._plugin = info
+        if self.publisher.connected.is_set():
+            self.publisher.announce()
+
+    def bridge_events(self, events: list[BridgeEvent]) -> dict[str, int]:
+        """``POST /events``: gateway start/stop and model calls trigger an immediate pass.
+
+        Token usage is taken from the transcripts (the only complete source, with stable entry ids),
+        so an ``llm_output`` event only makes the agent read them now; it is never counted twice.
+        """
+        kinds = {e.type for e in events}
+        if kinds & {"gateway_start", "gateway_stop", "llm_output", "agent_end"}:
+            self.report_now()
+        return {"accepted": len(events)}
 
     def _on_command(self, cmd: schemas.Command) -> None:
         if cmd.command == "report_now":

@@ -1,0 +1,117 @@
+"""OpenClaw side of the agent: gateway state for telemetry/meta, and usage + log records into
+the outbox together with the read positions that produced them (one transaction each).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+from agent_tray.collectors.logs import LogCollector
+from agent_tray.collectors.openclaw import GatewayInfo, GatewayProbe, OpenClawPaths, locate_openclaw
+from agent_tray.collectors.result import CollectResult
+from agent_tray.collectors.usage import UsageCollector
+from agent_tray.config import AgentConfig
+from agent_tray.outbox import Outbox, OutMessage
+from agent_tray.publisher import now_ms
+from shared import schemas
+from shared.topics import Channel, device_topic
+
+log = logging.getLogger("clawfleet.agent.openclaw")
+
+BATCH_BYTES = 192 * 1024
+"""Target size of one usage/logs payload (the server accepts up to 256 KiB)."""
+MAX_PASSES = 50
+"""Collector calls per :meth:`OpenClawMonitor.collect` (each call reads a bounded amount)."""
+
+
+def paths_for(cfg: AgentConfig, env: dict[str, str] | None = None) -> OpenClawPaths:
+    """Locate OpenClaw as configured (``openclaw_state_dir`` / ``openclaw_profile`` override the env)."""
+    env = dict(os.environ if env is None else env)
+    if cfg.openclaw_state_dir:
+        env["OPENCLAW_STATE_DIR"] = cfg.openclaw_state_dir
+    return locate_openclaw(env, profile=cfg.openclaw_profile)
+
+
+def batches(device_id: str, channel: Channel, records: list, max_bytes: int = BATCH_BYTES) -> Iterator[bytes]:
+    """Encode records into ``usage``/``logs`` payloads of at most ``max_bytes`` (and 500 records) each."""
+    model = schemas.UsageBatch if channel is Channel.USAGE else schemas.LogBatch
+    chunk: list = []
+    size = 0
+    for rec in records:
+        rec_size = len(rec.model_dump_json()) + 1
+        if chunk and (size + rec_size > max_bytes or len(chunk) >= schemas.MAX_BATCH_RECORDS):
+            yield schemas.encode(model(device_id=device_id, ts=now_ms(), records=chunk))
+            chunk, size = [], 0
+        chunk.append(rec)
+        size += rec_size
+    if chunk:
+        yield schemas.encode(model(device_id=device_id, ts=now_ms(), records=chunk))
+
+
+class OpenClawMonitor:
+    """Probes the gateway and moves new usage/log records into the outbox.
+
+    Args:
+        cfg: agent config (device id, OpenClaw overrides, log threshold).
+        outbox: where records and positions are committed together.
+        paths: pre-resolved OpenClaw paths (default: :func:`paths_for`).
+    """
+
+    def __init__(self, cfg: AgentConfig, outbox: Outbox, paths: OpenClawPaths | None = None) -> None:
+        self.cfg = cfg
+        self.outbox = outbox
+        self.paths = paths or paths_for(cfg)
+        self.probe = GatewayProbe(self.paths)
+        self.usage = UsageCollector(self.paths, cfg.device_id)
+        self.logs = LogCollector(self.paths.log_dirs, cfg.device_id, min_level=cfg.log_min_level)
+        self.last: GatewayInfo | None = None
+        self._lock = threading.Lock()
+        self._topics = {ch: device_topic(cfg.device_id, ch) for ch in (Channel.USAGE, Channel.LOGS)}
+        self._said_missing = False
+
+    def gateway(self) -> GatewayInfo:
+        """Probe the gateway now (HTTP on loopback; the version is cached)."""
+        info = self.probe.collect()
+        if not info.installed and not self._said_missing:
+            log.info("OpenClaw not found on this machine (looked in %s); reporting system telemetry only",
+                     self.paths.state_dir)
+            self._said_missing = True
+        elif info.installed:
+            self._said_missing = False
+        self.last = info
+        return info
+
+    def collect(self) -> tuple[int, int]:
+        """Move everything new into the outbox; returns ``(usage records, log records)`` added."""
+        with self._lock:  # the loop and a bridge-triggered pass must not interleave
+            n_usage = n_logs = 0
+            for name, collector in (("usage", self.usage), ("logs", self.logs)):
+                pos = self.outbox.position(name)
+                for _ in range(MAX_PASSES):
+                    res = collector.collect(pos)
+                    self._store(name, res)
+                    n_usage += len(res.usage)
+                    n_logs += len(res.logs)
+                    if res.positions == pos:
+                        break
+                    pos = res.positions
+            if n_usage or n_logs:
+                log.info("queued %d usage and %d log records from OpenClaw", n_usage, n_logs)
+            return n_usage, n_logs
+
+    def _store(self, name: str, res: CollectResult) -> None:
+        messages = list(self._messages(Channel.USAGE, res.usage)) + list(self._messages(Channel.LOGS, res.logs))
+        self.outbox.put(messages, positions={name: res.positions})
+
+    def _messages(self, channel: Channel, records: Iterable) -> Iterator[OutMessage]:
+        records = list(records)
+        for payload in batches(self.cfg.device_id, channel, records):
+            yield OutMessage(channel.value, self._topics[channel], payload, qos=1, retain=False)
+
+    def state_dir(self) -> Path:
+        """The OpenClaw state dir in use."""
+        return self.paths.state_dir
