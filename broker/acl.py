@@ -1,0 +1,96 @@
+"""Who may do what on the broker: the server role, the per-device roles, the default access.
+
+Each device gets one dynsec client (username = client id = device id) and one role
+``device-<id>`` with literal topics (Mosquitto 2.0.11 does not substitute ``%u`` in dynsec ACLs).
+The server account holds the role ``clawfleet-server``. Default access denies publishing and
+subscribing; receiving is allowed, which is safe because a client only receives what it may
+subscribe to. Topic names come from :mod:`shared.topics`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from shared.topics import (
+    DEVICE_PUBLISH_CHANNELS,
+    RETAINED_CHANNELS,
+    ROOT,
+    SERVER_STATUS_TOPIC,
+    Channel,
+    TopicError,
+    check_device_id,
+    device_topic,
+)
+
+CONTROL_FILTER = "$CONTROL/dynamic-security/#"
+"""The dynamic-security plugin's command and response topics."""
+
+SERVER_USERNAME = "clawfleet-server"
+"""Username of the server's own broker account (reserved: no device may take this id)."""
+SERVER_ROLE = "clawfleet-server"
+"""Role holding the server account's ACLs."""
+DEVICE_ROLE_PREFIX = "device-"
+"""A device's role is ``device-<device id>``."""
+
+DEFAULT_ACL_ACCESS: dict[str, bool] = {
+    "publishClientSend": False,
+    "publishClientReceive": True,
+    "subscribe": False,
+    "unsubscribe": True,
+}
+"""What applies when no role ACL matches: deny publish and subscribe, allow receive/unsubscribe."""
+
+
+def _acl(acltype: str, topic: str) -> dict[str, Any]:
+    return {"acltype": acltype, "topic": topic, "priority": 0, "allow": True}
+
+
+def server_role_acls() -> list[dict[str, Any]]:
+    """ACLs of the ``clawfleet-server`` role, as dynsec ACL dicts.
+
+    Administer dynsec; subscribe to every device channel (also via any ``$share/<group>/``);
+    publish commands, the server status, and (to clear them, or to mark a kicked device
+    offline) any device's retained topics.
+    """
+    acls = [_acl(t, CONTROL_FILTER) for t in ("publishClientSend", "publishClientReceive", "subscribePattern")]
+    acls += [
+        _acl("subscribePattern", f"{ROOT}/#"),
+        _acl("subscribePattern", f"$share/+/{ROOT}/#"),
+        _acl("publishClientReceive", f"{ROOT}/#"),
+        _acl("publishClientSend", f"{ROOT}/+/{Channel.CMD.value}"),
+        _acl("publishClientSend", SERVER_STATUS_TOPIC),
+    ]
+    acls += [_acl("publishClientSend", f"{ROOT}/+/{ch.value}") for ch in RETAINED_CHANNELS]
+    return acls
+
+
+def device_role_name(device_id: str) -> str:
+    """``device-<id>``; raises :class:`TopicError` for an invalid id."""
+    return DEVICE_ROLE_PREFIX + check_device_id(device_id)
+
+
+def device_role_acls(device_id: str) -> list[dict[str, Any]]:
+    """ACLs of ``device-<id>``: publish its own status/meta/telemetry/usage/logs; subscribe
+    (exact filter only) to its own ``cmd`` and to the server status."""
+    acls = [_acl("publishClientSend", device_topic(device_id, ch)) for ch in DEVICE_PUBLISH_CHANNELS]
+    acls += [_acl("subscribeLiteral", device_topic(device_id, Channel.CMD)), _acl("subscribeLiteral",
+                                                                                   SERVER_STATUS_TOPIC)]
+    return acls
+
+
+def same_acls(a: Iterable[dict[str, Any]], b: Iterable[dict[str, Any]]) -> bool:
+    """True when two dynsec ACL lists grant the same (order ignored; missing priority = 0)."""
+
+    def key(acls: Iterable[dict[str, Any]]) -> set[tuple[str, str, bool, int]]:
+        return {(x["acltype"], x["topic"], bool(x.get("allow", False)), int(x.get("priority", 0))) for x in acls}
+
+    return key(a) == key(b)
+
+
+def check_device_account(device_id: str) -> str:
+    """Return ``device_id`` or raise :class:`TopicError`: invalid, or the reserved server username."""
+    check_device_id(device_id)
+    if device_id == SERVER_USERNAME:
+        raise TopicError(f"device id {device_id!r} is reserved for the server's own broker account")
+    return device_id
