@@ -55,12 +55,16 @@ def run(
     local_agent: Annotated[bool, typer.Option(help="also run an agent that reports this machine")] = True,
     local_agent_interval: Annotated[float, typer.Option(help="local agent sample interval, seconds")] = 10.0,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="debug logging")] = False,
+    secure_cookies: Annotated[bool, typer.Option(help="mark the session cookie Secure (sent over HTTPS only); "
+                              "turn on when the dashboard is reached over HTTPS, directly or via a TLS proxy")] = False,
 ) -> None:
     """Run the server: managed Mosquitto, ingest, dashboard (and a local agent). Ctrl-C stops all."""
     from nicegui import app as ng_app
     from nicegui import ui
 
     from broker.mosquitto import BrokerSetupError
+    from fleet_server.auth import configure_session_storage, session_cookie_options, session_secret
+    from fleet_server.cli_admin import first_run_admin
     from fleet_server.dashboard import register_pages
     from fleet_server.server import FleetServer, ServerOptions
 
@@ -74,12 +78,16 @@ def run(
         server.start()
     except BrokerSetupError as exc:
         _fail(str(exc))
+    first_run_admin()  # auth: no user yet -> create 'admin', print its password once
+    configure_session_storage(opts.data_dir)  # auth: session files in <data dir>/sessions
     register_pages(server.state)
     ng_app.on_shutdown(server.stop)
     typer.echo(f"\n  ClawFleet dashboard: http://{host}:{port}\n  MQTT broker: {server.broker_url}\n"
                f"  data dir: {opts.data_dir}\n  Ctrl-C stops everything.\n")
     ui.run(host=host, port=port, title="ClawFleet", reload=False, show=False, show_welcome_message=False,
-           uvicorn_logging_level="warning", favicon="🛰️")
+           uvicorn_logging_level="warning", favicon="🛰️",
+           storage_secret=session_secret(opts.data_dir),  # auth: signs the session cookie
+           session_middleware_kwargs=session_cookie_options(https_only=secure_cookies))
 
 
 @contextlib.contextmanager
@@ -170,6 +178,12 @@ def device_delete(
         except DeviceError as exc:
             _fail(str(exc))
     typer.echo(f"device {device_id} deleted")
+
+
+# auth: the `admin` sub-app (imported last: cli_admin uses the option types defined above)
+from fleet_server.cli_admin import admin_app  # noqa: E402
+
+app.add_typer(admin_app, name="admin")
 
 
 def main() -> None:

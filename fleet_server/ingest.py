@@ -223,6 +223,8 @@ class Ingest:
             if dev is None:
                 return None
             self._known[device_id] = dev.revoked_ms is None
+            if self.state.get(device_id) is None:  # enrolled after the cache was loaded (e.g. by the CLI)
+                self.state.upsert(device_id, name=dev.name, status="revoked" if dev.revoked_ms else dev.status)
         return self._known[device_id]
 
     def forget_device(self, device_id: str) -> None:
@@ -280,6 +282,9 @@ class Ingest:
         return {k: v for k, v in updates.items() if v}
 
     def _status(self, p: schemas.Status, upd: dict) -> None:
+        if p.state == "offline" and p.reason == "last-will":
+            # the will was composed when the agent connected; the broker sends it when the device is lost
+            p = p.model_copy(update={"ts": max(p.ts, now_ms())})
         dev = Device.get_or_none(Device.id == p.device_id)
         if dev is None or (dev.status_ms is not None and p.ts < dev.status_ms):
             return  # older than what we know (e.g. a retained message replayed)
@@ -300,7 +305,7 @@ class Ingest:
             update={RejectCount.count: RejectCount.count + 1, RejectCount.last_ms: ts,
                     RejectCount.last_error: error[:500]},
         ).execute()
-        if device_id:
+        if device_id and self._known_device(device_id) is not None:
             self.state.count_reject(device_id, reason)
 
 

@@ -6,10 +6,14 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from auth_helpers import PASSWORD, submit_login
 from mqtt_helpers import free_port as _free_port
+from nicegui.testing import User as SimUser
 
 from broker.dynsec import DynSecClient
 from broker.mosquitto import BrokerConfig, ManagedMosquitto
+from fleet_server.auth import create_user
+from fleet_server.store.models import User
 
 # --- broker -----------------------------------------------------------------------------------
 
@@ -59,3 +63,27 @@ def dynsec(managed_broker: ManagedMosquitto) -> Iterator[DynSecClient]:
     with managed_broker.admin_client() as client:
         client.ensure_server_role()
         yield client
+
+
+# --- dashboard login ----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def login_form():
+    """``await login_form(user, username, password, path="/login")``: submit the login page."""
+    return submit_login
+
+
+@pytest.fixture
+def log_in():
+    """``await log_in(user, username="admin", role="admin")``: create the account if missing (password
+    :data:`auth_helpers.PASSWORD`), log in through ``/login`` and wait until the header shows the user.
+    Needs the database open and ``register_pages`` called inside ``user_simulation()``."""
+
+    async def _log_in(user: SimUser, username: str = "admin", role: str = "admin", password: str = PASSWORD) -> None:
+        if User.get_or_none(User.username == username) is None:
+            create_user(username, password, role=role)
+        await submit_login(user, username, password)
+        await user.should_see(f"{username} ({role})", retries=50)
+
+    return _log_in

@@ -52,8 +52,10 @@ def read_first_line(path: Path) -> bytes | None:
     try:
         with open_stream(path) as f:
             buf = b""
+            size = 4096  # headers and log lines are short; grow only when needed
             while len(buf) < FIRST_LINE_LIMIT:
-                chunk = f.read(65536)
+                chunk = f.read(size)
+                size = min(size * 4, 1 << 20)
                 if not chunk:
                     return None
                 nl = chunk.find(b"\n")
@@ -136,7 +138,7 @@ def _read_body(f: BinaryIO, off: int, max_bytes: int, final: bool, restarted: bo
     consumed = before[-TAIL_BYTES:]  # the last bytes before pos
     read_total = 0
     eof = False
-    chunk_size = max(65536, min(max_bytes, 4 << 20))
+    chunk_size = max(4096, min(max_bytes, 1 << 20))
     while True:
         chunk = f.read(chunk_size)
         if not chunk:

@@ -1,10 +1,18 @@
-"""NiceGUI dashboard: one module per page; :func:`register_pages` adds them all."""
+"""NiceGUI dashboard: one module per page; :func:`register_pages` adds them all.
+
+Every route needs a login except the ones listed in :mod:`fleet_server.dashboard.login`; pages
+check roles with :func:`fleet_server.auth.require_admin` (page content) and
+:func:`fleet_server.auth.admin_only` (event handlers of admin actions).
+"""
 
 from __future__ import annotations
 
 from nicegui import ui
 
+from fleet_server.dashboard.audit import render_audit
+from fleet_server.dashboard.login import install_auth, user_menu
 from fleet_server.dashboard.overview import render_overview
+from fleet_server.ratelimit import LoginRateLimiter
 from fleet_server.state import FleetState
 
 
@@ -12,12 +20,25 @@ def _frame(title: str) -> None:
     ui.page_title(f"{title} · ClawFleet")
     with ui.header().classes("items-center bg-slate-800"):
         ui.link("ClawFleet", "/").classes("text-white text-lg font-bold no-underline")
+        ui.space()
+        user_menu()  # auth: who is logged in, audit link (admins), log out, session check
 
 
-def register_pages(state: FleetState) -> None:
-    """Register the dashboard's pages on the NiceGUI app. Call before ``ui.run``."""
+def register_pages(state: FleetState, *, limiter: LoginRateLimiter | None = None) -> None:
+    """Register the dashboard's pages on the NiceGUI app. Call before ``ui.run``.
+
+    Args:
+        state: the in-memory fleet state the pages render.
+        limiter: failed-login limiter (tests pass one with a fake clock); default 5 per 15 min.
+    """
+    install_auth(limiter)  # auth: login gate, /login, /logout, /healthz, /api/v1/whoami
 
     @ui.page("/")
     def overview() -> None:
         _frame("Fleet")
         render_overview(state)
+
+    @ui.page("/audit")
+    def audit_log() -> None:
+        _frame("Audit log")
+        render_audit()

@@ -150,4 +150,40 @@ class RejectCount(BaseModel):
         primary_key = CompositeKey("device", "reason")
 
 
-ALL_MODELS = [Device, Sample, StatusEvent, UsageRecord, UsageHourly, LogRecord, RejectCount]
+# --- accounts and audit (fleet_server.auth, fleet_server.audit) ---
+
+
+class User(BaseModel):
+    """A dashboard account. ``password_hash`` is an argon2id PHC string (never the password).
+
+    ``role`` is ``"admin"`` (may change things) or ``"viewer"`` (read-only). Sessions that logged in
+    before ``password_changed_ms`` are no longer valid; a ``disabled`` user cannot log in.
+    """
+
+    username = CharField(max_length=64, unique=True)
+    password_hash = CharField(max_length=255)
+    role = CharField(max_length=16, default="viewer")
+    created_ms = BigIntegerField()
+    last_login_ms = BigIntegerField(null=True)
+    password_changed_ms = BigIntegerField(null=True)
+    disabled = BooleanField(default=False)
+
+
+class AuditEvent(BaseModel):
+    """Who did what, when: logins, user and device changes. ``detail`` is short text, never a secret.
+
+    ``actor`` is a username, ``"cli:<os user>"`` for the admin CLI, or the attempted username of a
+    failed login.
+    """
+
+    ts_ms = BigIntegerField(index=True)
+    actor = CharField(max_length=100)
+    action = CharField(max_length=64, index=True)
+    target = CharField(max_length=200, default="")
+    detail = CharField(max_length=500, default="")
+
+
+# --- end accounts and audit ---
+
+
+ALL_MODELS = [Device, Sample, StatusEvent, UsageRecord, UsageHourly, LogRecord, RejectCount, User, AuditEvent]

@@ -1,6 +1,9 @@
 """The agent's persistent outbox (real SQLite files)."""
 
 import logging
+import sqlite3
+
+import pytest
 
 from agent_tray.outbox import Outbox, OutMessage
 
@@ -36,10 +39,8 @@ def test_positions_and_records_commit_together(tmp_path):
     ob = Outbox(tmp_path / "o.sqlite")
 
     bad = OutMessage("usage", "t", None)  # NULL payload violates NOT NULL: the whole put must roll back
-    try:
+    with pytest.raises(sqlite3.IntegrityError):
         ob.put(msgs("usage", 2) + [bad], positions={"usage": {"offset": 99}})
-    except Exception:
-        pass
     assert ob.pending() == []
     assert ob.position("usage") == {}
 

@@ -23,13 +23,14 @@ def telemetry(device_id, cpu):
                              net_tx_bps=1024, load_avg=(0.5, 0.4, 0.3), uptime_s=90061)
 
 
-async def test_overview_shows_devices_and_updates_live(tmp_path):
+async def test_overview_shows_devices_and_updates_live(tmp_path, log_in):
     db = open_database(tmp_path)
     Device.create(id="alpha", name="Alpha box", key_hash="x", key_hint="abcd", created_ms=now_ms())
     state = FleetState()
     state.load_from_db()
     async with user_simulation() as user:
         register_pages(state)
+        await log_in(user)
         await user.open("/")
         await user.should_see("Alpha box")
         await user.should_see("unknown")
@@ -48,11 +49,12 @@ async def test_overview_shows_devices_and_updates_live(tmp_path):
         await user.should_see("1.2k / 1.2k", retries=30)
 
 
-async def test_empty_fleet_says_how_to_add_a_device(tmp_path):
+async def test_empty_fleet_says_how_to_add_a_device(tmp_path, log_in):
     open_database(tmp_path)
     state = FleetState()
     state.load_from_db()
     async with user_simulation() as user:
         register_pages(state)
+        await log_in(user)
         await user.open("/")
         await user.should_see("clawfleet-server device add NAME")

@@ -1,0 +1,93 @@
+"""Build OpenClaw state dirs in tmp dirs from the real files in ``shared/fixtures/openclaw``.
+
+The fixtures were written by real OpenClaw gateways (2026.9.6: SQLite store; 2026.7.35: JSONL);
+tests always work on copies (the SQLite file is WAL and must not be opened in place). When the
+fixture tree is absent the tests that need it are skipped with the path they looked for.
+"""
+
+from __future__ import annotations
+
+import shutil
+import stat
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+FIXTURES = (REPO / ".." / "shared" / "fixtures" / "openclaw").resolve()
+LATEST = FIXTURES / "latest-2026.9.6"
+LEGACY = FIXTURES / "legacy-2026.7.35"
+LOG_NAME = "openclaw-2026-11-21.log"
+
+# design/openclaw.md "Expected sums over the fixtures (assistant usage)"
+EXPECTED = {
+    # era, session prefix: (user msgs, assistant msgs, input, output, cacheRead, totalTokens, error msgs)
+    ("latest", "948d1b46"): (4, 4, 36877, 84, 384, 37345, 1),
+    ("latest", "dadc4dc2"): (4, 4, 36891, 96, 384, 37371, 1),
+    ("latest", "e3400a72"): (2, 2, 12385, 23, 0, 12408, 1),
+    ("legacy", "456405ea"): (3, 3, 15674, 42, 256, 15972, 1),
+    ("legacy", "7b71f0c0"): (2, 2, 7962, 32, 0, 7994, 1),
+    ("legacy", "f5d14729"): (6, 6, 15660, 38, 256, 15954, 4),
+}
+
+
+def require_fixtures() -> None:
+    """Skip the calling test when the shared OpenClaw fixtures are not checked out."""
+    if not (LATEST.is_dir() and LEGACY.is_dir()):
+        pytest.skip(f"OpenClaw fixtures not found at {FIXTURES} (expected next to the repo in shared/)")
+
+
+def _writable_copy(src: Path, dst: Path) -> Path:
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(src, dst)
+    dst.chmod(dst.stat().st_mode | stat.S_IWUSR | stat.S_IRUSR)
+    return dst
+
+
+def make_latest_state(tmp: Path, agent: str = "main") -> Path:
+    """A 2026.9.6 state dir: ``openclaw.json`` + ``agents/<agent>/agent/openclaw-agent.sqlite``."""
+    require_fixtures()
+    state = tmp / ".openclaw"
+    _writable_copy(LATEST / "config" / "openclaw.json", state / "openclaw.json")
+    _writable_copy(LATEST / "sqlite" / "openclaw-agent.sqlite", state / "agents" / agent / "agent" /
+                   "openclaw-agent.sqlite")
+    (state / "agents" / agent / "sessions").mkdir(parents=True, exist_ok=True)
+    return state
+
+
+def make_legacy_state(tmp: Path, agent: str = "main") -> Path:
+    """A 2026.7.35 state dir: ``openclaw.json`` + ``agents/<agent>/sessions/*`` as OpenClaw left it.
+
+    The fixture's ``*.trajectory.TRIMMED.jsonl`` is a trimmed copy made for the repo, not an
+    OpenClaw file name, so it is left out.
+    """
+    require_fixtures()
+    state = tmp / ".openclaw"
+    _writable_copy(LEGACY / "config" / "openclaw.json", state / "openclaw.json")
+    sessions = state / "agents" / agent / "sessions"
+    for src in (LEGACY / "sessions").iterdir():
+        if "TRIMMED" not in src.name:
+            _writable_copy(src, sessions / src.name)
+    return state
+
+
+def legacy_session_file(state: Path, prefix: str, agent: str = "main") -> Path:
+    """The live ``<sessionId>.jsonl`` whose id starts with ``prefix``."""
+    (match,) = [p for p in (state / "agents" / agent / "sessions").glob(f"{prefix}*.jsonl")
+                if not p.name.endswith(".trajectory.jsonl")]
+    return match
+
+
+def make_log_dir(tmp: Path, era: str = "latest") -> Path:
+    """A log dir holding the era's real ``openclaw-2026-11-21.log``."""
+    require_fixtures()
+    src = (LATEST if era == "latest" else LEGACY) / "logs" / LOG_NAME
+    out = tmp / f"logs-{era}"
+    _writable_copy(src, out / LOG_NAME)
+    return out
+
+
+def fixture_path(era: str, *parts: str) -> Path:
+    """A path inside one era's fixture dir (``latest`` or ``legacy``)."""
+    require_fixtures()
+    return (LATEST if era == "latest" else LEGACY).joinpath(*parts)
