@@ -5,11 +5,12 @@
 port accepts connections and restarts it if it dies. Its output goes to the logger
 ``clawfleet.broker``, one record per line.
 
-Shutdown: :meth:`ManagedMosquitto.stop`, also registered with :mod:`atexit`. The broker stays
-in the parent's process group, so Ctrl-C in a terminal reaches it too (it saves and exits);
-the supervisor then waits a grace period for the parent to stop before it would restart it. A
-broker orphaned by a parent killed with SIGKILL is found through ``mosquitto.pid`` and stopped
-on the next start.
+Shutdown: :meth:`ManagedMosquitto.stop`, also registered with :mod:`atexit`. On POSIX the broker
+runs in its own session, so Ctrl-C in a terminal reaches only the server, which stops its parts
+in order (agents publish their final status while the broker is still up, then the broker
+saves and exits). Should the broker die anyway, the supervisor waits a grace period for the
+parent to stop before it restarts it. A broker orphaned by a parent killed with SIGKILL is found
+through ``mosquitto.pid`` and stopped on the next start.
 """
 
 from __future__ import annotations
@@ -232,7 +233,7 @@ class ManagedMosquitto:
         assert self.install is not None
         self._tail.clear()
         self._running.clear()
-        kwargs: dict = {"umask": 0o077} if os.name == "posix" else {}
+        kwargs: dict = {"umask": 0o077, "start_new_session": True} if os.name == "posix" else {}
         proc = subprocess.Popen([str(self.install.binary), "-c", str(cfg.conf_path)], stdin=subprocess.DEVNULL,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, errors="replace",
                                 bufsize=1, **kwargs)
