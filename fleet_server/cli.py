@@ -189,3 +189,7 @@ app.add_typer(admin_app, name="admin")
 def main() -> None:
     """Console-script entry point."""
     app()
+
+
+if __name__ == "__main__":
+    main()

@@ -60,15 +60,18 @@ def _when(ts_ms: int | None) -> str:
 @admin_app.command("create")
 def admin_create(
     username: Annotated[str, typer.Argument(help="login name: a-z, 0-9, '.', '_', '-'")],
-    role: Annotated[str, typer.Option(help=f"one of: {', '.join(ROLES)} (viewers are read-only)")] = "viewer",
+    role: Annotated[str | None, typer.Option(help=f"one of: {', '.join(ROLES)} (viewers are read-only); "
+                                         "default: admin for the first account, viewer after that")] = None,
     password_stdin: PasswordStdinOpt = False,
     data_dir: DataDirOpt = None,
     database_url: DbUrlOpt = None,
 ) -> None:
     """Create a dashboard user; asks for the password twice (or reads it from stdin)."""
-    if role not in ROLES:
+    if role is not None and role not in ROLES:
         _fail(f"role must be one of {', '.join(ROLES)}")
     _open(data_dir, database_url)
+    if role is None:
+        role = "viewer" if list_users() else "admin"
     password = _read_password(password_stdin)
     try:
         user = create_user(username, password, role=role)

@@ -1,0 +1,97 @@
+"""The README's main job as a user runs it: `clawfleet-server run` (managed Mosquitto, ingest,
+dashboard, local agent) in a real process, looked at with a real headless Chromium, then Ctrl-C."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+import psutil
+import pytest
+from e2e_helpers import wait_for
+from mqtt_helpers import free_port
+
+pytestmark = pytest.mark.browser
+
+PASSWORD = "browser test password"
+SCREENSHOT_DIR = Path(os.environ.get("CLAWFLEET_SCREENSHOT_DIR", "")) if os.environ.get(
+    "CLAWFLEET_SCREENSHOT_DIR") else None
+
+
+def _env() -> dict[str, str]:
+    """The environment of a user's shell: NiceGUI switches to its own test mode under pytest."""
+    return {k: v for k, v in os.environ.items() if k != "PYTEST_CURRENT_TEST"}
+
+
+def _cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "fleet_server.cli", *args], input=stdin, text=True,
+                          capture_output=True, timeout=60, check=True, env=_env())
+
+
+def _http_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as r:  # noqa: S310 - loopback URL built by the test
+            return r.status == 200
+    except OSError:
+        return False
+
+
+@pytest.fixture
+def running_server(tmp_path):
+    data = tmp_path / "data"
+    _cli("admin", "create", "admin", "--password-stdin", "--data-dir", str(data), stdin=PASSWORD + "\n")
+    port, mqtt_port = free_port(), free_port()
+    log = open(tmp_path / "server.log", "wb")  # noqa: SIM115
+    proc = subprocess.Popen([sys.executable, "-m", "fleet_server.cli", "run", "--data-dir", str(data), "--port",
+                             str(port), "--mqtt-port", str(mqtt_port), "--local-agent-interval", "2"],
+                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=_env())
+    try:
+        wait_for(lambda: _http_ok(f"http://127.0.0.1:{port}/healthz") or proc.poll() is not None, 60,
+                 what="the dashboard to answer")
+        assert proc.poll() is None, (tmp_path / "server.log").read_text()
+        yield proc, port, tmp_path / "server.log"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        log.close()
+
+
+def test_dashboard_shows_this_machine_live_and_ctrl_c_stops_everything(running_server, browser):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    proc, port, log_path = running_server
+    wait = WebDriverWait(browser, 30)
+    browser.get(f"http://127.0.0.1:{port}/")
+    wait.until(ec.url_contains("/login"))
+    fields = wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "input") if len(
+        d.find_elements(By.CSS_SELECTOR, "input")) >= 2 else False)
+    fields[0].send_keys("admin")
+    fields[1].send_keys(PASSWORD + Keys.ENTER)
+    wait.until(lambda d: "/login" not in d.current_url)
+    wait.until(ec.text_to_be_present_in_element((By.TAG_NAME, "body"), "Fleet overview"))
+    # the local agent's device comes online and shows live figures
+    wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, '[data-testid="status-online"]'))
+    body = browser.find_element(By.TAG_NAME, "body").text
+    assert "1 online" in body
+    assert "admin (admin)" in body  # the first account created on the CLI is an admin
+    assert "GiB" in body and "%" in body  # memory/disk figures rendered
+    if SCREENSHOT_DIR:
+        SCREENSHOT_DIR.mkdir(parents=True, exist_ok=True)
+        browser.save_screenshot(str(SCREENSHOT_DIR / "overview.png"))
+
+    children = [p.pid for p in psutil.Process(proc.pid).children(recursive=True)]
+    assert len(children) >= 2, "expected mosquitto and the local agent as children"
+    os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C in the terminal: the whole foreground group gets SIGINT
+    assert proc.wait(30) in (0, 130, -signal.SIGINT), log_path.read_text()[-3000:]  # 130: "ended by Ctrl-C"
+    wait_for(lambda: not any(psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE
+                             for p in children), 10, what="mosquitto and the agent to exit")
+    log = log_path.read_text()
+    assert "is shutdown (agent stopped)" in log  # the agent said goodbye while the broker was still up
+    assert "server stopped" in log
