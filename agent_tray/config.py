@@ -44,7 +44,8 @@ class AgentConfig(BaseModel):
     openclaw_profile: str | None = Field(default=None, description="OpenClaw --profile name, if any")
     log_min_level: str = Field(default="warn", pattern="^(trace|debug|info|warn|error|fatal)$",
                                description="lowest OpenClaw log level reported")
-    bridge_port: int = Field(default=18790, ge=0, le=65535, description="local bridge port on 127.0.0.1; 0 = off")
+    bridge_port: int = Field(default=17890, ge=0, le=65535,
+                             description="local bridge port on 127.0.0.1 (not 18789+N: OpenClaw uses those); 0 = off")
     bridge_token: str | None = Field(default=None, description="bearer token the local bridge requires, if set")
 
     def resolved_data_dir(self) -> Path:

@@ -1,5 +1,5 @@
 // ClawFleet plugin for OpenClaw: forwards gateway lifecycle and LLM usage to the local
-// ClawFleet agent's bridge (POST http://127.0.0.1:18790/events). Fire-and-forget: every POST
+// ClawFleet agent's bridge (POST http://127.0.0.1:17890/events). Fire-and-forget: every POST
 // has a short timeout, every error is swallowed, no handler ever awaits the network, so the
 // gateway is never blocked or broken by a missing or slow agent.
 
@@ -8,7 +8,7 @@ const PLUGIN_VERSION = "0.1.0";
 type Config = { bridgeUrl?: string; token?: string; timeoutMs?: number };
 
 function post(cfg: Config, path: string, body: unknown): void {
-  const url = (cfg.bridgeUrl || "http://127.0.0.1:18790").replace(/\/+$/, "") + path;
+  const url = (cfg.bridgeUrl || "http://127.0.0.1:17890").replace(/\/+$/, "") + path;
   const headers: Record<string, string> = { "Content-Type": "application/json" };
   if (cfg.token) headers["Authorization"] = `Bearer ${cfg.token}`;
   try {
