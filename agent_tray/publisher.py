@@ -40,6 +40,10 @@ BACKOFF_MIN_S = 1.0
 BACKOFF_MAX_S = 60.0
 SEND_WINDOW = 50
 """Messages published but not yet acknowledged, at most."""
+FAIL_REPEAT_LOG_S = 600.0
+"""A connection failure is logged when it first happens or changes, then again at most this often (seconds)."""
+X509_V_ERR_HOSTNAME_MISMATCH = 62
+"""OpenSSL's verify code for a certificate that does not name the host."""
 
 
 def now_ms() -> int:
@@ -98,6 +102,7 @@ class Publisher:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._attempt = 0
+        self._fail_logged: tuple[str, float] | None = None  # last connect failure logged, monotonic time
         self._inflight: dict[int, mqtt.MQTTMessageInfo] = {}
         self._sent_upto = 0
         self._status_topic = device_topic(cfg.device_id, Channel.STATUS)
@@ -106,7 +111,7 @@ class Publisher:
 
     def _make_client(self) -> mqtt.Client:
         cfg = self.cfg
-        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=cfg.device_id, protocol=mqtt.MQTTv5)
+        client = _Client(CallbackAPIVersion.VERSION2, client_id=cfg.device_id, protocol=mqtt.MQTTv5)
         client.username_pw_set(cfg.device_id, cfg.api_key)
         will = schemas.Status(device_id=cfg.device_id, ts=now_ms(), state="offline", reason="last-will")
         client.will_set(self._status_topic, schemas.encode(will), qos=1, retain=True)
@@ -185,6 +190,7 @@ class Publisher:
             return
         self._attempt = 0
         self.last_error = None
+        self._fail_logged = None
         log.info("connected to %s", self.cfg.broker_url)
         client.subscribe([(device_topic(self.cfg.device_id, Channel.CMD), 1), (SERVER_STATUS_TOPIC, 1)])
         self.announce()
@@ -193,8 +199,18 @@ class Publisher:
         if self._on_connection:
             self._on_connection(True)
 
-    def _handle_connect_fail(self, _client: mqtt.Client, _userdata: object) -> None:
-        self.last_error = "broker unreachable"
+    def _handle_connect_fail(self, client: mqtt.Client, _userdata: object) -> None:
+        # paho passes no exception to on_connect_fail; _Client keeps the one reconnect() raised
+        scheme, host, _port = self.cfg.broker()
+        level, self.last_error = describe_connect_error(getattr(client, "last_connect_error", None), host,
+                                                        tls=scheme == "mqtts")
+        now = time.monotonic()
+        if self._fail_logged is None or self._fail_logged[0] != self.last_error:
+            log.log(level, "%s; retrying with backoff", self.last_error)
+            self._fail_logged = (self.last_error, now)
+        elif now - self._fail_logged[1] >= FAIL_REPEAT_LOG_S:
+            log.log(level, "still failing: %s", self.last_error)
+            self._fail_logged = (self.last_error, now)
         self._schedule_retry()
 
     def _handle_disconnect(self, _client: mqtt.Client, _userdata: object, _flags: object,
@@ -278,6 +294,51 @@ class Publisher:
     def outbox_pending(self) -> int:
         """Messages waiting in the outbox (sent-but-unacknowledged included)."""
         return self.outbox.stats()["messages"]
+
+
+class _Client(mqtt.Client):
+    """paho's client, remembering why the last connection attempt failed in ``last_connect_error``
+    (paho calls ``on_connect_fail(client, userdata)`` without the exception)."""
+
+    last_connect_error: OSError | None = None
+
+    def reconnect(self) -> mqtt.MQTTErrorCode:
+        try:
+            rc = super().reconnect()
+        except OSError as exc:  # ssl.SSLError, ConnectionRefusedError, socket.gaierror, TimeoutError, ...
+            self.last_connect_error = exc
+            raise
+        self.last_connect_error = None
+        return rc
+
+
+def describe_connect_error(exc: BaseException | None, host: str, tls: bool = False) -> tuple[int, str]:
+    """``(log level, one-line message)`` for a failed connection attempt to the broker at ``host``
+    (``tls``: over ``mqtts``).
+
+    A certificate the agent does not trust (another CA, an expired certificate, or one that does
+    not name ``host``) and other TLS handshake failures are errors that retrying will not fix;
+    an unreachable broker is a warning (it may come back).
+    """
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        why = exc.verify_message or str(exc)
+        if exc.verify_code == X509_V_ERR_HOSTNAME_MISMATCH:
+            return logging.ERROR, (f"broker certificate not trusted: {why} — the server's certificate must name "
+                                   f"{host} (on the server: clawfleet-server tls init --keep-ca --host {host} …), or "
+                                   "re-enroll with a token from this server")
+        return logging.ERROR, f"broker certificate not trusted: {why} — re-enroll with a token from this server"
+    if isinstance(exc, ssl.SSLError):
+        return logging.ERROR, (f"TLS handshake with the broker failed: {exc.reason or exc} — check that the token's "
+                               "port is the server's TLS port (mqtts://…:8883) or re-enroll with a token from this "
+                               "server")
+    if tls and isinstance(exc, ConnectionResetError):  # what Mosquitto does to a TLS hello on a plain port
+        return logging.WARNING, ("broker closed the connection during the TLS handshake — is the token's port the "
+                                 "server's TLS port (mqtts://…:8883)?")
+    if isinstance(exc, socket.gaierror):
+        return logging.WARNING, f"broker unreachable: cannot resolve {host} ({exc.strerror or exc})"
+    if exc is not None:
+        return logging.WARNING, f"broker unreachable: {getattr(exc, 'strerror', None) or exc}"
+    return logging.WARNING, "broker unreachable"
 
 
 def _no_delay(_client: mqtt.Client, _userdata: object, sock: object) -> None:

@@ -101,13 +101,16 @@ class AgentService:
         self.publisher.wake()
         return tel
 
-    def _republish_meta_on_change(self) -> None:
+    def _openclaw_key(self) -> tuple | None:
         oc = self.openclaw.last
-        key = (oc.version, oc.agents) if oc else None
-        if self._meta_key is not None and key != self._meta_key and self.publisher.connected.is_set():
+        return (oc.version, oc.agents) if oc else None
+
+    def _republish_meta_on_change(self) -> None:
+        key = self._openclaw_key()
+        if key != self._meta_key and self.publisher.connected.is_set():
             log.info("OpenClaw version or agents changed; republishing meta")
             self.publisher.announce()
-        self._meta_key = key
+            self._meta_key = key
 
     def collect_openclaw(self) -> None:
         """Move new OpenClaw usage and log records into the outbox and wake the sender."""
@@ -128,6 +131,11 @@ class AgentService:
             except OSError as exc:
                 log.error("%s", exc)
                 self.bridge = None
+        try:
+            self.openclaw.gateway()  # so the first meta, sent on connect, already names OpenClaw's version
+        except Exception:
+            log.exception("probing the OpenClaw gateway failed")
+        self._meta_key = self._openclaw_key()
         self.publisher.start()
         while not self._stop.is_set():
             try:

@@ -115,6 +115,9 @@ class DynSecClient:
         self._client = c
         try:
             c.connect(host, port, keepalive=30)
+        except ssl.SSLError as exc:  # a certificate the CA does not vouch for, or TLS to a plain port
+            raise DynSecConnectionError(f"TLS handshake with the MQTT broker at {host}:{port} failed: {exc} "
+                                        "(check the CA file and that the port is the broker's TLS port)") from exc
         except OSError as exc:
             raise DynSecConnectionError(f"cannot reach the MQTT broker at {host}:{port}: {exc}") from exc
         c.loop_start()

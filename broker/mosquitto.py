@@ -60,11 +60,18 @@ _LISTEN_RE = re.compile(r"listen socket on port (\d+)")
 _SIGNAL_EXITS = {0, -signal.SIGINT, -signal.SIGTERM}  # asked to stop: Ctrl-C on the terminal, `kill`
 
 
+_CHATTER = ("New connection from", "New client connected", "Client ", "Socket error on client", "dynsec: ",
+            "Saving in-memory database")
+"""Per-connection and per-command lines: DEBUG, or a fleet of thousands would flood the server log."""
+
+
 def _level(line: str) -> int:
     if line.startswith("Error"):
         return logging.ERROR
     if line.startswith("Warning"):
         return logging.WARNING
+    if line.startswith(_CHATTER):
+        return logging.DEBUG
     return logging.INFO
 
 

@@ -15,7 +15,7 @@ import typer
 
 app = typer.Typer(help="ClawFleet server: managed Mosquitto broker, ingest, storage and the dashboard.",
                   no_args_is_help=True, add_completion=False)
-device_app = typer.Typer(help="Enroll and remove devices.", no_args_is_help=True)
+device_app = typer.Typer(help="Enroll, rename, rotate keys of, revoke and delete devices.", no_args_is_help=True)
 app.add_typer(device_app, name="device")
 
 log = logging.getLogger("clawfleet.server")
@@ -48,7 +48,8 @@ def _fail(msg: str, code: int = 2) -> None:
 @app.command()
 def run(
     data_dir: DataDirOpt = None,
-    host: Annotated[str, typer.Option(help="dashboard bind address (loopback until login exists)")] = "127.0.0.1",
+    host: Annotated[str, typer.Option(help="dashboard bind address; anything but loopback (e.g. 0.0.0.0) needs "
+                    "--https-certfile/--https-keyfile or --behind-proxy")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="dashboard HTTP port")] = 8080,
     mqtt_port: MqttPortOpt = 18830,
     database_url: DbUrlOpt = None,
@@ -57,8 +58,34 @@ def run(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="debug logging")] = False,
     secure_cookies: Annotated[bool, typer.Option(help="mark the session cookie Secure (sent over HTTPS only); "
                               "turn on when the dashboard is reached over HTTPS, directly or via a TLS proxy")] = False,
+    https_certfile: Annotated[Path | None, typer.Option(help="serve the dashboard over HTTPS with this certificate "
+                              "(PEM, full chain); turns on secure cookies")] = None,
+    https_keyfile: Annotated[Path | None, typer.Option(help="private key (PEM) of --https-certfile")] = None,
+    behind_proxy: Annotated[bool, typer.Option("--behind-proxy", help="a TLS-terminating reverse proxy (Caddy, "
+                            "nginx) serves the dashboard over HTTPS; turns on secure cookies")] = False,
+    mqtt_tls_port: Annotated[int, typer.Option("--mqtt-tls-port", help="TLS port of the managed Mosquitto on all "
+                             "interfaces, opened when 'clawfleet-server tls init' has made a certificate")] = 8883,
+    mqtt_tls_bind: Annotated[str | None, typer.Option("--mqtt-tls-bind", help="bind the TLS listener to this "
+                             "address only (e.g. a VPN interface's); default all interfaces")] = None,
+    public_host: Annotated[str | None, typer.Option(help="host name agents connect to, put into enrollment tokens "
+                           "(default: the certificate's first --host)")] = None,
+    broker_url: Annotated[str | None, typer.Option(help="use this external Mosquitto >= 2.0 with the "
+                          "dynamic-security plugin (mqtts://host:8883) instead of starting one")] = None,
+    broker_admin_user: Annotated[str | None, typer.Option(help="dynamic-security admin account on "
+                                 "--broker-url")] = None,
+    broker_admin_password_file: Annotated[Path | None, typer.Option(help="file whose first line is that account's "
+                                          "password (or set $CLAWFLEET_BROKER_ADMIN_PASSWORD)")] = None,
+    broker_ca_file: Annotated[Path | None, typer.Option(help="CA (PEM) of an mqtts --broker-url; the server and "
+                              "agents pin it (default: the system trust store)")] = None,
 ) -> None:
-    """Run the server: managed Mosquitto, ingest, dashboard (and a local agent). Ctrl-C stops all."""
+    """Run the server: managed Mosquitto, ingest, dashboard (and a local agent). Ctrl-C stops all.
+
+    TLS: after 'tls init' the broker also listens on --mqtt-tls-port and tokens use mqtts://<public host>.
+
+    Dashboard: 127.0.0.1 by default; --host 0.0.0.0 needs --https-certfile/--https-keyfile or --behind-proxy.
+
+    Broker settings (never the password) are saved in <data dir>/server.json for the device commands.
+    """
     from nicegui import app as ng_app
     from nicegui import ui
 
@@ -69,32 +96,59 @@ def run(
     from fleet_server.server import FleetServer, ServerOptions
 
     _setup_logging(verbose)
-    if host not in ("127.0.0.1", "localhost", "::1"):
-        _fail("the dashboard has no login yet, so it only binds to 127.0.0.1; use an SSH tunnel to reach it")
+    from broker.dynsec import DynSecConnectionError, DynSecError
+    from fleet_server.cli_tls import dashboard_tls, external_broker, save_settings, startup_warnings
+    from fleet_server.tls import TlsError
+
+    try:
+        web = dashboard_tls(host, port, https_certfile, https_keyfile, behind_proxy)
+        external = external_broker(broker_url, broker_admin_user, broker_admin_password_file, broker_ca_file)
+    except ValueError as exc:
+        _fail(str(exc))
+    secure_cookies = secure_cookies or web.secure_cookies
     opts = ServerOptions(data_dir=data_dir or default_data_dir(), mqtt_port=mqtt_port, database_url=database_url,
-                         local_agent=local_agent, local_agent_interval_s=local_agent_interval)
+                         local_agent=local_agent, local_agent_interval_s=local_agent_interval, tls_port=mqtt_tls_port,
+                         tls_host=mqtt_tls_bind, public_host=public_host, external_broker=external)
+    for warning in web.warnings + startup_warnings(opts.data_dir, public_host, external):
+        log.warning("%s", warning)
     server = FleetServer(opts)
     try:
         server.start()
-    except BrokerSetupError as exc:
+    except (BrokerSetupError, DynSecConnectionError, DynSecError, TlsError) as exc:
         _fail(str(exc))
+    save_settings(opts.data_dir, mqtt_port, mqtt_tls_port, public_host, external, broker_admin_password_file)
     first_run_admin()  # auth: no user yet -> create 'admin', print its password once
     configure_session_storage(opts.data_dir)  # auth: session files in <data dir>/sessions
-    register_pages(server.state)
+    register_pages(server.state, devices=server.devices)  # devices: actions on /devices
     ng_app.on_shutdown(server.stop)
-    typer.echo(f"\n  ClawFleet dashboard: http://{host}:{port}\n  MQTT broker: {server.broker_url}\n"
+    typer.echo(f"\n  ClawFleet dashboard: {web.scheme}://{host}:{port}\n  MQTT broker for agents: {server.broker_url}\n"
                f"  data dir: {opts.data_dir}\n  Ctrl-C stops everything.\n")
     ui.run(host=host, port=port, title="ClawFleet", reload=False, show=False, show_welcome_message=False,
            uvicorn_logging_level="warning", favicon="🛰️",
            storage_secret=session_secret(opts.data_dir),  # auth: signs the session cookie
-           session_middleware_kwargs=session_cookie_options(https_only=secure_cookies))
+           session_middleware_kwargs=session_cookie_options(https_only=secure_cookies), **web.uvicorn_kwargs)
 
 
 @contextlib.contextmanager
 def _dynsec(data_dir: Path, mqtt_port: int) -> Iterator[object]:
-    """Admin connection to the managed broker: the running one, or a temporary one."""
-    from broker.dynsec import DynSecClient
+    """Admin connection to the broker: the external one saved by ``run`` (server.json), else the
+    managed one: running, or started for this command."""
+    from broker.dynsec import DynSecClient, DynSecConnectionError
     from broker.mosquitto import BrokerConfig, BrokerSetupError, ManagedMosquitto
+    from fleet_server.broker_link import ServerSettings
+
+    settings = ServerSettings.load(data_dir)
+    if settings.broker_url:
+        try:
+            ext = settings.external()
+            assert ext is not None
+            client = DynSecClient(ext.host, ext.port, ext.username, ext.password, tls=ext.ssl_context(),
+                                  client_id="clawfleet-cli")
+        except (ValueError, DynSecConnectionError) as exc:
+            _fail(f"external broker: {exc}")
+        with client as ds:
+            yield ds
+        return
 
     broker = ManagedMosquitto(BrokerConfig(data_dir=data_dir, port=mqtt_port))
     running = _port_open("127.0.0.1", mqtt_port)
@@ -127,16 +181,20 @@ def device_add(
     database_url: DbUrlOpt = None,
 ) -> None:
     """Enroll a device; prints its API key and enrollment token ONCE."""
-    from fleet_server.devices import DeviceError, add_device
-    from fleet_server.store.db import open_database
+    from fleet_server import audit
+    from fleet_server.broker_link import ServerSettings
+    from fleet_server.cli_devices import device_actions, endpoint_for
 
     data_dir = data_dir or default_data_dir()
-    open_database(data_dir, database_url)
-    with _dynsec(data_dir, mqtt_port) as ds:
-        try:
-            new = add_device(ds, name, f"mqtt://127.0.0.1:{mqtt_port}", device_id=device_id, tags=tags)
-        except DeviceError as exc:
-            _fail(str(exc))
+    settings = ServerSettings.load(data_dir)
+    endpoint = endpoint_for(data_dir, mqtt_port)
+    with device_actions(data_dir, mqtt_port, database_url) as actions:  # devices: audited as cli:<os user>
+        new = actions.add(audit.cli_actor(), name, tags, device_id)
+    if not endpoint.tls and not settings.broker_url:
+        typer.echo(f"warning: no TLS certificate, so this token points at {endpoint.url}: the device must be this "
+                   f"machine or reach it through an SSH tunnel (ssh -N -L {mqtt_port}:127.0.0.1:{mqtt_port} SERVER). "
+                   "For devices elsewhere: clawfleet-server tls init --host NAME, restart the server, add the device "
+                   "again.", err=True)
     typer.echo(f"device:  {new.device.id}\napi key: {new.api_key}\n\nenrollment token (shown once; keep it "
                f"secret):\n{new.token}\n\non the device run:\n  clawfleet-agent enroll {new.token}\n"
                "  clawfleet-agent run --headless")
@@ -166,24 +224,25 @@ def device_delete(
     mqtt_port: MqttPortOpt = 18830,
     database_url: DbUrlOpt = None,
 ) -> None:
-    """Remove a device: revokes its key at once (kicking a live session) and purges its data."""
-    from fleet_server.devices import DeviceError, delete_device
-    from fleet_server.store.db import open_database
+    """Remove a device: revokes its key at once (kicking a live session), clears its retained state
+    on the broker and purges its data (unless --keep-data)."""
+    from fleet_server import audit
+    from fleet_server.cli_devices import device_actions
 
-    data_dir = data_dir or default_data_dir()
-    open_database(data_dir, database_url)
-    with _dynsec(data_dir, mqtt_port) as ds:
-        try:
-            delete_device(ds, device_id, keep_data=keep_data)
-        except DeviceError as exc:
-            _fail(str(exc))
-    typer.echo(f"device {device_id} deleted")
+    with device_actions(data_dir, mqtt_port, database_url, publisher=True) as actions:
+        res = actions.delete(audit.cli_actor(), device_id, keep_data=keep_data)
+    typer.echo(f"device {device_id} deleted" + (" (data kept)" if keep_data else "")
+               + ("" if res.retained_cleared else "; its retained topics could not be cleared"))
 
 
 # auth: the `admin` sub-app (imported last: cli_admin uses the option types defined above)
 from fleet_server.cli_admin import admin_app  # noqa: E402
 
 app.add_typer(admin_app, name="admin")
+import fleet_server.cli_devices  # noqa: E402, F401  (devices: rotate-key, revoke, rename on device_app)
+from fleet_server.cli_tls import tls_app  # noqa: E402
+
+app.add_typer(tls_app, name="tls")
 
 
 def main() -> None:

@@ -18,23 +18,29 @@ from pathlib import Path
 from agent_tray.config import AgentConfig, ConfigError, load_config, save_config
 from broker.dynsec import DynSecClient
 from fleet_server.devices import add_device
+from fleet_server.reconcile import NEEDS_NEW_KEY
 from fleet_server.store.models import Device
 from shared.topics import suggest_device_id
 
 log = logging.getLogger("clawfleet.local-agent")
 
 
-def ensure_local_device(dynsec: DynSecClient, data_dir: Path, broker_url: str, interval_s: float) -> Path:
+def ensure_local_device(dynsec: DynSecClient, data_dir: Path, broker_url: str, interval_s: float,
+                        ca_pem: str | None = None) -> Path:
     """Make sure this host is enrolled and has a valid agent config; return the config path.
 
-    A device whose config is missing or whose broker URL changed is (re)enrolled under the same id.
+    ``ca_pem``: CA certificate the local agent pins for an ``mqtts://`` ``broker_url``.
+    A device whose config is missing or whose broker URL or CA changed, or whose broker client was
+    lost (reconciliation marked it "needs new key"), is (re)enrolled under the same id.
     """
     cfg_path = data_dir / "local-agent" / "agent.json"
     name = socket.gethostname() or "localhost"
     device_id = suggest_device_id(name)
     try:
         cfg = load_config(cfg_path)
-        if cfg.device_id == device_id and cfg.broker_url == broker_url and Device.get_or_none(Device.id == device_id):
+        dev = Device.get_or_none(Device.id == device_id)
+        if (cfg.device_id == device_id and cfg.broker_url == broker_url and cfg.ca_pem == ca_pem
+                and dev is not None and dev.status_reason != NEEDS_NEW_KEY):  # devices: broker client lost
             return cfg_path
     except ConfigError:
         pass
@@ -43,8 +49,8 @@ def ensure_local_device(dynsec: DynSecClient, data_dir: Path, broker_url: str, i
 
         log.info("re-enrolling the local device %s (its agent config was missing or outdated)", device_id)
         delete_device(dynsec, device_id, keep_data=True)
-    new = add_device(dynsec, name, broker_url, device_id=device_id, tags="local")
-    save_config(AgentConfig(device_id=device_id, broker_url=broker_url, api_key=new.api_key,
+    new = add_device(dynsec, name, broker_url, device_id=device_id, tags="local", ca_pem=ca_pem)
+    save_config(AgentConfig(device_id=device_id, broker_url=broker_url, api_key=new.api_key, ca_pem=ca_pem,
                             interval_s=interval_s, data_dir=str(cfg_path.parent)), cfg_path)
     log.info("local agent enrolled as device %s", device_id)
     return cfg_path

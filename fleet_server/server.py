@@ -5,19 +5,27 @@ by the CLI (``ui.run`` owns the main thread).
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 from peewee import Database
 
+from broker.config import DEFAULT_TLS_PORT
 from broker.dynsec import DynSecClient
-from broker.mosquitto import BrokerConfig, ManagedMosquitto
+from broker.mosquitto import ManagedMosquitto
+from fleet_server.broker_link import AgentEndpoint, ExternalBroker, agent_endpoint, managed_broker_config
+from fleet_server.device_actions import DeviceActions
 from fleet_server.ingest import BrokerAccount, Ingest
 from fleet_server.local_agent import LocalAgentProcess, ensure_local_device
+from fleet_server.reconcile import ReconcileSummary, reconcile
 from fleet_server.state import FleetState
 from fleet_server.store.db import open_database
 
 log = logging.getLogger("clawfleet.server")
+
+REGISTRY_SYNC_S = 5.0
+"""How often the server re-reads the devices table (device commands run by the CLI), seconds."""
 
 
 @dataclass
@@ -29,6 +37,14 @@ class ServerOptions:
     database_url: str | None = None
     local_agent: bool = True
     local_agent_interval_s: float = 10.0
+    tls_port: int = DEFAULT_TLS_PORT
+    """Managed broker's TLS listener port (opened when ``<data_dir>/tls/server.pem`` exists)."""
+    tls_host: str | None = None
+    """Bind address of the TLS listener; None = all interfaces (tests use 127.0.0.1)."""
+    public_host: str | None = None
+    """Host name put into enrollment tokens; default the certificate's first SAN."""
+    external_broker: ExternalBroker | None = None
+    """Use this broker instead of starting a managed Mosquitto."""
 
 
 class FleetServer:
@@ -42,11 +58,31 @@ class FleetServer:
         self.dynsec: DynSecClient | None = None
         self.ingest: Ingest | None = None
         self.agent: LocalAgentProcess | None = None
+        self._endpoint: AgentEndpoint | None = None
+        self.devices: DeviceActions | None = None  # device actions for the dashboard (after start)
+        self.reconciled: ReconcileSummary | None = None  # what the start-up reconciliation did
+        self._sync_stop = threading.Event()
+        self._sync_thread: threading.Thread | None = None
+
+    @property
+    def endpoint(self) -> AgentEndpoint:
+        """What enrollment tokens carry (see :func:`fleet_server.broker_link.agent_endpoint`)."""
+        if self._endpoint is None:
+            o = self.opts
+            self._endpoint = agent_endpoint(o.data_dir, mqtt_port=o.mqtt_port, tls_port=o.tls_port,
+                                            public_host=o.public_host, external=o.external_broker)
+        return self._endpoint
 
     @property
     def broker_url(self) -> str:
-        """URL agents use to reach the broker (loopback for the managed broker)."""
-        return f"mqtt://127.0.0.1:{self.opts.mqtt_port}"
+        """URL agents use to reach the broker: ``mqtts://<public host>:<tls port>`` when the
+        server has a TLS certificate, the external broker's URL, else the loopback listener."""
+        return self.endpoint.url
+
+    @property
+    def ca_pem(self) -> str | None:
+        """CA certificate agents pin (None: plain loopback, or the system trust store)."""
+        return self.endpoint.ca_pem
 
     def start(self) -> None:
         """Start everything; on failure, stop what was started and re-raise."""
@@ -59,25 +95,62 @@ class FleetServer:
     def _start(self) -> None:
         opts = self.opts
         self.database = open_database(opts.data_dir, opts.database_url)
-        self.broker = ManagedMosquitto(BrokerConfig(data_dir=opts.data_dir, port=opts.mqtt_port))
-        self.broker.start()
-        admin = self.broker.admin
-        log.info("managed Mosquitto listening on %s", self.broker.url)
-        self.dynsec = DynSecClient("127.0.0.1", opts.mqtt_port, admin.username, admin.password,
+        ext = opts.external_broker
+        if ext is None:  # managed: the server's own connections stay on loopback plain MQTT
+            self.broker = ManagedMosquitto(managed_broker_config(opts.data_dir, opts.mqtt_port, opts.tls_port,
+                                                                 opts.tls_host))
+            self.broker.start()
+            admin = self.broker.admin
+            account = BrokerAccount("127.0.0.1", opts.mqtt_port, admin.username, admin.password)
+            log.info("managed Mosquitto listening on %s%s", self.broker.url, f", TLS on port {opts.tls_port} "
+                     f"({opts.tls_host or 'all interfaces'})" if self.broker.cfg.tls_enabled else "")
+        else:
+            account = BrokerAccount(ext.host, ext.port, ext.username, ext.password, ext.ssl_context())
+            log.info("using the external broker %s as %s", ext.url, ext.username)
+        self.dynsec = DynSecClient(account.host, account.port, account.username, account.password, tls=account.tls,
                                    client_id="clawfleet-dynsec")
         self.dynsec.ensure_server_role()
+        self.reconciled = reconcile(self.dynsec)  # broker clients follow the devices table
         self.state.load_from_db()
-        self.ingest = Ingest(self.database, BrokerAccount("127.0.0.1", opts.mqtt_port, admin.username,
-                                                          admin.password), self.state)
+        self.ingest = Ingest(self.database, account, self.state)
         self.ingest.start()
+        self.devices = DeviceActions(self.dynsec, lambda: self.endpoint, self.state, self.ingest, self.ingest.client)
+        self._sync_thread = threading.Thread(target=self._sync_loop, name="clawfleet-registry-sync", daemon=True)
+        self._sync_thread.start()
         if opts.local_agent:
-            cfg_path = ensure_local_device(self.dynsec, opts.data_dir, self.broker_url, opts.local_agent_interval_s)
+            local = self.endpoint if ext is not None else AgentEndpoint(f"mqtt://127.0.0.1:{opts.mqtt_port}")
+            cfg_path = ensure_local_device(self.dynsec, opts.data_dir, local.url, opts.local_agent_interval_s,
+                                           ca_pem=local.ca_pem)
             self.state.load_from_db()
             self.agent = LocalAgentProcess(cfg_path)
             self.agent.start()
 
+    def sync_registry(self) -> list[str]:
+        """Apply device changes made outside this process (the CLI) to the cache and ingest: one
+        SELECT of the devices table (:meth:`FleetState.sync_registry`). Returns the changed ids."""
+        changed = self.state.sync_registry()
+        if self.ingest is not None:
+            for device_id in changed:
+                self.ingest.forget_device(device_id)
+        if changed:
+            log.info("device registry changed outside the dashboard: %s", ", ".join(changed[:20]))
+        return changed
+
+    def _sync_loop(self) -> None:
+        assert self.database is not None
+        with self.database.connection_context():
+            while not self._sync_stop.wait(REGISTRY_SYNC_S):
+                try:
+                    self.sync_registry()
+                except Exception:  # the database may be briefly unavailable; try again next round
+                    log.exception("device registry sync failed")
+
     def stop(self) -> None:
         """Stop in reverse order; safe to call twice and after a partial start."""
+        self._sync_stop.set()
+        if self._sync_thread is not None:
+            self._sync_thread.join(timeout=5)
+            self._sync_thread = None
         if self.agent:
             self.agent.stop()
             self.agent = None

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 from peewee import fn
 
 from fleet_server.store import usage as usage_store
-from fleet_server.store.models import Device, LogRecord, RejectCount, Sample
+from fleet_server.store.models import Device, LogRecord, RejectCount, Sample, UsageHourly
 from fleet_server.store.usage import HOUR_MS, TokenSums
 from shared import schemas
 
@@ -26,7 +26,7 @@ class DeviceView:
 
     device_id: str
     name: str
-    status: str = "unknown"  # online | offline | sleeping | shutdown | revoked | unknown
+    status: str = "unknown"  # online | offline | sleeping | shutdown | unknown (revoked: offline, "revoked")
     status_reason: str | None = None
     status_ms: int | None = None
     last_seen_ms: int | None = None
@@ -34,6 +34,16 @@ class DeviceView:
     meta: schemas.Meta | None = None
     rejects: dict[str, int] = field(default_factory=dict)
     latest_error: LatestError | None = None
+    # registry fields (the devices table), kept in step by :meth:`FleetState.sync_registry`
+    tags: str = ""  # comma-separated
+    key_hint: str = ""  # last four characters of the API key
+    created_ms: int | None = None
+    revoked_ms: int | None = None  # set while the device is revoked
+
+    @property
+    def display_status(self) -> str:
+        """The status pill text: ``"revoked"`` for a revoked device, else :attr:`status`."""
+        return "revoked" if self.revoked_ms else self.status
 
 
 @dataclass(frozen=True)
@@ -59,6 +69,9 @@ class FleetState:
         self._usage_total: dict[str, TokenSums] = {}
         self._usage_hours: dict[str, dict[int, TokenSums]] = {}
         self.version = 0
+        self.registry_lock = threading.RLock()
+        """Held by whoever changes the devices table and then this cache (device actions, the
+        registry sync), so a sync never undoes a change that is half-way through."""
 
     def load_from_db(self) -> None:
         """Fill the cache from the devices table and each device's newest sample."""
@@ -81,10 +94,8 @@ class FleetState:
             rejects = {r.reason: r.count for r in RejectCount.select().where(RejectCount.device == dev.id)}
             err = (LogRecord.select().where((LogRecord.device == dev.id) & LogRecord.level.in_(("error", "fatal")))
                    .order_by(LogRecord.ts.desc()).first())
-            views[dev.id] = DeviceView(
-                device_id=dev.id, name=dev.name, status="revoked" if dev.revoked_ms else dev.status,
-                status_reason=dev.status_reason, status_ms=dev.status_ms, last_seen_ms=dev.last_seen_ms,
-                telemetry=tel, meta=meta, rejects=rejects,
+            views[dev.id] = replace(
+                _registry_view(dev), telemetry=tel, meta=meta, rejects=rejects,
                 latest_error=LatestError(err.ts, err.level, err.subsystem, err.message) if err else None,
             )
         totals = usage_store.totals_by_device()
@@ -158,11 +169,73 @@ class FleetState:
             self._devices[device_id] = replace(cur, rejects=rejects)
             self.version += 1
 
-    def remove(self, device_id: str) -> None:
-        """Forget a device (after delete)."""
+    def remove(self, device_id: str, drop_usage: bool = False) -> None:
+        """Forget a device (after delete); with ``drop_usage`` also its cached token sums (data purged)."""
         with self._lock:
             self._devices.pop(device_id, None)
+            if drop_usage:
+                self._usage_total.pop(device_id, None)
+                self._usage_hours.pop(device_id, None)
             self.version += 1
+
+    def sync_registry(self) -> list[str]:
+        """Bring the cache in line with the devices table (changed by the CLI in another process).
+
+        One SELECT of the devices table (without ``meta_json``): adds new devices, applies name,
+        tags, key hint and revocation changes, takes status and last-seen values that are newer
+        than the cached ones, and drops devices that are gone (with their token sums when their
+        usage rollups are gone too). Returns the sorted ids whose registry fields changed, or
+        that were added or removed (ingest must forget those, see ``Ingest.forget_device``).
+        """
+        cols = [f for f in Device._meta.sorted_fields if f.name != "meta_json"]
+        changed: list[str] = []
+        dirty = False
+        with self.registry_lock:
+            with self._lock:
+                cached = set(self._devices)  # before the SELECT: a device cached later is in the table
+            rows = list(Device.select(*cols))
+            gone = cached - {r.id for r in rows}
+            drop = {d for d in gone if not UsageHourly.select().where(UsageHourly.device == d).exists()}
+            with self._lock:
+                for dev in rows:
+                    fresh, cur = _registry_view(dev), self._devices.get(dev.id)
+                    if cur is None or cur.created_ms not in (None, fresh.created_ms):  # new, or deleted + re-added
+                        self._devices[dev.id] = fresh
+                        changed.append(dev.id)
+                        continue
+                    new = cur
+                    if _registry_key(cur) != _registry_key(fresh):
+                        new = replace(new, name=fresh.name, tags=fresh.tags, key_hint=fresh.key_hint,
+                                      created_ms=fresh.created_ms, revoked_ms=fresh.revoked_ms)
+                        changed.append(dev.id)
+                    if fresh.status_ms is not None and (cur.status_ms is None or fresh.status_ms > cur.status_ms):
+                        new = replace(new, status=fresh.status, status_reason=fresh.status_reason,
+                                      status_ms=fresh.status_ms)
+                    if fresh.last_seen_ms is not None and (cur.last_seen_ms or 0) < fresh.last_seen_ms:
+                        new = replace(new, last_seen_ms=fresh.last_seen_ms)
+                    if new is not cur:
+                        self._devices[dev.id] = new
+                        dirty = True
+                for device_id in gone:
+                    self._devices.pop(device_id, None)
+                    if device_id in drop:
+                        self._usage_total.pop(device_id, None)
+                        self._usage_hours.pop(device_id, None)
+                changed += gone
+                if changed or dirty:
+                    self.version += 1
+        return sorted(changed)
+
+
+def _registry_view(dev: Device) -> DeviceView:
+    """A view with the registry and status fields of a devices-table row (nothing else)."""
+    return DeviceView(device_id=dev.id, name=dev.name, status=dev.status, status_reason=dev.status_reason,
+                      status_ms=dev.status_ms, last_seen_ms=dev.last_seen_ms, tags=dev.tags, key_hint=dev.key_hint,
+                      created_ms=dev.created_ms, revoked_ms=dev.revoked_ms)
+
+
+def _registry_key(v: DeviceView) -> tuple:
+    return v.name, v.tags, v.key_hint, v.created_ms, v.revoked_ms
 
 
 def sample_to_telemetry(s: Sample) -> schemas.Telemetry:

@@ -214,8 +214,8 @@ def make_server_cert(ca: x509.Certificate, ca_key: ec.EllipticCurvePrivateKey, h
     sans = _san_entries(hosts)
     not_after = now + dt.timedelta(days=days)
     if not_after > ca.not_valid_after_utc:
-        raise TlsError(f"a {days}-day certificate would outlive the CA (valid until {ca.not_valid_after_utc:%Y-%m-%d}); "
-                       "use fewer --days or make a new CA with --force")
+        raise TlsError(f"a {days}-day certificate would outlive the CA (valid until "
+                       f"{ca.not_valid_after_utc:%Y-%m-%d}); use fewer --days or make a new CA with --force")
     key = ec.generate_private_key(ec.SECP256R1())
     cert = (x509.CertificateBuilder().subject_name(_name(_san_text(sans[0]))).issuer_name(ca.subject)
             .public_key(key.public_key()).serial_number(x509.random_serial_number())

@@ -13,6 +13,7 @@ from nicegui.testing import User as SimUser
 from broker.dynsec import DynSecClient
 from broker.mosquitto import BrokerConfig, ManagedMosquitto
 from fleet_server.auth import create_user
+from fleet_server.server import FleetServer, ServerOptions
 from fleet_server.store.models import User
 
 # --- broker -----------------------------------------------------------------------------------
@@ -87,3 +88,17 @@ def log_in():
         await user.should_see(f"{username} ({role})", retries=50)
 
     return _log_in
+
+
+# --- a whole fleet server ---------------------------------------------------------------------
+
+
+@pytest.fixture
+def fleet(tmp_path: Path) -> Iterator[FleetServer]:
+    """A started FleetServer without a local agent; stopped after the test."""
+    server = FleetServer(ServerOptions(data_dir=tmp_path / "server", mqtt_port=_free_port(), local_agent=False))
+    server.start()
+    assert server.ingest is not None
+    server.ingest.connected.wait(5)
+    yield server
+    server.stop()

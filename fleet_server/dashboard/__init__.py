@@ -10,8 +10,11 @@ from __future__ import annotations
 from nicegui import ui
 
 from fleet_server.dashboard.audit import render_audit
+from fleet_server.dashboard.device_detail import render_device
+from fleet_server.dashboard.devices import render_devices
 from fleet_server.dashboard.login import install_auth, user_menu
 from fleet_server.dashboard.overview import render_overview
+from fleet_server.device_actions import DeviceActions
 from fleet_server.ratelimit import LoginRateLimiter
 from fleet_server.state import FleetState
 
@@ -20,16 +23,19 @@ def _frame(title: str) -> None:
     ui.page_title(f"{title} · ClawFleet")
     with ui.header().classes("items-center bg-slate-800"):
         ui.link("ClawFleet", "/").classes("text-white text-lg font-bold no-underline")
+        ui.link("Devices", "/devices").classes("text-white no-underline ml-4")
         ui.space()
         user_menu()  # auth: who is logged in, audit link (admins), log out, session check
 
 
-def register_pages(state: FleetState, *, limiter: LoginRateLimiter | None = None) -> None:
+def register_pages(state: FleetState, *, limiter: LoginRateLimiter | None = None,
+                   devices: DeviceActions | None = None) -> None:
     """Register the dashboard's pages on the NiceGUI app. Call before ``ui.run``.
 
     Args:
         state: the in-memory fleet state the pages render.
         limiter: failed-login limiter (tests pass one with a fake clock); default 5 per 15 min.
+        devices: device actions (``FleetServer.devices``); None: the devices page is read-only.
     """
     install_auth(limiter)  # auth: login gate, /login, /logout, /healthz, /api/v1/whoami
 
@@ -37,6 +43,16 @@ def register_pages(state: FleetState, *, limiter: LoginRateLimiter | None = None
     def overview() -> None:
         _frame("Fleet")
         render_overview(state)
+
+    @ui.page("/devices")
+    def devices_page() -> None:
+        _frame("Devices")
+        render_devices(state, devices)
+
+    @ui.page("/device/{device_id}")
+    def device_page(device_id: str) -> None:
+        _frame(device_id)
+        render_device(state, device_id)
 
     @ui.page("/audit")
     def audit_log() -> None:

@@ -46,7 +46,7 @@ def _device_row(d: DeviceView, state: FleetState, today: tuple[int, int]) -> Non
     t, m = d.telemetry, d.meta
     status_pill(d.status).tooltip(d.status_reason or d.status)
     with ui.column().classes("gap-0"):
-        ui.label(d.name).classes("font-medium")
+        ui.link(d.name, f"/device/{d.device_id}").classes("font-medium")
         sub = f"{d.device_id} · {m.os} {m.arch}" if m else d.device_id
         ui.label(sub).classes("text-xs text-gray-500")
         if d.latest_error:

@@ -2,7 +2,7 @@
 
 - ``real_openclaw`` (session): a running :class:`RealOpenClaw` (``.gateway``, ``.stub``, ``.install``).
   The first run installs Node 24 + OpenClaw into ``$CLAWFLEET_TEST_CACHE`` (default
-  ``~/.cache/clawfleet-tests``): about a minute cold, a second warm. Skips ONLY when npm cannot
+  ``~/.cache/clawfleet-tests``): ~30 s cold (650 MB on disk), ~0.1 s warm. Skips ONLY when npm cannot
   reach the registry; every other install or start-up failure is a test error.
 - Every test in this directory gets the ``openclaw`` mark; tests that use ``real_openclaw`` also
   get ``timeout(900)`` (unless they set their own) because the first one pays for the install.

@@ -16,10 +16,12 @@ See /work/shared/design/openclaw.md ("Running the real thing").
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import datetime as _dt
 import errno
 import fcntl
+import hashlib
 import json
 import os
 import re
@@ -437,6 +439,7 @@ class OpenClawGateway:
         self._version: str | None = None
         self._last_activity_ms = 0
         self._usage_cost_all_agents: bool | None = None
+        self._usage_cost_calls = 0
 
     # ----- environment ---------------------------------------------------------------------
     @property
@@ -566,6 +569,7 @@ class OpenClawGateway:
                 stderr=err,
                 start_new_session=True,  # own process group: stop() signals the gateway and its workers
             )
+        atexit.register(self._kill_at_exit)  # if the test process dies before teardown
         deadline = t0 + self.start_timeout
         while True:
             if self.proc.poll() is not None:
@@ -599,6 +603,7 @@ class OpenClawGateway:
         proc, self.proc = self.proc, None
         if proc is None:
             return
+        atexit.unregister(self._kill_at_exit)
         t0 = time.monotonic()
         pgid = proc.pid  # start_new_session=True → the gateway leads its own process group
         with contextlib.suppress(ProcessLookupError):
@@ -617,7 +622,35 @@ class OpenClawGateway:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=5)
         self.timings["gateway_stop"] = time.monotonic() - t0
-        self._say(f"gateway stopped (exit {proc.returncode}) in {self.timings['gateway_stop']:.1f}s")
+        removed = self._remove_tmp_lock_files() if not _group_alive(pgid) else 0
+        self._say(
+            f"gateway stopped (exit {proc.returncode}) in {self.timings['gateway_stop']:.1f}s"
+            + (f"; removed {removed} lock files from /tmp/openclaw-state-locks-{os.getuid()}" if removed else "")
+        )
+
+    def _remove_tmp_lock_files(self) -> int:
+        """Remove the empty ``/tmp/openclaw-state-locks-<uid>/<family>.<sha256(db path)[:8]>.lock.sqlite``
+        files OpenClaw 2026.9 creates for this gateway's databases (the directory is hard-coded to
+        /tmp; the hashes are of paths inside our own root, so no other gateway uses these files)."""
+        lock_dir = Path("/tmp") / f"openclaw-state-locks-{os.getuid()}"  # noqa: S108 (OpenClaw's fixed path)
+        if not lock_dir.is_dir():
+            return 0
+        hashes = {
+            hashlib.sha256(str(db.resolve()).encode()).hexdigest()[:8] for db in self.state_dir.rglob("*.sqlite")
+        }
+        removed = 0
+        for lock in lock_dir.glob("*.lock.sqlite"):
+            parts = lock.name.split(".")
+            if len(parts) == 4 and parts[1] in hashes and lock.stat().st_size == 0:
+                with contextlib.suppress(OSError):
+                    lock.unlink()
+                    removed += 1
+        return removed
+
+    def _kill_at_exit(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
 
     # ----- driving ------------------------------------------------------------------------
     def turn(self, session_key: str, message: str, timeout: float = 120) -> TurnResult:
@@ -653,28 +686,44 @@ class OpenClawGateway:
         """Tell :meth:`usage_cost` that transcripts changed now (after driving OpenClaw outside :meth:`turn`)."""
         self._last_activity_ms = int(time.time() * 1000)
 
-    def usage_cost(self, timeout: float = 90.0, since_ms: int | None = None, days: int | None = None) -> dict[str, Any]:
-        """``openclaw gateway usage-cost --json [--all-agents]``, polled until it reflects the transcripts.
+    def usage_cost(
+        self, *, days: int | None = None, since_ms: int | None = None, timeout: float = 120.0
+    ) -> dict[str, Any]:
+        """``openclaw gateway usage-cost --json --all-agents``, polled until it reflects the transcripts.
 
-        The gateway answers from caches: the whole answer is cached for 30 s (so right after a turn
-        it can say ``cacheStatus.status == "fresh"`` with *old* totals) and file scans refresh in the
-        background (``"refreshing"`` with partial totals meanwhile). Accept an answer only when
-        status is "fresh" and ``cacheStatus.refreshedAt`` (else ``updatedAt``) is at or after
-        ``since_ms`` (default: end of the last :meth:`turn` / :meth:`mark_activity`).
+        Returns OpenClaw's JSON ``{updatedAt, days, daily: [{date, input, output, cacheRead,
+        cacheWrite, totalTokens, totalCost, …}], totals: {…}, cacheStatus: {status, cachedFiles,
+        pendingFiles, staleFiles, refreshedAt}}``.
+
+        Why polling is subtle (2026.9.6, read from its source and measured): the gateway caches each
+        *answer* for 30 s per (agent scope, date range), so right after a turn it can answer
+        ``status: "fresh"`` with old totals, or keep answering ``"refreshing"`` for 30 s although the
+        background rescan finished within a second. An answer is accepted only when it is "fresh"
+        and was computed (``updatedAt``) at or after ``since_ms`` (default: the end of the last
+        :meth:`turn` / :meth:`mark_activity`).
+
+        ``days=None`` (default): every poll asks a date range this gateway has not been asked yet
+        (``--days 30``, then 31, 32, …, cycling below 90), which sidesteps the answer cache: a
+        fresh answer comes in ~2-3 s instead of 35-65 s. All harness data is recent, so the totals
+        do not depend on the range; the answer's ``days``/``daily`` length is whatever was asked.
+        ``days=N``: always ask ``--days N`` (OpenClaw's own cache timing applies; allow ~70 s).
         """
         since = self._last_activity_ms if since_ms is None else since_ms
-        args = ["gateway", "usage-cost", "--json"]
+        base = ["gateway", "usage-cost", "--json"]
         if self._supports_all_agents():
-            args.append("--all-agents")
-        if days is not None:
-            args += ["--days", str(days)]
+            base.append("--all-agents")
         t0 = time.monotonic()
         deadline = t0 + timeout
-        last: dict[str, Any] | None = None
+        last: Any = None
         polls = 0
         while True:
             polls += 1
-            proc = self.cli(*args, timeout=60)
+            if days is None:
+                ask = 30 + self._usage_cost_calls % 60
+                self._usage_cost_calls += 1
+            else:
+                ask = days
+            proc = self.cli(*base, "--days", str(ask), timeout=60)
             if proc.returncode == 0:
                 try:
                     last = _parse_json_output(proc.stdout)
@@ -683,26 +732,24 @@ class OpenClawGateway:
                 if isinstance(last, dict) and self._usage_is_current(last, since):
                     self.timings["usage_cost_wait"] = time.monotonic() - t0
                     self._say(
-                        f"usage-cost fresh after {self.timings['usage_cost_wait']:.1f}s ({polls} polls): "
+                        f"usage-cost fresh after {self.timings['usage_cost_wait']:.1f}s ({polls} polls, --days {ask}): "
                         f"totals={json.dumps(last.get('totals'))}"
                     )
                     return last
             if time.monotonic() > deadline:
-                status = (last or {}).get("cacheStatus") if isinstance(last, dict) else None
+                status = last.get("cacheStatus") if isinstance(last, dict) else None
                 raise OpenClawError(
-                    f"`openclaw {' '.join(args)}` not fresh after {timeout:.0f}s ({polls} polls); "
+                    f"`openclaw {' '.join(base)}` not fresh after {timeout:.0f}s ({polls} polls); "
                     f"last cacheStatus={status!r} exit={proc.returncode}\n--- stderr ---\n{_tail(proc.stderr)}"
                 )
-            time.sleep(2.0)
+            time.sleep(0.5 if days is None else 2.0)
 
     @staticmethod
     def _usage_is_current(doc: dict[str, Any], since_ms: int) -> bool:
         status = doc.get("cacheStatus")
-        if status is None:  # versions without a usage cache answer from the transcripts directly
-            return True
-        if status.get("status") != "fresh":
+        if status is not None and status.get("status") != "fresh":
             return False
-        stamp = status.get("refreshedAt", doc.get("updatedAt"))
+        stamp = doc.get("updatedAt")
         return stamp is None or int(stamp) >= since_ms
 
     def _supports_all_agents(self) -> bool:

@@ -15,7 +15,10 @@ predict them. Controls for tests:
   (``n=None``: every request until :meth:`StubLLM.clear_failures`);
 - :meth:`StubLLM.go_down` / :meth:`StubLLM.come_up` — stop listening (connection refused,
   "endpoint down") and listen again on the same port;
-- :attr:`StubLLM.records` / :meth:`StubLLM.count` — every request seen, with what was answered.
+- :attr:`StubLLM.records` / :meth:`StubLLM.count` / :meth:`StubLLM.usage_served` — every request
+  seen, with what was answered;
+- the same from another process: ``POST /_stub/fail {"n": 3|null, "status": 500}``,
+  ``POST /_stub/clear``, ``POST /_stub/reset``, ``GET /_stub/stats``.
 
 Every response carries ``Connection: close`` so no keep-alive connection survives ``go_down``.
 
@@ -102,8 +105,8 @@ def _tokens(text: str) -> int:
 def usage_for(request: dict[str, Any], reply: str) -> dict[str, Any]:
     """OpenAI ``usage`` for a request/reply pair.
 
-    prompt_tokens = ceil(chars of all message contents + tool definitions / 4); cached_tokens =
-    128 when prompt_tokens >= 1024 (so OpenClaw records a non-zero ``cacheRead``);
+    prompt_tokens = ceil((characters of all message contents + of the JSON tool definitions) / 4);
+    cached_tokens = 128 when prompt_tokens >= 1024 (so OpenClaw records a non-zero ``cacheRead``);
     completion_tokens = ceil(len(reply) / 4). OpenClaw stores ``input = prompt - cached``.
     """
     chars = sum(len(_text_of(m.get("content"))) for m in request.get("messages") or [] if isinstance(m, dict))

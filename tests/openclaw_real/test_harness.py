@@ -290,3 +290,13 @@ def test_endpoint_down_turn_fails_cleanly(real_openclaw: Any, openclaw_say: Call
     assert result.error_message
     ok = gw.turn("harness-down", "and it is back")
     assert ok.ok, ok.error_message
+
+
+def test_usage_cost_default_range_agrees(real_openclaw: Any, openclaw_say: Callable[[str], None]) -> None:
+    """The cache-sidestepping fast path gives the same totals as plain ``usage-cost --json`` (30 days)."""
+    gw = real_openclaw.gateway
+    fast = gw.usage_cost()
+    slow = gw.usage_cost(days=30)
+    openclaw_say(f"usage-cost --days 30 fresh after {gw.timings['usage_cost_wait']:.1f}s: {json.dumps(slow['totals'])}")
+    assert slow["days"] == 30 and len(slow["daily"]) == 30
+    assert {k: slow["totals"][k] for k in USAGE_KEYS} == {k: fast["totals"][k] for k in USAGE_KEYS}

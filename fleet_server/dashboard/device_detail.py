@@ -1,0 +1,144 @@
+"""Device page (``/device/{id}``): one device's status, meta, latest sample, token totals, latest
+error and the messages the server rejected from it (count, last time and last error per reason).
+
+Reads the in-memory :class:`fleet_server.state.FleetState` plus the device's few
+``RejectCount`` rows; redraws when the cache changes (checked every second).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from nicegui import ui
+
+from fleet_server.auth import current_user
+from fleet_server.dashboard.devices import status_badge
+from fleet_server.dashboard.format import (
+    ago_h,
+    bytes_h,
+    day_bounds_ms,
+    duration_h,
+    pct_h,
+    rate_h,
+    tokens_h,
+)
+from fleet_server.dashboard.overview import token_breakdown
+from fleet_server.state import DeviceView, FleetState
+from fleet_server.store.models import RejectCount
+
+
+def _time(ts_ms: int | None) -> str:
+    return datetime.fromtimestamp(ts_ms / 1000).strftime("%Y-%m-%d %H:%M:%S") if ts_ms else "–"
+
+
+def _fields(title: str, rows: list[tuple[str, str]]) -> None:
+    with ui.card().classes("p-3 min-w-72 gap-1"):
+        ui.label(title).classes("text-xs uppercase text-gray-500")
+        with ui.grid(columns="auto 1fr").classes("gap-x-4 gap-y-1"):
+            for k, v in rows:
+                ui.label(k).classes("text-sm text-gray-600")
+                ui.label(v).classes("text-sm")
+
+
+def _meta_rows(d: DeviceView) -> list[tuple[str, str]]:
+    m = d.meta
+    if m is None:
+        return [("", "no meta data received yet")]
+    return [("Host", m.hostname), ("OS", f"{m.os} {m.os_version}".strip()), ("Arch", m.arch or "–"),
+            ("CPUs", str(m.cpu_count)), ("Memory", bytes_h(m.mem_total_bytes)), ("Disk", bytes_h(m.disk_total_bytes)),
+            ("Agent", m.agent_version), ("OpenClaw", m.openclaw_version or "not installed"),
+            ("Agents", ", ".join(m.agents) or "–"), ("Booted", _time(m.boot_time_ms))]
+
+
+def _telemetry_rows(d: DeviceView) -> list[tuple[str, str]]:
+    t = d.telemetry
+    if t is None:
+        return [("", "no sample received yet")]
+    rows = [("Sample", f"{_time(t.ts)} ({ago_h(t.ts)})"), ("CPU", pct_h(t.cpu_pct)),
+            ("Memory", f"{pct_h(t.mem_pct)} · {bytes_h(t.mem_used_bytes)} of {bytes_h(t.mem_total_bytes)}"),
+            ("Disk", f"{pct_h(t.disk_pct)} · {bytes_h(t.disk_used_bytes)} of {bytes_h(t.disk_total_bytes)}"),
+            ("Swap", pct_h(t.swap_pct)), ("Net ↓ / ↑", f"{rate_h(t.net_rx_bps)} / {rate_h(t.net_tx_bps)}"),
+            ("Load", " ".join(f"{x:.2f}" for x in t.load_avg) if t.load_avg else "–"),
+            ("Uptime", duration_h(t.uptime_s))]
+    if t.openclaw is not None:
+        oc = t.openclaw
+        if not oc.installed and not oc.up:
+            rows.append(("OpenClaw", "not installed"))
+        else:
+            rows.append(("OpenClaw", ("gateway up" if oc.up else "gateway down") + (f" · port {oc.port}" if oc.port
+                                                                                    else "")
+                         + (f" · {oc.version}" if oc.version else "")))
+    return rows
+
+
+def _rejects(device_id: str, counts: dict[str, int]) -> None:
+    rows = {r.reason: r for r in RejectCount.select().where(RejectCount.device == device_id)}
+    with ui.card().classes("p-3 w-full gap-1"):
+        ui.label("Rejected messages").classes("text-xs uppercase text-gray-500")
+        if not rows and not counts:
+            ui.label("none").classes("text-sm text-gray-600").mark("rejects-none")
+            return
+        with ui.grid(columns="auto auto auto 1fr").classes("gap-x-4 gap-y-1 w-full"):
+            for col in ("Reason", "Count", "Last", "Last error"):
+                ui.label(col).classes("text-xs uppercase text-gray-500")
+            for reason in sorted(set(rows) | set(counts)):
+                r = rows.get(reason)
+                ui.label(reason).classes("font-mono text-sm").mark(f"reject-{reason}")
+                ui.label(str(max(counts.get(reason, 0), r.count if r else 0))).classes("text-sm")
+                ui.label(ago_h(r.last_ms) if r else "–").classes("text-sm")
+                ui.label(r.last_error if r else "").classes("text-sm break-all")
+
+
+def _body(state: FleetState, d: DeviceView) -> None:
+    with ui.row().classes("items-center gap-3"):
+        ui.label(d.name).classes("text-2xl font-semibold")
+        status_badge(d)
+        if d.status_reason:
+            ui.label(d.status_reason).classes("text-sm text-gray-600")
+    ui.label(f"{d.device_id} · tags {d.tags or '–'} · key …{d.key_hint or '?'} · last seen {ago_h(d.last_seen_ms)}"
+             f" · status since {_time(d.status_ms)}").classes("text-sm text-gray-600")
+    with ui.row().classes("w-full gap-4 items-stretch"):
+        _fields("Machine", _meta_rows(d))
+        _fields("Latest sample", _telemetry_rows(d))
+        today = state.usage(d.device_id, *day_bounds_ms(0))
+        total = state.usage(d.device_id)
+        _fields("Tokens", [("Today", tokens_h(today.total_tokens)), ("", token_breakdown(today)),
+                           ("All time", tokens_h(total.total_tokens)), ("", token_breakdown(total))])
+    with ui.card().classes("p-3 w-full gap-1"):
+        ui.label("Latest error").classes("text-xs uppercase text-gray-500")
+        e = d.latest_error
+        if e is None:
+            ui.label("none").classes("text-sm text-gray-600")
+        else:
+            ui.label(f"{_time(e.ts)} ({ago_h(e.ts)}) · {e.level} · {e.subsystem}").classes("text-sm text-gray-600")
+            ui.label(e.message[:2000]).classes("text-sm text-red-700 whitespace-pre-wrap break-all")
+    _rejects(d.device_id, d.rejects)
+
+
+def render_device(state: FleetState, device_id: str) -> None:
+    """Build the page of ``device_id`` into the current page (a notice when there is no such device)."""
+    with ui.row().classes("px-4 pt-2 gap-4"):
+        ui.link("← Devices", "/devices")
+        user = current_user()
+        if user is not None and user.is_admin:
+            ui.label("rename, rotate, revoke or delete on the devices page").classes("text-xs text-gray-500")
+
+    @ui.refreshable
+    def body() -> None:
+        d = state.get(device_id)
+        if d is None:
+            ui.label(f"No device {device_id!r}. It may have been deleted.").classes("text-gray-600")
+            return
+        _body(state, d)
+
+    with ui.column().classes("w-full p-4 gap-3"):
+        body()
+    seen = {"version": state.version, "tick": 0}
+
+    def refresh() -> None:
+        seen["tick"] += 1
+        if state.version != seen["version"] or seen["tick"] % 10 == 0:
+            seen["version"] = state.version
+            body.refresh()
+
+    ui.timer(1.0, refresh)
