@@ -9,6 +9,7 @@ event from the local bridge, runs a pass at once.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +26,9 @@ from shared.topics import Channel, device_topic
 from shared.version import __version__
 
 log = logging.getLogger("clawfleet.agent")
+
+EXIT_WITH_PARENT_ENV = "CLAWFLEET_EXIT_WITH_PARENT"
+"""When set to a pid, the agent stops once that process is gone (the server's local agent)."""
 
 
 @dataclass
@@ -58,6 +62,8 @@ class AgentService:
         self.bridge = LocalBridge(self, cfg.bridge_port, cfg.bridge_token) if cfg.bridge_port else None
         self._plugin: OpenClawInfo | None = None
         self._meta_key: tuple | None = None
+        parent = os.environ.get(EXIT_WITH_PARENT_ENV, "")
+        self._parent = int(parent) if parent.isdigit() else None
         self._stop = threading.Event()
         self._report_now = threading.Event()
         self.publisher = Publisher(cfg, self.outbox, meta=self.meta,
@@ -143,6 +149,9 @@ class AgentService:
             except Exception:  # one bad sample must not stop the agent
                 log.exception("sampling failed; will try again next interval")
             self.collect_openclaw()
+            if self._parent_gone():
+                log.warning("the process that started this agent (pid %s) is gone; stopping", self._parent)
+                break
             self._report_now.wait(timeout=self.cfg.interval_s)
             self._report_now.clear()
         if self.bridge:
@@ -155,6 +164,9 @@ class AgentService:
         """Ask :meth:`run` to finish: it publishes a retained ``shutdown`` status and disconnects."""
         self._stop.set()
         self._report_now.set()
+
+    def _parent_gone(self) -> bool:
+        return self._parent is not None and os.getppid() != self._parent
 
     def report_now(self) -> None:
         """Run a sampling and collection pass at once (instead of at the next interval)."""

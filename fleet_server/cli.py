@@ -123,10 +123,13 @@ def run(
     ng_app.on_shutdown(server.stop)
     typer.echo(f"\n  ClawFleet dashboard: {web.scheme}://{host}:{port}\n  MQTT broker for agents: {server.broker_url}\n"
                f"  data dir: {opts.data_dir}\n  Ctrl-C stops everything.\n")
-    ui.run(host=host, port=port, title="ClawFleet", reload=False, show=False, show_welcome_message=False,
-           uvicorn_logging_level="warning", favicon="🛰️",
-           storage_secret=session_secret(opts.data_dir),  # auth: signs the session cookie
-           session_middleware_kwargs=session_cookie_options(https_only=secure_cookies), **web.uvicorn_kwargs)
+    try:
+        ui.run(host=host, port=port, title="ClawFleet", reload=False, show=False, show_welcome_message=False,
+               uvicorn_logging_level="warning", favicon="🛰️",
+               storage_secret=session_secret(opts.data_dir),  # auth: signs the session cookie
+               session_middleware_kwargs=session_cookie_options(https_only=secure_cookies), **web.uvicorn_kwargs)
+    finally:
+        server.stop()  # also when the web server fails to start (e.g. its port is taken); idempotent
 
 
 @contextlib.contextmanager

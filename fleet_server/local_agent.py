@@ -8,6 +8,7 @@ as a supervised child process that is stopped with the server.
 from __future__ import annotations
 
 import logging
+import os
 import socket
 import subprocess
 import sys
@@ -16,6 +17,7 @@ import time
 from pathlib import Path
 
 from agent_tray.config import AgentConfig, ConfigError, load_config, save_config
+from agent_tray.service import EXIT_WITH_PARENT_ENV
 from broker.dynsec import DynSecClient
 from fleet_server.devices import add_device
 from fleet_server.reconcile import NEEDS_NEW_KEY
@@ -72,7 +74,8 @@ class LocalAgentProcess:
 
     def _spawn(self) -> None:
         cmd = [sys.executable, "-m", "agent_tray.cli", "run", "--headless", "--config", str(self.config_path)]
-        self.proc = subprocess.Popen(cmd)  # inherits stdout/stderr: its log lines appear with the server's
+        env = {**os.environ, EXIT_WITH_PARENT_ENV: str(os.getpid())}  # no orphan if the server is SIGKILLed
+        self.proc = subprocess.Popen(cmd, env=env)  # inherits stdout/stderr: its log lines appear with the server's
         log.info("local agent started (pid %d)", self.proc.pid)
 
     def _supervise(self) -> None:

@@ -115,6 +115,7 @@ class FleetServer:
         self.ingest = Ingest(self.database, account, self.state)
         self.ingest.start()
         self.devices = DeviceActions(self.dynsec, lambda: self.endpoint, self.state, self.ingest, self.ingest.client)
+        self._sync_stop.clear()
         self._sync_thread = threading.Thread(target=self._sync_loop, name="clawfleet-registry-sync", daemon=True)
         self._sync_thread.start()
         if opts.local_agent:

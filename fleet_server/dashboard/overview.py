@@ -44,7 +44,7 @@ def token_breakdown(s: TokenSums) -> str:
 
 def _device_row(d: DeviceView, state: FleetState, today: tuple[int, int]) -> None:
     t, m = d.telemetry, d.meta
-    status_pill(d.status).tooltip(d.status_reason or d.status)
+    status_pill(d.display_status).tooltip(d.status_reason or d.status)
     with ui.column().classes("gap-0"):
         ui.link(d.name, f"/device/{d.device_id}").classes("font-medium")
         sub = f"{d.device_id} · {m.os} {m.arch}" if m else d.device_id
