@@ -36,7 +36,8 @@ PBKDF2_ITERATIONS = 101
 iterations would add nothing but CPU time on every connect."""
 
 
-def _is_loopback(host: str) -> bool:
+def is_loopback_host(host: str) -> bool:
+    """True for ``localhost`` and loopback IP addresses (127.0.0.0/8, ::1)."""
     if host == "localhost":
         return True
     try:
@@ -78,7 +79,7 @@ class BrokerConfig:
         for name in ("tls_certfile", "tls_keyfile", "tls_cafile"):
             if getattr(self, name) is not None:
                 setattr(self, name, Path(getattr(self, name)))
-        if not _is_loopback(self.host):
+        if not is_loopback_host(self.host):
             raise ValueError(f"the plain MQTT listener must bind a loopback address, not {self.host!r}; "
                              "remote devices use the TLS listener")
         if (self.tls_certfile is None) != (self.tls_keyfile is None):

@@ -14,7 +14,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import logging
 import os
@@ -22,7 +21,7 @@ import ssl
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from broker.config import DEFAULT_MQTT_PORT, DEFAULT_TLS_PORT, BrokerConfig, write_private
+from broker.config import DEFAULT_MQTT_PORT, DEFAULT_TLS_PORT, BrokerConfig, is_loopback_host, write_private
 from fleet_server.tls import TlsFiles, read_ca_pem, read_summary
 from shared.enrollment import parse_broker_url
 
@@ -33,14 +32,6 @@ SETTINGS_FILE = "server.json"
 PASSWORD_ENV = "CLAWFLEET_BROKER_ADMIN_PASSWORD"  # noqa: S105 - the variable's name, not a secret
 """Environment variable with the external broker's admin password."""
 
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def url_host(host: str) -> str:
@@ -93,7 +84,7 @@ class ExternalBroker:
 
     def __post_init__(self) -> None:
         scheme, host, _port = parse_broker_url(self.url)
-        if scheme == "mqtt" and not _is_loopback(host):
+        if scheme == "mqtt" and not is_loopback_host(host):
             raise ValueError(f"{self.url}: plain mqtt:// is only allowed to a broker on this machine (127.0.0.1); "
                              "use mqtts:// with a TLS listener for a remote broker")
         if scheme == "mqtt" and self.ca_file is not None:

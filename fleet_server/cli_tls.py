@@ -7,7 +7,6 @@ next ``run`` opens the managed broker's TLS listener and enrollment tokens switc
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +14,7 @@ from typing import Annotated, Any
 
 import typer
 
+from broker.config import is_loopback_host
 from fleet_server.broker_link import ExternalBroker, ServerSettings, public_host_warning, read_admin_password
 from fleet_server.tls import DEFAULT_SERVER_DAYS, TlsError, TlsFiles, init_tls, read_summary
 
@@ -94,14 +94,6 @@ class DashboardTls:
     warnings: list[str] = field(default_factory=list)
 
 
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
 
 def dashboard_tls(host: str, port: int, certfile: Path | None, keyfile: Path | None,
                   behind_proxy: bool) -> DashboardTls:
@@ -128,7 +120,7 @@ def dashboard_tls(host: str, port: int, certfile: Path | None, keyfile: Path | N
         out.warnings.append(f"--behind-proxy: the dashboard serves {out.scheme} on {host}:{port} and marks its "
                             "session cookie Secure. Set up the reverse proxy to serve HTTPS and forward to it, and "
                             "let nothing but the proxy reach that port (bind 127.0.0.1 when the proxy runs here)")
-    if not _is_loopback(host) and certfile is None and not behind_proxy:
+    if not is_loopback_host(host) and certfile is None and not behind_proxy:
         raise ValueError(f"the dashboard on {host} would send passwords unencrypted: give --https-certfile and "
                          "--https-keyfile, or --behind-proxy when a TLS-terminating reverse proxy (Caddy, nginx) "
                          "is in front of it")

@@ -22,6 +22,7 @@ from fleet_server.dashboard.format import (
     rate_h,
     tokens_h,
 )
+from fleet_server.dashboard.live import redraw_on_change
 from fleet_server.dashboard.overview import token_breakdown
 from fleet_server.state import DeviceView, FleetState
 from fleet_server.store.models import RejectCount
@@ -133,12 +134,4 @@ def render_device(state: FleetState, device_id: str) -> None:
 
     with ui.column().classes("w-full p-4 gap-3"):
         body()
-    seen = {"version": state.version, "tick": 0}
-
-    def refresh() -> None:
-        seen["tick"] += 1
-        if state.version != seen["version"] or seen["tick"] % 10 == 0:
-            seen["version"] = state.version
-            body.refresh()
-
-    ui.timer(1.0, refresh)
+    redraw_on_change(state, body)

@@ -22,6 +22,7 @@ from qrcode.exceptions import DataOverflowError
 from broker.dynsec import DynSecConnectionError, DynSecError
 from fleet_server.auth import admin_only, current_user
 from fleet_server.dashboard.format import STATUS_COLORS, ago_h
+from fleet_server.dashboard.live import redraw_on_change
 from fleet_server.device_actions import DeviceActions
 from fleet_server.devices import DeviceError, NewDevice
 from fleet_server.state import DeviceView, FleetState
@@ -296,15 +297,7 @@ def render_devices(state: FleetState, actions: DeviceActions | None) -> None:
                 row(d)
 
     table()
-    seen = {"version": state.version, "tick": 0}
-
-    def refresh() -> None:
-        seen["tick"] += 1
-        if state.version != seen["version"] or seen["tick"] % 10 == 0:
-            seen["version"] = state.version
-            table.refresh()
-
-    ui.timer(1.0, refresh)
+    redraw_on_change(state, table)
 
 
 def _id_preview(name: str | None) -> str:

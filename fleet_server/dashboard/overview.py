@@ -20,6 +20,7 @@ from fleet_server.dashboard.format import (
     rate_h,
     tokens_h,
 )
+from fleet_server.dashboard.live import redraw_on_change
 from fleet_server.state import DeviceView, FleetState
 from fleet_server.store.usage import TokenSums
 
@@ -115,14 +116,4 @@ def render_overview(state: FleetState) -> None:
                 _device_row(d, state, today)
 
     table()
-    seen = {"version": state.version, "tick": 0}
-
-    def refresh() -> None:
-        seen["tick"] += 1
-        # redraw on change, and every 10 s anyway so "last seen" stays true
-        if state.version != seen["version"] or seen["tick"] % 10 == 0:
-            seen["version"] = state.version
-            table.refresh()
-            tokens.refresh()
-
-    ui.timer(1.0, refresh)
+    redraw_on_change(state, table, tokens)
