@@ -14,11 +14,11 @@ from peewee import Database
 from broker.config import DEFAULT_TLS_PORT
 from broker.dynsec import DynSecClient
 from broker.mosquitto import ManagedMosquitto
-from fleet_server.broker_link import AgentEndpoint, ExternalBroker, agent_endpoint, managed_broker_config
-from fleet_server.device_actions import DeviceActions
-from fleet_server.ingest import BrokerAccount, Ingest
-from fleet_server.local_agent import LocalAgentProcess, ensure_local_device
-from fleet_server.reconcile import ReconcileSummary, reconcile
+from fleet_server.devices.actions import DeviceActions
+from fleet_server.devices.local_agent import LocalAgentProcess, ensure_local_device
+from fleet_server.devices.reconcile import ReconcileSummary, reconcile
+from fleet_server.endpoints.broker_link import AgentEndpoint, ExternalBroker, agent_endpoint, managed_broker_config
+from fleet_server.ingest.subscriber import BrokerAccount, Ingest
 from fleet_server.state import FleetState
 from fleet_server.store.db import open_database
 
@@ -66,7 +66,7 @@ class FleetServer:
 
     @property
     def endpoint(self) -> AgentEndpoint:
-        """What enrollment tokens carry (see :func:`fleet_server.broker_link.agent_endpoint`)."""
+        """What enrollment tokens carry (see :func:`fleet_server.endpoints.broker_link.agent_endpoint`)."""
         if self._endpoint is None:
             o = self.opts
             self._endpoint = agent_endpoint(o.data_dir, mqtt_port=o.mqtt_port, tls_port=o.tls_port,

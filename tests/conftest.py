@@ -12,7 +12,7 @@ from nicegui.testing import User as SimUser
 
 from broker.dynsec import DynSecClient
 from broker.mosquitto import BrokerConfig, ManagedMosquitto
-from fleet_server.auth import create_user
+from fleet_server.auth.accounts import create_user
 from fleet_server.server import FleetServer, ServerOptions
 from fleet_server.store.models import User
 

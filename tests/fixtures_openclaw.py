@@ -1,8 +1,8 @@
-"""Build OpenClaw state dirs in tmp dirs from the real files in ``shared/fixtures/openclaw``.
+"""Build OpenClaw state dirs in tmp dirs from the real files in ``tests/fixtures/openclaw``.
 
 The fixtures were written by real OpenClaw gateways (2026.9.6: SQLite store; 2026.7.35: JSONL);
 tests always work on copies (the SQLite file is WAL and must not be opened in place). When the
-fixture tree is absent the tests that need it are skipped with the path they looked for.
+fixture tree is absent the tests that need it fail with the path they looked for.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-FIXTURES = (REPO / ".." / "shared" / "fixtures" / "openclaw").resolve()
+FIXTURES = REPO / "tests" / "fixtures" / "openclaw"  # copied from the design kit; part of the repo
 LATEST = FIXTURES / "latest-2026.9.6"
 LEGACY = FIXTURES / "legacy-2026.7.35"
 LOG_NAME = "openclaw-2026-11-21.log"
@@ -32,9 +32,9 @@ EXPECTED = {
 
 
 def require_fixtures() -> None:
-    """Skip the calling test when the shared OpenClaw fixtures are not checked out."""
+    """Fail the calling test when the OpenClaw fixtures (part of the repo) are missing."""
     if not (LATEST.is_dir() and LEGACY.is_dir()):
-        pytest.skip(f"OpenClaw fixtures not found at {FIXTURES} (expected next to the repo in shared/)")
+        pytest.fail(f"OpenClaw fixtures not found at {FIXTURES}: the checkout is incomplete")
 
 
 def _writable_copy(src: Path, dst: Path) -> Path:

@@ -1,21 +1,21 @@
 """NiceGUI dashboard: one module per page; :func:`register_pages` adds them all.
 
 Every route needs a login except the ones listed in :mod:`fleet_server.dashboard.login`; pages
-check roles with :func:`fleet_server.auth.require_admin` (page content) and
-:func:`fleet_server.auth.admin_only` (event handlers of admin actions).
+check roles with :func:`fleet_server.auth.accounts.require_admin` (page content) and
+:func:`fleet_server.auth.accounts.admin_only` (event handlers of admin actions).
 """
 
 from __future__ import annotations
 
 from nicegui import ui
 
+from fleet_server.auth.ratelimit import LoginRateLimiter
 from fleet_server.dashboard.audit import render_audit
 from fleet_server.dashboard.device_detail import render_device
 from fleet_server.dashboard.devices import render_devices
 from fleet_server.dashboard.login import install_auth, user_menu
 from fleet_server.dashboard.overview import render_overview
-from fleet_server.device_actions import DeviceActions
-from fleet_server.ratelimit import LoginRateLimiter
+from fleet_server.devices.actions import DeviceActions
 from fleet_server.state import FleetState
 
 

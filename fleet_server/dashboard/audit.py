@@ -8,8 +8,8 @@ from typing import Any
 from nicegui import ui
 from nicegui.events import ValueChangeEventArguments
 
-from fleet_server import audit
-from fleet_server.auth import require_admin
+from fleet_server.auth.accounts import require_admin
+from fleet_server.store import audit
 
 PER_PAGE = 50
 ALL_ACTIONS = "all actions"

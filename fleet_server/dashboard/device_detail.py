@@ -11,7 +11,7 @@ from datetime import datetime
 
 from nicegui import ui
 
-from fleet_server.auth import current_user
+from fleet_server.auth.accounts import current_user
 from fleet_server.dashboard.devices import status_badge
 from fleet_server.dashboard.format import (
     ago_h,

@@ -4,7 +4,7 @@ Everyone logged in sees the table (name, id, tags, status, key hint, created, la
 counts); admins also get "Add device" and, per row, rename, rotate key, revoke and delete. The
 API key and enrollment token of a new or rotated device are shown once, in a dialog that is
 deleted when closed (only the key's hash is stored). Actions go through
-:class:`fleet_server.device_actions.DeviceActions` (audit, broker, cache) in a worker thread.
+:class:`fleet_server.devices.actions.DeviceActions` (audit, broker, cache) in a worker thread.
 """
 
 from __future__ import annotations
@@ -20,11 +20,11 @@ from nicegui import run, ui
 from qrcode.exceptions import DataOverflowError
 
 from broker.dynsec import DynSecConnectionError, DynSecError
-from fleet_server.auth import admin_only, current_user
+from fleet_server.auth.accounts import admin_only, current_user
 from fleet_server.dashboard.format import STATUS_COLORS, ago_h
 from fleet_server.dashboard.live import redraw_on_change
-from fleet_server.device_actions import DeviceActions
-from fleet_server.devices import DeviceError, NewDevice
+from fleet_server.devices.actions import DeviceActions
+from fleet_server.devices.registry import DeviceError, NewDevice
 from fleet_server.state import DeviceView, FleetState
 from shared.enrollment import decode_token
 from shared.topics import suggest_device_id

@@ -31,8 +31,7 @@ from starlette.middleware.sessions import SessionMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 
-from fleet_server import audit
-from fleet_server.auth import (
+from fleet_server.auth.accounts import (
     SESSION_AUTH_MS,
     SESSION_USER,
     check_credentials,
@@ -40,7 +39,8 @@ from fleet_server.auth import (
     now_ms,
     safe_redirect_target,
 )
-from fleet_server.ratelimit import LoginRateLimiter
+from fleet_server.auth.ratelimit import LoginRateLimiter
+from fleet_server.store import audit
 
 log = logging.getLogger("clawfleet.auth")
 
@@ -88,7 +88,7 @@ class AuthGate(BaseHTTPMiddleware):
 
     Also adds ``X-Frame-Options: DENY``, ``X-Content-Type-Options: nosniff`` and
     ``Referrer-Policy: same-origin`` to every response, and ``Cache-Control: no-store`` to private
-    ones. Sets ``request.state.user`` (:class:`fleet_server.auth.SessionUser`) for private routes.
+    ones. Sets ``request.state.user`` (:class:`fleet_server.auth.accounts.SessionUser`) for private routes.
     """
 
     async def dispatch(self, request: Request, call_next: RequestResponseEndpoint) -> Response:

@@ -150,7 +150,7 @@ class RejectCount(BaseModel):
         primary_key = CompositeKey("device", "reason")
 
 
-# --- accounts and audit (fleet_server.auth, fleet_server.audit) ---
+# --- accounts and audit (fleet_server.auth.accounts, fleet_server.store.audit) ---
 
 
 class User(BaseModel):

@@ -28,7 +28,7 @@ def _env() -> dict[str, str]:
 
 
 def _cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "fleet_server.cli", *args], input=stdin, text=True,
+    return subprocess.run([sys.executable, "-m", "fleet_server.cli.main", *args], input=stdin, text=True,
                           capture_output=True, timeout=60, check=True, env=_env())
 
 
@@ -46,7 +46,7 @@ def running_server(tmp_path):
     _cli("admin", "create", "admin", "--password-stdin", "--data-dir", str(data), stdin=PASSWORD + "\n")
     port, mqtt_port = free_port(), free_port()
     log = open(tmp_path / "server.log", "wb")  # noqa: SIM115
-    proc = subprocess.Popen([sys.executable, "-m", "fleet_server.cli", "run", "--data-dir", str(data), "--port",
+    proc = subprocess.Popen([sys.executable, "-m", "fleet_server.cli.main", "run", "--data-dir", str(data), "--port",
                              str(port), "--mqtt-port", str(mqtt_port), "--local-agent-interval", "2"],
                             stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=_env())
     try:

@@ -17,8 +17,8 @@ from mqtt_helpers import Probe, connect_probe, free_port, make_device
 from typer.testing import CliRunner
 
 from fleet_server import server as server_module
-from fleet_server.cli import app as cli_app
-from fleet_server.reconcile import NEEDS_NEW_KEY, broker_device_clients, reconcile
+from fleet_server.cli.main import app as cli_app
+from fleet_server.devices.reconcile import NEEDS_NEW_KEY, broker_device_clients, reconcile
 from fleet_server.server import FleetServer, ServerOptions
 from fleet_server.store.models import AuditEvent, Device, LogRecord, RejectCount, Sample, StatusEvent, UsageRecord
 from shared.enrollment import decode_token

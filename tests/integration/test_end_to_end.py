@@ -12,7 +12,7 @@ from mqtt_helpers import connect_probe
 from nicegui.testing.user_simulation import user_simulation
 
 from fleet_server.dashboard import register_pages
-from fleet_server.devices import add_device
+from fleet_server.devices.registry import add_device
 from fleet_server.server import FleetServer
 from fleet_server.store.models import Device, RejectCount, Sample, StatusEvent
 from shared.topics import Channel, device_topic

@@ -14,13 +14,13 @@ from tls_helpers import ExternalMosquitto, enroll_agent, read_log, start_externa
 from typer.testing import CliRunner
 
 from broker.acl import SERVER_ROLE
-from fleet_server.broker_link import ExternalBroker
-from fleet_server.cli import app
-from fleet_server.cli_tls import external_broker, save_settings
-from fleet_server.devices import add_device, delete_device
+from fleet_server.cli.main import app
+from fleet_server.cli.tls import external_broker, save_settings
+from fleet_server.devices.registry import add_device, delete_device
+from fleet_server.endpoints.broker_link import ExternalBroker
+from fleet_server.endpoints.tls import TlsFiles, init_tls
 from fleet_server.server import FleetServer, ServerOptions
 from fleet_server.store.models import Device, Sample
-from fleet_server.tls import TlsFiles, init_tls
 from shared.enrollment import decode_token
 
 runner = CliRunner()

@@ -22,13 +22,13 @@ from typer.testing import CliRunner
 from agent_tray.publisher import describe_connect_error
 from broker.dynsec import DynSecClient, DynSecConnectionError
 from broker.mosquitto import find_mosquitto, render_config
-from fleet_server.broker_link import ServerSettings, managed_broker_config
-from fleet_server.cli import app
-from fleet_server.cli_tls import dashboard_tls, startup_warnings
-from fleet_server.devices import add_device
+from fleet_server.cli.main import app
+from fleet_server.cli.tls import dashboard_tls, startup_warnings
+from fleet_server.devices.registry import add_device
+from fleet_server.endpoints.broker_link import ServerSettings, managed_broker_config
+from fleet_server.endpoints.tls import TlsFiles, init_tls, read_summary
 from fleet_server.server import FleetServer, ServerOptions
 from fleet_server.store.models import Sample
-from fleet_server.tls import TlsFiles, init_tls, read_summary
 from shared.enrollment import decode_token
 
 runner = CliRunner()

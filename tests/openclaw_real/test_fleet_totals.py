@@ -15,7 +15,7 @@ from peewee import fn
 
 from agent_tray.config import AgentConfig
 from agent_tray.service import AgentService
-from fleet_server.devices import add_device
+from fleet_server.devices.registry import add_device
 from fleet_server.server import FleetServer
 from fleet_server.store.models import LogRecord, UsageRecord
 

@@ -14,12 +14,12 @@ from nicegui import ui
 from nicegui.testing.user_simulation import user_simulation
 from typer.testing import CliRunner
 
-from fleet_server import auth
-from fleet_server.auth import admin_only, create_user, safe_redirect_target
-from fleet_server.cli import app as cli_app
-from fleet_server.cli_admin import first_run_admin
+from fleet_server.auth import accounts as auth
+from fleet_server.auth.accounts import admin_only, create_user, safe_redirect_target
+from fleet_server.auth.ratelimit import LoginRateLimiter
+from fleet_server.cli.admin import first_run_admin
+from fleet_server.cli.main import app as cli_app
 from fleet_server.dashboard import register_pages
-from fleet_server.ratelimit import LoginRateLimiter
 from fleet_server.state import FleetState
 from fleet_server.store.models import AuditEvent, User
 

@@ -14,8 +14,8 @@ from nicegui.testing.user_simulation import user_simulation
 from broker.mosquitto import ManagedMosquitto
 from fleet_server.dashboard import register_pages
 from fleet_server.dashboard.devices import qr_data_uri
-from fleet_server.device_actions import DeviceActions, server_session
-from fleet_server.keys import hash_api_key
+from fleet_server.devices.actions import DeviceActions, server_session
+from fleet_server.devices.keys import hash_api_key
 from fleet_server.state import FleetState
 from fleet_server.store.models import AuditEvent, Device, RejectCount
 from fleet_server.store.models import User as UserRow
@@ -25,7 +25,7 @@ from shared.enrollment import decode_token
 @pytest.fixture
 def actions(db, dynsec, managed_broker: ManagedMosquitto) -> Iterator[DeviceActions]:
     """DeviceActions on the module's broker, a fresh database and cache, a server-account session."""
-    from fleet_server.broker_link import AgentEndpoint
+    from fleet_server.endpoints.broker_link import AgentEndpoint
 
     state = FleetState()
     state.load_from_db()

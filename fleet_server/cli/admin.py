@@ -1,0 +1,152 @@
+"""``clawfleet-server admin …``: dashboard accounts (create, set-password, list, disable, enable).
+
+Every change is written to the audit log with the actor ``cli:<os user>``. Passwords are read from
+a hidden prompt (asked twice) or, with ``--password-stdin``, from the first line of stdin; they
+are never printed, logged or passed on the command line.
+"""
+
+from __future__ import annotations
+
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from fleet_server.auth.accounts import (
+    MIN_PASSWORD_LENGTH,
+    ROLES,
+    AuthError,
+    create_user,
+    ensure_first_admin,
+    list_users,
+    set_disabled,
+    set_password,
+)
+from fleet_server.cli.options import DataDirOpt, DbUrlOpt, default_data_dir, fail
+from fleet_server.store import audit
+
+admin_app = typer.Typer(help="Dashboard accounts: create users, reset passwords, disable.", no_args_is_help=True)
+
+
+PasswordStdinOpt = Annotated[bool, typer.Option("--password-stdin",
+                             help="read the password from the first line of stdin instead of prompting")]
+
+
+def _open(data_dir: Path | None, database_url: str | None) -> None:
+    from fleet_server.store.db import open_database
+
+    open_database(data_dir or default_data_dir(), database_url)
+
+
+def _read_password(from_stdin: bool) -> str:
+    if from_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+        if not password:
+            fail("no password on stdin")
+        return password
+    return typer.prompt(f"Password (at least {MIN_PASSWORD_LENGTH} characters)", hide_input=True,
+                        confirmation_prompt=True)
+
+
+def _when(ts_ms: int | None) -> str:
+    if ts_ms is None:
+        return "never"
+    return datetime.fromtimestamp(ts_ms / 1000, tz=timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+
+
+@admin_app.command("create")
+def admin_create(
+    username: Annotated[str, typer.Argument(help="login name: a-z, 0-9, '.', '_', '-'")],
+    role: Annotated[str | None, typer.Option(help=f"one of: {', '.join(ROLES)} (viewers are read-only); "
+                                         "default: admin for the first account, viewer after that")] = None,
+    password_stdin: PasswordStdinOpt = False,
+    data_dir: DataDirOpt = None,
+    database_url: DbUrlOpt = None,
+) -> None:
+    """Create a dashboard user; asks for the password twice (or reads it from stdin)."""
+    if role is not None and role not in ROLES:
+        fail(f"role must be one of {', '.join(ROLES)}")
+    _open(data_dir, database_url)
+    if role is None:
+        role = "viewer" if list_users() else "admin"
+    password = _read_password(password_stdin)
+    try:
+        user = create_user(username, password, role=role)
+    except AuthError as exc:
+        fail(str(exc))
+    audit.record(audit.cli_actor(), "user.create", target=user.username, detail=f"role {user.role}")
+    typer.echo(f"user {user.username} created ({user.role})")
+
+
+@admin_app.command("set-password")
+def admin_set_password(
+    username: Annotated[str, typer.Argument(help="the user")],
+    password_stdin: PasswordStdinOpt = False,
+    data_dir: DataDirOpt = None,
+    database_url: DbUrlOpt = None,
+) -> None:
+    """Set a user's password; their open sessions end."""
+    _open(data_dir, database_url)
+    password = _read_password(password_stdin)
+    try:
+        user = set_password(username, password)
+    except AuthError as exc:
+        fail(str(exc))
+    audit.record(audit.cli_actor(), "user.set_password", target=user.username)
+    typer.echo(f"password of {user.username} changed")
+
+
+@admin_app.command("list")
+def admin_list(data_dir: DataDirOpt = None, database_url: DbUrlOpt = None) -> None:
+    """List users: name, role, state, last login."""
+    _open(data_dir, database_url)
+    users = list_users()
+    if not users:
+        typer.echo("no users; `clawfleet-server run` creates 'admin' on first start")
+    for u in users:
+        state = "disabled" if u.disabled else "active"
+        typer.echo(f"{u.username:24} {u.role:7} {state:9} last login {_when(u.last_login_ms)}")
+
+
+def _set_disabled(username: str, disabled: bool, data_dir: Path | None, database_url: str | None) -> None:
+    _open(data_dir, database_url)
+    try:
+        user = set_disabled(username, disabled)
+    except AuthError as exc:
+        fail(str(exc))
+    word = "disable" if disabled else "enable"
+    audit.record(audit.cli_actor(), f"user.{word}", target=user.username)
+    typer.echo(f"user {user.username} {word}d")
+
+
+@admin_app.command("disable")
+def admin_disable(username: Annotated[str, typer.Argument(help="the user")], data_dir: DataDirOpt = None,
+                  database_url: DbUrlOpt = None) -> None:
+    """Disable a user: no more logins, open sessions end."""
+    _set_disabled(username, True, data_dir, database_url)
+
+
+@admin_app.command("enable")
+def admin_enable(username: Annotated[str, typer.Argument(help="the user")], data_dir: DataDirOpt = None,
+                 database_url: DbUrlOpt = None) -> None:
+    """Re-enable a disabled user."""
+    _set_disabled(username, False, data_dir, database_url)
+
+
+def first_run_admin() -> None:
+    """If the (open) database has no user, create ``admin`` and print its password once to stdout.
+
+    Printed with ``typer.echo`` to the terminal only, never through ``logging``. Call after the
+    database is open and before the dashboard starts.
+    """
+    password = ensure_first_admin()
+    if password is None:
+        return
+    audit.record(audit.cli_actor(), "user.create", target="admin", detail="role admin; first run")
+    bar = "=" * 72
+    typer.echo(f"\n{bar}\n  First run: created the dashboard user 'admin' (role admin).\n"
+               f"  password: {password}\n"
+               "  This is shown ONCE. Change it with: clawfleet-server admin set-password admin\n"
+               f"{bar}\n")

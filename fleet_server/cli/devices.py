@@ -1,0 +1,240 @@
+"""``clawfleet-server device rotate-key|revoke|rename``, and the plumbing ``device add`` and
+``device delete`` share with them (:func:`device_actions`).
+
+The CLI changes the database and the broker directly, audited with the actor
+``cli:<os user>``. A server running in another process notices within
+:data:`fleet_server.server.REGISTRY_SYNC_S` seconds (its registry sync). Keys and tokens are
+printed once and never logged.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from fleet_server.cli.options import DataDirOpt, DbUrlOpt, MqttPortOpt, default_data_dir, fail
+from fleet_server.devices.actions import DeviceActions
+
+if TYPE_CHECKING:
+    from fleet_server.devices.registry import NewDevice
+    from fleet_server.endpoints.broker_link import AgentEndpoint
+
+device_app = typer.Typer(help="Enroll, rename, rotate keys of, revoke and delete devices.", no_args_is_help=True)
+
+DeviceIdArg = Annotated[str, typer.Argument(help="device id (see 'clawfleet-server device list')")]
+
+
+def endpoint_for(data_dir: Path, mqtt_port: int) -> AgentEndpoint:
+    """The broker URL and CA for tokens (:class:`~fleet_server.endpoints.broker_link.AgentEndpoint`), as saved
+    by ``run``."""
+    from fleet_server.endpoints.broker_link import ServerSettings
+
+    settings = ServerSettings.load(data_dir)
+    settings.mqtt_port = mqtt_port
+    return settings.endpoint(data_dir)
+
+
+@contextlib.contextmanager
+def _server_session(data_dir: Path, mqtt_port: int) -> Iterator[object]:
+    """A short MQTT session as the server account (to clear retained topics), or None."""
+    from broker.mosquitto import BrokerConfig, ManagedMosquitto
+    from fleet_server.devices.actions import server_session
+    from fleet_server.endpoints.broker_link import ServerSettings
+
+    try:
+        ext = ServerSettings.load(data_dir).external()
+        if ext is not None:
+            host, port, user, password, tls = ext.host, ext.port, ext.username, ext.password, ext.ssl_context()
+        else:
+            admin = ManagedMosquitto(BrokerConfig(data_dir=data_dir, port=mqtt_port)).admin
+            host, port, user, password, tls = "127.0.0.1", mqtt_port, admin.username, admin.password, None
+    except (OSError, ValueError) as exc:
+        typer.echo(f"warning: no broker session to clear retained topics: {exc}", err=True)
+        yield None
+        return
+    with server_session(host, port, user, password, tls) as client:
+        yield client
+
+
+@contextlib.contextmanager
+def device_actions(data_dir: Path | None, mqtt_port: int, database_url: str | None,
+                   publisher: bool = False) -> Iterator[DeviceActions]:
+    """Open the database and an admin broker connection (the running broker, or a temporary one);
+    yield :class:`DeviceActions` for them. ``publisher``: also open a server-account MQTT session
+    (to clear retained topics). Exits with code 2 and the message on a device error."""
+    from broker.dynsec import DynSecConnectionError, DynSecError
+    from fleet_server.devices.registry import DeviceError
+    from fleet_server.store.db import open_database
+
+    data_dir = data_dir or default_data_dir()
+    open_database(data_dir, database_url)
+    with _dynsec(data_dir, mqtt_port) as ds, contextlib.ExitStack() as stack:
+        client = stack.enter_context(_server_session(data_dir, mqtt_port)) if publisher else None
+        try:
+            yield DeviceActions(ds, lambda: endpoint_for(data_dir, mqtt_port), publisher=client)
+        except DeviceError as exc:
+            fail(str(exc))
+        except (DynSecError, DynSecConnectionError) as exc:
+            fail(f"broker: {exc}")
+
+
+def print_token(title: str, new: NewDevice) -> None:
+    """Print a device's id, API key, token and the agent commands (shown once)."""
+    typer.echo(f"{title}\ndevice:  {new.device.id}\napi key: {new.api_key}\n\nenrollment token (shown once; keep it "
+               f"secret):\n{new.token}\n\non the device run:\n  clawfleet-agent enroll {new.token}\n"
+               "  clawfleet-agent run --headless")
+
+
+@device_app.command("rotate-key")
+def device_rotate_key(device_id: DeviceIdArg, data_dir: DataDirOpt = None, mqtt_port: MqttPortOpt = 18830,
+                      database_url: DbUrlOpt = None) -> None:
+    """Give a device a new API key: the old key and its live session stop at once; prints the new
+    enrollment token ONCE. Also re-enables a revoked device."""
+    from fleet_server.store import audit
+
+    with device_actions(data_dir, mqtt_port, database_url) as actions:
+        new = actions.rotate_key(audit.cli_actor(), device_id)
+    print_token(f"key of {device_id} rotated; the agent needs the new token", new)
+
+
+@device_app.command("revoke")
+def device_revoke(device_id: DeviceIdArg, data_dir: DataDirOpt = None, mqtt_port: MqttPortOpt = 18830,
+                  database_url: DbUrlOpt = None) -> None:
+    """Revoke a device's key: its live session is closed at once and it cannot log in again
+    (its data stays). Undo with rotate-key."""
+    from fleet_server.store import audit
+
+    with device_actions(data_dir, mqtt_port, database_url, publisher=True) as actions:
+        actions.revoke(audit.cli_actor(), device_id)
+    typer.echo(f"device {device_id} revoked; 'clawfleet-server device rotate-key {device_id}' lets it back in")
+
+
+@device_app.command("rename")
+def device_rename(
+    device_id: DeviceIdArg,
+    name: Annotated[str, typer.Argument(help="new display name")],
+    tags: Annotated[str | None, typer.Option(help="new comma-separated tags (default: unchanged)")] = None,
+    data_dir: DataDirOpt = None,
+    database_url: DbUrlOpt = None,
+) -> None:
+    """Change a device's display name (and tags); its id, key and data stay."""
+    from fleet_server.devices.registry import DeviceError
+    from fleet_server.store import audit
+    from fleet_server.store.db import open_database
+
+    open_database(data_dir or default_data_dir(), database_url)
+    try:
+        # renaming touches only the database: no broker connection needed
+        dev = DeviceActions(None, lambda: None).rename(audit.cli_actor(), device_id, name, tags)
+    except DeviceError as exc:
+        fail(str(exc))
+    typer.echo(f"device {dev.id} is now {dev.name!r}" + (f" (tags {dev.tags})" if dev.tags else ""))
+
+
+@contextlib.contextmanager
+def _dynsec(data_dir: Path, mqtt_port: int) -> Iterator[object]:
+    """Admin connection to the broker: the external one saved by ``run`` (server.json), else the
+    managed one: running, or started for this command."""
+    from broker.dynsec import DynSecClient, DynSecConnectionError
+    from broker.mosquitto import BrokerConfig, BrokerSetupError, ManagedMosquitto
+    from fleet_server.endpoints.broker_link import ServerSettings
+
+    settings = ServerSettings.load(data_dir)
+    if settings.broker_url:
+        try:
+            ext = settings.external()
+            assert ext is not None
+            client = DynSecClient(ext.host, ext.port, ext.username, ext.password, tls=ext.ssl_context(),
+                                  client_id="clawfleet-cli")
+        except (ValueError, DynSecConnectionError) as exc:
+            fail(f"external broker: {exc}")
+        with client as ds:
+            yield ds
+        return
+
+    broker = ManagedMosquitto(BrokerConfig(data_dir=data_dir, port=mqtt_port))
+    running = _port_open("127.0.0.1", mqtt_port)
+    try:
+        if not running:
+            broker.start()
+        admin = broker.admin
+        with DynSecClient("127.0.0.1", mqtt_port, admin.username, admin.password, client_id="clawfleet-cli") as ds:
+            yield ds
+    except BrokerSetupError as exc:
+        fail(str(exc))
+    finally:
+        if not running:
+            broker.stop()
+
+
+def _port_open(host: str, port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.5)
+        return s.connect_ex((host, port)) == 0
+
+
+@device_app.command("add")
+def device_add(
+    name: Annotated[str, typer.Argument(help="display name; the device id is derived from it")],
+    device_id: Annotated[str | None, typer.Option("--id", help="device id ([a-z0-9][a-z0-9-]*)")] = None,
+    tags: Annotated[str, typer.Option(help="comma-separated tags")] = "",
+    data_dir: DataDirOpt = None,
+    mqtt_port: MqttPortOpt = 18830,
+    database_url: DbUrlOpt = None,
+) -> None:
+    """Enroll a device; prints its API key and enrollment token ONCE."""
+    from fleet_server.endpoints.broker_link import ServerSettings
+    from fleet_server.store import audit
+
+    data_dir = data_dir or default_data_dir()
+    settings = ServerSettings.load(data_dir)
+    endpoint = endpoint_for(data_dir, mqtt_port)
+    with device_actions(data_dir, mqtt_port, database_url) as actions:  # devices: audited as cli:<os user>
+        new = actions.add(audit.cli_actor(), name, tags, device_id)
+    if not endpoint.tls and not settings.broker_url:
+        typer.echo(f"warning: no TLS certificate, so this token points at {endpoint.url}: the device must be this "
+                   f"machine or reach it through an SSH tunnel (ssh -N -L {mqtt_port}:127.0.0.1:{mqtt_port} SERVER). "
+                   "For devices elsewhere: clawfleet-server tls init --host NAME, restart the server, add the device "
+                   "again.", err=True)
+    typer.echo(f"device:  {new.device.id}\napi key: {new.api_key}\n\nenrollment token (shown once; keep it "
+               f"secret):\n{new.token}\n\non the device run:\n  clawfleet-agent enroll {new.token}\n"
+               "  clawfleet-agent run --headless")
+
+
+@device_app.command("list")
+def device_list(data_dir: DataDirOpt = None, database_url: DbUrlOpt = None) -> None:
+    """List devices with their status and key hint."""
+    from fleet_server.dashboard.format import ago_h
+    from fleet_server.devices.registry import list_devices
+    from fleet_server.store.db import open_database
+
+    open_database(data_dir or default_data_dir(), database_url)
+    devices = list_devices()
+    if not devices:
+        typer.echo("no devices; add one with: clawfleet-server device add NAME")
+    for d in devices:
+        status = "revoked" if d.revoked_ms else d.status
+        typer.echo(f"{d.id:30} {status:9} key …{d.key_hint}  last seen {ago_h(d.last_seen_ms)}  {d.name}")
+
+
+@device_app.command("delete")
+def device_delete(
+    device_id: Annotated[str, typer.Argument(help="device id")],
+    keep_data: Annotated[bool, typer.Option(help="keep its samples, usage and logs")] = False,
+    data_dir: DataDirOpt = None,
+    mqtt_port: MqttPortOpt = 18830,
+    database_url: DbUrlOpt = None,
+) -> None:
+    """Remove a device: revokes its key at once (kicking a live session), clears its retained state
+    on the broker and purges its data (unless --keep-data)."""
+    from fleet_server.store import audit
+
+    with device_actions(data_dir, mqtt_port, database_url, publisher=True) as actions:
+        res = actions.delete(audit.cli_actor(), device_id, keep_data=keep_data)
+    typer.echo(f"device {device_id} deleted" + (" (data kept)" if keep_data else "")
+               + ("" if res.retained_cleared else "; its retained topics could not be cleared"))

@@ -1,0 +1,119 @@
+"""``clawfleet-server``: run the fleet server and manage devices."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from fleet_server.cli.admin import admin_app
+from fleet_server.cli.devices import device_app
+from fleet_server.cli.options import DataDirOpt, DbUrlOpt, MqttPortOpt, default_data_dir, fail, setup_logging
+from fleet_server.cli.tls import tls_app
+
+app = typer.Typer(help="ClawFleet server: managed Mosquitto broker, ingest, storage and the dashboard.",
+                  no_args_is_help=True, add_completion=False)
+app.add_typer(device_app, name="device")
+app.add_typer(admin_app, name="admin")
+app.add_typer(tls_app, name="tls")
+
+log = logging.getLogger("clawfleet.server")
+
+
+@app.command()
+def run(
+    data_dir: DataDirOpt = None,
+    host: Annotated[str, typer.Option(help="dashboard bind address; anything but loopback (e.g. 0.0.0.0) needs "
+                    "--https-certfile/--https-keyfile or --behind-proxy")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="dashboard HTTP port")] = 8080,
+    mqtt_port: MqttPortOpt = 18830,
+    database_url: DbUrlOpt = None,
+    local_agent: Annotated[bool, typer.Option(help="also run an agent that reports this machine")] = True,
+    local_agent_interval: Annotated[float, typer.Option(help="local agent sample interval, seconds")] = 10.0,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="debug logging")] = False,
+    secure_cookies: Annotated[bool, typer.Option(help="mark the session cookie Secure (sent over HTTPS only); "
+                              "turn on when the dashboard is reached over HTTPS, directly or via a TLS proxy")] = False,
+    https_certfile: Annotated[Path | None, typer.Option(help="serve the dashboard over HTTPS with this certificate "
+                              "(PEM, full chain); turns on secure cookies")] = None,
+    https_keyfile: Annotated[Path | None, typer.Option(help="private key (PEM) of --https-certfile")] = None,
+    behind_proxy: Annotated[bool, typer.Option("--behind-proxy", help="a TLS-terminating reverse proxy (Caddy, "
+                            "nginx) serves the dashboard over HTTPS; turns on secure cookies")] = False,
+    mqtt_tls_port: Annotated[int, typer.Option("--mqtt-tls-port", help="TLS port of the managed Mosquitto on all "
+                             "interfaces, opened when 'clawfleet-server tls init' has made a certificate")] = 8883,
+    mqtt_tls_bind: Annotated[str | None, typer.Option("--mqtt-tls-bind", help="bind the TLS listener to this "
+                             "address only (e.g. a VPN interface's); default all interfaces")] = None,
+    public_host: Annotated[str | None, typer.Option(help="host name agents connect to, put into enrollment tokens "
+                           "(default: the certificate's first --host)")] = None,
+    broker_url: Annotated[str | None, typer.Option(help="use this external Mosquitto >= 2.0 with the "
+                          "dynamic-security plugin (mqtts://host:8883) instead of starting one")] = None,
+    broker_admin_user: Annotated[str | None, typer.Option(help="dynamic-security admin account on "
+                                 "--broker-url")] = None,
+    broker_admin_password_file: Annotated[Path | None, typer.Option(help="file whose first line is that account's "
+                                          "password (or set $CLAWFLEET_BROKER_ADMIN_PASSWORD)")] = None,
+    broker_ca_file: Annotated[Path | None, typer.Option(help="CA (PEM) of an mqtts --broker-url; the server and "
+                              "agents pin it (default: the system trust store)")] = None,
+) -> None:
+    """Run the server: managed Mosquitto, ingest, dashboard (and a local agent). Ctrl-C stops all.
+
+    TLS: after 'tls init' the broker also listens on --mqtt-tls-port and tokens use mqtts://<public host>.
+
+    Dashboard: 127.0.0.1 by default; --host 0.0.0.0 needs --https-certfile/--https-keyfile or --behind-proxy.
+
+    Broker settings (never the password) are saved in <data dir>/server.json for the device commands.
+    """
+    from nicegui import app as ng_app
+    from nicegui import ui
+
+    from broker.mosquitto import BrokerSetupError
+    from fleet_server.auth.accounts import configure_session_storage, session_cookie_options, session_secret
+    from fleet_server.cli.admin import first_run_admin
+    from fleet_server.dashboard import register_pages
+    from fleet_server.server import FleetServer, ServerOptions
+
+    setup_logging(verbose)
+    from broker.dynsec import DynSecConnectionError, DynSecError
+    from fleet_server.cli.tls import dashboard_tls, external_broker, save_settings, startup_warnings
+    from fleet_server.endpoints.tls import TlsError
+
+    try:
+        web = dashboard_tls(host, port, https_certfile, https_keyfile, behind_proxy)
+        external = external_broker(broker_url, broker_admin_user, broker_admin_password_file, broker_ca_file)
+    except ValueError as exc:
+        fail(str(exc))
+    secure_cookies = secure_cookies or web.secure_cookies
+    opts = ServerOptions(data_dir=data_dir or default_data_dir(), mqtt_port=mqtt_port, database_url=database_url,
+                         local_agent=local_agent, local_agent_interval_s=local_agent_interval, tls_port=mqtt_tls_port,
+                         tls_host=mqtt_tls_bind, public_host=public_host, external_broker=external)
+    for warning in web.warnings + startup_warnings(opts.data_dir, public_host, external):
+        log.warning("%s", warning)
+    server = FleetServer(opts)
+    try:
+        server.start()
+    except (BrokerSetupError, DynSecConnectionError, DynSecError, TlsError) as exc:
+        fail(str(exc))
+    save_settings(opts.data_dir, mqtt_port, mqtt_tls_port, public_host, external, broker_admin_password_file)
+    first_run_admin()  # auth: no user yet -> create 'admin', print its password once
+    configure_session_storage(opts.data_dir)  # auth: session files in <data dir>/sessions
+    register_pages(server.state, devices=server.devices)  # devices: actions on /devices
+    ng_app.on_shutdown(server.stop)
+    typer.echo(f"\n  ClawFleet dashboard: {web.scheme}://{host}:{port}\n  MQTT broker for agents: {server.broker_url}\n"
+               f"  data dir: {opts.data_dir}\n  Ctrl-C stops everything.\n")
+    try:
+        ui.run(host=host, port=port, title="ClawFleet", reload=False, show=False, show_welcome_message=False,
+               uvicorn_logging_level="warning", favicon="🛰️",
+               storage_secret=session_secret(opts.data_dir),  # auth: signs the session cookie
+               session_middleware_kwargs=session_cookie_options(https_only=secure_cookies), **web.uvicorn_kwargs)
+    finally:
+        server.stop()  # also when the web server fails to start (e.g. its port is taken); idempotent
+
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
+
+
+if __name__ == "__main__":
+    main()
