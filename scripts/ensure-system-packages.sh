@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install the OS packages ClawFleet needs when they are missing.
 #   scripts/ensure-system-packages.sh server   -> mosquitto (the managed broker)
-#   scripts/ensure-system-packages.sh test     -> mosquitto, chromium + chromedriver, xvfb
+#   scripts/ensure-system-packages.sh test     -> mosquitto, chromium + chromedriver, xvfb, postgresql
 set -euo pipefail
 want="${1:-server}"
 
@@ -11,6 +11,8 @@ if [ "$want" = "test" ]; then
   command -v chromium >/dev/null 2>&1 || need+=(chromium)
   command -v chromedriver >/dev/null 2>&1 || need+=(chromium-driver)
   command -v Xvfb >/dev/null 2>&1 || need+=(xvfb)
+  # store tests start their own PostgreSQL server (initdb in a temp dir)
+  ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 || need+=(postgresql)
 fi
 [ ${#need[@]} -eq 0 ] && exit 0
 
