@@ -82,6 +82,7 @@ class AgentService:
             os_version=info.os_version, arch=info.arch, agent_version=__version__, cpu_count=info.cpu_count,
             mem_total_bytes=info.mem_total_bytes, disk_total_bytes=info.disk_total_bytes,
             boot_time_ms=info.boot_time_ms, openclaw_version=version, agents=agents,
+            interval_s=self.cfg.interval_s,
         )
 
     def sample(self) -> schemas.Telemetry:

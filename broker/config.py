@@ -73,6 +73,9 @@ class BrokerConfig:
     """Largest MQTT packet accepted from a client (1 MiB)."""
     persistence: bool = True
     autosave_interval_s: int = 60
+    max_keepalive_s: int = 600
+    """Largest keepalive a client may use, seconds (the agent's own maximum). An MQTT 5 client asking
+    for more, or for 0 (never time out, so its last will would never fire), is told this value."""
 
     def __post_init__(self) -> None:
         self.data_dir = Path(self.data_dir)
@@ -149,6 +152,7 @@ def render_config(cfg: BrokerConfig, install: MosquittoInstall) -> str:
         f"max_queued_messages {cfg.max_queued_messages}",
         f"max_inflight_messages {cfg.max_inflight_messages}",
         f"max_packet_size {cfg.max_packet_size}",
+        f"max_keepalive {cfg.max_keepalive_s}",
         "log_dest stderr",
         "log_type error",
         "log_type warning",

@@ -8,7 +8,8 @@ from pathlib import Path
 from peewee import Database, SqliteDatabase
 from playhouse.db_url import connect
 
-from fleet_server.store.models import ALL_MODELS, db
+from fleet_server.store.migrations import upgrade
+from fleet_server.store.models import db
 
 log = logging.getLogger("clawfleet.store")
 
@@ -22,7 +23,8 @@ SQLITE_PRAGMAS = {
 
 
 def open_database(data_dir: Path, url: str | None = None) -> Database:
-    """Bind the models to a database and create missing tables.
+    """Bind the models to a database and bring its schema up to date (create or migrate, see
+    :mod:`fleet_server.store.migrations`).
 
     Args:
         data_dir: server data dir; the default SQLite file is ``<data_dir>/clawfleet.sqlite``.
@@ -30,6 +32,9 @@ def open_database(data_dir: Path, url: str | None = None) -> Database:
 
     Returns:
         The connected peewee database (also bound to :data:`fleet_server.store.models.db`).
+
+    Raises:
+        fleet_server.store.migrations.SchemaTooNew: the database was written by a newer ClawFleet.
     """
     if url:
         database = connect(url)
@@ -41,5 +46,5 @@ def open_database(data_dir: Path, url: str | None = None) -> Database:
         database = SqliteDatabase(str(data_dir / "clawfleet.sqlite"), pragmas=SQLITE_PRAGMAS)
     db.initialize(database)
     database.connect(reuse_if_open=True)
-    database.create_tables(ALL_MODELS, safe=True)
+    upgrade(database)
     return database

@@ -186,4 +186,65 @@ class AuditEvent(BaseModel):
 # --- end accounts and audit ---
 
 
-ALL_MODELS = [Device, Sample, StatusEvent, UsageRecord, UsageHourly, LogRecord, RejectCount, User, AuditEvent]
+# --- history: sample rollup tiers, rollup watermarks, schema version (fleet_server.store.rollups, .migrations) ---
+
+ROLLUP_METRICS = ("cpu_pct", "mem_pct", "disk_pct", "swap_pct", "net_rx_bps", "net_tx_bps", "load1")
+"""Sample columns every rollup tier keeps the average and maximum of (``<metric>_avg``, ``<metric>_max``)."""
+
+
+class _SampleRollup(BaseModel):
+    """One device's samples in one time bucket: ``n`` samples, avg and max of each of
+    :data:`ROLLUP_METRICS` (units as in :class:`Sample`: percent 0-100, bytes per second, load).
+    ``bucket_ms`` is the bucket's start (epoch ms UTC, a multiple of the tier's width)."""
+
+    device = CharField(max_length=63)
+    bucket_ms = BigIntegerField()
+    n = IntegerField()
+    cpu_pct_avg = FloatField()
+    cpu_pct_max = FloatField()
+    mem_pct_avg = FloatField()
+    mem_pct_max = FloatField()
+    disk_pct_avg = FloatField()
+    disk_pct_max = FloatField()
+    swap_pct_avg = FloatField()
+    swap_pct_max = FloatField()
+    net_rx_bps_avg = FloatField()
+    net_rx_bps_max = FloatField()
+    net_tx_bps_avg = FloatField()
+    net_tx_bps_max = FloatField()
+    load1_avg = FloatField(null=True)
+    load1_max = FloatField(null=True)
+
+    class Meta:
+        primary_key = CompositeKey("device", "bucket_ms")
+
+
+class SampleRollup5m(_SampleRollup):
+    """The 5-minute rollup tier."""
+
+
+class SampleRollup1h(_SampleRollup):
+    """The 1-hour rollup tier."""
+
+
+class RollupWatermark(BaseModel):
+    """Per device: the newest raw sample ``ts`` (epoch ms) already added to every rollup tier."""
+
+    device = CharField(primary_key=True, max_length=63)
+    sample_ts = BigIntegerField()
+
+
+class SchemaVersion(BaseModel):
+    """Applied schema migrations (:mod:`fleet_server.store.migrations`), one row each."""
+
+    version = IntegerField(primary_key=True)
+    name = CharField(max_length=200)
+    applied_ms = BigIntegerField()
+
+
+# --- end history ---
+
+
+ALL_MODELS = [Device, Sample, StatusEvent, UsageRecord, UsageHourly, LogRecord, RejectCount, User, AuditEvent,
+              SampleRollup5m, SampleRollup1h, RollupWatermark,  # history
+              SchemaVersion]  # migrations

@@ -1,0 +1,125 @@
+"""Schema migrations of the server database: a version table and an ordered list of steps.
+
+How it works (run by :func:`fleet_server.store.db.open_database` on every start):
+
+- A new, empty database gets every table from the current models and is stamped with the
+  newest version (its tables already have every column).
+- A database without :class:`SchemaVersion` but with a ``device`` table was written by v0.1.0:
+  it is at version 1, and every later step runs.
+- Otherwise the steps newer than the highest applied version run, oldest first, each in its own
+  transaction together with its version row.
+- A database newer than this code is refused with :class:`SchemaTooNew`.
+
+A new table (a new model in ``ALL_MODELS``) needs no step: missing tables are created after the
+steps ran. Adding a migration: append ``Migration(<next number>, "what it does", function)`` to
+:data:`MIGRATIONS`. The function gets a :class:`playhouse.migrate.SchemaMigrator` and the database;
+use :func:`add_column` (idempotent) for new columns, write the rebuild of a table whose key changes
+by hand (create new, copy, drop, rename), and never import a model's *current* definition to
+create a table whose later migrations alter it (write the DDL the step needs).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from peewee import Database, Field
+from playhouse.migrate import SchemaMigrator, migrate
+
+from fleet_server.store.models import (
+    ALL_MODELS,
+    RollupWatermark,
+    SampleRollup1h,
+    SampleRollup5m,
+    SchemaVersion,
+)
+
+log = logging.getLogger("clawfleet.store.migrations")
+
+
+class SchemaTooNew(RuntimeError):
+    """The database was upgraded by a newer ClawFleet than this one."""
+
+
+@dataclass(frozen=True)
+class Migration:
+    """One schema step: ``version`` (1, 2, …), a short ``name``, and ``apply(migrator, database)``."""
+
+    version: int
+    name: str
+    apply: Callable[[SchemaMigrator, Database], None]
+
+
+def add_column(migrator: SchemaMigrator, database: Database, table: str, column: str, field: Field) -> None:
+    """Add ``column`` to ``table`` unless it exists (a nullable field or one with a default)."""
+    if column not in {c.name for c in database.get_columns(table)}:
+        migrate(migrator.add_column(table, column, field))
+
+
+def _baseline(_m: SchemaMigrator, _db: Database) -> None:
+    """v0.1.0: devices, samples, status events, usage, logs, rejects, users, audit."""
+
+
+def _history_tables(_m: SchemaMigrator, db: Database) -> None:
+    # new tables only; later steps altering them must use add_column & co.
+    db.create_tables([SampleRollup5m, SampleRollup1h, RollupWatermark], safe=True)
+
+
+MIGRATIONS: list[Migration] = [
+    Migration(1, "v0.1.0 schema", _baseline),
+    Migration(2, "sample rollup tiers (5 min, 1 h) and rollup watermarks", _history_tables),
+]
+"""Every schema step, in order. Append new ones at the end with the next version number."""
+
+
+def latest_version() -> int:
+    """The version this code writes."""
+    return MIGRATIONS[-1].version
+
+
+def current_version(database: Database) -> int | None:
+    """The database's applied version; 1 for a v0.1.0 database; None for an empty one."""
+    tables = set(database.get_tables())
+    if SchemaVersion._meta.table_name in tables:
+        row = SchemaVersion.select(SchemaVersion.version).order_by(SchemaVersion.version.desc()).first()
+        if row is not None:
+            return row.version
+    return 1 if "device" in tables else None
+
+
+def upgrade(database: Database) -> list[int]:
+    """Bring the database to :func:`latest_version`; returns the versions applied now.
+
+    Raises:
+        SchemaTooNew: the database has a version this code does not know.
+    """
+    now = int(time.time() * 1000)
+    with database.atomic():
+        version = current_version(database)
+        if version is None:
+            database.create_tables(ALL_MODELS, safe=True)
+            SchemaVersion.insert_many([{"version": m.version, "name": m.name, "applied_ms": now}
+                                       for m in MIGRATIONS]).on_conflict_ignore().execute()
+            log.info("created a new database at schema version %d", latest_version())
+            return [m.version for m in MIGRATIONS]
+        if version > latest_version():
+            raise SchemaTooNew(f"the database is at schema version {version}, newer than this ClawFleet knows "
+                               f"({latest_version()}): upgrade ClawFleet, or restore a backup made before the "
+                               "upgrade")
+        database.create_tables([SchemaVersion], safe=True)
+        if not SchemaVersion.select().exists():
+            SchemaVersion.create(version=1, name=MIGRATIONS[0].name, applied_ms=now)
+    migrator = SchemaMigrator.from_database(database)
+    applied = []
+    for m in MIGRATIONS:
+        if m.version <= version:
+            continue
+        with database.atomic():
+            m.apply(migrator, database)
+            SchemaVersion.create(version=m.version, name=m.name, applied_ms=int(time.time() * 1000))
+        log.info("database schema upgraded to version %d: %s", m.version, m.name)
+        applied.append(m.version)
+    database.create_tables(ALL_MODELS, safe=True)  # tables of new models need no step; new columns do
+    return applied

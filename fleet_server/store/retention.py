@@ -1,0 +1,146 @@
+"""Retention: how long each kind of history is kept, and deleting what is older.
+
+Set with ``clawfleet-server run --retention KIND=DURATION`` (repeatable), e.g. ``--retention raw=72h
+--retention logs=30d``; durations are ``<number><s|m|h|d|y>`` (``y`` = 365 days) or ``forever``.
+Kinds and defaults (:data:`DEFAULTS`): raw samples 48 h, 5-minute rollups 14 d, 1-hour rollups
+400 d, status events 400 d, log records 90 d, usage records 400 d, hourly usage sums forever
+(they are the token ledger).
+
+Raw samples are deleted only once they are rolled up (at or below the device's rollup watermark),
+so a stalled rollup job never loses data. Deletes run per device in short transactions.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, fields, replace
+
+from fleet_server.store.models import (
+    Device,
+    LogRecord,
+    RollupWatermark,
+    Sample,
+    SampleRollup1h,
+    SampleRollup5m,
+    StatusEvent,
+    UsageHourly,
+    UsageRecord,
+)
+
+log = logging.getLogger("clawfleet.store.retention")
+
+_UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "y": 365 * 86400}
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdy])\s*$")
+
+
+class RetentionError(ValueError):
+    """A retention setting that cannot be parsed; the message names the key and the fix."""
+
+
+@dataclass(frozen=True)
+class RetentionPolicy:
+    """Seconds to keep each kind of history; None keeps it forever."""
+
+    raw: float | None = 48 * 3600
+    rollup_5m: float | None = 14 * 86400
+    rollup_1h: float | None = 400 * 86400
+    status_events: float | None = 400 * 86400
+    logs: float | None = 90 * 86400
+    usage_records: float | None = 400 * 86400
+    usage_hourly: float | None = None
+
+    ALIASES = {"5m": "rollup_5m", "1h": "rollup_1h", "status": "status_events", "usage": "usage_records"}
+
+    @classmethod
+    def parse(cls, items: Iterable[str], base: RetentionPolicy | None = None) -> RetentionPolicy:
+        """Apply ``KIND=DURATION`` items to ``base`` (default :data:`DEFAULTS`).
+
+        Raises:
+            RetentionError: unknown kind, bad duration, or raw samples kept for less than 6 h (the
+                1 h and 6 h charts read raw samples).
+        """
+        policy = base or DEFAULTS
+        names = {f.name for f in fields(cls)}
+        for item in items:
+            key, sep, value = item.partition("=")
+            key = cls.ALIASES.get(key.strip(), key.strip())
+            if not sep or key not in names:
+                raise RetentionError(f"--retention {item!r}: expected KIND=DURATION with KIND one of "
+                                     f"{', '.join(sorted(names | set(cls.ALIASES)))}")
+            policy = replace(policy, **{key: parse_duration(value, key)})
+        if policy.raw is not None and policy.raw < 6 * 3600:
+            raise RetentionError("--retention raw: keep raw samples at least 6h (the 1 h and 6 h charts read them)")
+        return policy
+
+    def describe(self) -> str:
+        """``"raw 48h, rollup_5m 14d, …, usage_hourly forever"`` for the log."""
+        return ", ".join(f"{f.name} {format_duration(getattr(self, f.name))}" for f in fields(self))
+
+
+DEFAULTS = RetentionPolicy()
+
+
+def parse_duration(text: str, key: str = "duration") -> float | None:
+    """``"48h"`` -> 172800.0 seconds; ``"forever"`` -> None. Raises :class:`RetentionError`."""
+    if text.strip().lower() in ("forever", "never", "0"):
+        return None
+    m = _DURATION.match(text.lower())
+    if not m or float(m.group(1)) <= 0:
+        raise RetentionError(f"--retention {key}={text!r}: use a positive number with a unit s, m, h, d or y "
+                             "(e.g. 48h, 14d, 1y) or 'forever'")
+    return float(m.group(1)) * _UNIT_S[m.group(2)]
+
+
+def format_duration(seconds: float | None) -> str:
+    """Seconds -> the shortest exact ``"14d"`` / ``"48h"`` form; None -> ``"forever"``."""
+    if seconds is None:
+        return "forever"
+    for unit in ("y", "d", "h", "m"):
+        if seconds % _UNIT_S[unit] == 0:
+            return f"{int(seconds // _UNIT_S[unit])}{unit}"
+    return f"{seconds:g}s"
+
+
+def _cutoff(now_ms: int, keep_s: float | None) -> int | None:
+    return None if keep_s is None else now_ms - int(keep_s * 1000)
+
+
+def apply_retention(policy: RetentionPolicy, now_ms: int, database: object | None = None) -> dict[str, int]:
+    """Delete every row older than its kind's retention; returns rows deleted per kind.
+
+    "Older" means a timestamp strictly before ``now_ms - retention`` (sample ``ts``, rollup
+    ``bucket_ms``, event/record ``ts``, usage ``hour_ms``). Raw samples are also kept while they are
+    newer than the device's rollup watermark (not yet in the tiers).
+    """
+    db = database or Sample._meta.database
+    deleted = dict.fromkeys(("raw", "rollup_5m", "rollup_1h", "status_events", "logs", "usage_records",
+                             "usage_hourly"), 0)
+    devices = [d for (d,) in Device.select(Device.id).tuples()]
+    raw_cut = _cutoff(now_ms, policy.raw)
+    if raw_cut is not None:
+        marks = dict(RollupWatermark.select(RollupWatermark.device, RollupWatermark.sample_ts).tuples())
+        for device_id in devices:
+            if device_id not in marks:
+                continue
+            limit = min(raw_cut, marks[device_id] + 1)
+            with db.atomic():
+                deleted["raw"] += Sample.delete().where((Sample.device == device_id) & (Sample.ts < limit)).execute()
+    for key, model in (("rollup_5m", SampleRollup5m), ("rollup_1h", SampleRollup1h)):
+        cut = _cutoff(now_ms, getattr(policy, key))
+        if cut is None:
+            continue
+        for device_id in devices:
+            with db.atomic():
+                deleted[key] += model.delete().where((model.device == device_id) & (model.bucket_ms < cut)).execute()
+    for key, model, col in (("status_events", StatusEvent, StatusEvent.ts), ("logs", LogRecord, LogRecord.ts),
+                            ("usage_records", UsageRecord, UsageRecord.ts),
+                            ("usage_hourly", UsageHourly, UsageHourly.hour_ms)):
+        cut = _cutoff(now_ms, getattr(policy, key))
+        if cut is not None:
+            with db.atomic():
+                deleted[key] += model.delete().where(col < cut).execute()
+    if any(deleted.values()):
+        log.info("retention deleted %s", ", ".join(f"{k} {v}" for k, v in deleted.items() if v))
+    return deleted
