@@ -43,6 +43,24 @@ CREATE TABLE IF NOT EXISTS positions (
 );
 """
 
+# --- schema migrations of the outbox file (PRAGMA user_version; v0.1.0 files are at 0) ---
+_MIGRATIONS: list[str] = [
+    _SCHEMA,  # 1: the v0.1.0 tables (already there in a v0.1.0 file: every statement is IF NOT EXISTS)
+]
+"""SQL of each outbox schema step, in order; append new steps (user_version = its 1-based index)."""
+OUTBOX_SCHEMA_VERSION = len(_MIGRATIONS)
+
+
+def _migrate(db: sqlite3.Connection) -> None:
+    """Run the steps newer than the file's ``user_version``, each with its version bump, atomically."""
+    version = db.execute("PRAGMA user_version").fetchone()[0]
+    if version > OUTBOX_SCHEMA_VERSION:
+        raise sqlite3.DatabaseError(f"outbox schema version {version} is newer than this agent knows "
+                                    f"({OUTBOX_SCHEMA_VERSION}): upgrade the agent")
+    for number, sql in enumerate(_MIGRATIONS[version:], start=version + 1):
+        db.executescript(f"BEGIN IMMEDIATE;\n{sql}\nPRAGMA user_version = {number};\nCOMMIT;")
+# --- end schema migrations ---
+
 
 @dataclass(frozen=True)
 class OutMessage:
@@ -82,7 +100,7 @@ class Outbox:
         self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(_SCHEMA)
+        _migrate(self._db)
         self._bytes = self._db.execute("SELECT COALESCE(SUM(LENGTH(payload)), 0) FROM outbox").fetchone()[0]
         self._dropping = False
 
