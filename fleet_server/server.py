@@ -19,8 +19,11 @@ from fleet_server.devices.local_agent import LocalAgentProcess, ensure_local_dev
 from fleet_server.devices.reconcile import ReconcileSummary, reconcile
 from fleet_server.endpoints.broker_link import AgentEndpoint, ExternalBroker, agent_endpoint, managed_broker_config
 from fleet_server.ingest.subscriber import BrokerAccount, Ingest
+from fleet_server.jobs.runner import ServerJobs
 from fleet_server.state import FleetState
 from fleet_server.store.db import open_database
+from fleet_server.store.retention import DEFAULTS as RETENTION_DEFAULTS
+from fleet_server.store.retention import RetentionPolicy
 
 log = logging.getLogger("clawfleet.server")
 
@@ -45,6 +48,8 @@ class ServerOptions:
     """Host name put into enrollment tokens; default the certificate's first SAN."""
     external_broker: ExternalBroker | None = None
     """Use this broker instead of starting a managed Mosquitto."""
+    retention: RetentionPolicy = RETENTION_DEFAULTS
+    """How long each kind of history is kept (``--retention``)."""
 
 
 class FleetServer:
@@ -63,6 +68,7 @@ class FleetServer:
         self.reconciled: ReconcileSummary | None = None  # what the start-up reconciliation did
         self._sync_stop = threading.Event()
         self._sync_thread: threading.Thread | None = None
+        self.jobs: ServerJobs | None = None  # rollups, retention, stale devices
 
     @property
     def endpoint(self) -> AgentEndpoint:
@@ -112,8 +118,11 @@ class FleetServer:
         self.dynsec.ensure_server_role()
         self.reconciled = reconcile(self.dynsec)  # broker clients follow the devices table
         self.state.load_from_db()
+        self.jobs = ServerJobs(self.database, self.state, opts.retention)
+        self.jobs.check_stale_now()  # before ingest: a device silent while the server was down is offline now
         self.ingest = Ingest(self.database, account, self.state)
         self.ingest.start()
+        self.jobs.start()
         self.devices = DeviceActions(self.dynsec, lambda: self.endpoint, self.state, self.ingest, self.ingest.client)
         self._sync_stop.clear()
         self._sync_thread = threading.Thread(target=self._sync_loop, name="clawfleet-registry-sync", daemon=True)
@@ -149,6 +158,9 @@ class FleetServer:
     def stop(self) -> None:
         """Stop in reverse order; safe to call twice and after a partial start."""
         self._sync_stop.set()
+        if self.jobs is not None:
+            self.jobs.stop()
+            self.jobs = None
         if self._sync_thread is not None:
             self._sync_thread.join(timeout=5)
             self._sync_thread = None

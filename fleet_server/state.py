@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, replace
 from peewee import fn
 
 from fleet_server.store import usage as usage_store
+from fleet_server.store.availability import transitions_since
 from fleet_server.store.models import Device, LogRecord, RejectCount, Sample, UsageHourly
 from fleet_server.store.usage import HOUR_MS, TokenSums
 from shared import schemas
@@ -39,6 +40,10 @@ class DeviceView:
     key_hint: str = ""  # last four characters of the API key
     created_ms: int | None = None
     revoked_ms: int | None = None  # set while the device is revoked
+    # history (issue 8): when the current status began (a transition, not a re-announcement), and when
+    # the server last stored telemetry from the device (server clock; the stale-device check reads it)
+    status_since_ms: int | None = None
+    heard_ms: int | None = None
 
     @property
     def display_status(self) -> str:
@@ -98,6 +103,11 @@ class FleetState:
                 _registry_view(dev), telemetry=tel, meta=meta, rejects=rejects,
                 latest_error=LatestError(err.ts, err.level, err.subsystem, err.message) if err else None,
             )
+        since = transitions_since()
+        now = now_ms()
+        for device_id, v in views.items():  # heard: the newest sample's time, never in the future
+            heard = min(v.last_seen_ms, now) if v.last_seen_ms is not None else None
+            views[device_id] = replace(v, status_since_ms=since.get(device_id, v.status_ms), heard_ms=heard)
         totals = usage_store.totals_by_device()
         hours = usage_store.hours_since(now_ms() - 49 * HOUR_MS)
         with self._lock:
@@ -155,6 +165,10 @@ class FleetState:
             cur = self._devices.get(device_id) or DeviceView(device_id=device_id, name=name or device_id)
             if name:
                 changes["name"] = name
+            if "status" in changes and (changes["status"] != cur.status or cur.status_since_ms is None):  # a transition
+                changes.setdefault("status_since_ms", changes.get("status_ms") or now_ms())
+            if "last_seen_ms" in changes:
+                changes.setdefault("heard_ms", now_ms())
             self._devices[device_id] = replace(cur, **changes)
             self.version += 1
 
@@ -210,7 +224,8 @@ class FleetState:
                         changed.append(dev.id)
                     if fresh.status_ms is not None and (cur.status_ms is None or fresh.status_ms > cur.status_ms):
                         new = replace(new, status=fresh.status, status_reason=fresh.status_reason,
-                                      status_ms=fresh.status_ms)
+                                      status_ms=fresh.status_ms, status_since_ms=fresh.status_ms
+                                      if fresh.status != cur.status else cur.status_since_ms)
                     if fresh.last_seen_ms is not None and (cur.last_seen_ms or 0) < fresh.last_seen_ms:
                         new = replace(new, last_seen_ms=fresh.last_seen_ms)
                     if new is not cur:

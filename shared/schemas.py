@@ -95,7 +95,7 @@ class Meta(_Payload):
     boot_time_ms: EpochMs = _unit("epoch_ms", "when the machine booted")
     openclaw_version: ShortStr | None = _unit("", "OpenClaw version, None when not installed", default=None)
     agents: list[ShortStr] = _unit("", "OpenClaw agent ids", default_factory=list, max_length=200)
-    interval_s: float | None = _unit("seconds", "telemetry sample interval (None: an older agent, 30 s assumed)", default=None, ge=1, le=3600)
+    interval_s: float | None = _unit("seconds", "sample interval (None: older agent)", default=None, ge=1, le=3600)
 
 
 class Telemetry(_Payload):

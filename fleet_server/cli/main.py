@@ -54,6 +54,10 @@ def run(
                                           "password (or set $CLAWFLEET_BROKER_ADMIN_PASSWORD)")] = None,
     broker_ca_file: Annotated[Path | None, typer.Option(help="CA (PEM) of an mqtts --broker-url; the server and "
                               "agents pin it (default: the system trust store)")] = None,
+    retention: Annotated[list[str] | None, typer.Option("--retention", metavar="KIND=DURATION", help="keep a kind "
+                         "of history this long (repeatable; e.g. raw=72h, 5m=30d, 1h=2y, status=1y, logs=30d, "
+                         "usage=1y, usage_hourly=forever). Defaults: raw 48h, 5m 14d, 1h 400d, status 400d, "
+                         "logs 90d, usage records 400d, hourly usage sums forever")] = None,
 ) -> None:
     """Run the server: managed Mosquitto, ingest, dashboard (and a local agent). Ctrl-C stops all.
 
@@ -76,16 +80,19 @@ def run(
     from broker.dynsec import DynSecConnectionError, DynSecError
     from fleet_server.cli.tls import dashboard_tls, external_broker, save_settings, startup_warnings
     from fleet_server.endpoints.tls import TlsError
+    from fleet_server.store.retention import RetentionPolicy
 
     try:
         web = dashboard_tls(host, port, https_certfile, https_keyfile, behind_proxy)
         external = external_broker(broker_url, broker_admin_user, broker_admin_password_file, broker_ca_file)
+        policy = RetentionPolicy.parse(retention or [])
     except ValueError as exc:
         fail(str(exc))
     secure_cookies = secure_cookies or web.secure_cookies
     opts = ServerOptions(data_dir=data_dir or default_data_dir(), mqtt_port=mqtt_port, database_url=database_url,
                          local_agent=local_agent, local_agent_interval_s=local_agent_interval, tls_port=mqtt_tls_port,
-                         tls_host=mqtt_tls_bind, public_host=public_host, external_broker=external)
+                         tls_host=mqtt_tls_bind, public_host=public_host, external_broker=external,
+                         retention=policy)
     for warning in web.warnings + startup_warnings(opts.data_dir, public_host, external):
         log.warning("%s", warning)
     server = FleetServer(opts)

@@ -70,7 +70,7 @@ def samples_for_window(device_id: str, start_ms: int, end_ms: int,
              .order_by(Sample.ts).tuples())
         rows = []
         for r in q:
-            values = dict(zip(ROLLUP_METRICS, r[1:]))
+            values = dict(zip(ROLLUP_METRICS, r[1:], strict=True))
             rows.append(HistoryRow(r[0], 1, values, values))
         return tier, rows
     model = _MODELS[tier]

@@ -43,7 +43,8 @@ def day_bounds_ms(tz: ZoneInfo, offset_days: int = 0, now_ms: int | None = None)
 
 def _sums(row: tuple) -> TokenSums:
     """TokenSums from SUM() columns (PostgreSQL returns SUM(bigint) as Decimal: cast back)."""
-    return TokenSums(*[float(v or 0) if name == "cost_usd" else int(v or 0) for name, v in zip(SUM_FIELDS, row)])
+    return TokenSums(*[float(v or 0) if name == "cost_usd" else int(v or 0)
+                       for name, v in zip(SUM_FIELDS, row, strict=True)])
 
 
 def usage_between(start_ms: int, end_ms: int, device_id: str | None = None) -> dict[str, TokenSums]:

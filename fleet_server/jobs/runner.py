@@ -1,0 +1,45 @@
+"""Start and stop the server's background jobs."""
+
+from __future__ import annotations
+
+import logging
+
+from peewee import Database
+
+from fleet_server.jobs.history import RETENTION_S, ROLLUP_S, enforce_retention
+from fleet_server.jobs.periodic import PeriodicJob
+from fleet_server.jobs.stale import CHECK_S, StaleDetector
+from fleet_server.state import FleetState
+from fleet_server.store.retention import RetentionPolicy
+from fleet_server.store.rollups import roll_up_all
+
+log = logging.getLogger("clawfleet.jobs")
+
+
+class ServerJobs:
+    """Rollups (every minute), retention (hourly, first after 1 minute), stale check (every 2 s).
+
+    ``check_stale_now()`` runs the stale check once in the caller's thread (the server does it at
+    start-up, before ingest starts, so a restarted server never shows a silent device online).
+    """
+
+    def __init__(self, database: Database, state: FleetState, retention: RetentionPolicy) -> None:
+        self.stale = StaleDetector(state)
+        self._jobs = [
+            PeriodicJob("rollups", ROLLUP_S, lambda: roll_up_all(database), database, first_delay_s=5.0),
+            PeriodicJob("retention", RETENTION_S, lambda: enforce_retention(database, retention), database,
+                        first_delay_s=60.0),
+            PeriodicJob("stale-devices", CHECK_S, self.stale.check, database),
+        ]
+        log.info("history retention: %s", retention.describe())
+
+    def check_stale_now(self) -> list[tuple[str, str]]:
+        return self.stale.check()
+
+    def start(self) -> None:
+        for job in self._jobs:
+            job.start()
+
+    def stop(self) -> None:
+        for job in self._jobs:
+            job.stop()
