@@ -12,6 +12,7 @@ from datetime import datetime
 from nicegui import ui
 
 from fleet_server.auth.accounts import current_user
+from fleet_server.dashboard.availability import render_availability_live
 from fleet_server.dashboard.devices import status_badge
 from fleet_server.dashboard.format import (
     ago_h,
@@ -22,6 +23,7 @@ from fleet_server.dashboard.format import (
     rate_h,
     tokens_h,
 )
+from fleet_server.dashboard.history_charts import render_history
 from fleet_server.dashboard.live import redraw_on_change
 from fleet_server.dashboard.overview import token_breakdown
 from fleet_server.state import DeviceView, FleetState
@@ -97,7 +99,7 @@ def _body(state: FleetState, d: DeviceView) -> None:
         if d.status_reason:
             ui.label(d.status_reason).classes("text-sm text-gray-600")
     ui.label(f"{d.device_id} · tags {d.tags or '–'} · key …{d.key_hint or '?'} · last seen {ago_h(d.last_seen_ms)}"
-             f" · status since {_time(d.status_ms)}").classes("text-sm text-gray-600")
+             f" · status since {_time(d.status_since_ms or d.status_ms)}").classes("text-sm text-gray-600")
     with ui.row().classes("w-full gap-4 items-stretch"):
         _fields("Machine", _meta_rows(d))
         _fields("Latest sample", _telemetry_rows(d))
@@ -134,4 +136,7 @@ def render_device(state: FleetState, device_id: str) -> None:
 
     with ui.column().classes("w-full p-4 gap-3"):
         body()
+        if state.get(device_id) is not None:  # history: charts and availability (not redrawn with the body)
+            render_history(state, device_id)
+            render_availability_live(device_id)
     redraw_on_change(state, body)

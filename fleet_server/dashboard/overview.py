@@ -21,7 +21,9 @@ from fleet_server.dashboard.format import (
     tokens_h,
 )
 from fleet_server.dashboard.live import redraw_on_change
+from fleet_server.dashboard.timezone import browser_zone
 from fleet_server.state import DeviceView, FleetState
+from fleet_server.store import usage_days
 from fleet_server.store.usage import TokenSums
 
 COLUMNS = ("Status", "Device", "CPU", "Memory", "Disk", "Swap", "Net ↓ / ↑", "Uptime", "Tokens today / total",
@@ -43,9 +45,14 @@ def token_breakdown(s: TokenSums) -> str:
     return text
 
 
-def _device_row(d: DeviceView, state: FleetState, today: tuple[int, int]) -> None:
+def _device_row(d: DeviceView, state: FleetState, today: tuple[int, int] | dict[str, TokenSums]) -> None:
     t, m = d.telemetry, d.meta
-    status_pill(d.display_status).tooltip(d.status_reason or d.status)
+    with ui.column().classes("gap-0 items-start"):
+        status_pill(d.display_status).tooltip(d.status_reason or d.status)
+        if d.status_since_ms or d.status_ms:  # since the transition, not the latest re-announcement
+            ui.label(f"for {ago_h(d.status_since_ms or d.status_ms).removesuffix(' ago')}").classes(
+                "text-xs text-gray-500")
+    stale = d.status != "online" and t is not None  # last values of a device that is not reporting
     with ui.column().classes("gap-0"):
         ui.link(d.name, f"/device/{d.device_id}").classes("font-medium")
         sub = f"{d.device_id} · {m.os} {m.arch}" if m else d.device_id
@@ -57,24 +64,28 @@ def _device_row(d: DeviceView, state: FleetState, today: tuple[int, int]) -> Non
         for _ in range(6):
             ui.label("–")
     else:
-        ui.label(pct_h(t.cpu_pct))
-        ui.label(f"{pct_h(t.mem_pct)} of {bytes_h(t.mem_total_bytes)}")
-        ui.label(f"{pct_h(t.disk_pct)} of {bytes_h(t.disk_total_bytes)}")
-        ui.label(pct_h(t.swap_pct))
-        ui.label(f"{rate_h(t.net_rx_bps)} / {rate_h(t.net_tx_bps)}")
-        ui.label(duration_h(t.uptime_s))
-    day, total = state.usage(d.device_id, *today), state.usage(d.device_id)
+        for text in (pct_h(t.cpu_pct), f"{pct_h(t.mem_pct)} of {bytes_h(t.mem_total_bytes)}",
+                     f"{pct_h(t.disk_pct)} of {bytes_h(t.disk_total_bytes)}", pct_h(t.swap_pct),
+                     f"{rate_h(t.net_rx_bps)} / {rate_h(t.net_tx_bps)}", duration_h(t.uptime_s)):
+            cell = ui.label(text)
+            if stale:  # greyed: these are the values from before the device stopped reporting
+                cell.classes("text-gray-400 italic").props('data-testid="stale-value"').tooltip(
+                    f"last value, {ago_h(t.ts)}: the device is {d.display_status}")
+    day = today.get(d.device_id, TokenSums()) if isinstance(today, dict) else state.usage(d.device_id, *today)
+    total = state.usage(d.device_id)
     ui.label(f"{tokens_h(day.total_tokens)} / {tokens_h(total.total_tokens)}").tooltip(
         f"today: {token_breakdown(day)}\nall time: {token_breakdown(total)}")
     ui.label(ago_h(d.last_seen_ms))
 
 
-def _fleet_tokens(state: FleetState) -> None:
-    today, yesterday = day_bounds_ms(0), day_bounds_ms(-1)
+def _fleet_tokens(state: FleetState, tz: usage_days.ZoneInfo | None) -> None:
+    if tz is None:  # until the browser told its zone: the server's, from the cache
+        today, yesterday = state.usage(None, *day_bounds_ms(0)), state.usage(None, *day_bounds_ms(-1))
+    else:  # exact sums for the viewer's calendar days (any UTC offset, DST days)
+        today = usage_days.fleet_total(usage_days.usage_between(*usage_days.day_bounds_ms(tz, 0)))
+        yesterday = usage_days.fleet_total(usage_days.usage_between(*usage_days.day_bounds_ms(tz, -1)))
     with ui.row().classes("w-full gap-4"):
-        for title, sums in (("Tokens today", state.usage(None, *today)),
-                            ("Yesterday", state.usage(None, *yesterday)),
-                            ("All time", state.usage(None))):
+        for title, sums in (("Tokens today", today), ("Yesterday", yesterday), ("All time", state.usage(None))):
             with ui.card().classes("p-3 min-w-64"):
                 ui.label(title).classes("text-xs uppercase text-gray-500")
                 ui.label(tokens_h(sums.total_tokens)).classes("text-xl font-semibold")
@@ -88,12 +99,24 @@ def render_overview(state: FleetState) -> None:
         ui.space()
         summary = ui.row().classes("gap-2")
 
+    viewer: dict[str, usage_days.ZoneInfo] = {}
+
     @ui.refreshable
     def tokens() -> None:
-        _fleet_tokens(state)
+        _fleet_tokens(state, viewer.get("tz"))
 
     tokens()
-    ui.label(f"Days are in the server's time zone ({time.strftime('%Z')}).").classes("text-xs text-gray-500")
+    zone_note = ui.label(f"Days are in the server's time zone ({time.strftime('%Z')}).").classes(
+        "text-xs text-gray-500")
+
+    async def learn_zone() -> None:
+        tz = await browser_zone()
+        viewer["tz"] = tz
+        zone_note.text = f"Days are in your time zone ({tz.key})."
+        tokens.refresh()
+        table.refresh()
+
+    ui.timer(0.05, learn_zone, once=True)
 
     @ui.refreshable
     def table() -> None:
@@ -107,7 +130,8 @@ def render_overview(state: FleetState) -> None:
         if not devices:
             ui.label("No devices yet. Add one with: clawfleet-server device add NAME").classes("text-gray-500")
             return
-        today = day_bounds_ms(0)
+        tz = viewer.get("tz")
+        today = usage_days.usage_between(*usage_days.day_bounds_ms(tz, 0)) if tz else day_bounds_ms(0)
         with ui.grid(columns="auto 3fr 1fr 2fr 2fr 1fr 2fr 1fr 2fr 1fr").classes(
                 "w-full items-center gap-x-4 gap-y-2"):
             for col in COLUMNS:
