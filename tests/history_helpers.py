@@ -17,11 +17,12 @@ def add_device(device_id: str, created_ms: int = 0, status: str = "online") -> N
 def sample_row(device_id: str, ts: int, rng: random.Random, load: bool = True) -> dict:
     """A plausible raw sample at ``ts`` (epoch ms) with random but bounded values."""
     cpu = 50 + 40 * math.sin(ts / 3.6e6) + rng.uniform(-5, 5)
+    load1 = rng.uniform(0, 4) if load else None
     return {"device": device_id, "ts": ts, "cpu_pct": max(0.0, min(100.0, cpu)), "mem_used_bytes": 4 * 2**30,
             "mem_total_bytes": 8 * 2**30, "mem_pct": rng.uniform(40, 60), "disk_used_bytes": 50 * 2**30,
             "disk_total_bytes": 100 * 2**30, "disk_pct": 50 + ts / 1e12, "swap_pct": rng.uniform(0, 5),
             "net_rx_bps": rng.uniform(0, 1e6), "net_tx_bps": rng.uniform(0, 1e5),
-            "load1": rng.uniform(0, 4) if load else None, "load5": None, "load15": None, "uptime_s": ts / 1000,
+            "load1": load1, "load5": load1 and load1 * 0.9, "load15": load1 and load1 * 0.8, "uptime_s": ts / 1000,
             "openclaw_up": True}
 
 

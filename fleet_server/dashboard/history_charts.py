@@ -64,6 +64,8 @@ def _tooltip(unit: str) -> str:
 
 
 def _axis_label(unit: str) -> str:
+    if unit == "%":
+        return "(v) => v.toFixed(0) + ' %'"
     return "(v) => { const f = " + _JS_FMT + "; return f(v, '" + unit + "'); }"
 
 
@@ -108,8 +110,8 @@ def _base(title: str, unit: str, start_ms: int, end_ms: int) -> dict:
         "legend": {"right": 0, "top": 0, "textStyle": {"fontSize": 11}},
         "tooltip": {"trigger": "axis", ":formatter": _tooltip(unit)},
         "xAxis": {"type": "time", "min": start_ms, "max": end_ms},
-        "yAxis": {"type": "value", "name": unit, "nameTextStyle": {"align": "right"},
-                  "axisLabel": {":formatter": _axis_label(unit)}, **({"min": 0, "max": 100} if unit == "%" else {})},
+        "yAxis": {"type": "value", "axisLabel": {":formatter": _axis_label(unit)},  # labels carry the unit
+                  **({"min": 0, "max": 100} if unit == "%" else {})},
     }
 
 
@@ -127,7 +129,7 @@ def chart_options(spec: ChartSpec, tier: str, rows: list[HistoryRow], bands: lis
                            "data": series_points(rows, metric, step, "max"),
                            "lineStyle": {"width": 1, "type": "dashed", "opacity": 0.6}})
     if series:
-        series[0]["markArea"] = {"silent": True, "data": bands}
+        series[0]["markArea"] = {"silent": True, "label": {"show": False}, "data": bands}
     opts["series"] = series
     return opts
 
@@ -137,7 +139,7 @@ def tokens_options(hours: list[tuple[int, int]], bands: list, start_ms: int, end
     opts = _base("Tokens per hour", "tokens", start_ms, end_ms)
     opts["yAxis"]["min"] = 0
     opts["series"] = [{"type": "bar", "name": "tokens", "barMaxWidth": 12, "data": [[h, t] for h, t in hours],
-                       "markArea": {"silent": True, "data": bands}}]
+                       "markArea": {"silent": True, "label": {"show": False}, "data": bands}}]
     return opts
 
 
@@ -181,8 +183,8 @@ def render_history(state: FleetState, device_id: str) -> None:
     with ui.card().classes("p-3 w-full gap-2").mark("history"):
         with ui.row().classes("items-center w-full gap-3"):
             ui.label("History").classes("text-xs uppercase text-gray-500")
-            ui.toggle(list(WINDOWS), value=chosen["window"], on_change=switch).props("dense no-caps").mark(
-                "history-window")
+            ui.toggle(list(WINDOWS), value=chosen["window"], on_change=switch).props(
+                'dense no-caps data-testid="history-window"').mark("history-window")
             note = ui.label("").classes("text-xs text-gray-500")
         with ui.grid().classes("w-full gap-3 grid-cols-1 lg:grid-cols-2"):
             for key in [s.key for s in CHARTS] + ["tokens"]:

@@ -1,0 +1,153 @@
+"""The device page with 30 days of seeded history, in a real headless Chromium against a real
+``clawfleet-server run``: every chart draws, the window switch changes tier, availability shows
+the outage. Screenshot: ``$CLAWFLEET_SCREENSHOT_DIR/device-history-30d.png``."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from e2e_helpers import wait_for
+from history_helpers import add_device, add_samples
+from mqtt_helpers import free_port
+
+from fleet_server.store.db import open_database
+from fleet_server.store.models import StatusEvent
+from fleet_server.store.retention import DEFAULTS, apply_retention
+from fleet_server.store.rollups import roll_up_all
+from fleet_server.store.usage import insert_usage
+
+pytestmark = pytest.mark.browser
+
+PASSWORD = "browser test password"
+SCREENSHOT_DIR = Path(os.environ["CLAWFLEET_SCREENSHOT_DIR"]) if os.environ.get("CLAWFLEET_SCREENSHOT_DIR") else None
+DAY = 86_400_000
+HOUR = 3_600_000
+CHARTS = ("cpu", "mem", "disk", "swap", "net", "load", "tokens")
+
+
+def _env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k != "PYTEST_CURRENT_TEST"}
+
+
+def _seed(data: Path) -> None:
+    """30 days of 1-minute samples for "gpu-box" with a 6-hour outage 3 days ago, rolled up and
+    trimmed by the default retention; hourly token usage; the matching status events."""
+    database = open_database(data)
+    now = int(time.time() * 1000)
+    start = now - 30 * DAY
+    out_lo, out_hi = now - 3 * DAY, now - 3 * DAY + 6 * HOUR
+    with database.atomic():
+        add_device("gpu-box", created_ms=start, status="offline")
+        add_samples("gpu-box", start, out_lo, step_ms=60_000)
+        add_samples("gpu-box", out_hi, now - 20 * 60_000, step_ms=60_000, seed=2)
+        for ts, state, reason in ((start, "online", None), (out_lo, "offline", "last-will"), (out_hi, "online", None),
+                                  (now - 20 * 60_000, "shutdown", "agent stopped")):
+            StatusEvent.create(device="gpu-box", ts=ts, state=state, reason=reason)
+        insert_usage([{"id": f"u{h}", "device": "gpu-box", "ts": start + h * HOUR + 5, "agent_id": "main",
+                       "session_id": "s", "provider": "anthropic", "model": "claude",
+                       "input_tokens": 900 + 37 * (h % 24),
+                       "output_tokens": 100, "cache_read_tokens": 0, "cache_write_tokens": 0,
+                       "total_tokens": 1000 + 37 * (h % 24), "cost_usd": None, "source": "transcript"}
+                      for h in range(0, 30 * 24, 3)])
+    roll_up_all(database)
+    apply_retention(DEFAULTS, now, database)
+    database.close()
+
+
+@pytest.fixture
+def server_with_history(tmp_path):
+    data = tmp_path / "data"
+    subprocess.run([sys.executable, "-m", "fleet_server.cli.main", "admin", "create", "admin", "--password-stdin",
+                    "--data-dir", str(data)], input=PASSWORD + "\n", text=True, capture_output=True, timeout=60,
+                   check=True, env=_env())
+    _seed(data)
+    port = free_port()
+    log = open(tmp_path / "server.log", "wb")  # noqa: SIM115
+    proc = subprocess.Popen([sys.executable, "-m", "fleet_server.cli.main", "run", "--data-dir", str(data), "--port",
+                             str(port), "--mqtt-port", str(free_port()), "--no-local-agent"],
+                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=_env())
+    try:
+        import urllib.request
+
+        def up() -> bool:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as r:  # noqa: S310
+                    return r.status == 200
+            except OSError:
+                return proc.poll() is not None
+        wait_for(up, 60, what="the dashboard to answer")
+        assert proc.poll() is None, (tmp_path / "server.log").read_text()
+        yield port
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGINT)
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+        log.close()
+
+
+def test_device_page_draws_every_chart_and_switches_windows(server_with_history, browser):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    port = server_with_history
+    wait = WebDriverWait(browser, 30)
+    browser.get(f"http://127.0.0.1:{port}/device/gpu-box")
+    fields = wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "input") if len(
+        d.find_elements(By.CSS_SELECTOR, "input")) >= 2 else False)
+    fields[0].send_keys("admin")
+    fields[1].send_keys(PASSWORD + Keys.ENTER)
+    wait.until(lambda d: "/login" not in d.current_url)
+    if "/device/gpu-box" not in browser.current_url:
+        browser.get(f"http://127.0.0.1:{port}/device/gpu-box")
+
+    def canvases(d):
+        return all(d.find_elements(By.CSS_SELECTOR, f'[data-testid="chart-{k}"] canvas') for k in CHARTS)
+
+    wait.until(canvases)
+    body = lambda: browser.find_element(By.TAG_NAME, "body").text  # noqa: E731
+    wait.until(lambda d: "5-minute averages" in body())  # the 24 h default reads the 5-minute tier
+    # availability: the outage with its duration and reason, uptime over 7 and 30 days
+    wait.until(lambda d: "offline" in body() and "6h 0m, last will" in body())
+    assert "uptime 30 d" in body()
+
+    def choose(label: str, note: str) -> None:
+        button = next(b for b in browser.find_elements(By.CSS_SELECTOR, '[data-testid="history-window"] button')
+                      if b.text.strip() == label)
+        button.click()
+        wait.until(lambda d: note in body())
+
+    choose("1h", "raw samples")
+    choose("7d", "1-hour averages")
+    choose("30d", "1-hour averages")
+    # the charts carry data: ask each ECharts instance (NiceGUI's getElement) what it drew
+    script = ("const out = {}; for (const k of arguments[0]) {"
+              " const el = document.querySelector(`[data-testid=\"chart-${k}\"]`);"
+              " const s = getElement(el.id.replace(/^c/, '')).chart.getOption().series;"
+              " out[k] = [s[0].data.length, s[0].data.filter(p => p[1] === null).length,"
+              " (s[0].markArea && s[0].markArea.data || []).length]; } return out;")
+    drawn = wait.until(lambda d: (lambda r: r if r["cpu"][0] > 690 else False)(d.execute_script(script, list(CHARTS))))
+    for key in CHARTS:
+        points, nulls, bands = drawn[key]
+        # shaded: the outage, the shutdown, and "needs new key" (the seeded device has no broker account)
+        assert bands == 3, (key, drawn[key])
+        if key == "tokens":
+            assert points == 240  # one bar every 3 hours
+        else:
+            assert 690 < points <= 30 * 24 + 2 and nulls >= 1, (key, drawn[key])  # hourly; the outage is a gap
+    wait.until(canvases)
+    if SCREENSHOT_DIR:
+        SCREENSHOT_DIR.mkdir(parents=True, exist_ok=True)
+        height = browser.execute_script("return document.body.scrollHeight")
+        browser.set_window_size(1500, max(900, height + 100))
+        time.sleep(1.5)  # charts resize to the new width
+        browser.save_screenshot(str(SCREENSHOT_DIR / "device-history-30d.png"))
