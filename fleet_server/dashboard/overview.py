@@ -69,7 +69,7 @@ def _device_row(d: DeviceView, state: FleetState, today: tuple[int, int] | dict[
                      f"{rate_h(t.net_rx_bps)} / {rate_h(t.net_tx_bps)}", duration_h(t.uptime_s)):
             cell = ui.label(text)
             if stale:  # greyed: these are the values from before the device stopped reporting
-                cell.classes("text-gray-400 italic").props('data-testid="stale-value"').tooltip(
+                cell.classes("text-gray-400 italic").props('data-testid="stale-value"').mark("stale-value").tooltip(
                     f"last value, {ago_h(t.ts)}: the device is {d.display_status}")
     day = today.get(d.device_id, TokenSums()) if isinstance(today, dict) else state.usage(d.device_id, *today)
     total = state.usage(d.device_id)
