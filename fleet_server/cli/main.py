@@ -80,6 +80,7 @@ def run(
     from broker.dynsec import DynSecConnectionError, DynSecError
     from fleet_server.cli.tls import dashboard_tls, external_broker, save_settings, startup_warnings
     from fleet_server.endpoints.tls import TlsError
+    from fleet_server.store.migrations import SchemaTooNew
     from fleet_server.store.retention import RetentionPolicy
 
     try:
@@ -98,7 +99,7 @@ def run(
     server = FleetServer(opts)
     try:
         server.start()
-    except (BrokerSetupError, DynSecConnectionError, DynSecError, TlsError) as exc:
+    except (BrokerSetupError, DynSecConnectionError, DynSecError, TlsError, SchemaTooNew) as exc:
         fail(str(exc))
     save_settings(opts.data_dir, mqtt_port, mqtt_tls_port, public_host, external, broker_admin_password_file)
     first_run_admin()  # auth: no user yet -> create 'admin', print its password once
