@@ -7,7 +7,8 @@ tier width in epoch ms UTC (so 1-hour buckets are UTC hours).
 
 Incremental: a per-device watermark (:class:`RollupWatermark`, the newest sample ``ts`` already
 rolled up) means each run reads only raw rows newer than it, aggregates them per bucket in SQL and
-merges the result into the tier rows (count-weighted average, max of maxima) with one upsert. A
+merges the result into the tier rows (count-weighted average, max of maxima): one
+``INSERT … SELECT … ON CONFLICT DO UPDATE`` per tier. A
 bucket can therefore be filled over several runs, and raw retention never changes a rollup. The
 same SQL runs on SQLite (>= 3.24) and PostgreSQL.
 
@@ -47,50 +48,33 @@ class Tier:
 
 
 TIERS = (Tier("5m", SampleRollup5m, FIVE_MIN_MS), Tier("1h", SampleRollup1h, HOUR_MS))
-"""Rollup tiers, finest first. Each coarser width must be a multiple of the finest one."""
+"""Rollup tiers, finest first."""
 
 
-def _bucket_aggregates(device_id: str, after_ts: int) -> tuple[list[dict], int | None]:
-    """5-minute aggregates of the device's raw samples with ``ts > after_ts``, and their newest ts."""
+def _new_samples(device_id: str, after_ts: int) -> tuple[int, int | None]:
+    """How many raw samples the device has with ``ts > after_ts``, and the newest ts (None: none)."""
+    count, newest = (Sample.select(fn.COUNT(Sample.ts), fn.MAX(Sample.ts))
+                     .where((Sample.device == device_id) & (Sample.ts > after_ts)).tuples().get())
+    return int(count or 0), newest
+
+
+def _aggregate_into(tier: Tier, device_id: str, after_ts: int, upto_ts: int) -> None:
+    """INSERT … SELECT the tier's buckets of samples in ``(after_ts, upto_ts]``, merging into
+    existing bucket rows (one statement; no rows pass through Python)."""
+    model = tier.model
     # integer division on both SQLite and PostgreSQL (peewee's ``%`` means LIKE; ts is positive)
-    bucket_expr = (Sample.ts / FIVE_MIN_MS) * FIVE_MIN_MS
-    bucket = bucket_expr.alias("bucket_ms")
-    cols = [bucket, fn.COUNT(Sample.ts).alias("n"), fn.MAX(Sample.ts).alias("newest")]
+    bucket = (Sample.ts / tier.width_ms) * tier.width_ms
+    cols = [Sample.device, bucket, fn.COUNT(Sample.ts)]
+    fields = [model.device, model.bucket_ms, model.n]
     for m in ROLLUP_METRICS:
         col = getattr(Sample, m)
-        cols += [fn.AVG(col).alias(f"{m}_avg"), fn.MAX(col).alias(f"{m}_max"), fn.COUNT(col).alias(f"{m}_n")]
-    q = (Sample.select(*cols).where((Sample.device == device_id) & (Sample.ts > after_ts))
-         .group_by(bucket_expr).dicts())
-    rows = list(q)
-    newest = max((r["newest"] for r in rows), default=None)
-    return rows, newest
-
-
-def _combine(rows: list[dict], width_ms: int, device_id: str) -> list[dict]:
-    """Merge 5-minute aggregates into buckets of ``width_ms`` (count-weighted avg, max of max)."""
-    out: dict[int, dict] = {}
-    for r in rows:
-        b = int(r["bucket_ms"]) - int(r["bucket_ms"]) % width_ms
-        acc = out.setdefault(b, {"device": device_id, "bucket_ms": b, "n": 0,
-                                 **{f"{m}_{k}": None for m in ROLLUP_METRICS for k in ("sum", "max", "n")}})
-        acc["n"] += r["n"]
-        for m in ROLLUP_METRICS:
-            k = r[f"{m}_n"]
-            if not k:
-                continue
-            acc[f"{m}_sum"] = (acc[f"{m}_sum"] or 0.0) + r[f"{m}_avg"] * k
-            acc[f"{m}_n"] = (acc[f"{m}_n"] or 0) + k
-            mx = r[f"{m}_max"]
-            acc[f"{m}_max"] = mx if acc[f"{m}_max"] is None else max(acc[f"{m}_max"], mx)
-    result = []
-    for acc in out.values():
-        row = {"device": device_id, "bucket_ms": acc["bucket_ms"], "n": acc["n"]}
-        for m in ROLLUP_METRICS:
-            n = acc[f"{m}_n"]
-            row[f"{m}_avg"] = acc[f"{m}_sum"] / n if n else None
-            row[f"{m}_max"] = acc[f"{m}_max"]
-        result.append(row)
-    return result
+        cols += [fn.AVG(col), fn.MAX(col)]
+        fields += [getattr(model, f"{m}_avg"), getattr(model, f"{m}_max")]
+    query = (Sample.select(*cols)
+             .where((Sample.device == device_id) & (Sample.ts > after_ts) & (Sample.ts <= upto_ts))
+             .group_by(Sample.device, bucket))
+    model.insert_from(query, fields).on_conflict(
+        conflict_target=[model.device, model.bucket_ms], update=_merge_update(model)).execute()
 
 
 def _merge_update(model: type) -> dict:
@@ -112,19 +96,15 @@ def roll_up_device(device_id: str) -> int:
     """
     wm = RollupWatermark.get_or_none(RollupWatermark.device == device_id)
     after = wm.sample_ts if wm else -1
-    rows, newest = _bucket_aggregates(device_id, after)
+    count, newest = _new_samples(device_id, after)
     if newest is None:
         return 0
     for tier in TIERS:
-        tier_rows = _combine(rows, tier.width_ms, device_id)
-        for i in range(0, len(tier_rows), 100):
-            tier.model.insert_many(tier_rows[i:i + 100]).on_conflict(
-                conflict_target=[tier.model.device, tier.model.bucket_ms], update=_merge_update(tier.model),
-            ).execute()
+        _aggregate_into(tier, device_id, after, newest)
     RollupWatermark.insert(device=device_id, sample_ts=newest).on_conflict(
         conflict_target=[RollupWatermark.device], update={RollupWatermark.sample_ts: EXCLUDED.sample_ts},
     ).execute()
-    return sum(r["n"] for r in rows)
+    return count
 
 
 def roll_up_all(database: object | None = None) -> int:
