@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import random
+import shutil
 import sys
 import tempfile
 import time
@@ -83,6 +84,7 @@ def main() -> None:
     ap.add_argument("--days", type=int, default=30)
     ap.add_argument("--interval", type=int, default=30, help="sample interval, seconds")
     ap.add_argument("--rounds", type=int, default=5, help="query rounds over all devices")
+    ap.add_argument("--keep", action="store_true", help="keep the database (default: deleted at the end)")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="clawfleet-bench-history-"))
     database = open_database(tmp)
@@ -140,6 +142,8 @@ def main() -> None:
           f"(target <= 10 MB)")
     print(f"30-day chart query p95: {_pct(times['30d'], 95):.2f} ms (target < 50 ms)")
     database.close()
+    if not args.keep:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":
