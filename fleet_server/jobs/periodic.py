@@ -29,6 +29,7 @@ class PeriodicJob:
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
+        """Start the job's thread."""
         self._stop.clear()
         self._thread = threading.Thread(target=self._loop, name=f"clawfleet-job-{self.name}", daemon=True)
         self._thread.start()
@@ -44,6 +45,7 @@ class PeriodicJob:
                     log.exception("background job %s failed; trying again in %.0f s", self.name, self.interval_s)
 
     def stop(self, timeout: float = 30.0) -> None:
+        """Stop after the running call (if any), waiting up to ``timeout`` seconds."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout)

@@ -34,12 +34,15 @@ class ServerJobs:
         log.info("history retention: %s", retention.describe())
 
     def check_stale_now(self) -> list[tuple[str, str]]:
+        """One stale-device pass now; returns ``[(device_id, new_state), …]``."""
         return self.stale.check()
 
     def start(self) -> None:
+        """Start every job's thread."""
         for job in self._jobs:
             job.start()
 
     def stop(self) -> None:
+        """Stop every job (each finishes its running call first)."""
         for job in self._jobs:
             job.stop()
