@@ -8,6 +8,7 @@ Reads the in-memory :class:`fleet_server.state.FleetState` plus the device's few
 from __future__ import annotations
 
 from datetime import datetime
+from zoneinfo import ZoneInfo
 
 from nicegui import ui
 
@@ -26,8 +27,12 @@ from fleet_server.dashboard.format import (
 from fleet_server.dashboard.history_charts import render_history
 from fleet_server.dashboard.live import redraw_on_change
 from fleet_server.dashboard.overview import token_breakdown
+from fleet_server.dashboard.timezone import browser_zone
 from fleet_server.state import DeviceView, FleetState
 from fleet_server.store.models import RejectCount
+from fleet_server.store.usage import TokenSums
+from fleet_server.store.usage_days import day_bounds_ms as usage_day_bounds
+from fleet_server.store.usage_days import usage_between
 
 
 def _time(ts_ms: int | None) -> str:
@@ -92,7 +97,7 @@ def _rejects(device_id: str, counts: dict[str, int]) -> None:
                 ui.label(r.last_error if r else "").classes("text-sm break-all")
 
 
-def _body(state: FleetState, d: DeviceView) -> None:
+def _body(state: FleetState, d: DeviceView, tz: ZoneInfo | None = None) -> None:
     with ui.row().classes("items-center gap-3"):
         ui.label(d.name).classes("text-2xl font-semibold")
         status_badge(d)
@@ -103,7 +108,8 @@ def _body(state: FleetState, d: DeviceView) -> None:
     with ui.row().classes("w-full gap-4 items-stretch"):
         _fields("Machine", _meta_rows(d))
         _fields("Latest sample", _telemetry_rows(d))
-        today = state.usage(d.device_id, *day_bounds_ms(0))
+        today = (usage_between(*usage_day_bounds(tz, 0), device_id=d.device_id).get(d.device_id, TokenSums())
+                 if tz else state.usage(d.device_id, *day_bounds_ms(0)))  # the viewer's day once known
         total = state.usage(d.device_id)
         _fields("Tokens", [("Today", tokens_h(today.total_tokens)), ("", token_breakdown(today)),
                            ("All time", tokens_h(total.total_tokens)), ("", token_breakdown(total))])
@@ -126,13 +132,19 @@ def render_device(state: FleetState, device_id: str) -> None:
         if user is not None and user.is_admin:
             ui.label("rename, rotate, revoke or delete on the devices page").classes("text-xs text-gray-500")
 
+    viewer: dict[str, ZoneInfo] = {}
+
+    async def learn_zone() -> None:
+        viewer["tz"] = await browser_zone()
+        body.refresh()
+
     @ui.refreshable
     def body() -> None:
         d = state.get(device_id)
         if d is None:
             ui.label(f"No device {device_id!r}. It may have been deleted.").classes("text-gray-600")
             return
-        _body(state, d)
+        _body(state, d, viewer.get("tz"))
 
     with ui.column().classes("w-full p-4 gap-3"):
         body()
@@ -140,3 +152,4 @@ def render_device(state: FleetState, device_id: str) -> None:
             render_history(state, device_id)
             render_availability_live(device_id)
     redraw_on_change(state, body)
+    ui.timer(0.05, learn_zone, once=True)
