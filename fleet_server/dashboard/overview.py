@@ -49,9 +49,9 @@ def _device_row(d: DeviceView, state: FleetState, today: tuple[int, int] | dict[
     t, m = d.telemetry, d.meta
     with ui.column().classes("gap-0 items-start"):
         status_pill(d.display_status).tooltip(d.status_reason or d.status)
-        if d.status_since_ms or d.status_ms:  # since the transition, not the latest re-announcement
-            ui.label(f"for {ago_h(d.status_since_ms or d.status_ms).removesuffix(' ago')}").classes(
-                "text-xs text-gray-500")
+        since = d.status_since_ms or d.status_ms  # the transition, not the latest re-announcement
+        if since:
+            ui.label(f"for {duration_h(time.time() - since / 1000)}").classes("text-xs text-gray-500")
     stale = d.status != "online" and t is not None  # last values of a device that is not reporting
     with ui.column().classes("gap-0"):
         ui.link(d.name, f"/device/{d.device_id}").classes("font-medium")
