@@ -18,11 +18,11 @@ from collections.abc import Callable
 
 from peewee import Database, InterfaceError, OperationalError, SqliteDatabase
 
-from fleet_server.ingest.messages import CacheChange, Item, Received, Rejected
+from fleet_server.ingest.messages import CacheChange, Item, Rejected
 from fleet_server.ingest.rejects import RejectLog, store_rejects
 from fleet_server.ingest.writers import WRITERS, write_last_seen
 from fleet_server.state import FleetState, now_ms
-from fleet_server.store.models import Device
+from fleet_server.store.models import Device, db
 
 log = logging.getLogger("clawfleet.ingest")
 
@@ -123,10 +123,13 @@ class BatchWriter:
             self._finish(batch, change)
             return
 
-    def _transaction(self) -> object:
-        if isinstance(self.database, SqliteDatabase):  # take the write lock first: waits busy_timeout, not
-            return self.database.atomic(lock_type="IMMEDIATE")  # SQLITE_BUSY on upgrading a read
-        return self.database.atomic()
+    @staticmethod
+    def _transaction() -> object:
+        # on the models' database (the connection the writes use); SQLite: take the write lock first,
+        # so a concurrent writer (the CLI) is waited for (busy_timeout) instead of failing the upgrade
+        if isinstance(db.obj, SqliteDatabase):
+            return db.atomic(lock_type="IMMEDIATE")
+        return db.atomic()
 
     def _store_failed(self, item: Item, exc: Exception) -> None:
         device_id = item.device_id
@@ -140,8 +143,10 @@ class BatchWriter:
             if isinstance(item, Rejected):
                 if item.reason:
                     change.reject(item.device_id, item.reason, item.error)
+                    if item.device_id:
+                        self._check_device(item.device_id, change)  # so the cache can count it
                 continue
-            refused = self._check_device(item, change)
+            refused = self._check_device(item.device_id, change)
             if refused:
                 change.reject(item.device_id if refused == "revoked_device" else "", refused,
                               f"device {item.device_id!r} is not enrolled or is revoked")
@@ -154,10 +159,9 @@ class BatchWriter:
         store_rejects(change.rejects, now_ms())
         return change
 
-    def _check_device(self, item: Received, change: CacheChange) -> str | None:
+    def _check_device(self, device_id: str, change: CacheChange) -> str | None:
         """None for an enrolled device, else the reject reason. Re-reads the table on a miss (the CLI
         may have added it); a device missing from the cache is added to it with the change."""
-        device_id = item.device_id
         missing = self.state.get(device_id) is None
         if device_id not in self._known or missing:
             dev = Device.get_or_none(Device.id == device_id)

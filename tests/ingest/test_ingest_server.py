@@ -43,7 +43,7 @@ def test_last_will_counts_even_when_the_device_clock_runs_an_hour_ahead(fleet: F
         dev.probe.client.socket().shutdown(socket.SHUT_RDWR)  # connection lost without DISCONNECT: the will
         wait_for(lambda: Device.get_by_id(d).status == "offline", 10, what="offline by the last will")
         assert Device.get_by_id(d).status_reason == "last-will"
-        assert fleet.state.get(d).status == "offline"
+        wait_for(lambda: fleet.state.get(d).status == "offline", 5, what="the cache to follow")
 
 
 def test_a_replayed_retained_status_does_not_undo_a_newer_one(fleet: FleetServer):
