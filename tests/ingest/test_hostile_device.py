@@ -188,3 +188,23 @@ def test_reject_logging_is_rate_limited_per_device_and_reason(fleet: FleetServer
     assert len([m for m in lines if "not_json" in m]) == 1, lines
     assert len([m for m in lines if "invalid" in m]) == 1, lines
     assert rejects(dev.device_id) == {"not_json": 200, "invalid": 1}
+
+
+def test_an_unexpected_error_while_validating_is_counted_and_acked(fleet: FleetServer, monkeypatch):
+    """A bug in validation (simulated: the classifier raises for one device) must not reach paho's
+    network thread: the message is rejected as ``internal_error``, acknowledged, and ingest goes on."""
+    from fleet_server.ingest import subscriber
+
+    real = subscriber.classify
+
+    def buggy(msg, received_ms):
+        if "/hostile/" in msg.topic:
+            raise RuntimeError("simulated bug")
+        return real(msg, received_ms)
+
+    monkeypatch.setattr(subscriber, "classify", buggy)
+    with DeviceConn(fleet, "hostile") as hostile, DeviceConn(fleet, "canary") as canary:
+        hostile.publish(Channel.TELEMETRY, telemetry(hostile.device_id))
+        canary_sample_stored(canary, now_ms())
+        wait_for(lambda: rejects(hostile.device_id) == {"internal_error": 1}, 5, what="the internal_error reject")
+        assert fleet.health().ok
