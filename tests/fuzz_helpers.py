@@ -53,16 +53,35 @@ def valid_payload(channel: Channel, device_id: str) -> dict[str, Any]:
     return batch(device_id, [log_record()])
 
 
+_EDGE_INTS = [0, 1, 100, 101, schemas.MAX_TOKENS, schemas.MAX_TOKENS + 1, schemas.MAX_BYTES, schemas.MAX_BYTES + 1,
+              2**62, 2**63 - 1, 2**63, -1]
+_EDGE_FLOATS = [0.0, 100.0, 100.000001, schemas.MAX_BPS, schemas.MAX_BPS * 1.01, schemas.MAX_UPTIME_S, 1e300, -0.0]
+
+
+def near_bounds(value: Any) -> st.SearchStrategy[Any]:
+    """A value of the same JSON type as ``value``, often at or just past a schema bound."""
+    if isinstance(value, bool):
+        return st.booleans()
+    if isinstance(value, int):
+        return st.sampled_from(_EDGE_INTS) | st.integers(0, 2**64) | st.integers(-1000, 10**6).map(lambda d: value + d)
+    if isinstance(value, float):
+        return st.sampled_from(_EDGE_FLOATS) | st.floats(0, 1e14) | st.floats(allow_nan=True, allow_infinity=True)
+    if isinstance(value, str):
+        return st.text(max_size=250) | st.sampled_from(["", "x" * 200, "x" * 201, "a\x00b", "last-will"])
+    return JSON_VALUES
+
+
 @st.composite
 def mutated(draw: st.DrawFn, channel: Channel, device_id: str) -> bytes:
-    """A valid payload with one to three fields (top level or in the first record) set to hostile
-    values, serialised with Python's json (which writes NaN/Infinity literals)."""
+    """A valid payload with one or two fields (top level or in the first record) set to hostile
+    values: of the same type and near a bound, or anything at all. Serialised with Python's json
+    (which writes NaN/Infinity literals)."""
     data = valid_payload(channel, device_id)
     target = data["records"][0] if "records" in data and draw(st.booleans()) else data
-    keys = sorted(target)
-    for _ in range(draw(st.integers(1, 3))):
-        key = draw(st.sampled_from(keys + ["extra"]))
-        target[key] = draw(JSON_VALUES)
+    keys = sorted(k for k in target if k not in ("v", "device_id"))
+    for _ in range(draw(st.integers(1, 2))):
+        key = draw(st.sampled_from(keys + ["extra", "device_id"]))
+        target[key] = draw(JSON_VALUES if draw(st.integers(0, 3)) == 0 else near_bounds(target.get(key)))
     return json.dumps(data).encode()
 
 
@@ -70,10 +89,8 @@ def hostile_payloads(device_id: str) -> st.SearchStrategy[tuple[Channel, bytes]]
     """``(channel, payload)`` pairs: random bytes, random JSON, poison, mutated valid payloads."""
     channels = st.sampled_from(DEVICE_PUBLISH_CHANNELS)
     raw = st.one_of(st.binary(max_size=500), JSON_VALUES.map(lambda v: json.dumps(v).encode()), POISON)
-    return st.one_of(
-        st.tuples(channels, raw),
-        channels.flatmap(lambda ch: st.tuples(st.just(ch), mutated(ch, device_id))),
-    )
+    edited = channels.flatmap(lambda ch: st.tuples(st.just(ch), mutated(ch, device_id)))
+    return st.one_of(st.tuples(channels, raw), edited, edited)
 
 
 # ---- bounds -----------------------------------------------------------------------------------
