@@ -94,8 +94,7 @@ class Ingest:
                   "writer_thread": self._writer_thread.is_alive(), "queued": sub.items.qsize(),
                   "last_commit_age_s": None if last is None else round(now - last, 1)}
         if not detail["network_thread"]:
-            return IngestHealth(False, f"ingest's MQTT network thread stopped ({sub.network_error or 'not started'})",
-                                detail)
+            return IngestHealth(False, "ingest's MQTT network thread is not running", detail)
         if not detail["writer_thread"]:
             return IngestHealth(False, "ingest's database writer stopped", detail)
         since = sub.disconnected_since

@@ -82,7 +82,6 @@ class Subscriber:
         self.counters: Counter[str] = Counter()
         self.connected = threading.Event()
         self.disconnected_since: float | None = time.monotonic()  # monotonic; None while connected
-        self.network_error: str | None = None  # why the network thread ended, if it did unexpectedly
         self._stopping = False
         self._filter = f"$share/{shared_group}/{ALL_DEVICES_FILTER}" if shared_group else ALL_DEVICES_FILTER
         c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5, manual_ack=True)
@@ -97,12 +96,13 @@ class Subscriber:
         c.on_disconnect = self._on_disconnect
         c.on_message = self._on_message
         self.client = c
-        self._thread = threading.Thread(target=self._network, name="clawfleet-ingest-mqtt", daemon=True)
 
     @property
     def network_alive(self) -> bool:
-        """True while paho's network loop runs."""
-        return self._thread.is_alive()
+        """True while paho's network thread (``loop_start``) runs. paho keeps it in ``Client._thread``
+        and sets that to None when the thread ends, for whatever reason."""
+        thread = getattr(self.client, "_thread", None)
+        return isinstance(thread, threading.Thread) and thread.is_alive()
 
     def start(self) -> None:
         """Connect (retrying in the background) on the network thread."""
@@ -110,7 +110,7 @@ class Subscriber:
         props.SessionExpiryInterval = SESSION_EXPIRY_S
         self.client.connect_async(self.account.host, self.account.port, keepalive=30, clean_start=False,
                                   properties=props)
-        self._thread.start()
+        self.client.loop_start()
 
     def stop(self) -> None:
         """Publish the server's ``offline`` status (when connected) and disconnect."""
@@ -122,23 +122,11 @@ class Subscriber:
             except (RuntimeError, ValueError):
                 pass
         self.client.disconnect()
-        if self._thread.is_alive():
-            self._thread.join(timeout=5)
+        self.client.loop_stop()
 
     def ack(self, mid: int, qos: int) -> None:
         """Send the PUBACK of one message (after its batch committed)."""
         self.client.ack(mid, qos)
-
-    def _network(self) -> None:
-        try:
-            self.client.loop_forever(retry_first_connection=True)
-        except BaseException as exc:  # noqa: BLE001 - record why ingest stopped, for /healthz and the log
-            self.network_error = f"{type(exc).__name__}: {exc}"[:300]
-            log.exception("the ingest network thread stopped")
-        else:
-            if not self._stopping:
-                self.network_error = "the MQTT network loop ended"
-                log.error("the ingest network thread stopped")
 
     # ---- paho callbacks (network thread): validate only, never touch the database -------
     def _on_connect(self, client: mqtt.Client, _u: object, flags: mqtt.ConnectFlags, reason: ReasonCode,

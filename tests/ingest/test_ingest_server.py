@@ -71,6 +71,12 @@ def test_health_reports_ingest_liveness(fleet: FleetServer, monkeypatch):
     assert "broker" in fleet.health().reason
     fleet.broker.start()
     wait_for(lambda: fleet.health().ok, 40, what="health to recover when the broker is back")
+    assert fleet.ingest is not None
+    fleet.ingest.writer.stopping.set()  # the writer thread ends (as it would on an unexpected error)
+    wait_for(lambda: not fleet.health().ok, 5, what="health to notice the writer is gone")
+    assert "writer" in fleet.health().reason
+    fleet.ingest.client.loop_stop()  # paho's network thread ends
+    assert not fleet.health().ok and "network thread" in fleet.health().reason
 
 
 async def test_healthz_answers_503_with_a_reason_when_ingest_is_down(fleet: FleetServer, monkeypatch, log_in):
