@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from peewee import Database
@@ -18,7 +18,7 @@ from fleet_server.devices.actions import DeviceActions
 from fleet_server.devices.local_agent import LocalAgentProcess, ensure_local_device
 from fleet_server.devices.reconcile import ReconcileSummary, reconcile
 from fleet_server.endpoints.broker_link import AgentEndpoint, ExternalBroker, agent_endpoint, managed_broker_config
-from fleet_server.ingest.subscriber import BrokerAccount, Ingest
+from fleet_server.ingest import BrokerAccount, Ingest
 from fleet_server.jobs.runner import ServerJobs
 from fleet_server.state import FleetState
 from fleet_server.store.db import open_database
@@ -50,6 +50,24 @@ class ServerOptions:
     """Use this broker instead of starting a managed Mosquitto."""
     retention: RetentionPolicy = RETENTION_DEFAULTS
     """How long each kind of history is kept (``--retention``)."""
+
+
+@dataclass(frozen=True)
+class ServerHealth:
+    """What ``GET /healthz`` answers: ``ok``, a one-line ``reason`` when not, and ingest's liveness
+    (:class:`fleet_server.ingest.IngestHealth` detail: connected, threads alive, queued messages,
+    seconds since the last commit). Nothing about devices or accounts."""
+
+    ok: bool
+    reason: str = ""
+    ingest: dict = field(default_factory=dict)
+
+    def as_json(self) -> dict:
+        """The JSON body: ``{"ok": bool, "reason"?: str, "ingest": {...}}``."""
+        body: dict = {"ok": self.ok, "ingest": self.ingest}
+        if self.reason:
+            body["reason"] = self.reason
+        return body
 
 
 class FleetServer:
@@ -134,6 +152,14 @@ class FleetServer:
             self.state.load_from_db()
             self.agent = LocalAgentProcess(cfg_path)
             self.agent.start()
+
+    def health(self) -> ServerHealth:
+        """Liveness for ``/healthz``: not ok when ingest is not running, has lost its network thread
+        or writer, has been without a broker connection for a while, or is stuck on a batch."""
+        if self.ingest is None:
+            return ServerHealth(False, "ingest is not running")
+        h = self.ingest.health()
+        return ServerHealth(h.ok, h.reason, h.detail)
 
     def sync_registry(self) -> list[str]:
         """Apply device changes made outside this process (the CLI) to the cache and ingest: one

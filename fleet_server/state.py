@@ -8,6 +8,7 @@ messages, so the database — not the broker — is where state comes from after
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 from dataclasses import dataclass, field, replace
@@ -20,6 +21,7 @@ from fleet_server.store.models import Device, LogRecord, RejectCount, Sample, Us
 from fleet_server.store.usage import HOUR_MS, TokenSums
 from shared import schemas
 
+log = logging.getLogger("clawfleet.state")
 
 @dataclass(frozen=True)
 class DeviceView:
@@ -88,8 +90,12 @@ class FleetState:
         for dev in Device.select():
             tel = None
             if dev.id in latest:
-                s = Sample.get_or_none((Sample.device == dev.id) & (Sample.ts == latest[dev.id].ts))
-                tel = sample_to_telemetry(s) if s else None
+                try:
+                    s = Sample.get_or_none((Sample.device == dev.id) & (Sample.ts == latest[dev.id].ts))
+                    tel = sample_to_telemetry(s) if s else None
+                except (ValueError, OverflowError, TypeError) as exc:  # stored before the schema had bounds
+                    log.warning("ignoring the stored sample of %s that is out of bounds: %s", dev.id,
+                                str(exc).replace("\n", " ")[:300])
             meta = None
             if dev.meta_json:
                 try:

@@ -8,14 +8,24 @@ field also declares its unit in ``json_schema_extra["unit"]`` so the schema docu
 
 Unknown extra fields are ignored (a newer agent may send more); missing or out-of-range
 fields raise :class:`PayloadError`.
+
+Every device is untrusted, so the bounds are tight enough that nothing valid can break the
+store or a page: numbers are finite (JSON ``NaN``/``Infinity`` and overflowing literals such as
+``1e999`` are refused), integers fit the database's 64-bit columns with room for sums (bytes
+≤ 2^60, tokens ≤ 10^12 per field of a record, see the ``MAX_*`` constants), strings have a
+length limit and no NUL character, JSON nesting is at most 200 levels deep and numbers at most
+4300 digits long (limits of the ``pydantic_core`` parser). :func:`decode` also checks
+timestamps against the server's clock (:data:`SAMPLE_WINDOW_MS`, :data:`RECORD_MIN_TS_MS`,
+:data:`MAX_AHEAD_MS`); building a model in code (the agent does) checks only the fixed
+2000-2100 range.
 """
 
 from __future__ import annotations
 
-import json
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+from pydantic_core import PydanticCustomError, from_json
 
 from shared.topics import DEVICE_ID_RE, Channel
 from shared.version import PROTOCOL_VERSION
@@ -29,12 +39,38 @@ MAX_BATCH_RECORDS = 500
 _MIN_TS_MS = 946_684_800_000  # 2000-01-01
 _MAX_TS_MS = 4_102_444_800_000  # 2100-01-01
 
+MAX_BYTES = 2**60
+"""Largest byte count accepted (1 EiB): memory and disk sizes."""
+MAX_BPS = 1e13
+"""Largest network rate accepted, bytes per second (80 Tbit/s)."""
+MAX_UPTIME_S = 100 * 365 * 86_400.0
+"""Largest uptime accepted, seconds (100 years)."""
+MAX_LOAD = 1e6
+"""Largest load average accepted."""
+MAX_TOKENS = 10**12
+"""Largest token count in one field of one usage record. A batch adds at most 500 x 4 x 10^12,
+so rollup sums stay far below 2^63 for any realistic history (and sums are computed so that they
+cannot overflow anyway, see ``fleet_server.store.usage``)."""
+MAX_COST_USD = 1e6
+"""Largest cost of one usage record, USD."""
+
+SAMPLE_WINDOW_MS = (30 * 86_400_000, 10 * 60_000)
+"""A telemetry sample's ``ts`` must lie within (30 days before, 10 minutes after) the server's
+clock: it is the sample's time in the history. A device whose clock is off by more gets its
+samples rejected with reason ``ts_out_of_window`` (fix its clock, e.g. NTP)."""
+RECORD_MIN_TS_MS = 1_577_836_800_000  # 2020-01-01
+"""Usage and log records may be old (OpenClaw transcripts are read again after an outage), but
+not older than 2020-01-01."""
+MAX_AHEAD_MS = 86_400_000
+"""Any other timestamp (status, meta, batch envelopes, boot time, records) may be at most one day
+ahead of the server's clock."""
+
 
 class PayloadError(ValueError):
     """A payload that is not valid protocol-v1 JSON; ``reason`` is a short machine-readable tag.
 
     Reasons: ``too_large``, ``not_json``, ``not_object``, ``bad_version``, ``invalid``,
-    ``device_mismatch``.
+    ``ts_out_of_window``, ``device_mismatch``, ``bad_channel``.
     """
 
     def __init__(self, reason: str, message: str) -> None:
@@ -46,19 +82,41 @@ def _unit(unit: str, description: str, **kw: Any) -> Any:
     return Field(description=description, json_schema_extra={"unit": unit}, **kw)
 
 
+_NO_NUL = r"^[^\x00]*$"  # PostgreSQL text cannot hold NUL
 Pct = Annotated[float, Field(ge=0, le=100)]
-Bytes = Annotated[int, Field(ge=0)]
+Bytes = Annotated[int, Field(ge=0, le=MAX_BYTES)]
+Tokens = Annotated[int, Field(ge=0, le=MAX_TOKENS)]
 EpochMs = Annotated[int, Field(ge=_MIN_TS_MS, le=_MAX_TS_MS)]
-ShortStr = Annotated[str, Field(max_length=200)]
+ShortStr = Annotated[str, Field(max_length=200, pattern=_NO_NUL)]
+_STRICT = ConfigDict(extra="ignore", frozen=True, allow_inf_nan=False)
+
+
+def _window(info: ValidationInfo, ts: int, earliest_ms: int | None, ahead_ms: int = MAX_AHEAD_MS) -> int:
+    """Check ``ts`` against the server clock in the validation context (``{"now_ms": …}``), if any."""
+    now = (info.context or {}).get("now_ms")
+    if now is None:
+        return ts
+    if earliest_ms is not None and ts < earliest_ms:
+        raise PydanticCustomError("ts_window", "{ts} is too far in the past (earliest accepted: {earliest})",
+                                  {"ts": ts, "earliest": earliest_ms})
+    if ts > now + ahead_ms:
+        raise PydanticCustomError("ts_window", "{ts} is {ahead} s ahead of the server's clock (limit {limit} s)",
+                                  {"ts": ts, "ahead": (ts - now) // 1000, "limit": ahead_ms // 1000})
+    return ts
 
 
 class _Payload(BaseModel):
-    model_config = ConfigDict(extra="ignore", frozen=True)
+    model_config = _STRICT
 
     v: Literal[1] = _unit("", "protocol version", default=PROTOCOL_VERSION)
     device_id: str = _unit("", "sender's device id, equal to the topic's", pattern=DEVICE_ID_RE.pattern,
                            max_length=63)
     ts: EpochMs = _unit("epoch_ms", "when the payload was produced, epoch milliseconds UTC")
+
+    @field_validator("ts")
+    @classmethod
+    def _ts_window(cls, v: int, info: ValidationInfo) -> int:
+        return _window(info, v, None)
 
 
 class Status(_Payload):
@@ -71,14 +129,14 @@ class Status(_Payload):
 class OpenClawState(BaseModel):
     """The ``openclaw`` block of a telemetry sample: is the local gateway up."""
 
-    model_config = ConfigDict(extra="ignore", frozen=True)
+    model_config = _STRICT
 
     installed: bool = _unit("", "OpenClaw state dir or CLI found on this machine", default=False)
     up: bool = _unit("", "gateway answered GET /health", default=False)
     ready: bool | None = _unit("", "GET /readyz said ready (None: not asked)", default=None)
     port: int | None = _unit("", "gateway TCP port", default=None, ge=1, le=65535)
     version: ShortStr | None = _unit("", "OpenClaw version, e.g. '2026.9.6'", default=None)
-    pid: int | None = _unit("", "gateway process id from its lock file", default=None, ge=0)
+    pid: int | None = _unit("", "gateway process id from its lock file", default=None, ge=0, le=2**32)
 
 
 class Meta(_Payload):
@@ -89,13 +147,18 @@ class Meta(_Payload):
     os_version: ShortStr = _unit("", "OS release string", default="")
     arch: ShortStr = _unit("", "machine architecture, e.g. x86_64, arm64", default="")
     agent_version: ShortStr = _unit("", "clawfleet agent version")
-    cpu_count: int = _unit("count", "logical CPUs", ge=1)
+    cpu_count: int = _unit("count", "logical CPUs", ge=1, le=1_000_000)
     mem_total_bytes: Bytes = _unit("bytes", "physical memory")
     disk_total_bytes: Bytes = _unit("bytes", "size of the system volume")
     boot_time_ms: EpochMs = _unit("epoch_ms", "when the machine booted")
     openclaw_version: ShortStr | None = _unit("", "OpenClaw version, None when not installed", default=None)
     agents: list[ShortStr] = _unit("", "OpenClaw agent ids", default_factory=list, max_length=200)
     interval_s: float | None = _unit("seconds", "sample interval (None: older agent)", default=None, ge=1, le=3600)
+
+    @field_validator("boot_time_ms")
+    @classmethod
+    def _boot_window(cls, v: int, info: ValidationInfo) -> int:
+        return _window(info, v, None)
 
 
 class Telemetry(_Payload):
@@ -109,18 +172,25 @@ class Telemetry(_Payload):
     disk_total_bytes: Bytes = _unit("bytes", "size of the system volume")
     disk_pct: Pct = _unit("percent", "system volume used, 0-100")
     swap_pct: Pct = _unit("percent", "swap in use, 0-100 (0 when there is no swap)")
-    net_rx_bps: float = _unit("bytes_per_second", "received over the last interval, all NICs but loopback", ge=0)
-    net_tx_bps: float = _unit("bytes_per_second", "sent over the last interval, all NICs but loopback", ge=0)
+    net_rx_bps: float = _unit("bytes_per_second", "received over the last interval, all NICs but loopback", ge=0,
+                              le=MAX_BPS)
+    net_tx_bps: float = _unit("bytes_per_second", "sent over the last interval, all NICs but loopback", ge=0,
+                              le=MAX_BPS)
     load_avg: tuple[float, float, float] | None = _unit(
         "", "1, 5 and 15 minute load average (None where the OS has none)", default=None)
-    uptime_s: float = _unit("seconds", "time since boot", ge=0)
+    uptime_s: float = _unit("seconds", "time since boot", ge=0, le=MAX_UPTIME_S)
     openclaw: OpenClawState | None = _unit("", "local OpenClaw gateway state", default=None)
+
+    @field_validator("ts")
+    @classmethod
+    def _ts_window(cls, v: int, info: ValidationInfo) -> int:
+        return _window(info, v, _now(info) - SAMPLE_WINDOW_MS[0], SAMPLE_WINDOW_MS[1])
 
     @field_validator("load_avg")
     @classmethod
-    def _load_non_negative(cls, v: tuple[float, float, float] | None) -> tuple[float, float, float] | None:
-        if v is not None and any(x < 0 for x in v):
-            raise ValueError("load averages are never negative")
+    def _load_in_range(cls, v: tuple[float, float, float] | None) -> tuple[float, float, float] | None:
+        if v is not None and any(not 0 <= x <= MAX_LOAD for x in v):
+            raise ValueError(f"load averages are between 0 and {MAX_LOAD:g}")
         return v
 
 
@@ -128,10 +198,11 @@ class UsageRecord(BaseModel):
     """One assistant message's token usage, from an OpenClaw transcript or the local bridge.
 
     ``id`` is stable: a hash of (device, agent id, session id, transcript entry id), so the
-    same message seen twice is one record.
+    same message seen twice is one record. ``total_tokens`` is always the sum of the four parts
+    (a different value sent by the device is replaced by the sum), so totals and breakdowns agree.
     """
 
-    model_config = ConfigDict(extra="ignore", frozen=True)
+    model_config = _STRICT
 
     id: str = _unit("", "stable record id", min_length=8, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")
     ts: EpochMs = _unit("epoch_ms", "when the assistant message was written")
@@ -139,28 +210,47 @@ class UsageRecord(BaseModel):
     session_id: ShortStr = _unit("", "OpenClaw session id", default="")
     provider: ShortStr = _unit("", "LLM provider id", default="")
     model: ShortStr = _unit("", "model id", default="")
-    input_tokens: int = _unit("tokens", "input tokens, excluding cache reads", default=0, ge=0)
-    output_tokens: int = _unit("tokens", "output tokens", default=0, ge=0)
-    cache_read_tokens: int = _unit("tokens", "input tokens read from the prompt cache", default=0, ge=0)
-    cache_write_tokens: int = _unit("tokens", "input tokens written to the prompt cache", default=0, ge=0)
-    total_tokens: int = _unit("tokens", "input + output + cache read + cache write", default=0, ge=0)
+    input_tokens: Tokens = _unit("tokens", "input tokens, excluding cache reads", default=0)
+    output_tokens: Tokens = _unit("tokens", "output tokens", default=0)
+    cache_read_tokens: Tokens = _unit("tokens", "input tokens read from the prompt cache", default=0)
+    cache_write_tokens: Tokens = _unit("tokens", "input tokens written to the prompt cache", default=0)
+    total_tokens: int = _unit("tokens", "input + output + cache read + cache write (recomputed)", default=0, ge=0,
+                              validate_default=True)
     cost_usd: float | None = _unit("usd", "cost computed by OpenClaw; None when the model has no price",
-                                   default=None, ge=0)
+                                   default=None, ge=0, le=MAX_COST_USD)
     source: Literal["transcript", "bridge"] = _unit("", "where the agent read it", default="transcript")
+
+    @field_validator("total_tokens")
+    @classmethod
+    def _total_is_the_sum(cls, v: int, info: ValidationInfo) -> int:
+        parts = [info.data.get(k) for k in ("input_tokens", "output_tokens", "cache_read_tokens",
+                                             "cache_write_tokens")]
+        return sum(parts) if all(isinstance(p, int) for p in parts) else v  # type: ignore[misc]
+
+    @field_validator("ts")
+    @classmethod
+    def _ts_window(cls, v: int, info: ValidationInfo) -> int:
+        return _window(info, v, RECORD_MIN_TS_MS)
 
 
 class LogRecord(BaseModel):
     """One OpenClaw warning or error, from the gateway log or a failed transcript turn."""
 
-    model_config = ConfigDict(extra="ignore", frozen=True)
+    model_config = _STRICT
 
     id: str = _unit("", "stable record id", min_length=8, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")
     ts: EpochMs = _unit("epoch_ms", "when it was logged")
     level: Literal["trace", "debug", "info", "warn", "error", "fatal"] = _unit("", "log level")
     subsystem: ShortStr = _unit("", "OpenClaw subsystem logger name", default="")
-    message: str = _unit("", "log text, truncated to 4000 characters", max_length=4000)
-    fingerprint: str = _unit("", "hash of the message with variable parts removed", max_length=64, default="")
+    message: str = _unit("", "log text, truncated to 4000 characters", max_length=4000, pattern=_NO_NUL)
+    fingerprint: str = _unit("", "hash of the message with variable parts removed", max_length=64, default="",
+                             pattern=_NO_NUL)
     source: Literal["gateway-log", "transcript"] = _unit("", "where the agent read it", default="gateway-log")
+
+    @field_validator("ts")
+    @classmethod
+    def _ts_window(cls, v: int, info: ValidationInfo) -> int:
+        return _window(info, v, RECORD_MIN_TS_MS)
 
 
 class UsageBatch(_Payload):
@@ -209,13 +299,19 @@ def encode(payload: BaseModel) -> bytes:
     return payload.model_dump_json(exclude_none=True).encode()
 
 
-def decode(channel: Channel, raw: bytes, expected_device_id: str | None = None) -> _Payload:
+def decode(channel: Channel, raw: bytes, expected_device_id: str | None = None,
+           now_ms: int | None = None) -> _Payload:
     """Parse and validate a device payload received on ``channel``.
+
+    Never raises anything but :class:`PayloadError`, whatever ``raw`` holds (the ingest path
+    depends on it: it runs in the MQTT client's network thread).
 
     Args:
         channel: the topic's channel (``status``, ``meta``, ``telemetry``, ``usage``, ``logs``).
-        raw: the MQTT payload bytes.
+        raw: the MQTT payload bytes (UTF-8 JSON, at most :data:`MAX_PAYLOAD_BYTES`).
         expected_device_id: the device id from the topic; the payload's must equal it.
+        now_ms: the server's clock, epoch ms, for the timestamp windows; None = check only the
+            fixed 2000-2100 range.
 
     Returns:
         The validated model (:class:`Status`, :class:`Meta`, :class:`Telemetry`,
@@ -223,25 +319,36 @@ def decode(channel: Channel, raw: bytes, expected_device_id: str | None = None) 
 
     Raises:
         PayloadError: with ``reason`` one of ``too_large``, ``not_json``, ``not_object``,
-            ``bad_version``, ``invalid``, ``device_mismatch``, ``bad_channel``.
+            ``bad_version``, ``invalid``, ``ts_out_of_window``, ``device_mismatch``, ``bad_channel``.
     """
+    try:
+        return _decode(channel, raw, expected_device_id, now_ms)
+    except PayloadError:
+        raise
+    except Exception as exc:  # a parser or validator bug must not become a crash of the caller
+        raise PayloadError("invalid", f"payload could not be validated: {type(exc).__name__}: {exc}"[:500]) from None
+
+
+def _decode(channel: Channel, raw: bytes, expected_device_id: str | None, now_ms: int | None) -> _Payload:
     schema = SCHEMA_BY_CHANNEL.get(channel)
     if schema is None:
         raise PayloadError("bad_channel", f"devices do not publish on {channel.value!r}")
     if len(raw) > MAX_PAYLOAD_BYTES:
         raise PayloadError("too_large", f"payload is {len(raw)} bytes; the limit is {MAX_PAYLOAD_BYTES}")
-    try:
-        data = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    try:  # Rust parser: nesting <= 200 levels, numbers <= 4300 digits, no NaN/Infinity, valid UTF-8
+        data = from_json(bytes(raw), allow_inf_nan=False, cache_strings=False)
+    except ValueError as exc:
         raise PayloadError("not_json", f"payload is not UTF-8 JSON: {exc}") from None
     if not isinstance(data, dict):
         raise PayloadError("not_object", f"payload must be a JSON object, got {type(data).__name__}")
     if data.get("v") != PROTOCOL_VERSION:
-        raise PayloadError("bad_version", f"protocol version {data.get('v')!r} is not supported (expected 1)")
+        raise PayloadError("bad_version", f"protocol version {repr(data.get('v'))[:20]} is not supported "
+                                          "(expected 1)")
     try:
-        model = schema.model_validate(data)
+        model = schema.model_validate(data, context=None if now_ms is None else {"now_ms": now_ms})
     except ValidationError as exc:
-        raise PayloadError("invalid", _summarise(exc)) from None
+        windows = any(e["type"] == "ts_window" for e in exc.errors())
+        raise PayloadError("ts_out_of_window" if windows else "invalid", _summarise(exc)) from None
     if expected_device_id is not None and model.device_id != expected_device_id:
         raise PayloadError(
             "device_mismatch",
@@ -250,10 +357,14 @@ def decode(channel: Channel, raw: bytes, expected_device_id: str | None = None) 
     return model
 
 
+def _now(info: ValidationInfo) -> int:
+    return (info.context or {}).get("now_ms") or 0
+
+
 def _summarise(exc: ValidationError, limit: int = 3) -> str:
     parts = []
-    for err in exc.errors()[:limit]:
-        loc = ".".join(str(p) for p in err["loc"]) or "(payload)"
-        parts.append(f"{loc}: {err['msg']}")
+    for err in exc.errors(include_url=False, include_input=False)[:limit]:
+        loc = ".".join(str(p) for p in err["loc"])[:80] or "(payload)"
+        parts.append(f"{loc}: {err['msg'][:200]}")
     more = exc.error_count() - limit
     return "; ".join(parts) + (f" (+{more} more)" if more > 0 else "")

@@ -104,7 +104,7 @@ def run(
     save_settings(opts.data_dir, mqtt_port, mqtt_tls_port, public_host, external, broker_admin_password_file)
     first_run_admin()  # auth: no user yet -> create 'admin', print its password once
     configure_session_storage(opts.data_dir)  # auth: session files in <data dir>/sessions
-    register_pages(server.state, devices=server.devices)  # devices: actions on /devices
+    register_pages(server.state, devices=server.devices, health=server.health)  # devices: actions on /devices
     ng_app.on_shutdown(server.stop)
     typer.echo(f"\n  ClawFleet dashboard: {web.scheme}://{host}:{port}\n  MQTT broker for agents: {server.broker_url}\n"
                f"  data dir: {opts.data_dir}\n  Ctrl-C stops everything.\n")

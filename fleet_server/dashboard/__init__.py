@@ -7,15 +7,19 @@ check roles with :func:`fleet_server.auth.accounts.require_admin` (page content)
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from nicegui import ui
 
 from fleet_server.auth.ratelimit import LoginRateLimiter
 from fleet_server.dashboard.audit import render_audit
 from fleet_server.dashboard.device_detail import render_device
 from fleet_server.dashboard.devices import render_devices
+from fleet_server.dashboard.health import install_health
 from fleet_server.dashboard.login import install_auth, user_menu
 from fleet_server.dashboard.overview import render_overview
 from fleet_server.devices.actions import DeviceActions
+from fleet_server.server import ServerHealth
 from fleet_server.state import FleetState
 
 
@@ -29,15 +33,18 @@ def _frame(title: str) -> None:
 
 
 def register_pages(state: FleetState, *, limiter: LoginRateLimiter | None = None,
-                   devices: DeviceActions | None = None) -> None:
+                   devices: DeviceActions | None = None, health: Callable[[], ServerHealth] | None = None) -> None:
     """Register the dashboard's pages on the NiceGUI app. Call before ``ui.run``.
 
     Args:
         state: the in-memory fleet state the pages render.
         limiter: failed-login limiter (tests pass one with a fake clock); default 5 per 15 min.
         devices: device actions (``FleetServer.devices``); None: the devices page is read-only.
+        health: ``FleetServer.health``: ``/healthz`` then reports ingest's liveness (503 when dead).
     """
     install_auth(limiter)  # auth: login gate, /login, /logout, /healthz, /api/v1/whoami
+    if health is not None:
+        install_health(health)
 
     @ui.page("/")
     def overview() -> None:

@@ -7,7 +7,6 @@ Reads the in-memory :class:`fleet_server.state.FleetState` plus the device's few
 
 from __future__ import annotations
 
-from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from nicegui import ui
@@ -16,8 +15,10 @@ from fleet_server.auth.accounts import current_user
 from fleet_server.dashboard.availability import render_availability_live
 from fleet_server.dashboard.devices import status_badge
 from fleet_server.dashboard.format import (
+    NA,
     ago_h,
     bytes_h,
+    date_time_h,
     day_bounds_ms,
     duration_h,
     pct_h,
@@ -36,7 +37,7 @@ from fleet_server.store.usage_days import usage_between
 
 
 def _time(ts_ms: int | None) -> str:
-    return datetime.fromtimestamp(ts_ms / 1000).strftime("%Y-%m-%d %H:%M:%S") if ts_ms else "–"
+    return date_time_h(ts_ms) if ts_ms else NA
 
 
 def _fields(title: str, rows: list[tuple[str, str]]) -> None:
@@ -66,7 +67,7 @@ def _telemetry_rows(d: DeviceView) -> list[tuple[str, str]]:
             ("Memory", f"{pct_h(t.mem_pct)} · {bytes_h(t.mem_used_bytes)} of {bytes_h(t.mem_total_bytes)}"),
             ("Disk", f"{pct_h(t.disk_pct)} · {bytes_h(t.disk_used_bytes)} of {bytes_h(t.disk_total_bytes)}"),
             ("Swap", pct_h(t.swap_pct)), ("Net ↓ / ↑", f"{rate_h(t.net_rx_bps)} / {rate_h(t.net_tx_bps)}"),
-            ("Load", " ".join(f"{x:.2f}" for x in t.load_avg) if t.load_avg else "–"),
+            ("Load", " ".join(f"{x:.2f}" for x in t.load_avg) if t.load_avg else NA),
             ("Uptime", duration_h(t.uptime_s))]
     if t.openclaw is not None:
         oc = t.openclaw

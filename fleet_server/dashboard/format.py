@@ -1,18 +1,39 @@
-"""Human-readable numbers for the dashboard (pure functions, no NiceGUI)."""
+"""Human-readable numbers for the dashboard (pure functions, no NiceGUI).
+
+Every function takes whatever a stored value may be (None, NaN, infinity, integers far beyond
+64 bits, negative numbers) and returns short text without raising: ``"–"`` for what is not a
+number, scientific notation for what is absurdly large.
+"""
 
 from __future__ import annotations
 
+import math
 import time
 from datetime import datetime, timedelta
 
-_UNITS = ("B", "KiB", "MiB", "GiB", "TiB", "PiB")
+_UNITS = ("B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB")
+NA = "–"
+"""Text for a missing or non-finite value."""
+
+
+def _num(n: object) -> float | None:
+    """``n`` as a finite float, or None (None, NaN, ±infinity, not a number, beyond float range)."""
+    if n is None or isinstance(n, bool):
+        return None
+    try:
+        f = float(n)  # type: ignore[arg-type]
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return f if math.isfinite(f) else None
 
 
 def bytes_h(n: float | None) -> str:
-    """``1536`` -> ``"1.5 KiB"``; None -> ``"–"``."""
+    """``1536`` -> ``"1.5 KiB"``; None or non-finite -> ``"–"``."""
+    n = _num(n)
     if n is None:
-        return "–"
-    n = float(n)
+        return NA
+    if abs(n) >= 1024.0 ** len(_UNITS):
+        return f"{n:.2e} B"
     for unit in _UNITS:
         if abs(n) < 1024 or unit == _UNITS[-1]:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
@@ -22,18 +43,23 @@ def bytes_h(n: float | None) -> str:
 
 def rate_h(bps: float | None) -> str:
     """Bytes per second -> ``"1.2 MiB/s"``."""
-    return "–" if bps is None else bytes_h(bps) + "/s"
+    text = bytes_h(bps)
+    return text if text == NA else text + "/s"
 
 
 def pct_h(p: float | None) -> str:
-    """Percent 0-100 -> ``"42%"``."""
-    return "–" if p is None else f"{p:.0f}%"
+    """Percent 0-100 -> ``"42%"`` (values outside 0-100 are shown as they are, if short)."""
+    p = _num(p)
+    if p is None or abs(p) >= 1e6:
+        return NA
+    return f"{p:.0f}%"
 
 
 def duration_h(seconds: float | None) -> str:
-    """Seconds -> ``"3d 4h"``, ``"5h 2m"``, ``"42s"``."""
-    if seconds is None:
-        return "–"
+    """Seconds -> ``"3d 4h"``, ``"5h 2m"``, ``"42s"``; beyond 100 years or not finite -> ``"–"``."""
+    seconds = _num(seconds)
+    if seconds is None or seconds > 100 * 365 * 86400:
+        return NA
     s = int(max(0, seconds))
     d, s = divmod(s, 86400)
     h, s = divmod(s, 3600)
@@ -48,22 +74,50 @@ def duration_h(seconds: float | None) -> str:
 
 
 def ago_h(ts_ms: int | None, now_s: float | None = None) -> str:
-    """Epoch ms -> ``"12s ago"``; None -> ``"never"``."""
+    """Epoch ms -> ``"12s ago"``; None -> ``"never"``; a time ahead of the clock -> ``"just now"``."""
     if ts_ms is None:
         return "never"
+    ts = _num(ts_ms)
+    if ts is None:
+        return NA
     now_s = time.time() if now_s is None else now_s
-    delta = now_s - ts_ms / 1000
-    return "just now" if delta < 1 else f"{duration_h(delta)} ago"
+    delta = now_s - ts / 1000
+    if delta < 1:
+        return "just now"
+    text = duration_h(delta)
+    return "long ago" if text == NA else f"{text} ago"
 
 
 def tokens_h(n: int | None) -> str:
-    """Token counts -> ``"12.3k"``, ``"4.5M"``."""
-    if n is None:
-        return "–"
-    for div, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
-        if abs(n) >= div:
-            return f"{n / div:.1f}{suffix}"
-    return str(n)
+    """Token counts -> ``"12.3k"``, ``"4.5M"``, ``"7.8G"``, ``"1.2T"``; beyond 10^18 ``"1.2e+21"``."""
+    f = _num(n)
+    if f is None:
+        return NA
+    if abs(f) >= 1e18:
+        return f"{f:.1e}"
+    for div, suffix in ((1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(f) >= div:
+            return f"{f / div:.1f}{suffix}"
+    return str(int(f)) if f == int(f) else f"{f:.1f}"
+
+
+def usd_h(usd: float | None) -> str:
+    """US dollars -> ``"$1.23"``; beyond a trillion ``"$1.2e+15"``; not finite -> ``"–"``."""
+    f = _num(usd)
+    if f is None:
+        return NA
+    return f"${f:.1e}" if abs(f) >= 1e12 else f"${f:,.2f}"
+
+
+def date_time_h(ts_ms: int | None) -> str:
+    """Epoch ms -> local ``"2026-11-21 04:10:53"``; None or outside years 1-9999 -> ``"–"``."""
+    ts = _num(ts_ms)
+    if ts is None:
+        return NA
+    try:
+        return datetime.fromtimestamp(ts / 1000).strftime("%Y-%m-%d %H:%M:%S")
+    except (OverflowError, OSError, ValueError):
+        return NA
 
 
 STATUS_COLORS = {

@@ -19,6 +19,7 @@ from fleet_server.dashboard.format import (
     pct_h,
     rate_h,
     tokens_h,
+    usd_h,
 )
 from fleet_server.dashboard.live import redraw_on_change
 from fleet_server.dashboard.timezone import browser_zone
@@ -41,7 +42,7 @@ def token_breakdown(s: TokenSums) -> str:
     text = (f"in {tokens_h(s.input_tokens)} · out {tokens_h(s.output_tokens)} · cache read "
             f"{tokens_h(s.cache_read_tokens)} · cache write {tokens_h(s.cache_write_tokens)}")
     if s.priced_records:
-        text += f" · ${s.cost_usd:.2f}"
+        text += f" · {usd_h(s.cost_usd)}"
     return text
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import stat
 from pathlib import Path
 
 from peewee import Database, SqliteDatabase
@@ -30,6 +32,10 @@ def open_database(data_dir: Path, url: str | None = None) -> Database:
         data_dir: server data dir; the default SQLite file is ``<data_dir>/clawfleet.sqlite``.
         url: optional database URL (``postgresql://user:pass@host/db`` or ``sqlite:///path``).
 
+    An SQLite file (and its ``-wal``/``-shm`` files, which SQLite creates with the same mode) is
+    readable by its owner only (0600); an existing file with wider permissions is tightened.
+    Tables of an older version are upgraded (:mod:`fleet_server.store.migrations`).
+
     Returns:
         The connected peewee database (also bound to :data:`fleet_server.store.models.db`).
 
@@ -39,12 +45,29 @@ def open_database(data_dir: Path, url: str | None = None) -> Database:
     if url:
         database = connect(url)
         if isinstance(database, SqliteDatabase):
+            _private_file(Path(database.database))
             for k, v in SQLITE_PRAGMAS.items():
                 database.pragma(k, v, permanent=True)
     else:
         data_dir.mkdir(parents=True, exist_ok=True)
+        _private_file(data_dir / "clawfleet.sqlite")
         database = SqliteDatabase(str(data_dir / "clawfleet.sqlite"), pragmas=SQLITE_PRAGMAS)
     db.initialize(database)
     database.connect(reuse_if_open=True)
     upgrade(database)
     return database
+
+
+def _private_file(path: Path) -> None:
+    """Create ``path`` empty with mode 0600 unless it exists; tighten an existing one to 0600."""
+    if str(path) in ("", ":memory:") or str(path).startswith("file:"):
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+    for p in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        try:
+            if stat.S_IMODE(p.stat().st_mode) & 0o077:
+                p.chmod(0o600)
+                log.warning("%s was readable by other users; made it private (0600)", p)
+        except FileNotFoundError:
+            pass

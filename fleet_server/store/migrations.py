@@ -35,6 +35,7 @@ from fleet_server.store.models import (
     SampleRollup5m,
     SchemaVersion,
 )
+from fleet_server.store.upgrade import scope_record_ids
 
 log = logging.getLogger("clawfleet.store.migrations")
 
@@ -70,6 +71,7 @@ def _history_tables(_m: SchemaMigrator, db: Database) -> None:
 MIGRATIONS: list[Migration] = [
     Migration(1, "v0.1.0 schema", _baseline),
     Migration(2, "sample rollup tiers (5 min, 1 h) and rollup watermarks", _history_tables),
+    Migration(3, "usage and log record ids unique per device", lambda _m, db: scope_record_ids(db)),
 ]
 """Every schema step, in order. Append new ones at the end with the next version number."""
 

@@ -84,10 +84,11 @@ class StatusEvent(BaseModel):
 
 
 class UsageRecord(BaseModel):
-    """One assistant message's token usage; ``id`` is the agent's stable record id (idempotent insert)."""
+    """One assistant message's token usage; ``id`` is the agent's stable record id, unique per device
+    (idempotent insert; one device cannot take another's ids)."""
 
-    id = CharField(primary_key=True, max_length=64)
-    device = CharField(max_length=63, index=True)
+    device = CharField(max_length=63)
+    id = CharField(max_length=64)
     ts = BigIntegerField(index=True)
     agent_id = CharField(max_length=200)
     session_id = CharField(max_length=200)
@@ -100,6 +101,9 @@ class UsageRecord(BaseModel):
     total_tokens = BigIntegerField()
     cost_usd = FloatField(null=True)
     source = CharField(max_length=16)
+
+    class Meta:
+        primary_key = CompositeKey("device", "id")
 
 
 class UsageHourly(BaseModel):
@@ -125,16 +129,20 @@ class UsageHourly(BaseModel):
 
 
 class LogRecord(BaseModel):
-    """One OpenClaw warning or error; ``id`` is the agent's stable record id (idempotent insert)."""
+    """One OpenClaw warning or error; ``id`` is the agent's stable record id, unique per device
+    (idempotent insert)."""
 
-    id = CharField(primary_key=True, max_length=64)
-    device = CharField(max_length=63, index=True)
+    device = CharField(max_length=63)
+    id = CharField(max_length=64)
     ts = BigIntegerField(index=True)
     level = CharField(max_length=8)
     subsystem = CharField(max_length=200)
     message = TextField()
     fingerprint = CharField(max_length=64, index=True)
     source = CharField(max_length=16)
+
+    class Meta:
+        primary_key = CompositeKey("device", "id")
 
 
 class RejectCount(BaseModel):

@@ -1,16 +1,24 @@
 """Token usage: idempotent record inserts with an hourly rollup, and the sums the views need.
 
 Units: tokens; cost in USD; timestamps epoch ms UTC. Rollup buckets are UTC hours.
+
+Sums cannot overflow: the schema bounds each record (``shared.schemas.MAX_TOKENS``), rollup
+columns saturate at :data:`ROLLUP_CAP`, and all-time totals are aggregated as floating point by
+the database (exact up to 2^53 tokens, ~9e15, and never an error beyond) then summed as Python
+integers.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass, fields
+from decimal import Decimal
 
-from peewee import fn
+from peewee import Case, Field, SqliteDatabase, fn
 
 from fleet_server.store.models import UsageHourly, UsageRecord
+from fleet_server.store.records import insert_rows, new_records
 
 HOUR_MS = 3_600_000
 
@@ -35,6 +43,14 @@ class TokenSums:
         return self
 
     @classmethod
+    def of_stored(cls, values: Iterable[object]) -> TokenSums:
+        """Sums from stored values in :data:`SUM_FIELDS` order, whatever the database holds: NULL,
+        a float (SQLite turns an overflowing integer sum into one), infinity or NaN become finite
+        numbers (non-finite ones 0)."""
+        out = [_finite(v) for v in values]
+        return cls(*[v if name == "cost_usd" else int(v) for name, v in zip(SUM_FIELDS, out, strict=False)])  # type: ignore[arg-type]
+
+    @classmethod
     def of_record(cls, r: dict) -> TokenSums:
         """Sums of one usage record row (as stored in :class:`UsageRecord`)."""
         cost = r.get("cost_usd")
@@ -44,27 +60,44 @@ class TokenSums:
 
 SUM_FIELDS = [f.name for f in fields(TokenSums)]
 
+ROLLUP_CAP = 2**62
+"""Largest value of an hourly rollup column; an addition that would pass it stays here (adding a
+bounded batch to a capped value still fits in 64 bits)."""
 
-def insert_usage(rows: list[dict]) -> dict[str, dict[int, TokenSums]]:
+CONTENT = ("ts", "agent_id", "session_id", "provider", "model", "input_tokens", "output_tokens",
+           "cache_read_tokens", "cache_write_tokens", "cost_usd")
+"""Fields that must match for a repeated record id to be the same record (``source`` may differ:
+one message seen via the transcript and via the bridge is one record)."""
+
+
+def _finite(v: object) -> float | int:
+    if v is None or isinstance(v, bool):
+        return 0
+    if isinstance(v, int):
+        return v
+    if isinstance(v, Decimal):  # PostgreSQL's SUM(bigint): exact
+        return int(v) if v.is_finite() and v == v.to_integral_value() else (float(v) if v.is_finite() else 0)
+    try:
+        f = float(v)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return 0
+    return f if math.isfinite(f) else 0
+
+
+def insert_usage(rows: list[dict], conflicts: list[dict] | None = None) -> dict[str, dict[int, TokenSums]]:
     """Insert usage records not stored yet and add them to the hourly rollup.
 
-    Must run inside the caller's transaction (one writer). Records whose ``id`` exists already
-    (or repeats within ``rows``) are skipped, so re-delivery never double counts.
+    Must run inside the caller's transaction (one writer). Records whose ``(device, id)`` exists
+    already (or repeats within ``rows``) with the same content are skipped, so re-delivery never
+    double counts; with different content they are skipped too and appended to ``conflicts``.
 
     Returns:
         ``{device: {hour_ms: TokenSums}}`` of what was actually added, for the in-memory cache.
     """
-    unique: dict[str, dict] = {}
-    for r in rows:
-        unique.setdefault(r["id"], r)
-    ids = list(unique)
-    for i in range(0, len(ids), 500):
-        chunk = ids[i:i + 500]
-        for (rid,) in UsageRecord.select(UsageRecord.id).where(UsageRecord.id.in_(chunk)).tuples():
-            unique.pop(rid, None)
-    new = list(unique.values())
-    for i in range(0, len(new), 200):
-        UsageRecord.insert_many(new[i:i + 200]).execute()
+    new, clash = new_records(UsageRecord, rows, CONTENT)
+    if conflicts is not None:
+        conflicts += clash
+    insert_rows(UsageRecord, new)
     added: dict[str, dict[int, TokenSums]] = {}
     for r in new:
         hour = r["ts"] - r["ts"] % HOUR_MS
@@ -74,26 +107,35 @@ def insert_usage(rows: list[dict]) -> dict[str, dict[int, TokenSums]]:
             values = {name: getattr(s, name) for name in SUM_FIELDS}
             UsageHourly.insert(device=device, hour_ms=hour, **values).on_conflict(
                 conflict_target=[UsageHourly.device, UsageHourly.hour_ms],
-                update={getattr(UsageHourly, n): getattr(UsageHourly, n) + v for n, v in values.items()},
+                update={getattr(UsageHourly, n): _capped_add(getattr(UsageHourly, n), v) for n, v in values.items()},
             ).execute()
     return added
 
 
+def _capped_add(col: Field, v: int | float) -> object:
+    if isinstance(v, float):
+        return col + v
+    return Case(None, [(col <= ROLLUP_CAP - v, col + v)], ROLLUP_CAP)
+
+
 def totals_by_device() -> dict[str, TokenSums]:
-    """All-time sums per device (one aggregate over the hourly rollup)."""
-    cols = [fn.SUM(getattr(UsageHourly, n)) for n in SUM_FIELDS]
+    """All-time sums per device (one aggregate over the hourly rollup; never overflows, see above)."""
+    agg = fn.TOTAL if isinstance(UsageHourly._meta.database.obj, SqliteDatabase) else fn.SUM  # PG: exact numeric
+    cols = [agg(getattr(UsageHourly, n)) for n in SUM_FIELDS]
     out = {}
-    for row in UsageHourly.select(UsageHourly.device, *cols).group_by(UsageHourly.device).tuples():
-        out[row[0]] = TokenSums(*[(v or 0) for v in row[1:]])
+    for row in UsageHourly.select(UsageHourly.device, *cols).group_by(UsageHourly.device).tuples().coerce(False):
+        out[row[0]] = TokenSums.of_stored(row[1:])
     return out
 
 
 def hours_since(since_ms: int) -> dict[str, dict[int, TokenSums]]:
     """Hourly sums per device from ``since_ms`` on (for today / yesterday in any time zone)."""
     out: dict[str, dict[int, TokenSums]] = {}
-    q = UsageHourly.select().where(UsageHourly.hour_ms >= since_ms - since_ms % HOUR_MS)
-    for h in q:
-        out.setdefault(h.device, {})[h.hour_ms] = TokenSums(*[getattr(h, n) for n in SUM_FIELDS])
+    cols = [getattr(UsageHourly, n) for n in SUM_FIELDS]
+    q = (UsageHourly.select(UsageHourly.device, UsageHourly.hour_ms, *cols)
+         .where(UsageHourly.hour_ms >= since_ms - since_ms % HOUR_MS).tuples().coerce(False))  # raw: see of_stored
+    for device, hour, *values in q:
+        out.setdefault(device, {})[int(hour)] = TokenSums.of_stored(values)
     return out
 
 

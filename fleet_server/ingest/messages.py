@@ -1,0 +1,99 @@
+"""What flows through ingest: messages from the subscriber to the writer, and the cache change a
+write returns (applied to :class:`fleet_server.state.FleetState` only after the commit)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from fleet_server.store.usage import TokenSums
+from shared.topics import Channel
+
+
+@dataclass(frozen=True)
+class Received:
+    """A valid payload from a device, not stored yet.
+
+    ``mid``/``qos`` identify the MQTT message to acknowledge after the commit; ``received_ms`` is
+    the server's clock when it arrived (epoch ms); ``retained`` is True for a retained message the
+    broker replayed on subscribe (sent at some earlier, unknown time).
+    """
+
+    mid: int
+    qos: int
+    device_id: str
+    channel: Channel
+    payload: Any  # the schemas model of ``channel``
+    received_ms: int
+    retained: bool = False
+
+    @property
+    def heard_ms(self) -> int:
+        """When the device was last heard of through this message: the receive time, or for a
+        retained replay the earlier of its own timestamp and the receive time."""
+        return min(self.payload.ts, self.received_ms) if self.retained else self.received_ms
+
+
+@dataclass(frozen=True)
+class Rejected:
+    """A message that is not stored: ``reason`` ``""`` means "ignore quietly" (our own server
+    status, a cleared retained topic), anything else is counted per device and reason."""
+
+    mid: int
+    qos: int
+    device_id: str
+    reason: str
+    error: str
+
+
+Item = Received | Rejected
+
+
+@dataclass(frozen=True)
+class RejectNote:
+    """One rejected message to count: device id (``""`` when the topic had none), reason, error text."""
+
+    device_id: str
+    reason: str
+    error: str
+
+
+@dataclass
+class CacheChange:
+    """What a committed write changes in the in-memory cache.
+
+    ``devices``: device id -> :class:`fleet_server.state.DeviceView` fields to set (``last_seen_ms``
+    only ever moves forward). ``usage``: newly stored token sums ``{device: {hour_ms: TokenSums}}``.
+    ``rejects``: messages to count as rejected. ``stored``: channel name -> messages stored.
+    """
+
+    devices: dict[str, dict[str, Any]] = field(default_factory=dict)
+    usage: dict[str, dict[int, TokenSums]] = field(default_factory=dict)
+    rejects: list[RejectNote] = field(default_factory=list)
+    stored: dict[str, int] = field(default_factory=dict)
+
+    def set(self, device_id: str, **fields: Any) -> None:
+        """Set view fields of one device (``last_seen_ms``: the larger value wins)."""
+        cur = self.devices.setdefault(device_id, {})
+        seen = fields.pop("last_seen_ms", None)
+        if seen is not None:
+            cur["last_seen_ms"] = max(seen, cur.get("last_seen_ms") or 0)
+        cur.update(fields)
+
+    def reject(self, device_id: str, reason: str, error: str) -> None:
+        """Count one message as rejected."""
+        self.rejects.append(RejectNote(device_id, reason, error))
+
+    def merge(self, other: CacheChange) -> CacheChange:
+        """Add ``other`` (a later change) into self; returns self."""
+        for device_id, fields in other.devices.items():
+            self.set(device_id, **fields)
+        for device_id, hours in other.usage.items():
+            mine = self.usage.setdefault(device_id, {})
+            for hour, sums in hours.items():
+                mine.setdefault(hour, TokenSums()).add(sums)
+        self.rejects += other.rejects
+        for channel, n in other.stored.items():
+            self.stored[channel] = self.stored.get(channel, 0) + n
+        return self
+

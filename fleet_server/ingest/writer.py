@@ -1,0 +1,194 @@
+"""The writer thread: takes batches off the subscriber's queue, stores each in one transaction,
+acknowledges its messages after the commit, then applies the cache change.
+
+A batch that fails because the database is unavailable (locked, down, disk full) is retried
+unchanged with backoff. A batch that fails for any other reason is split in halves until the
+message that fails is alone; that one is rejected (``store_error``) and acknowledged, the rest
+is stored. So one message can never stall the writer for everyone.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+
+from peewee import Database, InterfaceError, OperationalError, SqliteDatabase
+
+from fleet_server.ingest.messages import CacheChange, Item, Rejected
+from fleet_server.ingest.rejects import RejectLog, store_rejects
+from fleet_server.ingest.writers import WRITERS, write_last_seen
+from fleet_server.state import FleetState, now_ms
+from fleet_server.store.models import Device, db
+
+log = logging.getLogger("clawfleet.ingest")
+
+BATCH_MAX = 1000
+BATCH_WAIT_S = 0.2
+RETRY_MAX_S = 30.0
+_DATA_ERRORS = ("integer overflow", "too big", "too many", "datatype mismatch")
+
+
+def database_unavailable(exc: BaseException) -> bool:
+    """True when ``exc`` says the database cannot be used right now (retry later), False when the
+    data being written is at fault (split the batch). Locked, busy, I/O, disk full, connection
+    lost: unavailable. Value errors, constraint failures, SQLite binding errors: the data."""
+    text = str(exc).lower()
+    if isinstance(exc, OperationalError):
+        return not any(s in text for s in _DATA_ERRORS)
+    if isinstance(exc, InterfaceError):  # PostgreSQL: connection closed; SQLite: a value it cannot bind
+        return "connection" in text or "closed" in text
+    return False
+
+
+class BatchWriter:
+    """Stores what the subscriber queued. Run :meth:`run` in its own thread.
+
+    Args:
+        database: the open peewee database.
+        items: the subscriber's queue.
+        state: the latest-state cache (read by the writes, changed after each commit).
+        ack: ``ack(mid, qos)`` acknowledges one MQTT message.
+        counters: ingest's counters (``stored_<channel>``, ``rejected_<reason>``, ``acked``, ``batches``).
+    """
+
+    def __init__(self, database: Database, items: queue.Queue[Item], state: FleetState,
+                 ack: Callable[[int, int], None], counters: Counter[str]) -> None:
+        self.database, self.items, self.state, self._ack, self.counters = database, items, state, ack, counters
+        self.stopping = threading.Event()
+        self.last_commit_monotonic: float | None = None
+        self.oldest_waiting_since: float | None = None  # monotonic time the current batch was taken
+        self._known: dict[str, bool] = {}  # device id -> enrolled and not revoked
+        self._log_reject = RejectLog(log)
+
+    def forget_device(self, device_id: str) -> None:
+        """Drop a device from the known-device cache (after revoke, rotate or delete)."""
+        self._known.pop(device_id, None)
+
+    def run(self) -> None:
+        """Store batches until :attr:`stopping` is set and the queue is empty."""
+        with self.database.connection_context():
+            while True:
+                batch = self._next_batch()
+                if batch:
+                    self.oldest_waiting_since = time.monotonic()
+                    self._store(batch)
+                    self.oldest_waiting_since = None
+                    self.counters["batches"] += 1
+                elif self.stopping.is_set():
+                    return
+
+    def _next_batch(self) -> list[Item]:
+        try:
+            batch = [self.items.get(timeout=BATCH_WAIT_S)]
+        except queue.Empty:
+            return []
+        while len(batch) < BATCH_MAX:
+            try:
+                batch.append(self.items.get_nowait())
+            except queue.Empty:
+                break
+        return batch
+
+    def _store(self, batch: list[Item], split: bool = True) -> None:
+        delay = 0.5
+        while True:
+            try:
+                with self._transaction():
+                    change = self._write(batch)
+            except Exception as exc:
+                if database_unavailable(exc):
+                    if self.stopping.is_set():
+                        log.warning("stopping with %d messages not stored (the broker keeps them)", len(batch))
+                        return
+                    log.warning("database unavailable (%s); retrying %d messages in %.1f s", exc, len(batch), delay)
+                    time.sleep(delay)
+                    delay = min(delay * 2, RETRY_MAX_S)
+                    continue
+                if len(batch) > 1 and split:
+                    log.warning("a batch of %d messages failed (%s: %s); storing it in halves", len(batch),
+                                type(exc).__name__, str(exc)[:200])
+                    half = len(batch) // 2
+                    self._store(batch[:half])
+                    self._store(batch[half:])
+                elif split:
+                    self._store_failed(batch[0], exc)
+                else:  # even counting the reject failed: acknowledge, so it cannot come back
+                    log.exception("could not count a rejected message; dropping it")
+                    self._finish(batch, CacheChange())
+                return
+            self._finish(batch, change)
+            return
+
+    @staticmethod
+    def _transaction() -> object:
+        # on the models' database (the connection the writes use); SQLite: take the write lock first,
+        # so a concurrent writer (the CLI) is waited for (busy_timeout) instead of failing the upgrade
+        if isinstance(db.obj, SqliteDatabase):
+            return db.atomic(lock_type="IMMEDIATE")
+        return db.atomic()
+
+    def _store_failed(self, item: Item, exc: Exception) -> None:
+        device_id = item.device_id
+        error = f"the database refused it: {type(exc).__name__}: {exc}"
+        self._store([Rejected(item.mid, item.qos, device_id, "store_error", error)], split=False)
+
+    def _write(self, batch: list[Item]) -> CacheChange:
+        change = CacheChange()
+        by_channel: dict = {}
+        for item in batch:
+            if isinstance(item, Rejected):
+                if item.reason:
+                    change.reject(item.device_id, item.reason, item.error)
+                    if item.device_id:
+                        self._check_device(item.device_id, change)  # so the cache can count it
+                continue
+            refused = self._check_device(item.device_id, change)
+            if refused:
+                change.reject(item.device_id if refused == "revoked_device" else "", refused,
+                              f"device {item.device_id!r} is not enrolled or is revoked")
+                continue
+            by_channel.setdefault(item.channel, []).append(item)
+        for channel, write in WRITERS.items():
+            if channel in by_channel:
+                change.merge(write(by_channel[channel], self.state))
+        write_last_seen(change)
+        store_rejects(change.rejects, now_ms())
+        return change
+
+    def _check_device(self, device_id: str, change: CacheChange) -> str | None:
+        """None for an enrolled device, else the reject reason. Re-reads the table on a miss (the CLI
+        may have added it); a device missing from the cache is added to it with the change."""
+        missing = self.state.get(device_id) is None
+        if device_id not in self._known or missing:
+            dev = Device.get_or_none(Device.id == device_id)
+            if dev is None:
+                return "unknown_device"
+            self._known[device_id] = dev.revoked_ms is None
+            if missing:
+                change.set(device_id, name=dev.name, status="revoked" if dev.revoked_ms else dev.status)
+        return None if self._known[device_id] else "revoked_device"
+
+    def _finish(self, batch: list[Item], change: CacheChange) -> None:
+        for item in batch:
+            if item.qos > 0:
+                self._ack(item.mid, item.qos)
+        self.counters["acked"] += len(batch)
+        self.last_commit_monotonic = time.monotonic()
+        for device_id, fields in change.devices.items():
+            cur = self.state.get(device_id)
+            if cur is not None and (cur.last_seen_ms or 0) >= fields.get("last_seen_ms", 0):
+                fields = {k: v for k, v in fields.items() if k != "last_seen_ms"}
+            if fields:
+                self.state.upsert(device_id, **fields)
+        self.state.add_usage(change.usage)
+        for channel, n in change.stored.items():
+            self.counters[f"stored_{channel}"] += n
+        for note in change.rejects:
+            self.counters[f"rejected_{note.reason}"] += 1
+            self._log_reject(note)
+            if note.device_id and self.state.get(note.device_id) is not None:
+                self.state.count_reject(note.device_id, note.reason)
