@@ -62,7 +62,8 @@ def test_sigkill_makes_device_offline_through_last_will(fleet: FleetServer, tmp_
     # keepalive 5 s: the broker publishes the will within 1.5 x keepalive
     wait_for(lambda: _status("victim") == ("offline", "last-will"), 12, what="offline via last will")
     print(f"last will seen {time.monotonic() - killed:.1f} s after SIGKILL (keepalive 5 s)")
-    assert fleet.state.get("victim").status == "offline"
+    # the cache is updated right after the commit the database check saw
+    wait_for(lambda: fleet.state.get("victim").status == "offline", 2, what="offline in the cache")
     states = [e.state for e in StatusEvent.select().where(StatusEvent.device == "victim").order_by(StatusEvent.ts)]
     assert states[-2:] == ["online", "offline"]
 
@@ -90,9 +91,10 @@ def test_malformed_payload_is_rejected_counted_and_ingest_goes_on(fleet: FleetSe
 
 def test_frozen_agent_goes_offline_by_keepalive(fleet: FleetServer, tmp_path):
     """SIGSTOP keeps the TCP connection open but silent, like a machine that lost power or network:
-    only the broker's keepalive check (1.5 x keepalive) can notice and publish the last will."""
+    only the broker's keepalive check (1.5 x keepalive) can notice and publish the last will.
+    Samples every 10 s, so the server's own stale check (3 intervals) comes after the keepalive."""
     new = add_device(fleet.dynsec, "frozen", fleet.broker_url)
-    agent = start_agent(write_agent_config(tmp_path, "frozen", new.api_key, fleet.opts.mqtt_port),
+    agent = start_agent(write_agent_config(tmp_path, "frozen", new.api_key, fleet.opts.mqtt_port, interval_s=10),
                         tmp_path / "agent.log")
     try:
         wait_for(lambda: _status("frozen")[0] == "online", 15, what="online")
