@@ -41,6 +41,7 @@ from fleet_server.auth.accounts import (
 )
 from fleet_server.auth.ratelimit import LoginRateLimiter
 from fleet_server.store import audit
+from fleet_server.store.models import User
 
 log = logging.getLogger("clawfleet.auth")
 
@@ -177,6 +178,29 @@ def _ip(request: Request) -> str:
     return request.client.host if request.client else "?"
 
 
+async def authenticate(username: str, password: str, ip: str) -> tuple[User | None, str]:
+    """One login attempt of ``username`` (normalized) from address ``ip`` through the limiter.
+
+    Returns ``(user, "")`` when the password is right and no lock applies, else ``(None, message)``
+    with the text to show ("wrong username or password" or "too many failed attempts; …").
+    Audited: ``login``, ``login_failed``, ``login_locked``.
+    """
+    wait_s = _limiter.locked_for(username, ip)
+    if wait_s > 0:
+        return None, LoginRateLimiter.message(wait_s)
+    user = await run.io_bound(check_credentials, username, password)
+    if user is None:
+        wait_s = _limiter.record_failure(username, ip)
+        audit.record(username, "login_failed", detail=f"from {ip}")
+        if wait_s > 0:
+            audit.record(username, "login_locked", detail=f"from {ip}; locked for {int(wait_s)} s")
+            return None, LoginRateLimiter.message(wait_s)
+        return None, "wrong username or password"
+    _limiter.record_success(user.username)
+    audit.record(user.username, "login", detail=f"from {ip}")
+    return user, ""
+
+
 def login_page(redirect_to: str = "/") -> RedirectResponse | None:
     """The ``/login`` page: username, password, Enter or the button submits."""
     target = safe_redirect_target(redirect_to)
@@ -197,27 +221,15 @@ def login_page(redirect_to: str = "/") -> RedirectResponse | None:
         if not name or not pw:
             error.text = "enter a username and a password"
             return
-        wait_s = _limiter.locked_for(name, ip)
-        if wait_s > 0:
-            error.text = LoginRateLimiter.message(wait_s)
-            return
         button.disable()
         try:
-            user = await run.io_bound(check_credentials, name, pw)
+            user, message = await authenticate(name, pw, ip)
         finally:
             button.enable()
         if user is None:
             password.value = ""
-            wait_s = _limiter.record_failure(name, ip)
-            audit.record(name, "login_failed", detail=f"from {ip}")
-            if wait_s > 0:
-                audit.record(name, "login_locked", detail=f"from {ip}; locked for {int(wait_s)} s")
-                error.text = LoginRateLimiter.message(wait_s)
-            else:
-                error.text = "wrong username or password"
+            error.text = message
             return
-        _limiter.record_success(user.username)
-        audit.record(user.username, "login", detail=f"from {ip}")
         token = secrets.token_urlsafe(32)
         _prune(_tokens)
         _tokens[token] = _Pending(user.username, now_ms(), client.request.session.get("id", ""),
