@@ -9,7 +9,8 @@ A logged-in session holds only ``{"username": ..., "auth_ms": ...}``; the role, 
 flag and password changes are re-read from the database on every :func:`current_user` call, so
 disabling a user or changing a password ends their sessions at their next request or page check.
 
-Failed logins are limited by :class:`fleet_server.auth.ratelimit.LoginRateLimiter`.
+Failed logins are limited by :class:`fleet_server.auth.ratelimit.LoginRateLimiter` (state in the
+database, :mod:`fleet_server.auth.lockout`).
 
 Two roles: ``"admin"`` may change things, ``"viewer"`` is read-only. Pages use :func:`require_admin`
 to render admin-only content, event handlers use :func:`admin_only` (or :func:`is_admin`).

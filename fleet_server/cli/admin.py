@@ -1,4 +1,4 @@
-"""``clawfleet-server admin …``: dashboard accounts (create, set-password, list, disable, enable).
+"""``clawfleet-server admin …``: dashboard accounts (create, set-password, list, disable, enable, unlock).
 
 Every change is written to the audit log with the actor ``cli:<os user>``. Passwords are read from
 a hidden prompt (asked twice) or, with ``--password-stdin``, from the first line of stdin; they
@@ -14,6 +14,7 @@ from typing import Annotated
 
 import typer
 
+from fleet_server.auth import lockout
 from fleet_server.auth.accounts import (
     MIN_PASSWORD_LENGTH,
     ROLES,
@@ -21,6 +22,7 @@ from fleet_server.auth.accounts import (
     create_user,
     ensure_first_admin,
     list_users,
+    normalize_username,
     set_disabled,
     set_password,
 )
@@ -133,6 +135,38 @@ def admin_enable(username: Annotated[str, typer.Argument(help="the user")], data
                  database_url: DbUrlOpt = None) -> None:
     """Re-enable a disabled user."""
     _set_disabled(username, False, data_dir, database_url)
+
+
+@admin_app.command("unlock")
+def admin_unlock(
+    username: Annotated[str | None, typer.Argument(help="the user whose failed logins to forget (every address)")]
+    = None,
+    address: Annotated[str | None, typer.Option(help="also (or only) forget the failed logins from this client "
+                       "address, e.g. a shared NAT locked by a password spray")] = None,
+    data_dir: DataDirOpt = None,
+    database_url: DbUrlOpt = None,
+) -> None:
+    """Clear failed-login locks at once (the running server sees it at the next attempt)."""
+    if not username and not address:
+        fail("name a user (clawfleet-server admin unlock NAME) or an --address")
+    _open(data_dir, database_url)
+    name = None
+    if username:
+        try:
+            name = normalize_username(username)
+        except AuthError as exc:
+            fail(str(exc))
+    n = lockout.clear(name, None) if name else 0
+    if address:
+        n += lockout.clear(None, address)
+    what = " and ".join(x for x in (name, f"address {address}" if address else None) if x)
+    if not n:
+        typer.echo(f"{what} has no failed-login lock")
+        return
+    audit.record(audit.cli_actor(), "user.unlock", target=name or address or "",
+                 detail=f"cleared {n} failed-login record{'s' if n != 1 else ''}"
+                 + (f"; address {address}" if address and name else ""))
+    typer.echo(f"cleared {n} failed-login lock{'s' if n != 1 else ''} of {what}; logins are allowed again")
 
 
 def first_run_admin() -> None:

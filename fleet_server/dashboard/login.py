@@ -124,7 +124,8 @@ def install_auth(limiter: LoginRateLimiter | None = None) -> None:
     ends up inside the session middleware, so it can read ``app.storage.user``.
 
     Args:
-        limiter: failed-login limiter (default: 5 failures per 15 min per username and per IP).
+        limiter: failed-login limiter (default: backoff after 5 failures per username and address, and
+            after 100 per address; see :class:`fleet_server.auth.ratelimit.LoginRateLimiter`).
     """
     global _limiter
     _limiter = limiter or LoginRateLimiter()
@@ -185,18 +186,18 @@ async def authenticate(username: str, password: str, ip: str) -> tuple[User | No
     with the text to show ("wrong username or password" or "too many failed attempts; …").
     Audited: ``login``, ``login_failed``, ``login_locked``.
     """
-    wait_s = _limiter.locked_for(username, ip)
+    wait_s = _limiter.reserve(username, ip)  # counted as a failure from here until it succeeds
     if wait_s > 0:
         return None, LoginRateLimiter.message(wait_s)
     user = await run.io_bound(check_credentials, username, password)
     if user is None:
-        wait_s = _limiter.record_failure(username, ip)
         audit.record(username, "login_failed", detail=f"from {ip}")
+        wait_s = _limiter.locked_for(username, ip)
         if wait_s > 0:
             audit.record(username, "login_locked", detail=f"from {ip}; locked for {int(wait_s)} s")
             return None, LoginRateLimiter.message(wait_s)
         return None, "wrong username or password"
-    _limiter.record_success(user.username)
+    _limiter.succeeded(username, ip)
     audit.record(user.username, "login", detail=f"from {ip}")
     return user, ""
 

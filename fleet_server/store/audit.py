@@ -7,7 +7,8 @@ Call :func:`record` from anything that changes the fleet or its accounts::
 
 Actions in use (dot-separated ``noun.verb`` for changes, plain words for sessions):
 ``login``, ``login_failed``, ``logout``, ``user.create``, ``user.set_password``, ``user.disable``,
-``user.enable``, ``device.add``, ``device.rename``, ``device.rotate_key``, ``device.revoke``, ``device.delete``.
+``user.enable``, ``user.unlock``, ``device.add``, ``device.rename``, ``device.rotate_key``, ``device.revoke``,
+``device.delete``.
 
 Never put secrets (passwords, API keys, tokens) in ``target`` or ``detail``.
 """

@@ -8,6 +8,7 @@ from pathlib import Path
 from peewee import Database, SqliteDatabase
 from playhouse.db_url import connect
 
+from fleet_server.auth.lockout import LOCKOUT_MODELS
 from fleet_server.store.models import ALL_MODELS, db
 
 log = logging.getLogger("clawfleet.store")
@@ -41,5 +42,5 @@ def open_database(data_dir: Path, url: str | None = None) -> Database:
         database = SqliteDatabase(str(data_dir / "clawfleet.sqlite"), pragmas=SQLITE_PRAGMAS)
     db.initialize(database)
     database.connect(reuse_if_open=True)
-    database.create_tables(ALL_MODELS, safe=True)
+    database.create_tables([*ALL_MODELS, *LOCKOUT_MODELS], safe=True)
     return database

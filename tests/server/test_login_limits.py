@@ -61,10 +61,10 @@ async def test_an_attacker_elsewhere_does_not_lock_the_owner_out(db, monkeypatch
     create_user("admin", PASSWORD, role="admin")
     clock = FakeClock()
     monkeypatch.setattr(login, "_limiter", LoginRateLimiter(max_failures=5, clock=clock))
-    for i in range(5):
+    for i in range(4):
         assert (await login.authenticate("admin", f"guess {i}", ATTACKER))[1] == "wrong username or password"
-    _, message = await login.authenticate("admin", "guess 6", ATTACKER)
-    assert message.startswith("too many failed attempts")
+    _, message = await login.authenticate("admin", "guess 5", ATTACKER)
+    assert message == "too many failed attempts; try again in 30 seconds"
     user, message = await login.authenticate("admin", PASSWORD, OWNER)  # the owner, at their own address
     assert user is not None and user.username == "admin", message
     _, message = await login.authenticate("admin", PASSWORD, ATTACKER)  # the attacker's pair stays locked
@@ -99,15 +99,16 @@ def test_backoff_doubles_per_failure_after_the_free_ones(db):
 
 def test_success_clears_its_pair_only_and_does_not_count_for_the_address(db):
     clock = FakeClock()
-    limiter = LoginRateLimiter(max_failures=3, address_max_failures=4, clock=clock)
-    for _ in range(2):
-        limiter.reserve("bob", OWNER)
-    limiter.reserve("bob", OWNER)
-    limiter.succeeded("bob", OWNER)
+    limiter = LoginRateLimiter(max_failures=3, address_max_failures=6, clock=clock)
+    for _ in range(3):
+        assert limiter.reserve("bob", OWNER) == 0
+    assert limiter.locked_for("bob", OWNER) > 0  # the third attempt, in flight, counts...
+    limiter.succeeded("bob", OWNER)  # ...until it turns out right
     assert limiter.locked_for("bob", OWNER) == 0
     for _ in range(3):
         assert limiter.reserve("bob", OWNER) == 0  # the pair starts again from zero
     assert limiter.locked_for("bob", OWNER) > 0
+    assert limiter.locked_for("dave", OWNER) == 0  # 5 failures at the address, not 6
 
 
 def test_many_users_failing_behind_one_address_lock_that_address(db):
