@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
 from agent_tray.config import AgentConfig, save_config
+from agent_tray.service import AgentService
 
 T = TypeVar("T")
 
@@ -54,3 +56,18 @@ def stop_agent(proc: subprocess.Popen, timeout: float = 10) -> int:
             proc.kill()
             proc.wait()
     return proc.returncode
+
+
+class RunningAgent:
+    """An :class:`AgentService` running in a thread of the test process (``.service``); :meth:`stop` joins it."""
+
+    def __init__(self, cfg: AgentConfig) -> None:
+        self.service = AgentService(cfg)
+        self.thread = threading.Thread(target=self.service.run, daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        """Stop the service (final status, disconnect) and wait for its thread."""
+        self.service.stop()
+        self.thread.join(15)
+        assert not self.thread.is_alive()
