@@ -7,6 +7,7 @@ are never printed, logged or passed on the command line.
 
 from __future__ import annotations
 
+import os
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
@@ -169,17 +170,43 @@ def admin_unlock(
     typer.echo(f"cleared {n} failed-login lock{'s' if n != 1 else ''} of {what}; logins are allowed again")
 
 
-def first_run_admin() -> None:
-    """If the (open) database has no user, create ``admin`` and print its password once to stdout.
+def first_run_admin(password_file: Path | None = None) -> None:
+    """If the (open) database has no user, create ``admin`` and show its password once.
 
-    Printed with ``typer.echo`` to the terminal only, never through ``logging``. Call after the
-    database is open and before the dashboard starts.
+    Without ``password_file`` the password is printed to stdout with ``typer.echo`` (the terminal,
+    never ``logging``). With it, the password goes into that file (created or replaced, mode 0600)
+    and stdout only says where it is. Call after the database is open and before the dashboard
+    starts.
+
+    Raises:
+        typer.Exit: the password file cannot be written (checked before the account is created).
     """
-    password = ensure_first_admin()
-    if password is None:
+    if list_users():
         return
-    audit.record(audit.cli_actor(), "user.create", target="admin", detail="role admin; first run")
+    fd = None
+    if password_file is not None:
+        try:
+            fd = os.open(password_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            os.fchmod(fd, 0o600)
+        except OSError as exc:
+            fail(f"cannot write the first admin password to {password_file}: {exc.strerror or exc}")
+    try:
+        password = ensure_first_admin()
+        if password is None:
+            return
+        if fd is not None:
+            os.write(fd, (password + "\n").encode())
+    finally:
+        if fd is not None:
+            os.close(fd)
+    detail = "role admin; first run" + ("; password written to a file" if fd is not None else "")
+    audit.record(audit.cli_actor(), "user.create", target="admin", detail=detail)
     bar = "=" * 72
+    if fd is not None:
+        typer.echo(f"\n{bar}\n  First run: created the dashboard user 'admin' (role admin).\n"
+                   f"  Its password is in {password_file} (mode 0600); delete the file once you have it.\n"
+                   f"  Change it with: clawfleet-server admin set-password admin\n{bar}\n")
+        return
     typer.echo(f"\n{bar}\n  First run: created the dashboard user 'admin' (role admin).\n"
                f"  password: {password}\n"
                "  This is shown ONCE. Change it with: clawfleet-server admin set-password admin\n"

@@ -54,6 +54,8 @@ def run(
                                           "password (or set $CLAWFLEET_BROKER_ADMIN_PASSWORD)")] = None,
     broker_ca_file: Annotated[Path | None, typer.Option(help="CA (PEM) of an mqtts --broker-url; the server and "
                               "agents pin it (default: the system trust store)")] = None,
+    admin_password_file: Annotated[Path | None, typer.Option(help="on the first run, write the new 'admin' "
+                                   "password to this file (mode 0600) instead of printing it")] = None,
 ) -> None:
     """Run the server: managed Mosquitto, ingest, dashboard (and a local agent). Ctrl-C stops all.
 
@@ -94,7 +96,11 @@ def run(
     except (BrokerSetupError, DynSecConnectionError, DynSecError, TlsError) as exc:
         fail(str(exc))
     save_settings(opts.data_dir, mqtt_port, mqtt_tls_port, public_host, external, broker_admin_password_file)
-    first_run_admin()  # auth: no user yet -> create 'admin', print its password once
+    try:
+        first_run_admin(admin_password_file)  # auth: no user yet -> create 'admin', show its password once
+    except typer.Exit:
+        server.stop()
+        raise
     configure_session_storage(opts.data_dir)  # auth: session files in <data dir>/sessions
     register_pages(server.state, devices=server.devices)  # devices: actions on /devices
     ng_app.on_shutdown(server.stop)

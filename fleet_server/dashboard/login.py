@@ -1,4 +1,4 @@
-"""Login (``/login``), logout (``/logout``) and the gate in front of every other route.
+"""Login (``/login``), logout (``POST /logout``) and the gate in front of every other route.
 
 :func:`install_auth` adds :class:`AuthGate` (a middleware) and the public routes. Everything
 is private by default: only ``/login``, ``/login/finish``, ``/logout``, ``/healthz``,
@@ -10,6 +10,10 @@ Login flow: the page checks the password over the websocket, then sends the brow
 ``/login/finish?token=…`` (a one-time token bound to the browser's session, valid 60 s). That
 route gives the browser a new session id (no session fixation) and the next request stores the
 login in ``app.storage.user``.
+
+Logout is a POST (the header's "Log out" button submits a form), so another site cannot log a user
+out with a link or an image; a cross-site POST carries no session cookie (``SameSite=Lax``) and
+is refused when the browser says it is cross-site (``Sec-Fetch-Site``).
 
 Routes added here: ``GET /healthz`` → ``{"ok": true}`` (public) and ``GET /api/v1/whoami`` →
 ``{"username": …, "role": …}`` (login required).
@@ -137,7 +141,7 @@ def install_auth(limiter: LoginRateLimiter | None = None) -> None:
     app.add_api_route("/healthz", healthz, methods=["GET"], include_in_schema=False)
     app.add_api_route("/api/v1/whoami", whoami, methods=["GET"])
     app.add_api_route("/login/finish", login_finish, methods=["GET"], include_in_schema=False)
-    app.add_api_route("/logout", logout, methods=["GET"], include_in_schema=False)
+    app.add_api_route("/logout", logout, methods=["POST"], include_in_schema=False)
     ui.page("/login")(login_page)
 
 
@@ -166,8 +170,11 @@ async def login_finish(request: Request, token: str = "", redirect_to: str = "/"
     return RedirectResponse(safe_redirect_target(redirect_to), status_code=303)
 
 
-async def logout(request: Request) -> RedirectResponse:
-    """End the session (server side) and go to the login page. Audited as ``logout``."""
+async def logout(request: Request) -> Response:
+    """``POST /logout``: end the session (server side) and go to the login page (303). Audited as
+    ``logout``. A request the browser marks cross-site gets 403 and changes nothing."""
+    if request.headers.get("sec-fetch-site") == "cross-site":
+        return JSONResponse({"error": "cross-site logout refused"}, status_code=403, headers=SECURITY_HEADERS)
     user = current_user()
     app.storage.user.clear()
     if user is not None:
@@ -256,7 +263,8 @@ def user_menu() -> None:
         if user.is_admin:
             ui.link("Audit log", "/audit").classes("text-white no-underline")
         ui.label(f"{user.username} ({user.role})").classes("text-sm opacity-80")
-        ui.link("Log out", "/logout").classes("text-white no-underline")
+        with ui.element("form").props('method="post" action="/logout"').classes("m-0"):
+            ui.button("Log out").props('type="submit" flat dense no-caps color="white"').mark("logout")
 
     def check_session() -> None:
         if current_user() is None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import stat
 import subprocess
 import sys
 import urllib.request
@@ -85,6 +86,13 @@ def test_dashboard_shows_this_machine_live_and_ctrl_c_stops_everything(running_s
     if SCREENSHOT_DIR:
         SCREENSHOT_DIR.mkdir(parents=True, exist_ok=True)
         browser.save_screenshot(str(SCREENSHOT_DIR / "overview.png"))
+
+    sessions = list((log_path.parent / "data" / "sessions").glob("storage-*.json"))
+    assert sessions and all(stat.S_IMODE(f.stat().st_mode) == 0o600 for f in sessions)
+    browser.find_element(By.CSS_SELECTOR, 'form[action="/logout"] button').click()  # "Log out" POSTs the form
+    wait.until(ec.url_contains("/login"))
+    browser.get(f"http://127.0.0.1:{port}/")
+    wait.until(ec.url_contains("/login"))  # the session has ended
 
     children = [p.pid for p in psutil.Process(proc.pid).children(recursive=True)]
     assert len(children) >= 2, "expected mosquitto and the local agent as children"
