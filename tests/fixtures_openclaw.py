@@ -99,7 +99,8 @@ def make_busy_legacy_state(tmp: Path, assistant_messages: int, log_warnings: int
     record), spread over ``sessions`` JSONL transcripts, and a gateway log with ``log_warnings``
     WARN lines that ``openclaw.json`` points at. Lines are shaped like the real fixture's;
     timestamps are one per second ending now (or from ``start_ms``, epoch ms), so a server that
-    bounds timestamps around its clock accepts them.
+    bounds timestamps around its clock accepts them. Add turns later with
+    :func:`append_assistant_messages`.
     """
     import json
     import time
@@ -108,24 +109,10 @@ def make_busy_legacy_state(tmp: Path, assistant_messages: int, log_warnings: int
     sessions_dir = state / "agents" / "main" / "sessions"
     sessions_dir.mkdir(parents=True, exist_ok=True)
     t0 = start_ms if start_ms is not None else int(time.time() * 1000) - assistant_messages * 1000
-    files = [(sessions_dir / f"{s:08x}-0000-4000-8000-00000000cafe.jsonl").open("w") for s in range(sessions)]
-    try:
-        for s, f in enumerate(files):
-            f.write(json.dumps({"type": "session", "version": 3, "id": f"{s:08x}-0000-4000-8000-00000000cafe",
-                                "timestamp": _iso(t0)}) + "\n")
-        for i in range(assistant_messages):
-            ts = t0 + i * 1000
-            usage = {"input": 1000 + i % 97, "output": 20 + i % 13, "cacheRead": 64, "cacheWrite": 0,
-                     "totalTokens": 1084 + i % 97 + i % 13, "cost": {"input": 0, "output": 0, "cacheRead": 0,
-                                                                     "cacheWrite": 0, "total": 0}}
-            msg = {"role": "assistant", "content": [{"type": "text", "text": f"reply {i}"}],
-                   "api": "openai-completions", "provider": "stubllm", "model": "stub-model", "usage": usage,
-                   "stopReason": "stop", "timestamp": ts, "responseId": f"chatcmpl-{i:024x}"}
-            files[i % sessions].write(json.dumps({"type": "message", "id": f"a{i:08d}", "parentId": None,
-                                                  "timestamp": _iso(ts), "message": msg}) + "\n")
-    finally:
-        for f in files:
-            f.close()
+    for s in range(sessions):
+        with _session_file(state, s).open("w") as f:
+            f.write(json.dumps({"type": "session", "version": 3, "id": _session_id(s), "timestamp": _iso(t0)}) + "\n")
+    append_assistant_messages(state, 0, assistant_messages, sessions=sessions, start_ms=t0)
     log_file = tmp / "openclaw-logs" / "openclaw.log"
     log_file.parent.mkdir(parents=True, exist_ok=True)
     with log_file.open("w") as f:
@@ -138,6 +125,43 @@ def make_busy_legacy_state(tmp: Path, assistant_messages: int, log_warnings: int
                 "time": iso, "hostname": "vm", "message": message}) + "\n")
     (state / "openclaw.json").write_text(json.dumps({"logging": {"file": str(log_file)}}))
     return state
+
+
+def append_assistant_messages(state: Path, first: int, count: int, sessions: int = 10,
+                              start_ms: int | None = None) -> int:
+    """Append assistant turns ``first`` … ``first + count - 1`` to the transcripts of a
+    :func:`make_busy_legacy_state` dir (turn ``i`` goes to session ``i % sessions``; timestamps
+    one per second from ``start_ms``, default now). Returns the sum of their input tokens."""
+    import json
+    import time
+
+    t0 = start_ms if start_ms is not None else int(time.time() * 1000)
+    by_session: dict[int, list[str]] = {}
+    total_input = 0
+    for i in range(first, first + count):
+        ts = t0 + (i - first) * 1000
+        usage = {"input": 1000 + i % 97, "output": 20 + i % 13, "cacheRead": 64, "cacheWrite": 0,
+                 "totalTokens": 1084 + i % 97 + i % 13, "cost": {"input": 0, "output": 0, "cacheRead": 0,
+                                                                 "cacheWrite": 0, "total": 0}}
+        total_input += usage["input"]
+        msg = {"role": "assistant", "content": [{"type": "text", "text": f"reply {i}"}],
+               "api": "openai-completions", "provider": "stubllm", "model": "stub-model", "usage": usage,
+               "stopReason": "stop", "timestamp": ts, "responseId": f"chatcmpl-{i:024x}"}
+        by_session.setdefault(i % sessions, []).append(
+            json.dumps({"type": "message", "id": f"a{i:08d}", "parentId": None, "timestamp": _iso(ts),
+                        "message": msg}) + "\n")
+    for s, lines in by_session.items():
+        with _session_file(state, s).open("a") as f:
+            f.write("".join(lines))
+    return total_input
+
+
+def _session_id(s: int) -> str:
+    return f"{s:08x}-0000-4000-8000-00000000cafe"
+
+
+def _session_file(state: Path, s: int) -> Path:
+    return state / "agents" / "main" / "sessions" / f"{_session_id(s)}.jsonl"
 
 
 def _iso(ts_ms: int) -> str:

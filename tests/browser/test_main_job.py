@@ -8,12 +8,11 @@ import signal
 import stat
 import subprocess
 import sys
-import urllib.request
 from pathlib import Path
 
 import psutil
 import pytest
-from e2e_helpers import wait_for
+from e2e_helpers import http_ok, user_env, wait_for
 from mqtt_helpers import free_port
 
 pytestmark = pytest.mark.browser
@@ -23,22 +22,9 @@ SCREENSHOT_DIR = Path(os.environ.get("CLAWFLEET_SCREENSHOT_DIR", "")) if os.envi
     "CLAWFLEET_SCREENSHOT_DIR") else None
 
 
-def _env() -> dict[str, str]:
-    """The environment of a user's shell: NiceGUI switches to its own test mode under pytest."""
-    return {k: v for k, v in os.environ.items() if k != "PYTEST_CURRENT_TEST"}
-
-
 def _cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "fleet_server.cli.main", *args], input=stdin, text=True,
-                          capture_output=True, timeout=60, check=True, env=_env())
-
-
-def _http_ok(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as r:  # noqa: S310 - loopback URL built by the test
-            return r.status == 200
-    except OSError:
-        return False
+                          capture_output=True, timeout=60, check=True, env=user_env())
 
 
 @pytest.fixture
@@ -49,9 +35,9 @@ def running_server(tmp_path):
     log = open(tmp_path / "server.log", "wb")  # noqa: SIM115
     proc = subprocess.Popen([sys.executable, "-m", "fleet_server.cli.main", "run", "--data-dir", str(data), "--port",
                              str(port), "--mqtt-port", str(mqtt_port), "--local-agent-interval", "2"],
-                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=_env())
+                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=user_env())
     try:
-        wait_for(lambda: _http_ok(f"http://127.0.0.1:{port}/healthz") or proc.poll() is not None, 60,
+        wait_for(lambda: http_ok(f"http://127.0.0.1:{port}/healthz") or proc.poll() is not None, 60,
                  what="the dashboard to answer")
         assert proc.poll() is None, (tmp_path / "server.log").read_text()
         yield proc, port, tmp_path / "server.log"
