@@ -27,7 +27,7 @@ from fleet_server.devices.registry import add_device
 from fleet_server.store.db import open_database
 from fleet_server.store.models import LogRecord, Sample, UsageHourly, UsageRecord
 
-pytestmark = pytest.mark.timeout(240)
+pytestmark = [pytest.mark.chaos, pytest.mark.timeout(240)]
 
 INITIAL = 2000
 LOGS = 100
