@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import signal
+import stat
 import threading
 import time
 from pathlib import Path
@@ -83,8 +84,13 @@ def _samples(device_id: str, since_ms: int = 0, until_ms: int = 2**62) -> int:
 
 @pytest.fixture
 def fleet_proc(tmp_path: Path):
+    password_file = tmp_path / "admin-password"
     server = ServerProcess(tmp_path / "server", free_port(), free_port(), tmp_path / "server.log",
-                           "--no-local-agent").start()
+                           "--no-local-agent", "--admin-password-file", str(password_file)).start()
+    # first run: the admin password went to the file (0600), not to the server's output
+    password = password_file.read_text().strip()
+    assert len(password) >= 16 and stat.S_IMODE(password_file.stat().st_mode) == 0o600
+    assert password not in (tmp_path / "server.log").read_text()
     database = open_database(server.data_dir)
     try:
         yield server
