@@ -191,14 +191,16 @@ class DeviceActions:
 
         Raises:
             DeviceError: no such device.
+            RuntimeError: these actions have no broker connection (nothing is changed).
         """
+        dynsec = self._dynsec  # no broker connection at all: refuse before changing anything
         with self._registry():
             with db.atomic():
                 ts = devices.mark_revoked(device_id)
                 event = audit.record(actor, "device.revoke", target=device_id, detail="key revoked", strict=True)
             self._cache(device_id)
             try:
-                devices.disable_on_broker(self._dynsec, device_id)
+                devices.disable_on_broker(dynsec, device_id)
                 broker_error = None
             except (DynSecConnectionError, DynSecError) as exc:
                 broker_error = str(exc)

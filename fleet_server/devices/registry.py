@@ -143,6 +143,7 @@ def mark_revoked(device_id: str) -> int:
     """Revoke a device in the database: ``revoked_ms`` set, offline with reason "revoked" (a kick
     does not publish the last will), one status event. Idempotent. Returns the revocation time,
     epoch ms. Runs in the caller's transaction when there is one (the audit row goes with it).
+    The broker side is :func:`disable_on_broker`; re-enable a revoked device with :func:`rotate_key`.
 
     Raises:
         DeviceError: no such device.
@@ -172,23 +173,6 @@ def disable_on_broker(dynsec: DynSecClient, device_id: str) -> None:
         if exc.error != "Client not found":
             raise
         log.info("device %s has no broker client; nothing to disable", device_id)
-
-
-def revoke_device(dynsec: DynSecClient, device_id: str) -> int:
-    """:func:`mark_revoked`, then :func:`disable_on_broker`. Returns the revocation time, epoch ms.
-
-    The database is changed first: if the broker then fails, the device is still revoked here
-    and the start-up reconciliation disables it on the broker (the error is raised too).
-    Re-enable a revoked device with :func:`rotate_key`.
-
-    Raises:
-        DeviceError: no such device.
-        DynSecConnectionError: the broker did not answer.
-    """
-    ts = mark_revoked(device_id)
-    disable_on_broker(dynsec, device_id)
-    log.info("device %s revoked", device_id)
-    return ts
 
 
 def rename_device(device_id: str, name: str, tags: str | None = None) -> Device:
