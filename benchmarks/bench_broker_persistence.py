@@ -168,7 +168,7 @@ def run_setting(label: str, kw: dict, n: int, size: int, devices: int) -> tuple[
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--messages", type=int, default=3000, help="messages per case (default 3000)")
+    ap.add_argument("--messages", type=int, default=1000, help="messages per case (default 1000)")
     ap.add_argument("--payload", type=int, default=512, help="payload size in bytes (default 512)")
     ap.add_argument("--devices", type=int, nargs="+", default=[1, 20],
                     help="publishing devices at once, one table row each (default: 1 20)")
