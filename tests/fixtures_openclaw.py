@@ -98,7 +98,7 @@ def make_busy_legacy_state(tmp: Path, assistant_messages: int, log_warnings: int
     """A 2026.7.35-shaped state dir with ``assistant_messages`` assistant turns (each one usage
     record), spread over ``sessions`` JSONL transcripts, and a gateway log with ``log_warnings``
     WARN lines that ``openclaw.json`` points at. Lines are shaped like the real fixture's;
-    timestamps are one per second ending now (or from ``start_ms``, epoch ms), so a server that
+    timestamps are 100 ms apart and end now (or start at ``start_ms``, epoch ms), so a server that
     bounds timestamps around its clock accepts them. Add turns later with
     :func:`append_assistant_messages`.
     """
@@ -108,16 +108,16 @@ def make_busy_legacy_state(tmp: Path, assistant_messages: int, log_warnings: int
     state = tmp / ".openclaw"
     sessions_dir = state / "agents" / "main" / "sessions"
     sessions_dir.mkdir(parents=True, exist_ok=True)
-    t0 = start_ms if start_ms is not None else int(time.time() * 1000) - assistant_messages * 1000
+    t0 = start_ms if start_ms is not None else int(time.time() * 1000) - assistant_messages * 100
     for s in range(sessions):
         with _session_file(state, s).open("w") as f:
             f.write(json.dumps({"type": "session", "version": 3, "id": _session_id(s), "timestamp": _iso(t0)}) + "\n")
-    append_assistant_messages(state, 0, assistant_messages, sessions=sessions, start_ms=t0)
+    append_assistant_messages(state, 0, assistant_messages, sessions=sessions, start_ms=t0, step_ms=100)
     log_file = tmp / "openclaw-logs" / "openclaw.log"
     log_file.parent.mkdir(parents=True, exist_ok=True)
     with log_file.open("w") as f:
         for i in range(log_warnings):
-            iso = _iso(t0 + i * 1000)
+            iso = _iso(t0 + i * 100)
             message = f"transient same-model retry {i} for stubllm/stub-model reason=rate_limit"
             f.write(json.dumps({"0": '{"subsystem":"agent/embedded"}', "1": message, "_meta": {
                 "runtime": "node", "date": iso, "logLevelId": 4, "logLevelName": "WARN",
@@ -128,10 +128,10 @@ def make_busy_legacy_state(tmp: Path, assistant_messages: int, log_warnings: int
 
 
 def append_assistant_messages(state: Path, first: int, count: int, sessions: int = 10,
-                              start_ms: int | None = None) -> int:
+                              start_ms: int | None = None, step_ms: int = 1) -> int:
     """Append assistant turns ``first`` … ``first + count - 1`` to the transcripts of a
     :func:`make_busy_legacy_state` dir (turn ``i`` goes to session ``i % sessions``; timestamps
-    one per second from ``start_ms``, default now). Returns the sum of their input tokens."""
+    ``step_ms`` apart from ``start_ms``, default now). Returns the sum of their input tokens."""
     import json
     import time
 
@@ -139,7 +139,7 @@ def append_assistant_messages(state: Path, first: int, count: int, sessions: int
     by_session: dict[int, list[str]] = {}
     total_input = 0
     for i in range(first, first + count):
-        ts = t0 + (i - first) * 1000
+        ts = t0 + (i - first) * step_ms
         usage = {"input": 1000 + i % 97, "output": 20 + i % 13, "cacheRead": 64, "cacheWrite": 0,
                  "totalTokens": 1084 + i % 97 + i % 13, "cost": {"input": 0, "output": 0, "cacheRead": 0,
                                                                  "cacheWrite": 0, "total": 0}}
