@@ -12,7 +12,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from e2e_helpers import http_ok, user_env, wait_for
+from e2e_helpers import ServerProcess, user_env, wait_for
 from mqtt_helpers import free_port
 
 pytestmark = pytest.mark.browser
@@ -31,20 +31,12 @@ def _cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
 def running_server(tmp_path):
     data = tmp_path / "data"
     _cli("admin", "create", "admin", "--password-stdin", "--data-dir", str(data), stdin=PASSWORD + "\n")
-    port, mqtt_port = free_port(), free_port()
-    log = open(tmp_path / "server.log", "wb")  # noqa: SIM115
-    proc = subprocess.Popen([sys.executable, "-m", "fleet_server.cli.main", "run", "--data-dir", str(data), "--port",
-                             str(port), "--mqtt-port", str(mqtt_port), "--local-agent-interval", "2"],
-                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=user_env())
+    server = ServerProcess(data, free_port(), free_port(), tmp_path / "server.log", "--local-agent-interval", "2")
     try:
-        wait_for(lambda: http_ok(f"http://127.0.0.1:{port}/healthz") or proc.poll() is not None, 60,
-                 what="the dashboard to answer")
-        assert proc.poll() is None, (tmp_path / "server.log").read_text()
-        yield proc, port, tmp_path / "server.log"
+        server.start()
+        yield server.proc, server.port, server.log_path
     finally:
-        if proc.poll() is None:
-            proc.kill()
-        log.close()
+        server.stop()  # also stops its broker if the test failed before Ctrl-C
 
 
 def test_dashboard_shows_this_machine_live_and_ctrl_c_stops_everything(running_server, browser):
