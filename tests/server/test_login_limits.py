@@ -151,3 +151,20 @@ def test_message_names_seconds_or_minutes():
     assert LoginRateLimiter.message(30) == "too many failed attempts; try again in 30 seconds"
     assert LoginRateLimiter.message(61) == "too many failed attempts; try again in 2 minutes"
     assert LoginRateLimiter.message(1) == "too many failed attempts; try again in 1 second"
+
+
+def test_cli_clears_an_address_lock_and_names_what_it_needs(tmp_path):
+    database = open_database(tmp_path)
+    clock = FakeClock()
+    limiter = LoginRateLimiter(address_max_failures=3, clock=clock)
+    for name in ("a", "b", "c"):
+        limiter.reserve(name, ATTACKER)
+    assert limiter.locked_for("carol", ATTACKER) > 0
+    database.close()
+    runner = CliRunner()
+    r = runner.invoke(cli_app, ["admin", "unlock", "--data-dir", str(tmp_path)])
+    assert r.exit_code == 2 and "name a user" in r.output
+    r = runner.invoke(cli_app, ["admin", "unlock", "--address", ATTACKER, "--data-dir", str(tmp_path)])
+    assert r.exit_code == 0 and f"cleared 4 failed-login locks of address {ATTACKER}" in r.output, r.output
+    open_database(tmp_path)
+    assert limiter.locked_for("carol", ATTACKER) == 0 and limiter.locked_for("a", ATTACKER) == 0
