@@ -39,7 +39,8 @@ class AgentConfig(BaseModel):
                              description="MQTT keepalive; the broker publishes the last will after ~1.5x this")
     data_dir: str | None = Field(default=None, description="where the outbox lives; default per-OS data dir")
     outbox_max_bytes: int = Field(default=64 * 1024 * 1024, ge=1024 * 1024,
-                                  description="outbox bound; oldest telemetry is dropped first, usage last")
+                                  description="outbox bound; oldest telemetry is dropped, usage and logs wait in "
+                                  "OpenClaw's files")
     openclaw_state_dir: str | None = Field(default=None, description="OpenClaw state dir; default as OpenClaw")
     openclaw_profile: str | None = Field(default=None, description="OpenClaw --profile name, if any")
     log_min_level: str = Field(default="warn", pattern="^(trace|debug|info|warn|error|fatal)$",

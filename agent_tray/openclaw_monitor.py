@@ -1,5 +1,11 @@
 """OpenClaw side of the agent: gateway state for telemetry/meta, and usage + log records into
 the outbox together with the read positions that produced them (one transaction each).
+
+When the outbox is full (broker unreachable for long), records are not dropped: the read
+positions simply stop advancing, the records wait in OpenClaw's own files, and reading goes on
+from the same place once the outbox has room. :meth:`OpenClawMonitor.backlog` says how far
+behind the agent is (the bridge's ``/health`` shows it; the agent log says when it starts and
+ends).
 """
 
 from __future__ import annotations
@@ -7,7 +13,9 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from agent_tray.collectors.logs import LogCollector
@@ -15,7 +23,7 @@ from agent_tray.collectors.openclaw import GatewayInfo, GatewayProbe, OpenClawPa
 from agent_tray.collectors.result import CollectResult
 from agent_tray.collectors.usage import UsageCollector
 from agent_tray.config import AgentConfig
-from agent_tray.outbox import Outbox, OutMessage
+from agent_tray.outbox import Outbox, OutboxFull, OutMessage
 from agent_tray.publisher import now_ms
 from shared import schemas
 from shared.topics import Channel, device_topic
@@ -26,6 +34,27 @@ BATCH_BYTES = 192 * 1024
 """Target size of one usage/logs payload (the server accepts up to 256 KiB)."""
 MAX_PASSES = 50
 """Collector calls per :meth:`OpenClawMonitor.collect` (each call reads a bounded amount)."""
+STILL_BEHIND_LOG_S = 600.0
+"""While records wait for room in the outbox, the agent log repeats how far behind it is this often (s)."""
+
+
+@dataclass
+class Behind:
+    """Records of one collector (``usage`` or ``logs``) waiting in OpenClaw's files because the
+    outbox is full. Times are epoch ms UTC."""
+
+    since_ms: int
+    """When the first pass found no room."""
+    oldest_waiting_ms: int
+    """Timestamp of the oldest record not yet in the outbox."""
+    waiting_records: int
+    """Records the last deferred pass read (a lower bound of what waits)."""
+    logged_at: float = 0.0  # time.monotonic() of the last log line about it
+
+    def as_dict(self) -> dict[str, int]:
+        """``{"waiting_since_ms", "oldest_waiting_ms", "waiting_records_at_least"}`` for ``/health``."""
+        return {"waiting_since_ms": self.since_ms, "oldest_waiting_ms": self.oldest_waiting_ms,
+                "waiting_records_at_least": self.waiting_records}
 
 
 def paths_for(cfg: AgentConfig, env: dict[str, str] | None = None) -> OpenClawPaths:
@@ -72,6 +101,15 @@ class OpenClawMonitor:
         self._lock = threading.Lock()
         self._topics = {ch: device_topic(cfg.device_id, ch) for ch in (Channel.USAGE, Channel.LOGS)}
         self._said_missing = False
+        self._behind: dict[str, Behind] = {}
+        self._fit_budgets(outbox.max_bytes)
+
+    def _fit_budgets(self, bound: int) -> None:
+        """Read at most about a quarter of the outbox bound per collector call, so one call's records
+        always fit into an outbox that has drained (usage records are ~400 bytes each)."""
+        self.usage.max_rows = max(1, min(self.usage.max_rows, bound // 4 // 400))
+        self.usage.max_bytes = max(4096, min(self.usage.max_bytes, bound // 4))
+        self.logs.max_bytes = max(4096, min(self.logs.max_bytes, bound // 4))
 
     def gateway(self) -> GatewayInfo:
         """Probe the gateway now (HTTP on loopback; the version is cached)."""
@@ -86,14 +124,23 @@ class OpenClawMonitor:
         return info
 
     def collect(self) -> tuple[int, int]:
-        """Move everything new into the outbox; returns ``(usage records, log records)`` added."""
+        """Move everything new into the outbox; returns ``(usage records, log records)`` added.
+
+        Stops a collector's pass at the first result that does not fit into the outbox (its
+        positions stay where they were, see :meth:`backlog`).
+        """
         with self._lock:  # the loop and a bridge-triggered pass must not interleave
             n_usage = n_logs = 0
             for name, collector in (("usage", self.usage), ("logs", self.logs)):
                 pos = self.outbox.position(name)
                 for _ in range(MAX_PASSES):
                     res = collector.collect(pos)
-                    self._store(name, res)
+                    try:
+                        self._store(name, res)
+                    except OutboxFull as exc:
+                        self._defer(name, res, exc)
+                        break
+                    self._caught_up(name)
                     n_usage += len(res.usage)
                     n_logs += len(res.logs)
                     if res.positions == pos:
@@ -102,6 +149,38 @@ class OpenClawMonitor:
             if n_usage or n_logs:
                 log.info("queued %d usage and %d log records from OpenClaw", n_usage, n_logs)
             return n_usage, n_logs
+
+    def backlog(self) -> dict[str, dict[str, int]]:
+        """``{"usage"|"logs": Behind.as_dict()}`` for each collector whose records wait for room in
+        the outbox; ``{}`` when nothing waits."""
+        return {name: b.as_dict() for name, b in self._behind.items()}
+
+    def _defer(self, name: str, res: CollectResult, exc: OutboxFull) -> None:
+        records = list(res.usage) + list(res.logs)
+        oldest = min((r.ts for r in records), default=now_ms())
+        behind = self._behind.get(name)
+        if behind is None:
+            behind = self._behind[name] = Behind(since_ms=now_ms(), oldest_waiting_ms=oldest,
+                                                 waiting_records=len(records))
+        else:
+            behind.oldest_waiting_ms, behind.waiting_records = oldest, len(records)
+        if exc.needed > exc.bound // 2:  # this one result can hardly ever fit: read less per call
+            self._fit_budgets(exc.bound // 2)
+        now = time.monotonic()
+        if behind.logged_at and now - behind.logged_at < STILL_BEHIND_LOG_S:
+            return
+        first = not behind.logged_at
+        behind.logged_at = now
+        age_s = max(0, (now_ms() - oldest) // 1000)
+        log.warning("%s: OpenClaw %s records wait in OpenClaw's files (%d+ records, the oldest from %d s ago); "
+                    "nothing is dropped, reading resumes once the broker takes messages off the outbox",
+                    "outbox is full" if first else "still behind", name, len(records), age_s)
+
+    def _caught_up(self, name: str) -> None:
+        behind = self._behind.pop(name, None)
+        if behind is not None:
+            log.info("outbox has room again: reading OpenClaw %s records again after %d s", name,
+                     (now_ms() - behind.since_ms) // 1000)
 
     def _store(self, name: str, res: CollectResult) -> None:
         messages = list(self._messages(Channel.USAGE, res.usage)) + list(self._messages(Channel.LOGS, res.logs))

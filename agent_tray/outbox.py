@@ -5,15 +5,22 @@ the broker acknowledged it (PUBACK). The same database holds the collectors' rea
 records and the position after them are committed in one transaction: a crash between the
 two can neither lose nor repeat a record.
 
-Bound: when the stored payloads exceed ``max_bytes`` the oldest messages of the least important
-kind go first — telemetry, then logs, then usage — and a warning says how many were dropped.
+Bound: the stored payloads stay within ``max_bytes``. Telemetry (a sample can be lost; the next
+one says the same) is dropped oldest first to make room. Usage and log records are never
+dropped: they may fill :data:`KEPT_SHARE` of the bound, and a put of them that does not fit
+raises :class:`OutboxFull` and stores nothing, neither the records nor the read positions, so
+the records stay in OpenClaw's own files and are read again once the broker has taken messages
+off the outbox (see :class:`agent_tray.openclaw_monitor.OpenClawMonitor`). The file is created
+mode 0600.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import sqlite3
+import stat
 import threading
 import time
 from collections.abc import Iterable, Mapping
@@ -23,8 +30,19 @@ from typing import Any
 
 log = logging.getLogger("clawfleet.agent.outbox")
 
-DROP_ORDER = ("telemetry", "logs", "usage")
-"""Kinds in the order they are dropped when the outbox is full."""
+DROPPABLE = ("telemetry",)
+"""Kinds dropped (oldest first) to keep the outbox within its bound; every other kind is kept."""
+KEPT_SHARE = 0.75
+"""Share of the bound that kept kinds (usage, logs) may fill, so recent telemetry has room too."""
+
+
+class OutboxFull(Exception):
+    """A put of records that must not be dropped does not fit: ``needed`` more bytes than the
+    ``free`` bytes (:data:`KEPT_SHARE` of the ``bound`` minus the kept messages). Nothing was stored."""
+
+    def __init__(self, needed: int, free: int, bound: int) -> None:
+        super().__init__(f"outbox full: {needed} bytes do not fit into the {max(free, 0)} bytes left of {bound}")
+        self.needed, self.free, self.bound = needed, free, bound
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (
@@ -93,6 +111,7 @@ class Outbox:
 
     def __init__(self, path: Path, max_bytes: int = 64 * 1024 * 1024) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
+        _create_private(path)
         self.path = path
         self.max_bytes = max_bytes
         self.dropped = 0
@@ -108,12 +127,22 @@ class Outbox:
         """Store messages and (optionally) collector positions in one transaction.
 
         ``positions`` maps a collector name to its JSON-serialisable position state.
+
+        Raises:
+            OutboxFull: the put holds messages that are never dropped (usage, logs) or positions,
+                and they do not fit within the bound next to the kept messages already stored
+                (telemetry does not count: it makes room). Nothing is stored.
         """
         now = int(time.time() * 1000)
         rows = [(m.kind, m.topic, m.payload, m.qos, int(m.retain), now) for m in messages]
+        kept = sum(len(r[2] or b"") for r in rows if r[0] not in DROPPABLE)
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
+                if kept or positions:
+                    free = int(self.max_bytes * KEPT_SHARE) - self._kept_bytes()
+                    if kept > free:
+                        raise OutboxFull(kept, free, self.max_bytes)
                 self._db.executemany(
                     "INSERT INTO outbox(kind, topic, payload, qos, retain, created_ms) VALUES (?,?,?,?,?,?)", rows
                 )
@@ -131,6 +160,11 @@ class Outbox:
                 self._bytes = self._db.execute("SELECT COALESCE(SUM(LENGTH(payload)), 0) FROM outbox").fetchone()[0]
                 raise
 
+    def _kept_bytes(self) -> int:
+        marks = ",".join("?" * len(DROPPABLE))
+        return self._db.execute(f"SELECT COALESCE(SUM(LENGTH(payload)), 0) FROM outbox WHERE kind NOT IN ({marks})",  # noqa: S608
+                                DROPPABLE).fetchone()[0]
+
     def _enforce_bound(self) -> None:
         if self._bytes <= self.max_bytes:
             if self._dropping:
@@ -139,7 +173,7 @@ class Outbox:
             return
         before = self._bytes
         dropped: dict[str, int] = {}
-        for kind in DROP_ORDER:
+        for kind in DROPPABLE:
             while self._bytes > self.max_bytes:
                 rows = self._db.execute(
                     "SELECT seq, LENGTH(payload) FROM outbox WHERE kind = ? ORDER BY seq LIMIT 256", (kind,)
@@ -156,8 +190,8 @@ class Outbox:
         self.dropped += total
         if total and not self._dropping:
             log.warning(
-                "outbox is full (%d bytes > bound %d bytes): dropped the oldest messages (%s); "
-                "check the broker connection or raise outbox_max_bytes",
+                "outbox is full (%d bytes > bound %d bytes): dropped the oldest messages (%s); usage and log "
+                "records are kept; check the broker connection or raise outbox_max_bytes",
                 before, self.max_bytes, ", ".join(f"{k}={v}" for k, v in dropped.items()),
             )
         self._dropping = True
@@ -189,12 +223,26 @@ class Outbox:
         return json.loads(row[0]) if row else {}
 
     def stats(self) -> dict[str, int]:
-        """``{"messages": count, "bytes": payload bytes, "dropped": dropped since start}``."""
+        """``{"messages": count, "bytes": payload bytes, "bound_bytes": the bound, "dropped": telemetry
+        samples dropped since start, "oldest_ms": creation time (epoch ms) of the oldest message or 0}``."""
         with self._lock:
-            count = self._db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0]
-        return {"messages": count, "bytes": self._bytes, "dropped": self.dropped}
+            count, oldest = self._db.execute("SELECT COUNT(*), COALESCE(MIN(created_ms), 0) FROM outbox").fetchone()
+        return {"messages": count, "bytes": self._bytes, "bound_bytes": self.max_bytes, "dropped": self.dropped,
+                "oldest_ms": oldest}
 
     def close(self) -> None:
         """Close the database."""
         with self._lock:
             self._db.close()
+
+
+def _create_private(path: Path) -> None:
+    """Create the SQLite file (and its WAL/SHM companions, which SQLite gives the same mode) with
+    mode 0600, or tighten an existing one: it holds the device's unsent data."""
+    if os.name != "posix":
+        return
+    if not path.exists():
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+    for p in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        if p.exists() and stat.S_IMODE(p.stat().st_mode) & 0o077:
+            p.chmod(0o600)

@@ -175,9 +175,12 @@ class AgentService:
 
     # ---- local bridge (called from its HTTP threads: only record and trigger) ------------------
     def bridge_health(self) -> dict:
-        """``GET /health`` body."""
+        """``GET /health`` body: version, device, connection, ``outbox`` (:meth:`Outbox.stats`) and
+        ``openclaw_backlog`` (:meth:`OpenClawMonitor.backlog`: records waiting in OpenClaw's files
+        for room in a full outbox; ``{}`` when none)."""
         return {"ok": True, "agent_version": __version__, "device_id": self.cfg.device_id,
-                "connected": self.publisher.connected.is_set(), "outbox": self.outbox.stats()}
+                "connected": self.publisher.connected.is_set(), "outbox": self.outbox.stats(),
+                "openclaw_backlog": self.openclaw.backlog()}
 
     def bridge_telemetry(self) -> dict | None:
         """``GET /telemetry`` body: the latest sample, or None before the first."""

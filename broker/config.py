@@ -72,7 +72,16 @@ class BrokerConfig:
     max_packet_size: int = 1024 * 1024
     """Largest MQTT packet accepted from a client (1 MiB)."""
     persistence: bool = True
+    autosave_on_changes: bool = True
+    """Save the persistence file after every ``autosave_changes`` changes (queued QoS 1 messages,
+    retained messages, subscriptions) instead of every ``autosave_interval_s`` seconds, so QoS 1
+    messages the broker acknowledged survive a crash of the broker (SIGKILL, power loss)."""
+    autosave_changes: int = 1
+    """Changes between two saves when ``autosave_on_changes``; a crash loses at most
+    ``autosave_changes - 1`` of them. Each save rewrites the whole file (cost measured by
+    ``benchmarks/bench_broker_persistence.py``)."""
     autosave_interval_s: int = 60
+    """Seconds between saves when ``autosave_on_changes`` is off (Mosquitto's own default is 1800)."""
     max_keepalive_s: int = 600
     """Largest keepalive a client may use, seconds (the agent's own maximum). An MQTT 5 client asking
     for more, or for 0 (never time out, so its last will would never fire), is told this value."""
@@ -148,7 +157,8 @@ def render_config(cfg: BrokerConfig, install: MosquittoInstall) -> str:
         f"persistence {'true' if cfg.persistence else 'false'}",
         f"persistence_location {cfg.broker_dir}",  # 2.0 joins it with a separator itself
         "persistence_file mosquitto.db",
-        f"autosave_interval {cfg.autosave_interval_s}",
+        "autosave_on_changes " + ("true" if cfg.autosave_on_changes else "false"),
+        f"autosave_interval {cfg.autosave_changes if cfg.autosave_on_changes else cfg.autosave_interval_s}",
         f"max_queued_messages {cfg.max_queued_messages}",
         f"max_inflight_messages {cfg.max_inflight_messages}",
         f"max_packet_size {cfg.max_packet_size}",

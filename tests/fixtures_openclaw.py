@@ -91,3 +91,80 @@ def fixture_path(era: str, *parts: str) -> Path:
     """A path inside one era's fixture dir (``latest`` or ``legacy``)."""
     require_fixtures()
     return (LATEST if era == "latest" else LEGACY).joinpath(*parts)
+
+
+def make_busy_legacy_state(tmp: Path, assistant_messages: int, log_warnings: int = 0, sessions: int = 10,
+                           start_ms: int | None = None) -> Path:
+    """A 2026.7.35-shaped state dir with ``assistant_messages`` assistant turns (each one usage
+    record), spread over ``sessions`` JSONL transcripts, and a gateway log with ``log_warnings``
+    WARN lines that ``openclaw.json`` points at. Lines are shaped like the real fixture's;
+    timestamps are 100 ms apart and end now (or start at ``start_ms``, epoch ms), so a server that
+    bounds timestamps around its clock accepts them. Add turns later with
+    :func:`append_assistant_messages`.
+    """
+    import json
+    import time
+
+    state = tmp / ".openclaw"
+    sessions_dir = state / "agents" / "main" / "sessions"
+    sessions_dir.mkdir(parents=True, exist_ok=True)
+    t0 = start_ms if start_ms is not None else int(time.time() * 1000) - assistant_messages * 100
+    for s in range(sessions):
+        with _session_file(state, s).open("w") as f:
+            f.write(json.dumps({"type": "session", "version": 3, "id": _session_id(s), "timestamp": _iso(t0)}) + "\n")
+    append_assistant_messages(state, 0, assistant_messages, sessions=sessions, start_ms=t0, step_ms=100)
+    log_file = tmp / "openclaw-logs" / "openclaw.log"
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    with log_file.open("w") as f:
+        for i in range(log_warnings):
+            iso = _iso(t0 + i * 100)
+            message = f"transient same-model retry {i} for stubllm/stub-model reason=rate_limit"
+            f.write(json.dumps({"0": '{"subsystem":"agent/embedded"}', "1": message, "_meta": {
+                "runtime": "node", "date": iso, "logLevelId": 4, "logLevelName": "WARN",
+                "name": '{"subsystem":"agent/embedded"}', "parentNames": ["openclaw"]},
+                "time": iso, "hostname": "vm", "message": message}) + "\n")
+    (state / "openclaw.json").write_text(json.dumps({"logging": {"file": str(log_file)}}))
+    return state
+
+
+def append_assistant_messages(state: Path, first: int, count: int, sessions: int = 10,
+                              start_ms: int | None = None, step_ms: int = 1) -> int:
+    """Append assistant turns ``first`` … ``first + count - 1`` to the transcripts of a
+    :func:`make_busy_legacy_state` dir (turn ``i`` goes to session ``i % sessions``; timestamps
+    ``step_ms`` apart from ``start_ms``, default now). Returns the sum of their input tokens."""
+    import json
+    import time
+
+    t0 = start_ms if start_ms is not None else int(time.time() * 1000)
+    by_session: dict[int, list[str]] = {}
+    total_input = 0
+    for i in range(first, first + count):
+        ts = t0 + (i - first) * step_ms
+        usage = {"input": 1000 + i % 97, "output": 20 + i % 13, "cacheRead": 64, "cacheWrite": 0,
+                 "totalTokens": 1084 + i % 97 + i % 13, "cost": {"input": 0, "output": 0, "cacheRead": 0,
+                                                                 "cacheWrite": 0, "total": 0}}
+        total_input += usage["input"]
+        msg = {"role": "assistant", "content": [{"type": "text", "text": f"reply {i}"}],
+               "api": "openai-completions", "provider": "stubllm", "model": "stub-model", "usage": usage,
+               "stopReason": "stop", "timestamp": ts, "responseId": f"chatcmpl-{i:024x}"}
+        by_session.setdefault(i % sessions, []).append(
+            json.dumps({"type": "message", "id": f"a{i:08d}", "parentId": None, "timestamp": _iso(ts),
+                        "message": msg}) + "\n")
+    for s, lines in by_session.items():
+        with _session_file(state, s).open("a") as f:
+            f.write("".join(lines))
+    return total_input
+
+
+def _session_id(s: int) -> str:
+    return f"{s:08x}-0000-4000-8000-00000000cafe"
+
+
+def _session_file(state: Path, s: int) -> Path:
+    return state / "agents" / "main" / "sessions" / f"{_session_id(s)}.jsonl"
+
+
+def _iso(ts_ms: int) -> str:
+    import time
+
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts_ms / 1000)) + f".{ts_ms % 1000:03d}Z"

@@ -9,7 +9,8 @@ A logged-in session holds only ``{"username": ..., "auth_ms": ...}``; the role, 
 flag and password changes are re-read from the database on every :func:`current_user` call, so
 disabling a user or changing a password ends their sessions at their next request or page check.
 
-Failed logins are limited by :class:`fleet_server.auth.ratelimit.LoginRateLimiter`.
+Failed logins are limited by :class:`fleet_server.auth.ratelimit.LoginRateLimiter` (state in the
+database, :mod:`fleet_server.auth.lockout`).
 
 Two roles: ``"admin"`` may change things, ``"viewer"`` is read-only. Pages use :func:`require_admin`
 to render admin-only content, event handlers use :func:`admin_only` (or :func:`is_admin`).
@@ -343,14 +344,24 @@ def session_secret(data_dir: Path) -> str:
 
 
 def configure_session_storage(data_dir: Path) -> None:
-    """Keep NiceGUI's server-side session files in ``<data_dir>/sessions`` (mode 0700).
+    """Keep NiceGUI's server-side session files in ``<data_dir>/sessions`` (directory 0700, files 0600).
 
-    NiceGUI's default is ``./.nicegui`` in the working directory. Call before ``ui.run``.
+    NiceGUI's default is ``./.nicegui`` in the working directory. NiceGUI writes the files itself,
+    with the process umask, so this sets the umask to 0077: everything the server creates from
+    then on (session files, database, broker files) is readable by its owner only. Existing
+    session files are tightened to 0600. Call before ``ui.run``.
     """
     from nicegui.storage import Storage
 
+    if os.name == "posix":
+        os.umask(0o077)
     path = data_dir / "sessions"
     path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if os.name == "posix":
+        path.chmod(0o700)
+        for f in path.glob("storage-*.json*"):
+            if stat.S_IMODE(f.stat().st_mode) & 0o077:
+                f.chmod(0o600)
     Storage.path = path
 
 

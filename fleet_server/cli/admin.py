@@ -1,4 +1,4 @@
-"""``clawfleet-server admin …``: dashboard accounts (create, set-password, list, disable, enable).
+"""``clawfleet-server admin …``: dashboard accounts (create, set-password, list, disable, enable, unlock).
 
 Every change is written to the audit log with the actor ``cli:<os user>``. Passwords are read from
 a hidden prompt (asked twice) or, with ``--password-stdin``, from the first line of stdin; they
@@ -7,6 +7,7 @@ are never printed, logged or passed on the command line.
 
 from __future__ import annotations
 
+import os
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
@@ -14,6 +15,7 @@ from typing import Annotated
 
 import typer
 
+from fleet_server.auth import lockout
 from fleet_server.auth.accounts import (
     MIN_PASSWORD_LENGTH,
     ROLES,
@@ -21,6 +23,7 @@ from fleet_server.auth.accounts import (
     create_user,
     ensure_first_admin,
     list_users,
+    normalize_username,
     set_disabled,
     set_password,
 )
@@ -135,17 +138,75 @@ def admin_enable(username: Annotated[str, typer.Argument(help="the user")], data
     _set_disabled(username, False, data_dir, database_url)
 
 
-def first_run_admin() -> None:
-    """If the (open) database has no user, create ``admin`` and print its password once to stdout.
-
-    Printed with ``typer.echo`` to the terminal only, never through ``logging``. Call after the
-    database is open and before the dashboard starts.
-    """
-    password = ensure_first_admin()
-    if password is None:
+@admin_app.command("unlock")
+def admin_unlock(
+    username: Annotated[str | None, typer.Argument(help="the user whose failed logins to forget (every address)")]
+    = None,
+    address: Annotated[str | None, typer.Option(help="also (or only) forget the failed logins from this client "
+                       "address, e.g. a shared NAT locked by a password spray")] = None,
+    data_dir: DataDirOpt = None,
+    database_url: DbUrlOpt = None,
+) -> None:
+    """Clear failed-login locks at once (the running server sees it at the next attempt)."""
+    if not username and not address:
+        fail("name a user (clawfleet-server admin unlock NAME) or an --address")
+    _open(data_dir, database_url)
+    name = None
+    if username:
+        try:
+            name = normalize_username(username)
+        except AuthError as exc:
+            fail(str(exc))
+    n = lockout.clear(name, None) if name else 0
+    if address:
+        n += lockout.clear(None, address)
+    what = " and ".join(x for x in (name, f"address {address}" if address else None) if x)
+    if not n:
+        typer.echo(f"{what} has no failed-login lock")
         return
-    audit.record(audit.cli_actor(), "user.create", target="admin", detail="role admin; first run")
+    audit.record(audit.cli_actor(), "user.unlock", target=name or address or "",
+                 detail=f"cleared {n} failed-login record{'s' if n != 1 else ''}"
+                 + (f"; address {address}" if address and name else ""))
+    typer.echo(f"cleared {n} failed-login lock{'s' if n != 1 else ''} of {what}; logins are allowed again")
+
+
+def first_run_admin(password_file: Path | None = None) -> None:
+    """If the (open) database has no user, create ``admin`` and show its password once.
+
+    Without ``password_file`` the password is printed to stdout with ``typer.echo`` (the terminal,
+    never ``logging``). With it, the password goes into that file (created or replaced, mode 0600)
+    and stdout only says where it is. Call after the database is open and before the dashboard
+    starts.
+
+    Raises:
+        typer.Exit: the password file cannot be written (checked before the account is created).
+    """
+    if list_users():
+        return
+    fd = None
+    if password_file is not None:
+        try:
+            fd = os.open(password_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            os.fchmod(fd, 0o600)
+        except OSError as exc:
+            fail(f"cannot write the first admin password to {password_file}: {exc.strerror or exc}")
+    try:
+        password = ensure_first_admin()
+        if password is None:
+            return
+        if fd is not None:
+            os.write(fd, (password + "\n").encode())
+    finally:
+        if fd is not None:
+            os.close(fd)
+    detail = "role admin; first run" + ("; password written to a file" if fd is not None else "")
+    audit.record(audit.cli_actor(), "user.create", target="admin", detail=detail)
     bar = "=" * 72
+    if fd is not None:
+        typer.echo(f"\n{bar}\n  First run: created the dashboard user 'admin' (role admin).\n"
+                   f"  Its password is in {password_file} (mode 0600); delete the file once you have it.\n"
+                   f"  Change it with: clawfleet-server admin set-password admin\n{bar}\n")
+        return
     typer.echo(f"\n{bar}\n  First run: created the dashboard user 'admin' (role admin).\n"
                f"  password: {password}\n"
                "  This is shown ONCE. Change it with: clawfleet-server admin set-password admin\n"

@@ -110,7 +110,11 @@ def device_revoke(device_id: DeviceIdArg, data_dir: DataDirOpt = None, mqtt_port
     from fleet_server.store import audit
 
     with device_actions(data_dir, mqtt_port, database_url, publisher=True) as actions:
-        actions.revoke(audit.cli_actor(), device_id)
+        res = actions.revoke(audit.cli_actor(), device_id)
+    if not res.broker_confirmed:
+        typer.echo(f"device {device_id} is revoked in the database, but the broker did not confirm "
+                   f"({res.broker_error}); it applies the command once it answers, and the server disables the "
+                   "device there at its next start", err=True)
     typer.echo(f"device {device_id} revoked; 'clawfleet-server device rotate-key {device_id}' lets it back in")
 
 

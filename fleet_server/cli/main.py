@@ -58,6 +58,8 @@ def run(
                          "of history this long (repeatable; e.g. raw=72h, 5m=30d, 1h=2y, status=1y, logs=30d, "
                          "usage=1y, usage_hourly=forever). Defaults: raw 48h, 5m 14d, 1h 400d, status 400d, "
                          "logs 90d, usage records 400d, hourly usage sums forever")] = None,
+    admin_password_file: Annotated[Path | None, typer.Option(help="on the first run, write the new 'admin' "
+                                   "password to this file (mode 0600) instead of printing it")] = None,
 ) -> None:
     """Run the server: managed Mosquitto, ingest, dashboard (and a local agent). Ctrl-C stops all.
 
@@ -102,7 +104,11 @@ def run(
     except (BrokerSetupError, DynSecConnectionError, DynSecError, TlsError, SchemaTooNew) as exc:
         fail(str(exc))
     save_settings(opts.data_dir, mqtt_port, mqtt_tls_port, public_host, external, broker_admin_password_file)
-    first_run_admin()  # auth: no user yet -> create 'admin', print its password once
+    try:
+        first_run_admin(admin_password_file)  # auth: no user yet -> create 'admin', show its password once
+    except typer.Exit:
+        server.stop()
+        raise
     configure_session_storage(opts.data_dir)  # auth: session files in <data dir>/sessions
     register_pages(server.state, devices=server.devices, health=server.health)  # devices: actions on /devices
     ng_app.on_shutdown(server.stop)

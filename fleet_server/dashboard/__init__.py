@@ -38,7 +38,8 @@ def register_pages(state: FleetState, *, limiter: LoginRateLimiter | None = None
 
     Args:
         state: the in-memory fleet state the pages render.
-        limiter: failed-login limiter (tests pass one with a fake clock); default 5 per 15 min.
+        limiter: failed-login limiter (tests pass one with a fake clock); default as
+            :class:`fleet_server.auth.ratelimit.LoginRateLimiter`.
         devices: device actions (``FleetServer.devices``); None: the devices page is read-only.
         health: ``FleetServer.health``: ``/healthz`` then reports ingest's liveness (503 when dead).
     """

@@ -23,7 +23,7 @@ from broker.dynsec import DynSecConnectionError, DynSecError
 from fleet_server.auth.accounts import admin_only, current_user
 from fleet_server.dashboard.format import STATUS_COLORS, ago_h
 from fleet_server.dashboard.live import redraw_on_change
-from fleet_server.devices.actions import DeviceActions
+from fleet_server.devices.actions import DeviceActions, RevokeResult
 from fleet_server.devices.registry import DeviceError, NewDevice
 from fleet_server.state import DeviceView, FleetState
 from shared.enrollment import decode_token
@@ -233,8 +233,15 @@ def render_devices(state: FleetState, actions: DeviceActions | None) -> None:
         actor = _actor()
         if actor is None or actions is None:
             return
-        if await _call("revoking", actions.revoke, actor, d.device_id) is not None:
-            ui.notify(f"{d.device_id} revoked", type="warning")
+        res = await _call("revoking", actions.revoke, actor, d.device_id)
+        if isinstance(res, RevokeResult):
+            if res.broker_confirmed:
+                ui.notify(f"{d.device_id} is revoked: its session was closed and its key is refused", type="warning")
+            else:
+                ui.notify(f"{d.device_id} is revoked in the fleet database, but the broker did not confirm "
+                          f"({res.broker_error}). The broker applies it once it answers again; the server also "
+                          "disables the device there at its next start.", type="warning", multi_line=True,
+                          timeout=0, close_button=True)
             table.refresh()
 
     @admin_only

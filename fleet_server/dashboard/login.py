@@ -1,4 +1,4 @@
-"""Login (``/login``), logout (``/logout``) and the gate in front of every other route.
+"""Login (``/login``), logout (``POST /logout``) and the gate in front of every other route.
 
 :func:`install_auth` adds :class:`AuthGate` (a middleware) and the public routes. Everything
 is private by default: only ``/login``, ``/login/finish``, ``/logout``, ``/healthz``,
@@ -10,6 +10,10 @@ Login flow: the page checks the password over the websocket, then sends the brow
 ``/login/finish?token=…`` (a one-time token bound to the browser's session, valid 60 s). That
 route gives the browser a new session id (no session fixation) and the next request stores the
 login in ``app.storage.user``.
+
+Logout is a POST (the header's "Log out" button submits a form), so another site cannot log a user
+out with a link or an image; a cross-site POST carries no session cookie (``SameSite=Lax``) and
+is refused when the browser says it is cross-site (``Sec-Fetch-Site``).
 
 Routes added here: ``GET /healthz`` → ``{"ok": true}`` (public) and ``GET /api/v1/whoami`` →
 ``{"username": …, "role": …}`` (login required).
@@ -41,6 +45,7 @@ from fleet_server.auth.accounts import (
 )
 from fleet_server.auth.ratelimit import LoginRateLimiter
 from fleet_server.store import audit
+from fleet_server.store.models import User
 
 log = logging.getLogger("clawfleet.auth")
 
@@ -123,7 +128,8 @@ def install_auth(limiter: LoginRateLimiter | None = None) -> None:
     ends up inside the session middleware, so it can read ``app.storage.user``.
 
     Args:
-        limiter: failed-login limiter (default: 5 failures per 15 min per username and per IP).
+        limiter: failed-login limiter (default: backoff after 5 failures per username and address, and
+            after 100 per address; see :class:`fleet_server.auth.ratelimit.LoginRateLimiter`).
     """
     global _limiter
     _limiter = limiter or LoginRateLimiter()
@@ -135,7 +141,7 @@ def install_auth(limiter: LoginRateLimiter | None = None) -> None:
     app.add_api_route("/healthz", healthz, methods=["GET"], include_in_schema=False)
     app.add_api_route("/api/v1/whoami", whoami, methods=["GET"])
     app.add_api_route("/login/finish", login_finish, methods=["GET"], include_in_schema=False)
-    app.add_api_route("/logout", logout, methods=["GET"], include_in_schema=False)
+    app.add_api_route("/logout", logout, methods=["POST"], include_in_schema=False)
     ui.page("/login")(login_page)
 
 
@@ -164,8 +170,11 @@ async def login_finish(request: Request, token: str = "", redirect_to: str = "/"
     return RedirectResponse(safe_redirect_target(redirect_to), status_code=303)
 
 
-async def logout(request: Request) -> RedirectResponse:
-    """End the session (server side) and go to the login page. Audited as ``logout``."""
+async def logout(request: Request) -> Response:
+    """``POST /logout``: end the session (server side) and go to the login page (303). Audited as
+    ``logout``. A request the browser marks cross-site gets 403 and changes nothing."""
+    if request.headers.get("sec-fetch-site") == "cross-site":
+        return JSONResponse({"error": "cross-site logout refused"}, status_code=403, headers=SECURITY_HEADERS)
     user = current_user()
     app.storage.user.clear()
     if user is not None:
@@ -175,6 +184,29 @@ async def logout(request: Request) -> RedirectResponse:
 
 def _ip(request: Request) -> str:
     return request.client.host if request.client else "?"
+
+
+async def authenticate(username: str, password: str, ip: str) -> tuple[User | None, str]:
+    """One login attempt of ``username`` (normalized) from address ``ip`` through the limiter.
+
+    Returns ``(user, "")`` when the password is right and no lock applies, else ``(None, message)``
+    with the text to show ("wrong username or password" or "too many failed attempts; …").
+    Audited: ``login``, ``login_failed``, ``login_locked``.
+    """
+    wait_s = _limiter.reserve(username, ip)  # counted as a failure from here until it succeeds
+    if wait_s > 0:
+        return None, LoginRateLimiter.message(wait_s)
+    user = await run.io_bound(check_credentials, username, password)
+    if user is None:
+        audit.record(username, "login_failed", detail=f"from {ip}")
+        wait_s = _limiter.locked_for(username, ip)
+        if wait_s > 0:
+            audit.record(username, "login_locked", detail=f"from {ip}; locked for {int(wait_s)} s")
+            return None, LoginRateLimiter.message(wait_s)
+        return None, "wrong username or password"
+    _limiter.succeeded(username, ip)
+    audit.record(user.username, "login", detail=f"from {ip}")
+    return user, ""
 
 
 def login_page(redirect_to: str = "/") -> RedirectResponse | None:
@@ -197,27 +229,15 @@ def login_page(redirect_to: str = "/") -> RedirectResponse | None:
         if not name or not pw:
             error.text = "enter a username and a password"
             return
-        wait_s = _limiter.locked_for(name, ip)
-        if wait_s > 0:
-            error.text = LoginRateLimiter.message(wait_s)
-            return
         button.disable()
         try:
-            user = await run.io_bound(check_credentials, name, pw)
+            user, message = await authenticate(name, pw, ip)
         finally:
             button.enable()
         if user is None:
             password.value = ""
-            wait_s = _limiter.record_failure(name, ip)
-            audit.record(name, "login_failed", detail=f"from {ip}")
-            if wait_s > 0:
-                audit.record(name, "login_locked", detail=f"from {ip}; locked for {int(wait_s)} s")
-                error.text = LoginRateLimiter.message(wait_s)
-            else:
-                error.text = "wrong username or password"
+            error.text = message
             return
-        _limiter.record_success(user.username)
-        audit.record(user.username, "login", detail=f"from {ip}")
         token = secrets.token_urlsafe(32)
         _prune(_tokens)
         _tokens[token] = _Pending(user.username, now_ms(), client.request.session.get("id", ""),
@@ -243,7 +263,8 @@ def user_menu() -> None:
         if user.is_admin:
             ui.link("Audit log", "/audit").classes("text-white no-underline")
         ui.label(f"{user.username} ({user.role})").classes("text-sm opacity-80")
-        ui.link("Log out", "/logout").classes("text-white no-underline")
+        with ui.element("form").props('method="post" action="/logout"').classes("m-0"):
+            ui.button("Log out").props('type="submit" flat dense no-caps color="white"').mark("logout")
 
     def check_session() -> None:
         if current_user() is None:

@@ -24,13 +24,13 @@ from typing import Protocol
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from broker.dynsec import DynSecClient
+from broker.dynsec import DynSecClient, DynSecConnectionError, DynSecError
 from fleet_server.devices import registry as devices
 from fleet_server.devices.registry import NewDevice
 from fleet_server.endpoints.broker_link import AgentEndpoint
 from fleet_server.state import FleetState
 from fleet_server.store import audit
-from fleet_server.store.models import Device
+from fleet_server.store.models import Device, db
 from shared.topics import RETAINED_CHANNELS, device_topic
 
 log = logging.getLogger("clawfleet.devices")
@@ -50,6 +50,27 @@ class DeleteResult:
     broker_client: bool
     retained_cleared: bool
     data_kept: bool
+
+
+@dataclass(frozen=True)
+class RevokeResult:
+    """Outcome of :meth:`DeviceActions.revoke`.
+
+    ``revoked_ms`` — when the device was revoked in the database (epoch ms; always done, with its
+    audit row); ``broker_error`` — None when the broker confirmed it disabled the client (a live
+    session is closed), else why not (the broker may still apply the command once it answers,
+    and the server's start-up reconciliation disables the client otherwise);
+    ``retained_cleared`` — its retained status/meta/telemetry were cleared on the broker.
+    """
+
+    revoked_ms: int
+    broker_error: str | None
+    retained_cleared: bool
+
+    @property
+    def broker_confirmed(self) -> bool:
+        """True when the broker disabled the client."""
+        return self.broker_error is None
 
 
 class ForgetsDevices(Protocol):
@@ -159,18 +180,41 @@ class DeviceActions:
                                                                 else ""))
         return new
 
-    def revoke(self, actor: str, device_id: str) -> int:
-        """Revoke the key: the live session is kicked (0x98), logins are refused (0x87), the device is
-        offline with reason "revoked", its retained status/meta/telemetry are cleared (so ingest
-        does not replay them as rejects after a restart). Returns the revocation time, epoch ms.
-        Audited ``device.revoke``."""
+    def revoke(self, actor: str, device_id: str) -> RevokeResult:
+        """Revoke the key: the device is revoked in the database together with its ``device.revoke``
+        audit row (one transaction), shown offline with reason "revoked"; then the broker disables
+        the client (the live session is kicked with 0x98, logins are refused with 0x87) and its
+        retained status/meta/telemetry are cleared (so ingest does not replay them as rejects).
+
+        A broker that does not answer does not undo the revocation: the result says so, and the
+        audit row's detail records it.
+
+        Raises:
+            DeviceError: no such device.
+            RuntimeError: these actions have no broker connection (nothing is changed).
+        """
+        dynsec = self._dynsec  # no broker connection at all: refuse before changing anything
         with self._registry():
-            ts = devices.revoke_device(self._dynsec, device_id)
+            with db.atomic():
+                ts = devices.mark_revoked(device_id)
+                event = audit.record(actor, "device.revoke", target=device_id, detail="key revoked", strict=True)
             self._cache(device_id)
-        cleared = self.clear_retained(device_id)
-        audit.record(actor, "device.revoke", target=device_id,
-                     detail="key revoked, session closed" + ("" if cleared else "; retained topics not cleared"))
-        return ts
+            try:
+                devices.disable_on_broker(dynsec, device_id)
+                broker_error = None
+            except (DynSecConnectionError, DynSecError) as exc:
+                broker_error = str(exc)
+                log.warning("device %s is revoked in the database, but the broker did not confirm: %s", device_id,
+                            exc)
+        cleared = self.clear_retained(device_id) if broker_error is None else False
+        if broker_error is None:
+            detail = "key revoked, session closed" + ("" if cleared else "; retained topics not cleared")
+        else:
+            detail = f"key revoked; the broker did not confirm ({broker_error}); retained topics not cleared"
+        if event is not None:
+            audit.amend(event, detail)
+        log.info("device %s revoked", device_id)
+        return RevokeResult(revoked_ms=ts, broker_error=broker_error, retained_cleared=cleared)
 
     def delete(self, actor: str, device_id: str, keep_data: bool = False) -> DeleteResult:
         """Delete: broker client removed (live session kicked), retained topics cleared, history

@@ -139,18 +139,14 @@ def rotate_key(dynsec: DynSecClient, device_id: str, broker_url: str, ca_pem: st
     return NewDevice(device=_get(device_id), api_key=key, token=token)
 
 
-def revoke_device(dynsec: DynSecClient, device_id: str) -> int:
-    """Revoke a device's key: the broker disables the client (kicking a live session with reason
-    0x98 within milliseconds) and the device is recorded offline with reason "revoked" (a kick
-    does not publish the last will). Idempotent. Returns the revocation time, epoch ms.
-
-    The database is changed first: if the broker then fails, the device is still revoked here
-    and the start-up reconciliation disables it on the broker (the error is raised too).
-    Re-enable a revoked device with :func:`rotate_key`.
+def mark_revoked(device_id: str) -> int:
+    """Revoke a device in the database: ``revoked_ms`` set, offline with reason "revoked" (a kick
+    does not publish the last will), one status event. Idempotent. Returns the revocation time,
+    epoch ms. Runs in the caller's transaction when there is one (the audit row goes with it).
+    The broker side is :func:`disable_on_broker`; re-enable a revoked device with :func:`rotate_key`.
 
     Raises:
         DeviceError: no such device.
-        DynSecConnectionError: the broker did not answer.
     """
     dev = _get(device_id)
     ts = dev.revoked_ms or now_ms()
@@ -159,14 +155,24 @@ def revoke_device(dynsec: DynSecClient, device_id: str) -> int:
             Device.update(revoked_ms=ts, status="offline", status_reason="revoked", status_ms=ts).where(
                 Device.id == device_id).execute()
             StatusEvent.create(device=device_id, ts=ts, state="offline", reason="revoked")
+    return ts
+
+
+def disable_on_broker(dynsec: DynSecClient, device_id: str) -> None:
+    """Disable the device's broker client, which kicks a live session (reason 0x98) within
+    milliseconds and refuses its key from then on. A missing client is fine (nothing to disable).
+
+    Raises:
+        DynSecConnectionError: the broker did not answer within 5 s (the command
+            may still be applied when it does; the start-up reconciliation disables it otherwise).
+        DynSecError: the broker refused.
+    """
     try:
         dynsec.disable_device(device_id)
     except DynSecError as exc:
         if exc.error != "Client not found":
             raise
         log.info("device %s has no broker client; nothing to disable", device_id)
-    log.info("device %s revoked", device_id)
-    return ts
 
 
 def rename_device(device_id: str, name: str, tags: str | None = None) -> Device:

@@ -7,7 +7,8 @@ Call :func:`record` from anything that changes the fleet or its accounts::
 
 Actions in use (dot-separated ``noun.verb`` for changes, plain words for sessions):
 ``login``, ``login_failed``, ``logout``, ``user.create``, ``user.set_password``, ``user.disable``,
-``user.enable``, ``device.add``, ``device.rename``, ``device.rotate_key``, ``device.revoke``, ``device.delete``.
+``user.enable``, ``user.unlock``, ``device.add``, ``device.rename``, ``device.rotate_key``, ``device.revoke``,
+``device.delete``.
 
 Never put secrets (passwords, API keys, tokens) in ``target`` or ``detail``.
 """
@@ -35,7 +36,7 @@ def _clean(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def record(actor: str, action: str, target: str = "", detail: str = "") -> None:
+def record(actor: str, action: str, target: str = "", detail: str = "", *, strict: bool = False) -> AuditEvent | None:
     """Append one audit event, time-stamped now (epoch ms UTC).
 
     Args:
@@ -47,16 +48,33 @@ def record(actor: str, action: str, target: str = "", detail: str = "") -> None:
     Values are made single-line and printable and truncated to the column sizes (actor 100,
     action 64, target 200, detail 500 characters). A database error is logged, not raised: the
     action being audited has already happened and must not fail because of its audit row.
+
+    With ``strict=True`` the error is raised instead: use it inside the transaction of the change
+    being audited, so the change and its row commit (or roll back) together.
+
+    Returns the new row (None when it could not be written).
     """
     row = {"ts_ms": int(time.time() * 1000), "actor": _clean(actor, MAX_ACTOR) or "?",
            "action": _clean(action, MAX_ACTION), "target": _clean(target, MAX_TARGET),
            "detail": _clean(detail, MAX_DETAIL)}
     try:
-        AuditEvent.create(**row)
+        event = AuditEvent.create(**row)
     except Exception:  # the caller's action already happened; losing the row must be loud, not fatal
+        if strict:
+            raise
         log.exception("could not write audit event %s", row)
-    else:
-        log.info("audit: %(actor)s %(action)s %(target)s %(detail)s", row)
+        return None
+    log.info("audit: %(actor)s %(action)s %(target)s %(detail)s", row)
+    return event
+
+
+def amend(event: AuditEvent, detail: str) -> None:
+    """Replace the ``detail`` of ``event`` (e.g. with the outcome of a broker step that followed
+    the committed change). Errors are logged, not raised."""
+    try:
+        AuditEvent.update(detail=_clean(detail, MAX_DETAIL)).where(AuditEvent.id == event.id).execute()
+    except Exception:
+        log.exception("could not amend audit event %s", event.id)
 
 
 def cli_actor() -> str:

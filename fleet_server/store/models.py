@@ -253,6 +253,26 @@ class SchemaVersion(BaseModel):
 # --- end history ---
 
 
+# --- failed logins (fleet_server.auth.lockout) ---
+
+class LoginThrottle(BaseModel):
+    """Failed logins of one (username, address) pair, or of one address (``username == ""``).
+
+    ``failures`` counts attempts since the row was made (an attempt counts from the moment it is
+    let through until it succeeds); ``locked_until_ms`` is when the next attempt is allowed.
+    """
+
+    username = CharField(max_length=64)
+    address = CharField(max_length=64)
+    failures = IntegerField(default=0)
+    last_failure_ms = BigIntegerField()
+    locked_until_ms = BigIntegerField(default=0)
+
+    class Meta:
+        primary_key = CompositeKey("username", "address")
+
+
 ALL_MODELS = [Device, Sample, StatusEvent, UsageRecord, UsageHourly, LogRecord, RejectCount, User, AuditEvent,
               SampleRollup5m, SampleRollup1h, RollupWatermark,  # history
+              LoginThrottle,  # failed logins
               SchemaVersion]  # migrations

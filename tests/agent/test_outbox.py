@@ -2,10 +2,11 @@
 
 import logging
 import sqlite3
+import stat
 
 import pytest
 
-from agent_tray.outbox import Outbox, OutMessage
+from agent_tray.outbox import Outbox, OutboxFull, OutMessage
 
 
 def msgs(kind, n, size=100):
@@ -45,7 +46,7 @@ def test_positions_and_records_commit_together(tmp_path):
     assert ob.position("usage") == {}
 
 
-def test_bound_drops_telemetry_first_then_logs_usage_last(tmp_path, caplog):
+def test_bound_drops_only_telemetry_and_refuses_usage_and_logs_that_do_not_fit(tmp_path, caplog):
     ob = Outbox(tmp_path / "o.sqlite", max_bytes=1024 * 1024)
     ob.put(msgs("usage", 300, 1000))
     ob.put(msgs("logs", 300, 1000))
@@ -57,7 +58,19 @@ def test_bound_drops_telemetry_first_then_logs_usage_last(tmp_path, caplog):
     assert kinds.count("telemetry") < 600
     assert ob.stats()["bytes"] <= 1024 * 1024
     assert "outbox is full" in caplog.text and "telemetry=" in caplog.text
-    ob.put(msgs("logs", 600, 1000))  # more than all telemetry left: logs go next, usage stays
+    with pytest.raises(OutboxFull):  # 600 KB kept + 300 KB > 3/4 of the bound: refused, nothing stored
+        ob.put(msgs("logs", 300, 1000), positions={"logs": {"offset": 1}})
+    assert ob.position("logs") == {}
     kinds = [m.kind for m in ob.pending(limit=10_000)]
-    assert kinds.count("telemetry") == 0
-    assert kinds.count("usage") == 300
+    assert kinds.count("usage") == 300 and kinds.count("logs") == 300
+    ob.put(msgs("logs", 150, 1000), positions={"logs": {"offset": 2}})  # fits, telemetry makes room
+    assert ob.position("logs") == {"offset": 2}
+    assert ob.stats()["bytes"] <= 1024 * 1024
+    assert [m.kind for m in ob.pending(limit=10_000)].count("logs") == 450
+
+
+def test_outbox_file_is_private(tmp_path):
+    ob = Outbox(tmp_path / "o.sqlite")
+    ob.put(msgs("usage", 2))
+    for name in ("o.sqlite", "o.sqlite-wal"):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o600, name

@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import os
 import signal
+import stat
 import subprocess
 import sys
-import urllib.request
 from pathlib import Path
 
 import psutil
 import pytest
-from e2e_helpers import wait_for
+from e2e_helpers import ServerProcess, user_env, wait_for
 from mqtt_helpers import free_port
 
 pytestmark = pytest.mark.browser
@@ -22,42 +22,21 @@ SCREENSHOT_DIR = Path(os.environ.get("CLAWFLEET_SCREENSHOT_DIR", "")) if os.envi
     "CLAWFLEET_SCREENSHOT_DIR") else None
 
 
-def _env() -> dict[str, str]:
-    """The environment of a user's shell: NiceGUI switches to its own test mode under pytest."""
-    return {k: v for k, v in os.environ.items() if k != "PYTEST_CURRENT_TEST"}
-
-
 def _cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "fleet_server.cli.main", *args], input=stdin, text=True,
-                          capture_output=True, timeout=60, check=True, env=_env())
-
-
-def _http_ok(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as r:  # noqa: S310 - loopback URL built by the test
-            return r.status == 200
-    except OSError:
-        return False
+                          capture_output=True, timeout=60, check=True, env=user_env())
 
 
 @pytest.fixture
 def running_server(tmp_path):
     data = tmp_path / "data"
     _cli("admin", "create", "admin", "--password-stdin", "--data-dir", str(data), stdin=PASSWORD + "\n")
-    port, mqtt_port = free_port(), free_port()
-    log = open(tmp_path / "server.log", "wb")  # noqa: SIM115
-    proc = subprocess.Popen([sys.executable, "-m", "fleet_server.cli.main", "run", "--data-dir", str(data), "--port",
-                             str(port), "--mqtt-port", str(mqtt_port), "--local-agent-interval", "2"],
-                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=_env())
+    server = ServerProcess(data, free_port(), free_port(), tmp_path / "server.log", "--local-agent-interval", "2")
     try:
-        wait_for(lambda: _http_ok(f"http://127.0.0.1:{port}/healthz") or proc.poll() is not None, 60,
-                 what="the dashboard to answer")
-        assert proc.poll() is None, (tmp_path / "server.log").read_text()
-        yield proc, port, tmp_path / "server.log"
+        server.start()
+        yield server.proc, server.port, server.log_path
     finally:
-        if proc.poll() is None:
-            proc.kill()
-        log.close()
+        server.stop()  # also stops its broker if the test failed before Ctrl-C
 
 
 def test_dashboard_shows_this_machine_live_and_ctrl_c_stops_everything(running_server, browser):
@@ -85,6 +64,13 @@ def test_dashboard_shows_this_machine_live_and_ctrl_c_stops_everything(running_s
     if SCREENSHOT_DIR:
         SCREENSHOT_DIR.mkdir(parents=True, exist_ok=True)
         browser.save_screenshot(str(SCREENSHOT_DIR / "overview.png"))
+
+    sessions = list((log_path.parent / "data" / "sessions").glob("storage-*.json"))
+    assert sessions and all(stat.S_IMODE(f.stat().st_mode) == 0o600 for f in sessions)
+    browser.find_element(By.CSS_SELECTOR, 'form[action="/logout"] button').click()  # "Log out" POSTs the form
+    wait.until(ec.url_contains("/login"))
+    browser.get(f"http://127.0.0.1:{port}/")
+    wait.until(ec.url_contains("/login"))  # the session has ended
 
     children = [p.pid for p in psutil.Process(proc.pid).children(recursive=True)]
     assert len(children) >= 2, "expected mosquitto and the local agent as children"

@@ -4,14 +4,12 @@ exactly once; an agent restart repeats nothing. Real Mosquitto, real OpenClaw fi
 from __future__ import annotations
 
 import json
-import threading
 
-from e2e_helpers import wait_for
+from e2e_helpers import RunningAgent, wait_for
 from fixtures_openclaw import EXPECTED, make_legacy_state, make_log_dir
 from peewee import fn
 
 from agent_tray.config import AgentConfig
-from agent_tray.service import AgentService
 from fleet_server.devices.registry import add_device
 from fleet_server.server import FleetServer
 from fleet_server.store.models import LogRecord, UsageRecord
@@ -34,18 +32,6 @@ def _usage_totals(device_id: str) -> tuple:
 def _log_counts(device_id: str) -> dict[str, int]:
     q = LogRecord.select(LogRecord.source, fn.COUNT(LogRecord.id)).where(LogRecord.device == device_id)
     return dict(q.group_by(LogRecord.source).tuples())
-
-
-class RunningAgent:
-    def __init__(self, cfg: AgentConfig) -> None:
-        self.service = AgentService(cfg)
-        self.thread = threading.Thread(target=self.service.run, daemon=True)
-        self.thread.start()
-
-    def stop(self) -> None:
-        self.service.stop()
-        self.thread.join(15)
-        assert not self.thread.is_alive()
 
 
 def test_outbox_survives_broker_outage_and_agent_restart(fleet: FleetServer, tmp_path):
