@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from agent_tray.collectors.logs import LogCollector
@@ -72,6 +72,8 @@ class OpenClawMonitor:
         self._lock = threading.Lock()
         self._topics = {ch: device_topic(cfg.device_id, ch) for ch in (Channel.USAGE, Channel.LOGS)}
         self._said_missing = False
+        self.on_usage: Callable[[list[schemas.UsageRecord]], None] | None = None
+        """Called with the usage records of each stored batch (the tray's "tokens today")."""
 
     def gateway(self) -> GatewayInfo:
         """Probe the gateway now (HTTP on loopback; the version is cached)."""
@@ -106,6 +108,8 @@ class OpenClawMonitor:
     def _store(self, name: str, res: CollectResult) -> None:
         messages = list(self._messages(Channel.USAGE, res.usage)) + list(self._messages(Channel.LOGS, res.logs))
         self.outbox.put(messages, positions={name: res.positions})
+        if res.usage and self.on_usage:
+            self.on_usage(list(res.usage))
 
     def _messages(self, channel: Channel, records: Iterable) -> Iterator[OutMessage]:
         records = list(records)
