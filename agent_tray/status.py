@@ -76,8 +76,14 @@ class AgentStatus:
     @classmethod
     def config_error(cls, message: str) -> AgentStatus:
         """The status shown when there is no usable config (tray before enrollment)."""
-        return cls(health=Health.ERROR, summary=message, device_id=None, broker_url=None, connected=False,
-                   paused=False, last_error=message, outbox_messages=0, outbox_bytes=0, last_publish_ms=None,
+        return cls.without_agent(Health.ERROR, message)
+
+    @classmethod
+    def without_agent(cls, health: Health, message: str) -> AgentStatus:
+        """A status with no agent core behind it (``message`` as summary and, for errors, last error)."""
+        return cls(health=health, summary=message, device_id=None, broker_url=None, connected=False,
+                   paused=False, last_error=message if health is Health.ERROR else None,
+                   outbox_messages=0, outbox_bytes=0, last_publish_ms=None,
                    openclaw=None, openclaw_version=None, tokens_today=0, tokens_since_ms=None)
 
 

@@ -75,9 +75,9 @@ def icon_image(status: AgentStatus, size: int = 64) -> Image.Image:
 
 
 def tooltip(status: AgentStatus) -> str:
-    """``"ClawFleet: <device> — <state>"``, at most :data:`TOOLTIP_MAX` characters."""
-    text = f"ClawFleet: {status.device_id or 'not enrolled'} — {status.summary}"
-    return text if len(text) <= TOOLTIP_MAX else text[: TOOLTIP_MAX - 1] + "…"
+    """``"ClawFleet: <device> - <state>"``, at most :data:`TOOLTIP_MAX` characters."""
+    text = f"ClawFleet: {status.device_id or 'not enrolled'} - {status.summary}"
+    return text if len(text) <= TOOLTIP_MAX else text[: TOOLTIP_MAX - 3] + "..."
 
 
 def tokens_line(status: AgentStatus) -> str:
@@ -117,9 +117,12 @@ class TrayApp:
         self._error: str | None = None
         self._stop = threading.Event()
         self._lock = threading.Lock()
-        self.shown: AgentStatus = AgentStatus.config_error("starting")
+        self._refresh_lock = threading.Lock()  # pystray's xorg backend mixes up concurrent calls
+        self._refresher_done = threading.Event()
+        self.shown: AgentStatus = AgentStatus.without_agent(Health.CONNECTING, "starting")
         """The status the icon currently shows."""
-        self.icon = pystray.Icon("clawfleet-agent", icon_image(self.shown), tooltip(self.shown), menu=self._menu())
+        self._latin1 = pystray.Icon.__module__.endswith("_xorg")  # X11's WM_NAME is a Latin-1 STRING
+        self.icon = pystray.Icon("clawfleet-agent", icon_image(self.shown), self._title(self.shown), menu=self._menu())
 
     # ---- core lifecycle ----------------------------------------------------------------------
     def start_agent(self) -> bool:
@@ -156,6 +159,10 @@ class TrayApp:
 
     def refresh(self) -> AgentStatus:
         """Re-read the status and update the icon image, tooltip and menu when they changed."""
+        with self._refresh_lock:
+            return self._refresh()
+
+    def _refresh(self) -> AgentStatus:
         status = self.current_status()
         old = self.shown
         if (status.health, status.paused, status.outbox_messages if status.health is Health.CONNECTING else 0) != (
@@ -163,7 +170,7 @@ class TrayApp:
             self.icon.icon = icon_image(status)
             if status.health is not old.health:
                 log.info("tray: %s", status.summary)
-        title = tooltip(status)
+        title = self._title(status)
         if title != self.icon.title:
             self.icon.title = title
         self.shown = status
@@ -213,6 +220,8 @@ class TrayApp:
         """Stop the core and the icon; :meth:`run` returns."""
         self._stop.set()
         self.stop_agent()
+        if threading.current_thread() is not getattr(self.icon, "_setup_thread", None):
+            self._refresher_done.wait(10)  # no icon update may be in flight while the icon stops
         self.icon.stop()
 
     # ---- pystray -----------------------------------------------------------------------------
@@ -235,6 +244,10 @@ class TrayApp:
             item("Quit", self._call(self.quit)),
         )
 
+    def _title(self, status: AgentStatus) -> str:
+        text = tooltip(status)
+        return text.encode("latin-1", "replace").decode("latin-1") if self._latin1 else text
+
     def activate(self) -> None:
         """A click on the icon: open the dashboard, or report now when no dashboard URL is configured."""
         if self.cfg and self.cfg.dashboard_url:
@@ -252,14 +265,17 @@ class TrayApp:
         return action
 
     def _setup(self, icon: Any) -> None:
-        icon.visible = True
-        if not self.start_agent() and not self.config_path.exists():
-            self.enroll()
-        while not self._stop.wait(self.poll_s):
-            try:
-                self.refresh()
-            except Exception:  # a drawing glitch must not stop the refresh
-                log.exception("tray refresh failed")
+        try:
+            icon.visible = True
+            if not self.start_agent() and not self.config_path.exists():
+                self.enroll()
+            while not self._stop.wait(self.poll_s):
+                try:
+                    self.refresh()
+                except Exception:  # a drawing glitch must not stop the refresh
+                    log.exception("tray refresh failed")
+        finally:
+            self._refresher_done.set()
 
     def run(self) -> None:
         """Show the icon and run until Quit (blocks; call from the main thread on macOS)."""
