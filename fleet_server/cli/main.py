@@ -32,6 +32,8 @@ def run(
     database_url: DbUrlOpt = None,
     local_agent: Annotated[bool, typer.Option(help="also run an agent that reports this machine")] = True,
     local_agent_interval: Annotated[float, typer.Option(help="local agent sample interval, seconds")] = 10.0,
+    local_agent_bridge_port: Annotated[int, typer.Option(help="local agent's bridge port on 127.0.0.1 (for the "
+                                       "OpenClaw plugin); 0 = off")] = 17890,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="debug logging")] = False,
     secure_cookies: Annotated[bool, typer.Option(help="mark the session cookie Secure (sent over HTTPS only); "
                               "turn on when the dashboard is reached over HTTPS, directly or via a TLS proxy")] = False,
@@ -84,7 +86,8 @@ def run(
         fail(str(exc))
     secure_cookies = secure_cookies or web.secure_cookies
     opts = ServerOptions(data_dir=data_dir or default_data_dir(), mqtt_port=mqtt_port, database_url=database_url,
-                         local_agent=local_agent, local_agent_interval_s=local_agent_interval, tls_port=mqtt_tls_port,
+                         local_agent=local_agent, local_agent_interval_s=local_agent_interval,
+                         local_agent_bridge_port=local_agent_bridge_port, tls_port=mqtt_tls_port,
                          tls_host=mqtt_tls_bind, public_host=public_host, external_broker=external)
     for warning in web.warnings + startup_warnings(opts.data_dir, public_host, external):
         log.warning("%s", warning)
@@ -113,6 +116,7 @@ def run(
 def main() -> None:
     """Console-script entry point."""
     app()
+
 
 
 if __name__ == "__main__":
