@@ -84,7 +84,7 @@ def load_config(path: Path) -> AgentConfig:
         ConfigError: the file is missing, not JSON, or a key is wrong (the message names it).
     """
     if not path.exists():
-        raise ConfigError(f"no agent config at {path}: run 'clawfleet-agent enroll <token>' first")
+        raise ConfigError(f"no agent config at {path}: run 'clawfleet-agent enroll' first (it asks for the token)")
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as exc:

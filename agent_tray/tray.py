@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
 import subprocess
+import sys
 import threading
 import webbrowser
 from collections.abc import Callable
@@ -102,6 +104,10 @@ class TrayApp:
 
     def __init__(self, config_path: Path, log_dir: Path, service_factory: Callable[[AgentConfig], Any] | None = None,
                  enroll_command: list[str] | None = None, poll_s: float = POLL_S) -> None:
+        if sys.platform.startswith("linux") and not os.environ.get("PYSTRAY_BACKEND"):
+            from agent_tray.platform.linux import tray_backend
+
+            os.environ["PYSTRAY_BACKEND"] = tray_backend()
         import pystray  # here: importing it picks a backend and may open the X display
 
         self._pystray = pystray

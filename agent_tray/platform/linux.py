@@ -141,3 +141,26 @@ def set_autostart(on: bool, command: list[str]) -> list[Written]:
 def open_folder(path: Path) -> None:
     """Open ``path`` in the desktop's file manager (``xdg-open``)."""
     subprocess.Popen(["xdg-open", str(path)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def tray_backend() -> str:
+    """The pystray backend to use: ``appindicator`` when GTK 3 and an AppIndicator typelib (Ayatana or
+    the original) load, ``gtk`` with GTK 3 alone, else ``xorg`` (plain X11, no menu).
+
+    pystray's own choice falls back only on ImportError, and crashes with ValueError when
+    ``python3-gi`` is installed without the GTK typelib; this probe never raises.
+    """
+    try:
+        import gi
+
+        gi.require_version("Gtk", "3.0")
+        from gi.repository import Gtk  # noqa: F401
+    except (ImportError, ValueError):
+        return "xorg"
+    for name in ("AyatanaAppIndicator3", "AppIndicator3"):
+        try:
+            gi.require_version(name, "0.1")
+            return "appindicator"
+        except ValueError:
+            continue
+    return "gtk"
