@@ -34,16 +34,19 @@ def autostart_path() -> Path:
     return _config_home() / "autostart" / f"{SERVICE_NAME}.desktop"
 
 
-def service_unit(command: list[str], system: bool, user: str | None = None) -> str:
+def service_unit(command: list[str], system: bool, user: str | None = None,
+                 description: str = "ClawFleet agent (reports this machine to a fleet server)",
+                 extra: tuple[str, ...] = ()) -> str:
     """Text of the systemd unit that runs ``command`` (``clawfleet-agent run --headless …``).
 
     A system unit runs as ``user`` (the machine's OpenClaw user, whose ``~/.openclaw`` the agent
     reads) when given; a user unit runs in that user's session manager. Restarts after a crash
-    (5 s), stops with SIGTERM (the agent publishes a retained ``shutdown`` status).
+    (5 s), stops with SIGTERM (the agent publishes a retained ``shutdown`` status). ``extra``:
+    more ``[Service]`` lines (the fleet server's state directory and hardening).
     """
     lines = [
         "[Unit]",
-        "Description=ClawFleet agent (reports this machine to a fleet server)",
+        f"Description={description}",
         "Wants=network-online.target",
         "After=network-online.target",
         "",
@@ -58,7 +61,10 @@ def service_unit(command: list[str], system: bool, user: str | None = None) -> s
     if system and user:
         lines.append(f"User={user}")
     if system:
-        lines += ["NoNewPrivileges=yes", "ProtectSystem=full", "PrivateTmp=yes"]
+        overridden = {e.split("=", 1)[0] for e in extra}
+        lines += [d for d in ("NoNewPrivileges=yes", "ProtectSystem=full", "PrivateTmp=yes")
+                  if d.split("=", 1)[0] not in overridden]
+    lines += list(extra)
     lines += ["", "[Install]", f"WantedBy={'multi-user.target' if system else 'default.target'}", ""]
     return "\n".join(lines)
 

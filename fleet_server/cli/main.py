@@ -11,6 +11,7 @@ import typer
 from fleet_server.cli.admin import admin_app
 from fleet_server.cli.devices import device_app
 from fleet_server.cli.options import DataDirOpt, DbUrlOpt, MqttPortOpt, default_data_dir, fail, setup_logging
+from fleet_server.cli.service import install_service, uninstall_service
 from fleet_server.cli.tls import tls_app
 
 app = typer.Typer(help="ClawFleet server: managed Mosquitto broker, ingest, storage and the dashboard.",
@@ -18,6 +19,8 @@ app = typer.Typer(help="ClawFleet server: managed Mosquitto broker, ingest, stor
 app.add_typer(device_app, name="device")
 app.add_typer(admin_app, name="admin")
 app.add_typer(tls_app, name="tls")
+app.command("install-service")(install_service)
+app.command("uninstall-service")(uninstall_service)
 
 log = logging.getLogger("clawfleet.server")
 
