@@ -128,6 +128,8 @@ class TrayApp:
         self.shown: AgentStatus = AgentStatus.without_agent(Health.CONNECTING, "starting")
         """The status the icon currently shows."""
         self._latin1 = pystray.Icon.__module__.endswith("_xorg")  # X11's WM_NAME is a Latin-1 STRING
+        if self._latin1:
+            logging.getLogger("pystray._base").addFilter(_NoTrayHostOnce())
         self.icon = pystray.Icon("clawfleet-agent", icon_image(self.shown), self._title(self.shown), menu=self._menu())
 
     # ---- core lifecycle ----------------------------------------------------------------------
@@ -288,6 +290,26 @@ class TrayApp:
         self.icon.run(setup=self._setup)
         self._stop.set()
         self.stop_agent()
+
+
+class _NoTrayHostOnce(logging.Filter):
+    """pystray's X11 backend logs "Failed to dock icon" with a traceback on every icon update when the
+    display has no system-tray host; say it once, plainly."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.said = False
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not str(record.msg).startswith("Failed to dock icon"):
+            return True
+        if self.said:
+            return False
+        self.said = True
+        record.msg, record.args, record.exc_info, record.exc_text = (
+            "this X display has no system tray (no tray host running): the icon cannot be shown", None, None, None)
+        record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
 
 
 def _default_service(cfg: AgentConfig) -> Any:
