@@ -176,3 +176,29 @@ def test_not_enrolled_is_red_and_enroll_starts_the_agent(xdisplay: str, broker_f
     finally:
         app.quit()
         tray.join(20)
+
+
+def test_token_dialog_opens_and_cancel_writes_nothing(xdisplay: str, tmp_path: Path) -> None:
+    """The real Tk dialog (``enroll --gui``) draws its window on the X display; closing it is a cancel."""
+    import subprocess
+
+    from e2e_helpers import stop_agent
+    from PIL import ImageGrab
+
+    target = tmp_path / "agent.json"
+    proc = subprocess.Popen([sys.executable, "-m", "agent_tray.cli", "enroll", "--gui", "--config", str(target)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+    def drawn() -> tuple | None:
+        shot = ImageGrab.grab(xdisplay=xdisplay)
+        box = shot.convert("L").point(lambda v: 255 if v else 0).getbbox()
+        if box and box[2] - box[0] > 200:
+            shot.crop(box).save(_screenshot_dir(tmp_path) / "enroll-dialog.png")
+            return box
+        return None
+
+    try:
+        wait_for(drawn, 15, interval=0.3, what="the token window")
+    finally:
+        code = stop_agent(proc)  # SIGTERM stands in for closing the window
+    assert code != 0 and not target.exists()
