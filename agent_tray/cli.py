@@ -308,7 +308,7 @@ def install_service(
         raise _fail(f"no agent config at {cfg_path}: run 'clawfleet-agent enroll' first")
     user = user_name or (os.environ.get("SUDO_USER") if system else None)
     try:
-        done = current().install_service(agent_command(*_service_args(config)), system=system, user=user,
+        done = current().install_service(agent_command(*_service_args(config), gui=True), system=system, user=user,
                                          enable=not no_enable, unit_dir=unit_dir)
     except OSError as exc:
         raise _fail(f"{exc}{' (a system service needs root: sudo)' if system else ''}") from None

@@ -125,6 +125,7 @@ class TrayApp:
         self._lock = threading.Lock()
         self._refresh_lock = threading.Lock()  # pystray's xorg backend mixes up concurrent calls
         self._refresher_done = threading.Event()
+        self._ended = threading.Event()
         self.shown: AgentStatus = AgentStatus.without_agent(Health.CONNECTING, "starting")
         """The status the icon currently shows."""
         self._latin1 = pystray.Icon.__module__.endswith("_xorg")  # X11's WM_NAME is a Latin-1 STRING
@@ -231,6 +232,19 @@ class TrayApp:
         if threading.current_thread() is not getattr(self.icon, "_setup_thread", None):
             self._refresher_done.wait(10)  # no icon update may be in flight while the icon stops
         self.icon.stop()
+        if threading.current_thread() is not getattr(self.icon, "_thread", None) and not self._ended.wait(5):
+            self._force_end()
+
+    def _force_end(self) -> None:
+        """pystray's X11 loop sometimes misses its own stop request on a loaded machine (seen under
+        Xvfb) and waits for X events forever; closing its display connection ends that loop."""
+        display = getattr(self.icon, "_display", None)
+        if self._latin1 and display is not None:
+            log.warning("the tray's X11 event loop did not stop; closing its display connection")
+            try:
+                display.close()
+            except Exception:  # already closed or broken: the loop ends either way
+                log.debug("closing the X display failed", exc_info=True)
 
     # ---- pystray -----------------------------------------------------------------------------
     def _menu(self) -> Any:
@@ -287,9 +301,12 @@ class TrayApp:
 
     def run(self) -> None:
         """Show the icon and run until Quit (blocks; call from the main thread on macOS)."""
-        self.icon.run(setup=self._setup)
-        self._stop.set()
-        self.stop_agent()
+        try:
+            self.icon.run(setup=self._setup)
+        finally:
+            self._ended.set()
+            self._stop.set()
+            self.stop_agent()
 
 
 class _NoTrayHostOnce(logging.Filter):

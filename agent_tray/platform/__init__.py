@@ -39,7 +39,8 @@ def agent_command(*args: str, gui: bool = False) -> list[str]:
     """
     exe = Path(sys.executable)
     if getattr(sys, "frozen", False):  # PyInstaller: the executable is the agent itself
-        return [str(exe), *args]
+        windowed = exe.with_name("clawfleet-agent-tray.exe")  # the same program without a console window
+        return [str(windowed if gui and windowed.exists() else exe), *args]
     name = "clawfleet-agent.exe" if sys.platform == "win32" else "clawfleet-agent"
     script = exe.parent / name
     if not script.exists():

@@ -23,6 +23,7 @@ Unicode true
 
 !define APP "ClawFleet Agent"
 !define EXE "clawfleet-agent.exe"
+!define TRAY_EXE "clawfleet-agent-tray.exe"  ; the same program without a console window
 !define UNINST_KEY "Software\Microsoft\Windows\CurrentVersion\Uninstall\ClawFleetAgent"
 !define RUN_KEY "Software\Microsoft\Windows\CurrentVersion\Run"
 
@@ -40,7 +41,7 @@ VIAddVersionKey "FileVersion" "${VERSION}"
 VIAddVersionKey "LegalCopyright" "Apache-2.0"
 
 !define MUI_ABORTWARNING
-!define MUI_FINISHPAGE_RUN "$INSTDIR\${EXE}"
+!define MUI_FINISHPAGE_RUN "$INSTDIR\${TRAY_EXE}"
 !define MUI_FINISHPAGE_RUN_PARAMETERS "run"
 !define MUI_FINISHPAGE_RUN_TEXT "Start ${APP} now (it asks for the enrollment token)"
 !insertmacro MUI_PAGE_DIRECTORY
@@ -57,7 +58,7 @@ Section "${APP}" SecMain
   File /r "${PAYLOAD_DIR}\*.*"
   WriteUninstaller "$INSTDIR\uninstall.exe"
   CreateDirectory "$SMPROGRAMS\${APP}"
-  CreateShortcut "$SMPROGRAMS\${APP}\${APP}.lnk" "$INSTDIR\${EXE}" "run"
+  CreateShortcut "$SMPROGRAMS\${APP}\${APP}.lnk" "$INSTDIR\${TRAY_EXE}" "run"
   CreateShortcut "$SMPROGRAMS\${APP}\Uninstall ${APP}.lnk" "$INSTDIR\uninstall.exe"
   WriteRegStr HKLM "${UNINST_KEY}" "DisplayName" "${APP}"
   WriteRegStr HKLM "${UNINST_KEY}" "DisplayVersion" "${VERSION}"
@@ -69,7 +70,7 @@ Section "${APP}" SecMain
 SectionEnd
 
 Section "Start the tray icon at logon" SecAutostart
-  WriteRegStr HKCU "${RUN_KEY}" "${APP}" '"$INSTDIR\${EXE}" run --autostart'
+  WriteRegStr HKCU "${RUN_KEY}" "${APP}" '"$INSTDIR\${TRAY_EXE}" run --autostart'
 SectionEnd
 
 !insertmacro MUI_FUNCTION_DESCRIPTION_BEGIN
