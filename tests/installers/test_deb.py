@@ -65,3 +65,4 @@ def test_deb_builds_installs_runs_and_removes(tmp_path: Path) -> None:
     for path in ("/usr/bin/clawfleet-agent", "/opt/clawfleet-agent", "/lib/systemd/system/clawfleet-agent.service",
                  "/etc/xdg/autostart/clawfleet-agent.desktop"):
         assert not Path(path).exists(), path
+    subprocess.run(["dpkg", "--purge", "clawfleet-agent"], check=True, capture_output=True)  # leave no 'rc' state
