@@ -48,6 +48,8 @@ class AgentConfig(BaseModel):
     bridge_port: int = Field(default=17890, ge=0, le=65535,
                              description="local bridge port on 127.0.0.1 (not 18789+N: OpenClaw uses those); 0 = off")
     bridge_token: str | None = Field(default=None, description="bearer token the local bridge requires, if set")
+    dashboard_url: str | None = Field(default=None, pattern=r"^https?://", max_length=500,
+                                      description="fleet dashboard the tray's 'Open dashboard' opens")
 
     def resolved_data_dir(self) -> Path:
         """Directory for the outbox and collector positions (created on demand)."""
@@ -56,6 +58,18 @@ class AgentConfig(BaseModel):
     def broker(self) -> tuple[str, str, int]:
         """``(scheme, host, port)`` of the broker URL."""
         return parse_broker_url(self.broker_url)
+
+
+KEPT_ON_REENROLL = ("interval_s", "keepalive_s", "data_dir", "outbox_max_bytes", "openclaw_state_dir",
+                    "openclaw_profile", "log_min_level", "bridge_port", "bridge_token", "dashboard_url", "insecure")
+"""Settings ``enroll`` carries over from an existing config (everything but the identity from the token)."""
+
+
+def default_log_dir() -> Path:
+    """``$CLAWFLEET_AGENT_LOG_DIR`` or the per-user log dir (``~/.local/state/clawfleet/log`` on Linux,
+    ``~/Library/Logs/clawfleet`` on macOS, ``%LOCALAPPDATA%\\clawfleet\\Logs`` on Windows)."""
+    env = os.environ.get("CLAWFLEET_AGENT_LOG_DIR")
+    return Path(env) if env else Path(platformdirs.user_log_dir(APP, appauthor=False))
 
 
 def default_config_path() -> Path:
@@ -71,7 +85,7 @@ def load_config(path: Path) -> AgentConfig:
         ConfigError: the file is missing, not JSON, or a key is wrong (the message names it).
     """
     if not path.exists():
-        raise ConfigError(f"no agent config at {path}: run 'clawfleet-agent enroll <token>' first")
+        raise ConfigError(f"no agent config at {path}: run 'clawfleet-agent enroll' first (it asks for the token)")
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as exc:

@@ -14,7 +14,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -101,6 +101,8 @@ class OpenClawMonitor:
         self._lock = threading.Lock()
         self._topics = {ch: device_topic(cfg.device_id, ch) for ch in (Channel.USAGE, Channel.LOGS)}
         self._said_missing = False
+        self.on_usage: Callable[[list[schemas.UsageRecord]], None] | None = None
+        """Called with the usage records of each stored batch (the tray's "tokens today")."""
         self._behind: dict[str, Behind] = {}
         self._fit_budgets(outbox.max_bytes)
 
@@ -185,6 +187,8 @@ class OpenClawMonitor:
     def _store(self, name: str, res: CollectResult) -> None:
         messages = list(self._messages(Channel.USAGE, res.usage)) + list(self._messages(Channel.LOGS, res.logs))
         self.outbox.put(messages, positions={name: res.positions})
+        if res.usage and self.on_usage:
+            self.on_usage(list(res.usage))
 
     def _messages(self, channel: Channel, records: Iterable) -> Iterator[OutMessage]:
         records = list(records)

@@ -99,6 +99,8 @@ class Publisher:
         self._on_connection = on_connection
         self.connected = threading.Event()
         self.last_error: str | None = None
+        self.last_refusal: ReasonCode | None = None  # CONNACK failure reason, until the next successful connect
+        self.last_publish_ms: int | None = None  # epoch ms of the last PUBACK from the outbox
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._attempt = 0
@@ -185,11 +187,13 @@ class Publisher:
                         reason: ReasonCode, _props: Properties | None) -> None:
         if reason.is_failure:
             self.last_error = f"broker refused the connection: {reason}"
+            self.last_refusal = reason
             log.error("%s (check the device's API key; a revoked device cannot connect)", self.last_error)
             self._schedule_retry()
             return
         self._attempt = 0
         self.last_error = None
+        self.last_refusal = None
         self._fail_logged = None
         log.info("connected to %s", self.cfg.broker_url)
         client.subscribe([(device_topic(self.cfg.device_id, Channel.CMD), 1), (SERVER_STATUS_TOPIC, 1)])
@@ -273,6 +277,7 @@ class Publisher:
         done = [seq for seq, info in self._inflight.items() if info.is_published()]
         if done:
             self.outbox.ack(done)
+            self.last_publish_ms = now_ms()
             for seq in done:
                 del self._inflight[seq]
         if not self.connected.is_set():

@@ -21,6 +21,7 @@ from agent_tray.config import AgentConfig
 from agent_tray.openclaw_monitor import OpenClawMonitor
 from agent_tray.outbox import Outbox, OutMessage
 from agent_tray.publisher import Publisher, now_ms
+from agent_tray.status import AgentStatus, TokenCounter, snapshot
 from shared import schemas
 from shared.topics import Channel, device_topic
 from shared.version import __version__
@@ -66,6 +67,12 @@ class AgentService:
         self._parent = int(parent) if parent.isdigit() else None
         self._stop = threading.Event()
         self._report_now = threading.Event()
+        self._forced = False
+        self.paused = False
+        """While True the loop takes no samples and reads no OpenClaw records (read positions stay, so
+        nothing is lost: resuming catches up); "report now" still runs one pass."""
+        self.tokens = TokenCounter(now_ms())
+        self.openclaw.on_usage = self.tokens.add
         self.publisher = Publisher(cfg, self.outbox, meta=self.meta,
                                    on_command=self._on_command, on_connection=self._on_connection)
         self._telemetry_topic = device_topic(cfg.device_id, Channel.TELEMETRY)
@@ -145,11 +152,13 @@ class AgentService:
         self._meta_key = self._openclaw_key()
         self.publisher.start()
         while not self._stop.is_set():
-            try:
-                self.report()
-            except Exception:  # one bad sample must not stop the agent
-                log.exception("sampling failed; will try again next interval")
-            self.collect_openclaw()
+            if not self.paused or self._forced:
+                self._forced = False
+                try:
+                    self.report()
+                except Exception:  # one bad sample must not stop the agent
+                    log.exception("sampling failed; will try again next interval")
+                self.collect_openclaw()
             if self._parent_gone():
                 log.warning("the process that started this agent (pid %s) is gone; stopping", self._parent)
                 break
@@ -170,8 +179,21 @@ class AgentService:
         return self._parent is not None and os.getppid() != self._parent
 
     def report_now(self) -> None:
-        """Run a sampling and collection pass at once (instead of at the next interval)."""
+        """Run a sampling and collection pass at once (instead of at the next interval; also while paused)."""
+        self._forced = True
         self._report_now.set()
+
+    def set_paused(self, paused: bool) -> None:
+        """Pause or resume reporting (see :attr:`paused`); resuming runs a pass at once."""
+        if paused != self.paused:
+            log.info("reporting %s", "paused" if paused else "resumed")
+        self.paused = paused
+        if not paused:
+            self._report_now.set()
+
+    def status(self) -> AgentStatus:
+        """The agent's state for the tray, ``/health`` and ``clawfleet-agent status``."""
+        return snapshot(self)
 
     # ---- local bridge (called from its HTTP threads: only record and trigger) ------------------
     def bridge_health(self) -> dict:
@@ -180,7 +202,7 @@ class AgentService:
         for room in a full outbox; ``{}`` when none)."""
         return {"ok": True, "agent_version": __version__, "device_id": self.cfg.device_id,
                 "connected": self.publisher.connected.is_set(), "outbox": self.outbox.stats(),
-                "openclaw_backlog": self.openclaw.backlog()}
+                "openclaw_backlog": self.openclaw.backlog(), "status": self.status().to_dict()}
 
     def bridge_telemetry(self) -> dict | None:
         """``GET /telemetry`` body: the latest sample, or None before the first."""
@@ -201,7 +223,7 @@ class AgentService:
         """
         kinds = {e.type for e in events}
         if kinds & {"gateway_start", "gateway_stop", "llm_output", "agent_end"}:
-            self.report_now()
+            self._report_now.set()  # no pass while paused
         return {"accepted": len(events)}
 
     def _on_command(self, cmd: schemas.Command) -> None:

@@ -40,6 +40,8 @@ class ServerOptions:
     database_url: str | None = None
     local_agent: bool = True
     local_agent_interval_s: float = 10.0
+    local_agent_bridge_port: int = 17890
+    """127.0.0.1 port of the local agent's bridge (for the OpenClaw plugin); 0 = off."""
     tls_port: int = DEFAULT_TLS_PORT
     """Managed broker's TLS listener port (opened when ``<data_dir>/tls/server.pem`` exists)."""
     tls_host: str | None = None
@@ -148,7 +150,7 @@ class FleetServer:
         if opts.local_agent:
             local = self.endpoint if ext is not None else AgentEndpoint(f"mqtt://127.0.0.1:{opts.mqtt_port}")
             cfg_path = ensure_local_device(self.dynsec, opts.data_dir, local.url, opts.local_agent_interval_s,
-                                           ca_pem=local.ca_pem)
+                                           ca_pem=local.ca_pem, bridge_port=opts.local_agent_bridge_port)
             self.state.load_from_db()
             self.agent = LocalAgentProcess(cfg_path)
             self.agent.start()

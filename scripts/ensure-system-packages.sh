@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install the OS packages ClawFleet needs when they are missing.
 #   scripts/ensure-system-packages.sh server   -> mosquitto (the managed broker)
-#   scripts/ensure-system-packages.sh test     -> mosquitto, chromium + chromedriver, xvfb, postgresql
+#   scripts/ensure-system-packages.sh test     -> mosquitto, chromium + chromedriver, xvfb, postgresql, nsis, dpkg
 set -euo pipefail
 want="${1:-server}"
 
@@ -13,6 +13,8 @@ if [ "$want" = "test" ]; then
   command -v Xvfb >/dev/null 2>&1 || need+=(xvfb)
   # store tests start their own PostgreSQL server (initdb in a temp dir)
   ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 || need+=(postgresql)
+  command -v makensis >/dev/null 2>&1 || need+=(nsis)        # tests/installers: Windows installer script
+  command -v dpkg-deb >/dev/null 2>&1 || need+=(dpkg)         # tests/installers: the agent .deb
 fi
 [ ${#need[@]} -eq 0 ] && exit 0
 
@@ -26,7 +28,9 @@ if command -v apt-get >/dev/null 2>&1; then
   # broker on another port (18830 by default), so the two never collide; we leave that service alone.
 elif command -v brew >/dev/null 2>&1; then
   brew install mosquitto
-  [ "$want" = "test" ] && echo "browser tests need chromium and chromedriver: brew install --cask chromium chromedriver"
+  if [ "$want" = "test" ]; then
+    echo "browser tests need chromium and chromedriver: brew install --cask chromium chromedriver"
+  fi
 elif command -v dnf >/dev/null 2>&1; then
   $sudo dnf install -y mosquitto
 else

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -15,6 +16,15 @@ from broker.mosquitto import BrokerConfig, ManagedMosquitto
 from fleet_server.auth.accounts import create_user
 from fleet_server.server import FleetServer, ServerOptions
 from fleet_server.store.models import User
+
+
+@pytest.fixture(scope="session", autouse=True)
+def agent_log_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Agents started by tests log here, not into the user's log dir (``$CLAWFLEET_AGENT_LOG_DIR``)."""
+    path = tmp_path_factory.mktemp("agent-logs")
+    os.environ["CLAWFLEET_AGENT_LOG_DIR"] = str(path)
+    return path
+
 
 # --- broker -----------------------------------------------------------------------------------
 

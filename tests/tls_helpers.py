@@ -24,12 +24,13 @@ from agent_tray.config import load_config, save_config
 from broker.install import find_mosquitto
 
 
-def enroll_agent(tmp: Path, token: str, name: str) -> Path:
+def enroll_agent(tmp: Path, token: str, name: str, offline: bool = False) -> Path:
     """``clawfleet-agent enroll TOKEN`` into ``tmp/<name>.json``, then test settings: 1 s samples,
-    5 s keepalive, no local bridge, no OpenClaw. Returns the config path."""
+    5 s keepalive, no local bridge, no OpenClaw. ``offline``: skip enroll's check of the key with the
+    broker (for a token the broker is meant to fail). Returns the config path."""
     path = tmp / f"{name}.json"
-    result = CliRunner().invoke(agent_app, ["enroll", token, "--config", str(path), "--interval", "1",
-                                            "--data-dir", str(tmp / f"{name}-data")])
+    args = ["enroll", token, "--config", str(path), "--interval", "1", "--data-dir", str(tmp / f"{name}-data")]
+    result = CliRunner().invoke(agent_app, args + (["--offline"] if offline else []))
     assert result.exit_code == 0, result.output
     cfg = load_config(path).model_copy(update={"keepalive_s": 5, "bridge_port": 0,
                                                "openclaw_state_dir": str(tmp / "no-openclaw")})

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from fleet_server.cli.options import DataDirOpt, DbUrlOpt, MqttPortOpt, default_data_dir, fail
+from fleet_server.cli.options import DataDirOpt, DbUrlOpt, default_data_dir, fail
 from fleet_server.devices.actions import DeviceActions
 
 if TYPE_CHECKING:
@@ -27,15 +27,26 @@ if TYPE_CHECKING:
 device_app = typer.Typer(help="Enroll, rename, rotate keys of, revoke and delete devices.", no_args_is_help=True)
 
 DeviceIdArg = Annotated[str, typer.Argument(help="device id (see 'clawfleet-server device list')")]
+MqttPortOpt = Annotated[int | None, typer.Option("--mqtt-port", help="loopback port of the managed Mosquitto "
+                        "(default: the one the last 'run' saved in <data dir>/server.json, else 18830)")]
 
 
-def endpoint_for(data_dir: Path, mqtt_port: int) -> AgentEndpoint:
+def mqtt_port_for(data_dir: Path, given: int | None) -> int:
+    """``given``, else the managed broker's port saved by ``run`` in ``<data_dir>/server.json``."""
+    if given is not None:
+        return given
+    from fleet_server.endpoints.broker_link import ServerSettings
+
+    return ServerSettings.load(data_dir).mqtt_port
+
+
+def endpoint_for(data_dir: Path, mqtt_port: int | None) -> AgentEndpoint:
     """The broker URL and CA for tokens (:class:`~fleet_server.endpoints.broker_link.AgentEndpoint`), as saved
     by ``run``."""
     from fleet_server.endpoints.broker_link import ServerSettings
 
     settings = ServerSettings.load(data_dir)
-    settings.mqtt_port = mqtt_port
+    settings.mqtt_port = mqtt_port_for(data_dir, mqtt_port)
     return settings.endpoint(data_dir)
 
 
@@ -62,7 +73,7 @@ def _server_session(data_dir: Path, mqtt_port: int) -> Iterator[object]:
 
 
 @contextlib.contextmanager
-def device_actions(data_dir: Path | None, mqtt_port: int, database_url: str | None,
+def device_actions(data_dir: Path | None, mqtt_port: int | None, database_url: str | None,
                    publisher: bool = False) -> Iterator[DeviceActions]:
     """Open the database and an admin broker connection (the running broker, or a temporary one);
     yield :class:`DeviceActions` for them. ``publisher``: also open a server-account MQTT session
@@ -72,6 +83,7 @@ def device_actions(data_dir: Path | None, mqtt_port: int, database_url: str | No
     from fleet_server.store.db import open_database
 
     data_dir = data_dir or default_data_dir()
+    mqtt_port = mqtt_port_for(data_dir, mqtt_port)
     open_database(data_dir, database_url)
     with _dynsec(data_dir, mqtt_port) as ds, contextlib.ExitStack() as stack:
         client = stack.enter_context(_server_session(data_dir, mqtt_port)) if publisher else None
@@ -86,12 +98,13 @@ def device_actions(data_dir: Path | None, mqtt_port: int, database_url: str | No
 def print_token(title: str, new: NewDevice) -> None:
     """Print a device's id, API key, token and the agent commands (shown once)."""
     typer.echo(f"{title}\ndevice:  {new.device.id}\napi key: {new.api_key}\n\nenrollment token (shown once; keep it "
-               f"secret):\n{new.token}\n\non the device run:\n  clawfleet-agent enroll {new.token}\n"
-               "  clawfleet-agent run --headless")
+               f"secret):\n{new.token}\n\non the device run (it asks for the token, so it stays out of 'ps' and "
+               "the shell history):\n  clawfleet-agent enroll\n  clawfleet-agent run            # tray icon\n"
+               "  clawfleet-agent run --headless # or as a service: clawfleet-agent install-service")
 
 
 @device_app.command("rotate-key")
-def device_rotate_key(device_id: DeviceIdArg, data_dir: DataDirOpt = None, mqtt_port: MqttPortOpt = 18830,
+def device_rotate_key(device_id: DeviceIdArg, data_dir: DataDirOpt = None, mqtt_port: MqttPortOpt = None,
                       database_url: DbUrlOpt = None) -> None:
     """Give a device a new API key: the old key and its live session stop at once; prints the new
     enrollment token ONCE. Also re-enables a revoked device."""
@@ -103,7 +116,7 @@ def device_rotate_key(device_id: DeviceIdArg, data_dir: DataDirOpt = None, mqtt_
 
 
 @device_app.command("revoke")
-def device_revoke(device_id: DeviceIdArg, data_dir: DataDirOpt = None, mqtt_port: MqttPortOpt = 18830,
+def device_revoke(device_id: DeviceIdArg, data_dir: DataDirOpt = None, mqtt_port: MqttPortOpt = None,
                   database_url: DbUrlOpt = None) -> None:
     """Revoke a device's key: its live session is closed at once and it cannot log in again
     (its data stays). Undo with rotate-key."""
@@ -188,7 +201,7 @@ def device_add(
     device_id: Annotated[str | None, typer.Option("--id", help="device id ([a-z0-9][a-z0-9-]*)")] = None,
     tags: Annotated[str, typer.Option(help="comma-separated tags")] = "",
     data_dir: DataDirOpt = None,
-    mqtt_port: MqttPortOpt = 18830,
+    mqtt_port: MqttPortOpt = None,
     database_url: DbUrlOpt = None,
 ) -> None:
     """Enroll a device; prints its API key and enrollment token ONCE."""
@@ -197,6 +210,7 @@ def device_add(
 
     data_dir = data_dir or default_data_dir()
     settings = ServerSettings.load(data_dir)
+    mqtt_port = mqtt_port_for(data_dir, mqtt_port)
     endpoint = endpoint_for(data_dir, mqtt_port)
     with device_actions(data_dir, mqtt_port, database_url) as actions:  # devices: audited as cli:<os user>
         new = actions.add(audit.cli_actor(), name, tags, device_id)
@@ -205,9 +219,7 @@ def device_add(
                    f"machine or reach it through an SSH tunnel (ssh -N -L {mqtt_port}:127.0.0.1:{mqtt_port} SERVER). "
                    "For devices elsewhere: clawfleet-server tls init --host NAME, restart the server, add the device "
                    "again.", err=True)
-    typer.echo(f"device:  {new.device.id}\napi key: {new.api_key}\n\nenrollment token (shown once; keep it "
-               f"secret):\n{new.token}\n\non the device run:\n  clawfleet-agent enroll {new.token}\n"
-               "  clawfleet-agent run --headless")
+    print_token("device added", new)
 
 
 @device_app.command("list")
@@ -231,7 +243,7 @@ def device_delete(
     device_id: Annotated[str, typer.Argument(help="device id")],
     keep_data: Annotated[bool, typer.Option(help="keep its samples, usage and logs")] = False,
     data_dir: DataDirOpt = None,
-    mqtt_port: MqttPortOpt = 18830,
+    mqtt_port: MqttPortOpt = None,
     database_url: DbUrlOpt = None,
 ) -> None:
     """Remove a device: revokes its key at once (kicking a live session), clears its retained state

@@ -11,6 +11,7 @@ import typer
 from fleet_server.cli.admin import admin_app
 from fleet_server.cli.devices import device_app
 from fleet_server.cli.options import DataDirOpt, DbUrlOpt, MqttPortOpt, default_data_dir, fail, setup_logging
+from fleet_server.cli.service import install_service, uninstall_service
 from fleet_server.cli.tls import tls_app
 
 app = typer.Typer(help="ClawFleet server: managed Mosquitto broker, ingest, storage and the dashboard.",
@@ -18,6 +19,8 @@ app = typer.Typer(help="ClawFleet server: managed Mosquitto broker, ingest, stor
 app.add_typer(device_app, name="device")
 app.add_typer(admin_app, name="admin")
 app.add_typer(tls_app, name="tls")
+app.command("install-service")(install_service)
+app.command("uninstall-service")(uninstall_service)
 
 log = logging.getLogger("clawfleet.server")
 
@@ -32,6 +35,8 @@ def run(
     database_url: DbUrlOpt = None,
     local_agent: Annotated[bool, typer.Option(help="also run an agent that reports this machine")] = True,
     local_agent_interval: Annotated[float, typer.Option(help="local agent sample interval, seconds")] = 10.0,
+    local_agent_bridge_port: Annotated[int, typer.Option(help="local agent's bridge port on 127.0.0.1 (for the "
+                                       "OpenClaw plugin); 0 = off")] = 17890,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="debug logging")] = False,
     secure_cookies: Annotated[bool, typer.Option(help="mark the session cookie Secure (sent over HTTPS only); "
                               "turn on when the dashboard is reached over HTTPS, directly or via a TLS proxy")] = False,
@@ -93,7 +98,8 @@ def run(
         fail(str(exc))
     secure_cookies = secure_cookies or web.secure_cookies
     opts = ServerOptions(data_dir=data_dir or default_data_dir(), mqtt_port=mqtt_port, database_url=database_url,
-                         local_agent=local_agent, local_agent_interval_s=local_agent_interval, tls_port=mqtt_tls_port,
+                         local_agent=local_agent, local_agent_interval_s=local_agent_interval,
+                         local_agent_bridge_port=local_agent_bridge_port, tls_port=mqtt_tls_port,
                          tls_host=mqtt_tls_bind, public_host=public_host, external_broker=external,
                          retention=policy)
     for warning in web.warnings + startup_warnings(opts.data_dir, public_host, external):
@@ -127,6 +133,7 @@ def run(
 def main() -> None:
     """Console-script entry point."""
     app()
+
 
 
 if __name__ == "__main__":

@@ -28,10 +28,11 @@ log = logging.getLogger("clawfleet.local-agent")
 
 
 def ensure_local_device(dynsec: DynSecClient, data_dir: Path, broker_url: str, interval_s: float,
-                        ca_pem: str | None = None) -> Path:
+                        ca_pem: str | None = None, bridge_port: int = 17890) -> Path:
     """Make sure this host is enrolled and has a valid agent config; return the config path.
 
-    ``ca_pem``: CA certificate the local agent pins for an ``mqtts://`` ``broker_url``.
+    ``ca_pem``: CA certificate the local agent pins for an ``mqtts://`` ``broker_url``;
+    ``bridge_port``: its local bridge port (0 = off), updated in place when it changed.
     A device whose config is missing or whose broker URL or CA changed, or whose broker client was
     lost (reconciliation marked it "needs new key"), is (re)enrolled under the same id.
     """
@@ -43,6 +44,8 @@ def ensure_local_device(dynsec: DynSecClient, data_dir: Path, broker_url: str, i
         dev = Device.get_or_none(Device.id == device_id)
         if (cfg.device_id == device_id and cfg.broker_url == broker_url and cfg.ca_pem == ca_pem
                 and dev is not None and dev.status_reason != NEEDS_NEW_KEY):  # devices: broker client lost
+            if cfg.bridge_port != bridge_port or cfg.interval_s != interval_s:
+                save_config(cfg.model_copy(update={"bridge_port": bridge_port, "interval_s": interval_s}), cfg_path)
             return cfg_path
     except ConfigError:
         pass
@@ -53,7 +56,7 @@ def ensure_local_device(dynsec: DynSecClient, data_dir: Path, broker_url: str, i
         delete_device(dynsec, device_id, keep_data=True)
     new = add_device(dynsec, name, broker_url, device_id=device_id, tags="local", ca_pem=ca_pem)
     save_config(AgentConfig(device_id=device_id, broker_url=broker_url, api_key=new.api_key, ca_pem=ca_pem,
-                            interval_s=interval_s, data_dir=str(cfg_path.parent)), cfg_path)
+                            interval_s=interval_s, data_dir=str(cfg_path.parent), bridge_port=bridge_port), cfg_path)
     log.info("local agent enrolled as device %s", device_id)
     return cfg_path
 

@@ -1,0 +1,27 @@
+"""``clawfleet-server device …`` finds the managed broker on the port the last ``run`` saved in
+``<data dir>/server.json`` (a server on a non-default --mqtt-port), without --mqtt-port."""
+
+from __future__ import annotations
+
+from mqtt_helpers import connect_probe
+from typer.testing import CliRunner
+
+from fleet_server.cli.main import app as cli_app
+from fleet_server.cli.tls import save_settings
+from fleet_server.server import FleetServer
+from shared.enrollment import decode_token
+
+
+def test_device_add_uses_the_saved_mqtt_port(fleet: FleetServer) -> None:
+    data_dir, port = fleet.opts.data_dir, fleet.opts.mqtt_port
+    assert port != 18830
+    save_settings(data_dir, port, 8883, None, None, None)  # what 'run' does after start
+    res = CliRunner().invoke(cli_app, ["device", "add", "Saved Port Box", "--data-dir", str(data_dir)])
+    assert res.exit_code == 0, res.output
+    token = res.output.split("keep it secret):\n")[1].split()[0]
+    enr = decode_token(token)
+    assert enr.url == f"mqtt://127.0.0.1:{port}"
+    probe, rc = connect_probe("127.0.0.1", port, enr.device_id, enr.api_key)
+    probe.close()
+    assert rc.value == 0
+    assert "clawfleet-agent enroll\n" in res.output  # the advice keeps the token off the command line
