@@ -146,6 +146,8 @@ class UsageRecord(BaseModel):
     cost_usd: float | None = _unit("usd", "cost computed by OpenClaw; None when the model has no price",
                                    default=None, ge=0)
     source: Literal["transcript", "bridge"] = _unit("", "where the agent read it", default="transcript")
+    failed: bool = _unit("", 'a failed turn: assistant message with stopReason "error" (usually zero tokens)',
+                         default=False)
 
 
 class LogRecord(BaseModel):
@@ -160,6 +162,8 @@ class LogRecord(BaseModel):
     message: str = _unit("", "log text, truncated to 4000 characters", max_length=4000)
     fingerprint: str = _unit("", "hash of the message with variable parts removed", max_length=64, default="")
     source: Literal["gateway-log", "transcript"] = _unit("", "where the agent read it", default="gateway-log")
+    agent_id: ShortStr | None = _unit("", "OpenClaw agent id, when the line or turn names one", default=None)
+    session_id: ShortStr | None = _unit("", "OpenClaw session id, when the line or turn names one", default=None)
 
 
 class UsageBatch(_Payload):

@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from fleet_server.cli.admin import admin_app
+from fleet_server.cli.api_tokens import api_token_app
 from fleet_server.cli.devices import device_app
 from fleet_server.cli.options import DataDirOpt, DbUrlOpt, MqttPortOpt, default_data_dir, fail, setup_logging
 from fleet_server.cli.tls import tls_app
@@ -18,6 +19,7 @@ app = typer.Typer(help="ClawFleet server: managed Mosquitto broker, ingest, stor
 app.add_typer(device_app, name="device")
 app.add_typer(admin_app, name="admin")
 app.add_typer(tls_app, name="tls")
+app.add_typer(api_token_app, name="api-token")
 
 log = logging.getLogger("clawfleet.server")
 

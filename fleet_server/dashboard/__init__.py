@@ -7,14 +7,18 @@ check roles with :func:`fleet_server.auth.accounts.require_admin` (page content)
 
 from __future__ import annotations
 
-from nicegui import ui
+from nicegui import app, ui
 
+from fleet_server.api.routes import install_api
 from fleet_server.auth.ratelimit import LoginRateLimiter
+from fleet_server.dashboard.api_settings import render_api_settings
 from fleet_server.dashboard.audit import render_audit
 from fleet_server.dashboard.device_detail import render_device
 from fleet_server.dashboard.devices import render_devices
 from fleet_server.dashboard.login import install_auth, user_menu
+from fleet_server.dashboard.logs import render_logs
 from fleet_server.dashboard.overview import render_overview
+from fleet_server.dashboard.tokens import render_tokens
 from fleet_server.devices.actions import DeviceActions
 from fleet_server.state import FleetState
 
@@ -24,6 +28,8 @@ def _frame(title: str) -> None:
     with ui.header().classes("items-center bg-slate-800"):
         ui.link("ClawFleet", "/").classes("text-white text-lg font-bold no-underline")
         ui.link("Devices", "/devices").classes("text-white no-underline ml-4")
+        ui.link("Tokens", "/tokens").classes("text-white no-underline ml-4")
+        ui.link("Logs", "/logs").classes("text-white no-underline ml-4")
         ui.space()
         user_menu()  # auth: who is logged in, audit link (admins), log out, session check
 
@@ -38,6 +44,22 @@ def register_pages(state: FleetState, *, limiter: LoginRateLimiter | None = None
         devices: device actions (``FleetServer.devices``); None: the devices page is read-only.
     """
     install_auth(limiter)  # auth: login gate, /login, /logout, /healthz, /api/v1/whoami
+    install_api(app, state)  # api: /api/v1/…, /api/openapi.json, /api/docs
+
+    @ui.page("/tokens")
+    def tokens_page(tz: str = "") -> None:
+        _frame("Tokens")
+        render_tokens(state, tz)
+
+    @ui.page("/logs")
+    def logs_page(device: str = "", level: str = "", q: str = "", fingerprint: str = "", view: str = "") -> None:
+        _frame("Logs")
+        render_logs(state, device=device, level=level, text=q, fingerprint=fingerprint, view=view)
+
+    @ui.page("/settings/api")
+    def api_settings_page() -> None:
+        _frame("API tokens")
+        render_api_settings()
 
     @ui.page("/")
     def overview() -> None:

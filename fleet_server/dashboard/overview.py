@@ -7,6 +7,7 @@ changes (checked every second), so the page updates live without a reload.
 from __future__ import annotations
 
 import time
+from datetime import datetime
 
 from nicegui import ui
 
@@ -22,8 +23,12 @@ from fleet_server.dashboard.format import (
 )
 from fleet_server.dashboard.live import redraw_on_change
 from fleet_server.state import DeviceView, FleetState
+from fleet_server.store import queries
+from fleet_server.store.queries import CostTotals
 from fleet_server.store.usage import TokenSums
 
+STALE_ERROR_MS = 24 * 3_600_000
+"""An error older than this (ms) is shown grey instead of red."""
 COLUMNS = ("Status", "Device", "CPU", "Memory", "Disk", "Swap", "Net ↓ / ↑", "Uptime", "Tokens today / total",
            "Last seen")
 
@@ -51,8 +56,9 @@ def _device_row(d: DeviceView, state: FleetState, today: tuple[int, int]) -> Non
         sub = f"{d.device_id} · {m.os} {m.arch}" if m else d.device_id
         ui.label(sub).classes("text-xs text-gray-500")
         if d.latest_error:
+            old = time.time() * 1000 - d.latest_error.ts > STALE_ERROR_MS  # old errors look old
             ui.label(f"⚠ {ago_h(d.latest_error.ts)}: {d.latest_error.message[:140]}").classes(
-                "text-xs text-red-700").tooltip(d.latest_error.message[:1000])
+                "text-xs " + ("text-gray-500" if old else "text-red-700")).tooltip(d.latest_error.message[:1000])
     if t is None:
         for _ in range(6):
             ui.label("–")
@@ -69,6 +75,15 @@ def _device_row(d: DeviceView, state: FleetState, today: tuple[int, int]) -> Non
     ui.label(ago_h(d.last_seen_ms))
 
 
+def cost_h(c: CostTotals) -> str:
+    """``"$1.23"``, ``"$1.23 + unpriced (45 tokens)"``, ``"unpriced (12,345 tokens)"``; "$0.00" only when
+    nothing was used."""
+    parts = [f"${c.cost_usd:,.2f}"] if c.priced_records or not c.unpriced_tokens else []
+    if c.unpriced_tokens:
+        parts.append(f"unpriced ({c.unpriced_tokens:,} tokens)")
+    return " + ".join(parts)
+
+
 def _fleet_tokens(state: FleetState) -> None:
     today, yesterday = day_bounds_ms(0), day_bounds_ms(-1)
     with ui.row().classes("w-full gap-4"):
@@ -77,8 +92,18 @@ def _fleet_tokens(state: FleetState) -> None:
                             ("All time", state.usage(None))):
             with ui.card().classes("p-3 min-w-64"):
                 ui.label(title).classes("text-xs uppercase text-gray-500")
-                ui.label(tokens_h(sums.total_tokens)).classes("text-xl font-semibold")
+                ui.label(tokens_h(sums.total_tokens)).classes("text-xl font-semibold").tooltip(
+                    f"{sums.total_tokens:,} tokens")
                 ui.label(token_breakdown(sums)).classes("text-xs text-gray-600")
+        month_start = datetime.now().astimezone().replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+        for title, cost in (("Cost today", queries.cost_between(*today)),
+                            ("Cost this month", queries.cost_between(int(month_start.timestamp() * 1000),
+                                                                     today[1]))):
+            with ui.card().classes("p-3 min-w-48"):
+                ui.label(title).classes("text-xs uppercase text-gray-500")
+                ui.link(cost_h(cost), "/tokens").classes("text-xl font-semibold no-underline text-black").tooltip(
+                    f"${cost.cost_usd:,.6f} for {cost.priced_records:,} priced messages").props(
+                    f'data-testid="{title.lower().replace(" ", "-")}"')
 
 
 def render_overview(state: FleetState) -> None:

@@ -28,6 +28,7 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 from peewee import Database
 
 from fleet_server.state import DeviceView, FleetState, LatestError, meta_json, now_ms, telemetry_row
+from fleet_server.store.logs import is_hint
 from fleet_server.store.models import Device, LogRecord, RejectCount, Sample, StatusEvent
 from fleet_server.store.usage import insert_usage
 from shared import schemas
@@ -269,7 +270,7 @@ class Ingest:
         for chunk in _chunks(logs):
             LogRecord.insert_many(chunk).on_conflict_ignore().execute()
         for row in logs:
-            if row["level"] in ("error", "fatal"):
+            if row["level"] in ("error", "fatal") and not is_hint(row["message"]):  # the reason, not a hint
                 upd = updates[row["device"]]
                 cur = upd.get("latest_error") or (self.state.get(row["device"]) or _NO_VIEW).latest_error
                 if cur is None or row["ts"] >= cur.ts:

@@ -186,4 +186,85 @@ class AuditEvent(BaseModel):
 # --- end accounts and audit ---
 
 
-ALL_MODELS = [Device, Sample, StatusEvent, UsageRecord, UsageHourly, LogRecord, RejectCount, User, AuditEvent]
+
+
+# --- tokens, prices, logs, API tokens, integrations (issue 9) ---
+# Columns added to existing tables by this section (the lead turns them into migration steps):
+#   usage_record.failed (bool, default False), usage_record.priced_usd (float, null),
+#   usage_hourly.unpriced_tokens (bigint, default 0),
+#   log_record.agent_id (varchar 200, null), log_record.session_id (varchar 200, null).
+
+UsageRecord._meta.add_field("failed", BooleanField(default=False))
+"""Assistant message with ``stopReason: "error"`` (a failed turn; usually zero tokens)."""
+UsageRecord._meta.add_field("priced_usd", FloatField(null=True))
+"""Cost from the matching price rule (USD); None when no rule matches (then ``cost_usd`` counts)."""
+UsageHourly._meta.add_field("unpriced_tokens", BigIntegerField(default=0))
+"""Tokens of records that have neither a price rule nor a cost recorded by OpenClaw."""
+LogRecord._meta.add_field("agent_id", CharField(max_length=200, null=True))
+LogRecord._meta.add_field("session_id", CharField(max_length=200, null=True))
+
+LogRecord.add_index(LogRecord.ts, LogRecord.id)  # newest-first keyset paging
+LogRecord.add_index(LogRecord.device, LogRecord.ts)
+LogRecord.add_index(LogRecord.level, LogRecord.ts)
+LogRecord.add_index(LogRecord.fingerprint, LogRecord.ts)
+UsageRecord.add_index(UsageRecord.ts, UsageRecord.model)
+
+
+class PriceRule(BaseModel):
+    """A model price: USD per million tokens of each type, from ``effective_ms`` on.
+
+    ``pattern`` is a shell glob (``fnmatch``, case-insensitive) matched against ``provider/model``
+    and against ``model`` alone. Of the rules that match a record and took effect at or before its
+    timestamp, the one with the latest ``effective_ms`` wins; ties go to the lower ``id``.
+    """
+
+    pattern = CharField(max_length=200)
+    input_usd_per_mtok = FloatField(default=0.0)
+    output_usd_per_mtok = FloatField(default=0.0)
+    cache_read_usd_per_mtok = FloatField(default=0.0)
+    cache_write_usd_per_mtok = FloatField(default=0.0)
+    effective_ms = BigIntegerField(default=0)
+    note = CharField(max_length=300, default="")
+    created_ms = BigIntegerField()
+
+
+class ApiToken(BaseModel):
+    """A read-only REST API / ``/metrics`` bearer token. Only its SHA-256 (hex) is stored.
+
+    Tokens are 256-bit random (``cft_`` + URL-safe base64), so a fast hash is enough; ``hint`` is the
+    last four characters. A revoked token (``revoked_ms`` set) is refused at once.
+    """
+
+    name = CharField(max_length=100)
+    token_hash = CharField(max_length=64, unique=True)
+    hint = CharField(max_length=8)
+    created_ms = BigIntegerField()
+    created_by = CharField(max_length=100)
+    last_used_ms = BigIntegerField(null=True)
+    revoked_ms = BigIntegerField(null=True)
+
+
+class IntegrationAccount(BaseModel):
+    """A read-only MQTT account for another tool (Home Assistant, Node-RED, scripts).
+
+    ``username`` is the broker username (``int-<name>``); the password is shown once and never stored.
+    ``channels`` is a comma-separated list of the device channels it may subscribe to.
+    """
+
+    name = CharField(max_length=63, unique=True)
+    username = CharField(max_length=80, unique=True)
+    channels = CharField(max_length=100)
+    created_ms = BigIntegerField()
+    created_by = CharField(max_length=100)
+    revoked_ms = BigIntegerField(null=True)
+
+
+# --- end tokens, prices, logs, API tokens, integrations ---
+
+
+ALL_MODELS = [
+    Device, Sample, StatusEvent, UsageRecord, UsageHourly, LogRecord, RejectCount, User, AuditEvent,
+    PriceRule,
+    ApiToken,
+    IntegrationAccount,
+]

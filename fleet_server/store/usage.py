@@ -11,6 +11,7 @@ from dataclasses import dataclass, fields
 from peewee import fn
 
 from fleet_server.store.models import UsageHourly, UsageRecord
+from fleet_server.store.prices import effective_cost, price_rows
 
 HOUR_MS = 3_600_000
 
@@ -27,6 +28,8 @@ class TokenSums:
     total_tokens: int = 0
     cost_usd: float = 0.0
     priced_records: int = 0
+    unpriced_tokens: int = 0
+    """Tokens of records with neither a price rule nor a cost recorded by OpenClaw (never $0)."""
 
     def add(self, other: TokenSums) -> TokenSums:
         """Add ``other`` into self in place and return self."""
@@ -36,10 +39,11 @@ class TokenSums:
 
     @classmethod
     def of_record(cls, r: dict) -> TokenSums:
-        """Sums of one usage record row (as stored in :class:`UsageRecord`)."""
-        cost = r.get("cost_usd")
+        """Sums of one usage record row (as stored in :class:`UsageRecord`); cost as in
+        :func:`fleet_server.store.prices.effective_cost`."""
+        cost = effective_cost(r)
         return cls(1, r["input_tokens"], r["output_tokens"], r["cache_read_tokens"], r["cache_write_tokens"],
-                   r["total_tokens"], cost or 0.0, int(cost is not None))
+                   r["total_tokens"], cost or 0.0, int(cost is not None), 0 if cost is not None else r["total_tokens"])
 
 
 SUM_FIELDS = [f.name for f in fields(TokenSums)]
@@ -48,6 +52,7 @@ SUM_FIELDS = [f.name for f in fields(TokenSums)]
 def insert_usage(rows: list[dict]) -> dict[str, dict[int, TokenSums]]:
     """Insert usage records not stored yet and add them to the hourly rollup.
 
+    Each new record is priced by the price rules (``priced_usd``, see :mod:`fleet_server.store.prices`).
     Must run inside the caller's transaction (one writer). Records whose ``id`` exists already
     (or repeats within ``rows``) are skipped, so re-delivery never double counts.
 
@@ -63,6 +68,7 @@ def insert_usage(rows: list[dict]) -> dict[str, dict[int, TokenSums]]:
         for (rid,) in UsageRecord.select(UsageRecord.id).where(UsageRecord.id.in_(chunk)).tuples():
             unique.pop(rid, None)
     new = list(unique.values())
+    price_rows(new)
     for i in range(0, len(new), 200):
         UsageRecord.insert_many(new[i:i + 200]).execute()
     added: dict[str, dict[int, TokenSums]] = {}
