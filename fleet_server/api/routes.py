@@ -158,7 +158,9 @@ def install_api(app: FastAPI, state: FleetState) -> None:
     _current["state"] = state
     if any(getattr(rt, "path", "") == f"{API_PREFIX}/devices" for rt in app.routes):
         return
-    app.include_router(build_router())
+    for rt in build_router().routes:  # one app route each (FastAPI >= 0.141 keeps an included router as one lazy route)
+        app.add_api_route(rt.path, rt.endpoint, methods=list(rt.methods), response_model=rt.response_model,
+                          summary=rt.summary, tags=rt.tags)
 
     async def openapi_json() -> JSONResponse:
         return JSONResponse(openapi_document(app))

@@ -47,14 +47,15 @@ def register_pages(state: FleetState, *, limiter: LoginRateLimiter | None = None
     install_api(app, state)  # api: /api/v1/…, /api/openapi.json, /api/docs
 
     @ui.page("/tokens")
-    def tokens_page(tz: str = "") -> None:
+    def tokens_page(tz: str = "", start: str = "", end: str = "") -> None:
         _frame("Tokens")
-        render_tokens(state, tz)
+        render_tokens(state, tz, start, end)
 
     @ui.page("/logs")
-    def logs_page(device: str = "", level: str = "", q: str = "", fingerprint: str = "", view: str = "") -> None:
+    def logs_page(device: str = "", level: str = "", q: str = "", fingerprint: str = "", view: str = "",
+                  range: str = "7d") -> None:  # noqa: A002 - the URL's name
         _frame("Logs")
-        render_logs(state, device=device, level=level, text=q, fingerprint=fingerprint, view=view)
+        render_logs(state, device=device, level=level, text=q, fingerprint=fingerprint, view=view, since=range)
 
     @ui.page("/settings/api")
     def api_settings_page() -> None:

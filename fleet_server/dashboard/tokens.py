@@ -82,10 +82,11 @@ def _days(start: str, end: str) -> list[str]:
     return [(d0 + timedelta(days=i)).strftime("%Y-%m-%d") for i in range((d1 - d0).days + 1)]
 
 
-def render_tokens(state: FleetState, tz: str = "") -> None:
-    """Build the tokens page into the current page. ``tz``: IANA zone (default: the browser's)."""
-    today = datetime.now().strftime("%Y-%m-%d")
-    week_ago = (datetime.now() - timedelta(days=6)).strftime("%Y-%m-%d")
+def render_tokens(state: FleetState, tz: str = "", start_day: str = "", end_day: str = "") -> None:
+    """Build the tokens page into the current page. ``tz``: IANA zone (default: the browser's);
+    ``start_day``/``end_day``: ``YYYY-MM-DD`` (default: the last 7 days)."""
+    today = end_day or datetime.now().strftime("%Y-%m-%d")
+    week_ago = start_day or (datetime.now() - timedelta(days=6)).strftime("%Y-%m-%d")
     opts = {"tz": tz or "UTC", "from": week_ago, "to": today, "group": "device", "stack": "device", "exact": False}
 
     with ui.column().classes("w-full p-4 gap-3"):
