@@ -78,7 +78,7 @@ def _device_row(d: DeviceView, state: FleetState, today: tuple[int, int]) -> Non
 def cost_h(c: CostTotals) -> str:
     """``"$1.23"``, ``"$1.23 + unpriced (45 tokens)"``, ``"unpriced (12,345 tokens)"``; "$0.00" only when
     nothing was used."""
-    parts = [f"${c.cost_usd:,.2f}"] if c.priced_records or not c.unpriced_tokens else []
+    parts = [f"${c.cost_usd:,.2f}"] if c.cost_usd > 0 or not c.unpriced_tokens else []
     if c.unpriced_tokens:
         parts.append(f"unpriced ({c.unpriced_tokens:,} tokens)")
     return " + ".join(parts)

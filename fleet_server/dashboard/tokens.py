@@ -31,7 +31,7 @@ TOKEN_COLS = (("input_tokens", "Input"), ("output_tokens", "Output"), ("cache_re
 def cost_text(r: UsageRow, exact: bool = False) -> str:
     """``"$1.23"``, ``"unpriced (12,345 tokens)"`` or ``"$1.23 + unpriced (45 tokens)"``; never "$0" for unpriced."""
     parts = []
-    if r.priced_messages:
+    if r.priced_messages and (r.cost_usd > 0 or not r.unpriced_tokens):  # a $0 beside unpriced tokens says nothing
         parts.append(f"${r.cost_usd:,.6f}" if exact else f"${r.cost_usd:,.2f}")
     if r.unpriced_tokens:
         parts.append(f"unpriced ({r.unpriced_tokens:,} tokens)")
