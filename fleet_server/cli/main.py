@@ -54,6 +54,8 @@ def run(
                                  "--broker-url")] = None,
     broker_admin_password_file: Annotated[Path | None, typer.Option(help="file whose first line is that account's "
                                           "password (or set $CLAWFLEET_BROKER_ADMIN_PASSWORD)")] = None,
+    metrics: Annotated[bool, typer.Option("--metrics", help="serve Prometheus metrics at /metrics (needs an API "
+                       "token as bearer: 'clawfleet-server api-token create prometheus')")] = False,
     broker_ca_file: Annotated[Path | None, typer.Option(help="CA (PEM) of an mqtts --broker-url; the server and "
                               "agents pin it (default: the system trust store)")] = None,
 ) -> None:
@@ -99,6 +101,10 @@ def run(
     first_run_admin()  # auth: no user yet -> create 'admin', print its password once
     configure_session_storage(opts.data_dir)  # auth: session files in <data dir>/sessions
     register_pages(server.state, devices=server.devices)  # devices: actions on /devices
+    if metrics:
+        from fleet_server.api.metrics import install_metrics
+
+        install_metrics(ng_app, server.state, lambda: server.ingest)  # api: /metrics behind an API token
     ng_app.on_shutdown(server.stop)
     typer.echo(f"\n  ClawFleet dashboard: {web.scheme}://{host}:{port}\n  MQTT broker for agents: {server.broker_url}\n"
                f"  data dir: {opts.data_dir}\n  Ctrl-C stops everything.\n")

@@ -32,7 +32,8 @@ def render_logs(state: FleetState, device: str = "", level: str = "", text: str 
     """Build the logs page. Arguments are the initial filters (from the URL query); ``since`` is one of
     :data:`RANGES`."""
     f = {"device": device or None, "level": level if level in log_store.LEVELS else None, "text": text,
-         "range": since if since in RANGES else "7d", "fingerprint": fingerprint or None, "view": "groups" if view == "groups" else "list"}
+         "range": since if since in RANGES else "7d", "fingerprint": fingerprint or None,
+         "view": "groups" if view == "groups" else "list"}
     cursors: list[str | None] = [None]  # cursor of each page shown so far (first page: None)
 
     with ui.column().classes("w-full p-4 gap-3"):

@@ -88,6 +88,8 @@ class Ingest:
         self.account = account
         self.state = state
         self.counters: Counter[str] = Counter()
+        self.batch_seconds = 0.0
+        """Seconds spent storing batches (commit and ack), summed; ``counters["batches"]`` counts them."""
         self.connected = threading.Event()
         self._queue: queue.Queue[_Accepted | _Rejected] = queue.Queue()
         self._stop = threading.Event()
@@ -198,7 +200,7 @@ class Ingest:
         return batch
 
     def _commit_with_retry(self, batch: list[_Accepted | _Rejected]) -> None:
-        delay = 0.5
+        delay, started = 0.5, time.monotonic()
         while True:
             try:
                 with self.database.atomic():
@@ -216,6 +218,7 @@ class Ingest:
         self.state.add_usage(self._pending_usage)
         self._pending_usage = {}
         self.counters["batches"] += 1
+        self.batch_seconds += time.monotonic() - started  # /metrics: batch latency (sum; count = batches)
 
     def _known_device(self, device_id: str) -> bool | None:
         """True: enrolled; False: revoked; None: unknown. Re-reads the table on a miss (CLI adds)."""
