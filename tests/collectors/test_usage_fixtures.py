@@ -80,7 +80,7 @@ def test_expected_sums_table(era: str, tmp_path: Path) -> None:
     # records are valid wire payloads
     UsageBatch(device_id=DEVICE, ts=1_795_234_000_000, records=result.usage)
     LogBatch(device_id=DEVICE, ts=1_795_234_000_000, records=result.logs)
-    assert all(u.cost_usd is None for u in result.usage if not u.failed), "stub-model has no price: cost.total 0 -> None"
+    assert all(u.cost_usd is None for u in result.usage if not u.failed), "stub-model: cost.total 0 -> None"
     assert {rec.level for rec in result.logs} == {"error"} and {rec.source for rec in result.logs} == {"transcript"}
 
 
