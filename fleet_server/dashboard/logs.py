@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import time
 from datetime import datetime
+from html import escape as esc
+from urllib.parse import quote
 
 from nicegui import ui
 
@@ -20,6 +22,7 @@ from fleet_server.store import logs as log_store
 
 PAGE_SIZE = 50
 RANGES = {"1h": 3600, "24h": 86400, "7d": 7 * 86400, "30d": 30 * 86400, "all": None}
+HINT_TITLE = ' title="OpenClaw CLI hint line; the reason is the line before it"'
 LEVEL_COLORS = {"fatal": "text-red-900", "error": "text-red-700", "warn": "text-amber-700"}
 
 
@@ -72,21 +75,27 @@ def render_logs(state: FleetState, device: str = "", level: str = "", text: str 
     search.on("keydown.enter", lambda: set_filter(text=search.value or ""))
     search.on("clear", lambda: set_filter(text=""))
 
-    def _record(r: dict) -> None:
-        hint = log_store.is_hint(r["message"])
-        with ui.row().classes("w-full gap-x-3 gap-y-0 items-baseline border-b py-1 flex-wrap").props(
-                'data-testid="log-row"'):
-            ui.label(_time(r["ts"])).classes("text-xs font-mono text-gray-600").tooltip(ago_h(r["ts"]))
-            ui.label(r["level"]).classes(f"text-xs font-semibold uppercase {LEVEL_COLORS.get(r['level'], '')}")
-            ui.link(r["device"], f"/device/{r['device']}").classes("text-xs")
+    def _rows_html(rows: list[dict]) -> str:
+        """All rows of a page as one HTML block (one element instead of ~8 per row: fast paging)."""
+        out = []
+        for r in rows:
+            hint = log_store.is_hint(r["message"])
+            who = ""
             if r.get("agent_id"):
-                ui.label(f"agent {r['agent_id']}" + (f" · session {r['session_id'][:8]}" if r.get("session_id")
-                                                     else "")).classes("text-xs text-gray-600")
-            if r["subsystem"]:
-                ui.label(r["subsystem"]).classes("text-xs font-mono text-gray-600")
-            ui.label(r["message"][:1500]).classes(
-                "text-sm break-all w-full " + ("text-gray-400" if hint else "")).tooltip(
-                "OpenClaw CLI hint line; the reason is the line before it" if hint else "")
+                who = f"agent {esc(r['agent_id'])}" + (f" · session {esc(r['session_id'][:8])}"
+                                                       if r.get("session_id") else "")
+            dev = esc(r["device"])
+            out.append(
+                '<div class="w-full border-b py-1" data-testid="log-row">'
+                '<div class="flex flex-wrap gap-x-3 items-baseline text-xs">'
+                f'<span class="font-mono text-gray-600" title="{esc(ago_h(r["ts"]))}">{esc(_time(r["ts"]))}</span>'
+                f'<span class="font-semibold uppercase {LEVEL_COLORS.get(r["level"], "")}">{esc(r["level"])}</span>'
+                f'<a class="text-blue-700 underline" href="/device/{quote(r["device"])}">{dev}</a>'
+                f'<span class="text-gray-600">{who}</span>'
+                f'<span class="font-mono text-gray-600">{esc(r["subsystem"])}</span></div>'
+                f'<div class="text-sm break-all {"text-gray-400" if hint else ""}"{HINT_TITLE if hint else ""}>'
+                f'{esc(r["message"][:1500])}</div></div>')
+        return "".join(out)
 
     def show() -> None:
         fp_row.clear()
@@ -109,8 +118,7 @@ def render_logs(state: FleetState, device: str = "", level: str = "", text: str 
         page = log_store.logs_page(flt, cursors[-1], PAGE_SIZE)
         if not page.rows:
             ui.label("No log records match." if len(cursors) == 1 else "No older records.").classes("text-gray-500")
-        for r in page.rows:
-            _record(r)
+        ui.html(_rows_html(page.rows)).classes("w-full")  # every field escaped, and DOMPurify on the client
         with ui.row().classes("gap-2 pt-2"):
             if len(cursors) > 1:
                 ui.button("Newest", on_click=reset).props("flat dense")
