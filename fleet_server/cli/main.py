@@ -11,6 +11,7 @@ import typer
 from fleet_server.cli.admin import admin_app
 from fleet_server.cli.api_tokens import api_token_app
 from fleet_server.cli.devices import device_app
+from fleet_server.cli.integrations import integration_app
 from fleet_server.cli.options import DataDirOpt, DbUrlOpt, MqttPortOpt, default_data_dir, fail, setup_logging
 from fleet_server.cli.tls import tls_app
 
@@ -20,6 +21,7 @@ app.add_typer(device_app, name="device")
 app.add_typer(admin_app, name="admin")
 app.add_typer(tls_app, name="tls")
 app.add_typer(api_token_app, name="api-token")
+app.add_typer(integration_app, name="integration")
 
 log = logging.getLogger("clawfleet.server")
 
@@ -100,7 +102,8 @@ def run(
     save_settings(opts.data_dir, mqtt_port, mqtt_tls_port, public_host, external, broker_admin_password_file)
     first_run_admin()  # auth: no user yet -> create 'admin', print its password once
     configure_session_storage(opts.data_dir)  # auth: session files in <data dir>/sessions
-    register_pages(server.state, devices=server.devices)  # devices: actions on /devices
+    register_pages(server.state, devices=server.devices,  # devices: actions on /devices
+                   dynsec=lambda: server.dynsec, broker_url=lambda: server.broker_url)  # integrations page
     if metrics:
         from fleet_server.api.metrics import install_metrics
 

@@ -7,14 +7,18 @@ check roles with :func:`fleet_server.auth.accounts.require_admin` (page content)
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from nicegui import app, ui
 
+from broker.dynsec import DynSecClient
 from fleet_server.api.routes import install_api
 from fleet_server.auth.ratelimit import LoginRateLimiter
 from fleet_server.dashboard.api_settings import render_api_settings
 from fleet_server.dashboard.audit import render_audit
 from fleet_server.dashboard.device_detail import render_device
 from fleet_server.dashboard.devices import render_devices
+from fleet_server.dashboard.integrations import render_integrations
 from fleet_server.dashboard.login import install_auth, user_menu
 from fleet_server.dashboard.logs import render_logs
 from fleet_server.dashboard.overview import render_overview
@@ -35,13 +39,16 @@ def _frame(title: str) -> None:
 
 
 def register_pages(state: FleetState, *, limiter: LoginRateLimiter | None = None,
-                   devices: DeviceActions | None = None) -> None:
+                   devices: DeviceActions | None = None, dynsec: Callable[[], DynSecClient | None] | None = None,
+                   broker_url: Callable[[], str] | None = None) -> None:
     """Register the dashboard's pages on the NiceGUI app. Call before ``ui.run``.
 
     Args:
         state: the in-memory fleet state the pages render.
         limiter: failed-login limiter (tests pass one with a fake clock); default 5 per 15 min.
         devices: device actions (``FleetServer.devices``); None: the devices page is read-only.
+        dynsec: the broker admin client (``FleetServer.dynsec``) for MQTT integration accounts.
+        broker_url: the URL integrations connect to (``FleetServer.broker_url``).
     """
     install_auth(limiter)  # auth: login gate, /login, /logout, /healthz, /api/v1/whoami
     install_api(app, state)  # api: /api/v1/…, /api/openapi.json, /api/docs
@@ -61,6 +68,11 @@ def register_pages(state: FleetState, *, limiter: LoginRateLimiter | None = None
     def api_settings_page() -> None:
         _frame("API tokens")
         render_api_settings()
+
+    @ui.page("/settings/integrations")
+    def integrations_page() -> None:
+        _frame("MQTT integrations")
+        render_integrations(dynsec or (lambda: None), broker_url or (lambda: "(see clawfleet-server run)"))
 
     @ui.page("/")
     def overview() -> None:

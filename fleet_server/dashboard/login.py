@@ -258,6 +258,7 @@ def user_menu() -> None:
         if user.is_admin:
             ui.link("Audit log", "/audit").classes("text-white no-underline")
             ui.link("API tokens", "/settings/api").classes("text-white no-underline")
+            ui.link("MQTT", "/settings/integrations").classes("text-white no-underline")
         ui.label(f"{user.username} ({user.role})").classes("text-sm opacity-80")
         ui.link("Log out", "/logout").classes("text-white no-underline")
 

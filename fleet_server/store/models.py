@@ -248,7 +248,8 @@ class IntegrationAccount(BaseModel):
     """A read-only MQTT account for another tool (Home Assistant, Node-RED, scripts).
 
     ``username`` is the broker username (``int-<name>``); the password is shown once and never stored.
-    ``channels`` is a comma-separated list of the device channels it may subscribe to.
+    ``channels`` is a comma-separated list of the device channels it may subscribe to. Revoking deletes
+    the row and the broker account.
     """
 
     name = CharField(max_length=63, unique=True)
@@ -256,7 +257,6 @@ class IntegrationAccount(BaseModel):
     channels = CharField(max_length=100)
     created_ms = BigIntegerField()
     created_by = CharField(max_length=100)
-    revoked_ms = BigIntegerField(null=True)
 
 
 # --- end tokens, prices, logs, API tokens, integrations ---
