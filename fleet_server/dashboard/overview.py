@@ -84,6 +84,22 @@ def cost_h(c: CostTotals) -> str:
     return " + ".join(parts)
 
 
+COST_CACHE_S = 30.0
+"""The cost tiles re-query the hourly rollup at most this often (seconds); the overview redraws often."""
+_cost_cache: dict[tuple[int, int], tuple[float, CostTotals]] = {}
+
+
+def _cost(start_ms: int, end_ms: int) -> CostTotals:
+    hit = _cost_cache.get((start_ms, end_ms))
+    if hit is not None and time.monotonic() - hit[0] < COST_CACHE_S:
+        return hit[1]
+    if len(_cost_cache) > 16:
+        _cost_cache.clear()
+    value = queries.cost_between(start_ms, end_ms)
+    _cost_cache[(start_ms, end_ms)] = (time.monotonic(), value)
+    return value
+
+
 def _fleet_tokens(state: FleetState) -> None:
     today, yesterday = day_bounds_ms(0), day_bounds_ms(-1)
     with ui.row().classes("w-full gap-4"):
@@ -96,9 +112,8 @@ def _fleet_tokens(state: FleetState) -> None:
                     f"{sums.total_tokens:,} tokens")
                 ui.label(token_breakdown(sums)).classes("text-xs text-gray-600")
         month_start = datetime.now().astimezone().replace(day=1, hour=0, minute=0, second=0, microsecond=0)
-        for title, cost in (("Cost today", queries.cost_between(*today)),
-                            ("Cost this month", queries.cost_between(int(month_start.timestamp() * 1000),
-                                                                     today[1]))):
+        for title, cost in (("Cost today", _cost(*today)),
+                            ("Cost this month", _cost(int(month_start.timestamp() * 1000), today[1]))):
             with ui.card().classes("p-3 min-w-48"):
                 ui.label(title).classes("text-xs uppercase text-gray-500")
                 ui.link(cost_h(cost), "/tokens").classes("text-xl font-semibold no-underline text-black").tooltip(

@@ -36,6 +36,15 @@ async def test_tokens_page_totals_and_repricing(fleet_state, log_in):
         await user.should_not_see("unpriced (127,044 tokens)")
 
 
+async def test_overview_has_cost_tiles(fleet_state, log_in):
+    async with user_simulation() as user:
+        register_pages(fleet_state)
+        await log_in(user)
+        await user.open("/")
+        await user.should_see("Cost today")
+        await user.should_see("Cost this month")
+
+
 async def test_viewer_sees_prices_but_cannot_edit(fleet_state, log_in):
     async with user_simulation() as user:
         register_pages(fleet_state)
