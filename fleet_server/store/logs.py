@@ -1,9 +1,10 @@
 """Log queries: newest-first pages with keyset (cursor) paging, fingerprint groups, the "what
 failed" line.
 
-Paging never uses OFFSET: a cursor is the last row's ``(ts, id)``, and the next page is the rows
-strictly older, in index order (``log_record (ts, id)``, ``(device, ts)``, ``(level, ts)``,
-``(fingerprint, ts)``), so page 1000 is as fast as page 1 on a million rows.
+Paging never uses OFFSET: a cursor is the last row's ``(ts, device, id)`` (record ids are unique per
+device, not globally), and the next page is the rows strictly older, in index order (``log_record
+(ts, device, id)``, ``(device, ts, id)``, ``(fingerprint, ts, device, id)``), so page 1000 is as fast
+as page 1 on a million rows. Level and text filters are applied while walking that order.
 
 OpenClaw's CLI ends a failure with hint lines at error level (``The CLI command failed.``, ``Debug:
 set OPENCLAW_DEBUG=1 …``, ``Try: openclaw doctor``, ``Help: openclaw --help``); the line that says
@@ -73,7 +74,9 @@ class LogFilter:
             if self.min_level not in LEVELS:
                 raise LogQueryError(f"level must be one of {', '.join(LEVELS)}")
             keep = LEVELS[LEVELS.index(self.min_level):]
-            cond &= LogRecord.level.in_(keep) if len(keep) > 1 else LogRecord.level == keep[0]
+            # "level || ''": filter while walking the (ts, device, id) index newest first, instead of
+            # collecting every matching level from a level index and sorting them (no LIMIT shortcut)
+            cond &= LogRecord.level.concat("").in_(keep)
         if self.since_ms is not None:
             cond &= LogRecord.ts >= self.since_ms
         if self.until_ms is not None:
@@ -87,17 +90,17 @@ class LogFilter:
         return cond
 
 
-def encode_cursor(ts: int, record_id: str) -> str:
-    """Opaque cursor of a row: URL-safe base64 of ``"<ts>:<id>"``."""
-    return base64.urlsafe_b64encode(f"{ts}:{record_id}".encode()).decode().rstrip("=")
+def encode_cursor(ts: int, device: str, record_id: str) -> str:
+    """Opaque cursor of a row: URL-safe base64 of ``"<ts>:<device>:<id>"`` (device ids have no ':')."""
+    return base64.urlsafe_b64encode(f"{ts}:{device}:{record_id}".encode()).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str) -> tuple[int, str]:
-    """``(ts, id)`` of a cursor. Raises LogQueryError when it is not one of ours."""
+def decode_cursor(cursor: str) -> tuple[int, str, str]:
+    """``(ts, device, id)`` of a cursor. Raises LogQueryError when it is not one of ours."""
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        ts, record_id = raw.split(":", 1)
-        return int(ts), record_id
+        ts, device, record_id = raw.split(":", 2)
+        return int(ts), device, record_id
     except (ValueError, UnicodeDecodeError):
         raise LogQueryError("bad cursor; pass the next_cursor of the previous page") from None
 
@@ -115,7 +118,7 @@ LOG_FIELDS = (LogRecord.id, LogRecord.device, LogRecord.ts, LogRecord.level, Log
 
 
 def logs_page(f: LogFilter, cursor: str | None = None, limit: int = 100) -> LogPage:
-    """Records matching ``f``, newest first (``ts`` then ``id`` descending), ``limit`` (1-500) per page.
+    """Records matching ``f``, newest first (``ts``, ``device``, ``id`` descending), ``limit`` (1-500) per page.
 
     Rows are dicts with ``id, device, ts, level, subsystem, message, fingerprint, source, agent_id,
     session_id``. Raises LogQueryError on a bad filter or cursor.
@@ -123,13 +126,14 @@ def logs_page(f: LogFilter, cursor: str | None = None, limit: int = 100) -> LogP
     limit = max(1, min(MAX_LIMIT, int(limit)))
     cond = f.where()
     if cursor:
-        ts, rid = decode_cursor(cursor)
-        cond &= Tuple(LogRecord.ts, LogRecord.id) < Tuple(ts, rid)
-    rows = list(LogRecord.select(*LOG_FIELDS).where(cond).order_by(LogRecord.ts.desc(), LogRecord.id.desc())
-                .limit(limit + 1).dicts())
+        ts, device, rid = decode_cursor(cursor)
+        cond &= Tuple(LogRecord.ts, LogRecord.device, LogRecord.id) < Tuple(ts, device, rid)
+    order = (LogRecord.ts.desc(), LogRecord.device.desc(), LogRecord.id.desc())
+    rows = list(LogRecord.select(*LOG_FIELDS).where(cond).order_by(*order).limit(limit + 1).dicts())
     more = len(rows) > limit
     rows = rows[:limit]
-    return LogPage(rows, encode_cursor(rows[-1]["ts"], rows[-1]["id"]) if more and rows else None)
+    last = rows[-1] if rows else None
+    return LogPage(rows, encode_cursor(last["ts"], last["device"], last["id"]) if more and last else None)
 
 
 def fingerprint_groups(f: LogFilter, limit: int = 100) -> list[dict]:

@@ -203,10 +203,9 @@ UsageHourly._meta.add_field("unpriced_tokens", BigIntegerField(default=0))
 LogRecord._meta.add_field("agent_id", CharField(max_length=200, null=True))
 LogRecord._meta.add_field("session_id", CharField(max_length=200, null=True))
 
-LogRecord.add_index(LogRecord.ts, LogRecord.id)  # newest-first keyset paging
-LogRecord.add_index(LogRecord.device, LogRecord.ts)
-LogRecord.add_index(LogRecord.level, LogRecord.ts)
-LogRecord.add_index(LogRecord.fingerprint, LogRecord.ts)
+LogRecord.add_index(LogRecord.ts, LogRecord.device, LogRecord.id)  # newest-first keyset paging
+LogRecord.add_index(LogRecord.device, LogRecord.ts, LogRecord.id)
+LogRecord.add_index(LogRecord.fingerprint, LogRecord.ts, LogRecord.device, LogRecord.id)  # one group's occurrences
 UsageRecord.add_index(UsageRecord.ts, UsageRecord.model)
 
 
