@@ -84,27 +84,63 @@ def batches(device_id: str, channel: Channel, records: list, max_bytes: int = BA
 class OpenClawMonitor:
     """Probes the gateway and moves new usage/log records into the outbox.
 
+    OpenClaw's config and the ``openclaw`` command are looked up again (``locate``) whenever the
+    state dir appears or disappears, the config file changes (mtime, size, inode) or the gateway
+    restarts (its lock file's pid/start time), so a later install or a port change shows at the next
+    sample instead of the defaults.
+
     Args:
         cfg: agent config (device id, OpenClaw overrides, log threshold).
         outbox: where records and positions are committed together.
-        paths: pre-resolved OpenClaw paths (default: :func:`paths_for`).
+        paths: pre-resolved OpenClaw paths (tests); then ``locate`` defaults to returning them.
+        locate: how to (re-)resolve the paths (default: :func:`paths_for` with ``cfg``).
     """
 
-    def __init__(self, cfg: AgentConfig, outbox: Outbox, paths: OpenClawPaths | None = None) -> None:
+    def __init__(self, cfg: AgentConfig, outbox: Outbox, paths: OpenClawPaths | None = None,
+                 locate: Callable[[], OpenClawPaths] | None = None) -> None:
         self.cfg = cfg
         self.outbox = outbox
-        self.paths = paths or paths_for(cfg)
-        self.probe = GatewayProbe(self.paths)
-        self.usage = UsageCollector(self.paths, cfg.device_id)
-        self.logs = LogCollector(self.paths.log_dirs, cfg.device_id, min_level=cfg.log_min_level)
+        self._locate = locate or ((lambda: paths) if paths is not None else (lambda: paths_for(cfg)))
         self.last: GatewayInfo | None = None
+        self.relocations = 0
         self._lock = threading.Lock()
         self._topics = {ch: device_topic(cfg.device_id, ch) for ch in (Channel.USAGE, Channel.LOGS)}
         self._said_missing = False
         self.on_usage: Callable[[list[schemas.UsageRecord]], None] | None = None
         """Called with the usage records of each stored batch (the tray's "tokens today")."""
         self._behind: dict[str, Behind] = {}
-        self._fit_budgets(outbox.max_bytes)
+        self._use(paths or self._locate())
+        self._gateway_key: tuple | None = None
+
+    def _use(self, paths: OpenClawPaths) -> None:
+        self.paths = paths
+        self.probe = GatewayProbe(paths)
+        self.usage = UsageCollector(paths, self.cfg.device_id)
+        self.logs = LogCollector(paths.log_dirs, self.cfg.device_id, min_level=self.cfg.log_min_level)
+        self._watch = self._watch_key()
+        self._fit_budgets(self.outbox.max_bytes)
+
+    def _watch_key(self) -> tuple:
+        p = self.paths
+        try:
+            st = p.config_path.stat()
+            config = (st.st_mtime_ns, st.st_size, st.st_ino)
+        except OSError:
+            config = None
+        return p.state_dir.is_dir(), config
+
+    def relocate(self, reason: str) -> None:
+        """Resolve OpenClaw's paths, config and command again (positions are kept in the outbox)."""
+        with self._lock:
+            old = self.paths
+            self._use(self._locate())
+            self.relocations += 1
+        p = self.paths
+        log.info("OpenClaw %s: re-read %s (port %d, agents %s, command %s, logs %s)", reason, p.config_path, p.port,
+                 ", ".join(p.discover_agent_ids()), p.cli_path or "not found",
+                 ", ".join(map(str, p.log_dirs)) or "none")
+        if old.log_dirs != p.log_dirs:
+            log.info("OpenClaw log sources changed from %s", ", ".join(map(str, old.log_dirs)) or "none")
 
     def _fit_budgets(self, bound: int) -> None:
         """Read at most about a quarter of the outbox bound per collector call, so one call's records
@@ -114,8 +150,19 @@ class OpenClawMonitor:
         self.logs.max_bytes = max(4096, min(self.logs.max_bytes, bound // 4))
 
     def gateway(self) -> GatewayInfo:
-        """Probe the gateway now (HTTP on loopback; the version is cached)."""
+        """Probe the gateway now (HTTP on loopback; the version is cached). Re-reads OpenClaw's
+        config first when its state dir or config changed, and again when the gateway started or restarted."""
+        watch = self._watch_key()
+        if watch != self._watch:
+            self.relocate("state dir appeared" if watch[0] and not self._watch[0] else
+                          "state dir is gone" if not watch[0] and self._watch[0] else "config changed")
         info = self.probe.collect()
+        key = (info.pid, info.start_time)
+        if self._gateway_key is not None and info.pid is not None and key != self._gateway_key:
+            self.relocate("gateway restarted")
+            info = self.probe.collect()
+            key = (info.pid, info.start_time)
+        self._gateway_key = key
         if not info.installed and not self._said_missing:
             log.info("OpenClaw not found on this machine (looked in %s); reporting system telemetry only",
                      self.paths.state_dir)

@@ -28,6 +28,9 @@ from shared.version import __version__
 
 log = logging.getLogger("clawfleet.agent")
 
+FOLLOW_UP_PASSES_S = (1.0, 2.5)
+"""After a model-call event from the OpenClaw plugin, passes run at once and again after these delays
+(seconds): the hook can fire a moment before OpenClaw writes the transcript row."""
 EXIT_WITH_PARENT_ENV = "CLAWFLEET_EXIT_WITH_PARENT"
 """When set to a pid, the agent stops once that process is gone (the server's local agent)."""
 
@@ -224,6 +227,11 @@ class AgentService:
         kinds = {e.type for e in events}
         if kinds & {"gateway_start", "gateway_stop", "llm_output", "agent_end"}:
             self._report_now.set()  # no pass while paused
+            if kinds & {"llm_output", "agent_end"}:  # the hook may fire just before the transcript row is written
+                for delay in FOLLOW_UP_PASSES_S:
+                    timer = threading.Timer(delay, self._report_now.set)
+                    timer.daemon = True
+                    timer.start()
         return {"accepted": len(events)}
 
     def _on_command(self, cmd: schemas.Command) -> None:

@@ -9,6 +9,7 @@ subscribe to. Topic names come from :mod:`shared.topics`.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -94,3 +95,29 @@ def check_device_account(device_id: str) -> str:
     if device_id == SERVER_USERNAME:
         raise TopicError(f"device id {device_id!r} is reserved for the server's own broker account")
     return device_id
+
+
+# --- read-only integration accounts (Home Assistant, Node-RED, scripts) ---
+
+INTEGRATION_PREFIX = "integration."
+"""Integration usernames and roles are ``integration.<name>``: a dot, so never a device id."""
+INTEGRATION_CHANNELS = (Channel.STATUS, Channel.META, Channel.TELEMETRY, Channel.USAGE, Channel.LOGS)
+"""Device channels an integration account may be allowed to read."""
+DEFAULT_INTEGRATION_CHANNELS = (Channel.STATUS, Channel.META, Channel.TELEMETRY)
+
+
+def integration_username(name: str) -> str:
+    """``integration.<name>`` for a name of ``[a-z0-9][a-z0-9-]{0,40}``; raises TopicError otherwise."""
+    if not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,40}", name or ""):
+        raise TopicError("integration names are 1-41 characters of a-z, 0-9 and '-', starting with a letter or digit")
+    return INTEGRATION_PREFIX + name
+
+
+def integration_role_acls(channels: Iterable[Channel]) -> list[dict[str, Any]]:
+    """ACLs of a read-only integration role: subscribe to ``clawfleet/v1/+/<channel>`` for each
+    allowed channel; nothing else (the default access denies every publish and other subscriptions)."""
+    allowed = set(channels)
+    bad = allowed - set(INTEGRATION_CHANNELS)
+    if bad:
+        raise TopicError(f"integrations may read {', '.join(c.value for c in INTEGRATION_CHANNELS)} only")
+    return [_acl("subscribePattern", f"{ROOT}/+/{ch.value}") for ch in INTEGRATION_CHANNELS if ch in allowed]

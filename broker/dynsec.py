@@ -420,3 +420,24 @@ class DynSecClient:
                     and any(r.get("rolename") == DEVICE_ROLE_PREFIX + name for r in c.get("roles", []))):
                 ids.add(name)
         return ids
+
+    # read-only integration accounts (see broker.acl.integration_role_acls)
+    def create_integration(self, username: str, password: str, acls: list[dict[str, Any]]) -> None:
+        """Create a read-only client ``username`` with its own role (same name) holding ``acls``.
+
+        Raises:
+            ValueError: empty password.  DynSecError: the client exists already, or as :meth:`execute`.
+        """
+        _check_password(password)
+        self._ensure_role(username, acls, f"ClawFleet integration {username}")
+        self._one({"command": "createClient", "username": username, "password": password,
+                   "textname": f"ClawFleet integration {username}", "roles": [{"rolename": username}]})
+
+    def delete_integration(self, username: str) -> bool:
+        """Delete an integration client (kicking a live session) and its role; True when it existed."""
+        replies = self._request([{"command": "deleteClient", "username": username},
+                                 {"command": "deleteRole", "rolename": username}], 5.0)
+        for reply, missing in zip(replies, ("Client not found", "Role not found"), strict=False):
+            if "error" in reply and reply["error"] != missing:
+                raise DynSecError(str(reply.get("command")), str(reply["error"]))
+        return "error" not in replies[0]

@@ -15,9 +15,10 @@ from dataclasses import dataclass, field, replace
 
 from peewee import fn
 
+from fleet_server.store import logs as log_store
 from fleet_server.store import usage as usage_store
 from fleet_server.store.availability import transitions_since
-from fleet_server.store.models import Device, LogRecord, RejectCount, Sample, UsageHourly
+from fleet_server.store.models import Device, RejectCount, Sample, UsageHourly
 from fleet_server.store.usage import HOUR_MS, TokenSums
 from shared import schemas
 
@@ -103,8 +104,7 @@ class FleetState:
                 except ValueError:
                     meta = None
             rejects = {r.reason: r.count for r in RejectCount.select().where(RejectCount.device == dev.id)}
-            err = (LogRecord.select().where((LogRecord.device == dev.id) & LogRecord.level.in_(("error", "fatal")))
-                   .order_by(LogRecord.ts.desc()).first())
+            err = log_store.latest_error(dev.id)  # never an OpenClaw CLI hint line
             views[dev.id] = replace(
                 _registry_view(dev), telemetry=tel, meta=meta, rejects=rejects,
                 latest_error=LatestError(err.ts, err.level, err.subsystem, err.message) if err else None,

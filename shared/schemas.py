@@ -219,6 +219,8 @@ class UsageRecord(BaseModel):
     cost_usd: float | None = _unit("usd", "cost computed by OpenClaw; None when the model has no price",
                                    default=None, ge=0, le=MAX_COST_USD)
     source: Literal["transcript", "bridge"] = _unit("", "where the agent read it", default="transcript")
+    failed: bool = _unit("", 'a failed turn: assistant message with stopReason "error" (usually zero tokens)',
+                         default=False)
 
     @field_validator("total_tokens")
     @classmethod
@@ -246,6 +248,8 @@ class LogRecord(BaseModel):
     fingerprint: str = _unit("", "hash of the message with variable parts removed", max_length=64, default="",
                              pattern=_NO_NUL)
     source: Literal["gateway-log", "transcript"] = _unit("", "where the agent read it", default="gateway-log")
+    agent_id: ShortStr | None = _unit("", "OpenClaw agent id, when the line or turn names one", default=None)
+    session_id: ShortStr | None = _unit("", "OpenClaw session id, when the line or turn names one", default=None)
 
     @field_validator("ts")
     @classmethod

@@ -58,8 +58,9 @@ class OpenClawPaths:
         port: gateway TCP port: ``$OPENCLAW_GATEWAY_PORT``, config ``gateway.port``, or 18789.
         agent_ids: agent ids from config ``agents.list[].id``, ``agents.entries`` keys and
             ``<state>/agents/<id>/`` dirs, sorted; ``("main",)`` when none is found.
-        log_dirs: gateway-log candidates: config ``logging.file`` (a file), ``/tmp/openclaw``
-            (not on Windows), ``$TMPDIR/openclaw-<uid>``.
+        log_dirs: gateway-log candidates: only config ``logging.file`` (a file) when set; else
+            ``/tmp/openclaw`` (not on Windows) and ``$TMPDIR/openclaw-<uid>`` when the state dir
+            exists; none without a state dir (those shared dirs would hold another instance's lines).
         lock_dirs: where the gateway lock file may be (2026.9: ``<state>/tmp/openclaw-<uid>``;
             2026.7: ``$TMPDIR/openclaw-<uid>``).
         cli_path: the ``openclaw`` executable on ``PATH``, or ``None``.
@@ -189,10 +190,11 @@ def locate_openclaw(env: Mapping[str, str] = os.environ, home: Path | None = Non
     log_dirs: list[Path] = []
     log_file = _get(config, "logging", "file")
     if isinstance(log_file, str) and log_file.strip():
-        log_dirs.append(_expand(log_file.strip(), base))
-    if not IS_WINDOWS:
-        log_dirs.append(Path("/tmp/openclaw"))  # noqa: S108 - OpenClaw's own default
-    log_dirs.append(tmp / _uid_suffix())
+        log_dirs.append(_expand(log_file.strip(), base))  # OpenClaw then writes there only
+    elif state.is_dir():  # no state dir: the machine-wide dirs hold another instance's lines, not ours
+        if not IS_WINDOWS:
+            log_dirs.append(Path("/tmp/openclaw"))  # noqa: S108 - OpenClaw's own default
+        log_dirs.append(tmp / _uid_suffix())
     lock_dirs = [state / "tmp" / _uid_suffix(), tmp / _uid_suffix()]
     if not IS_WINDOWS:
         lock_dirs.append(Path("/tmp") / _uid_suffix())  # noqa: S108

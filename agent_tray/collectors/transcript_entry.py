@@ -15,10 +15,11 @@ Decisions (each one checked against what OpenClaw itself does):
 
 * **Which messages count**: assistant messages with a ``usage`` object, except delivery
   mirrors (``provider == "openclaw"`` and ``model`` in ``delivery-mirror``/``gateway-injected``).
-* **Failed turns** (``stopReason == "error"``) become an error :class:`LogRecord`, not usage.
-  They carry zero usage in every capture; should one ever carry tokens (a stream cut after the
-  provider billed it) a usage record is emitted as well, because OpenClaw's ``usage-cost``
-  counts those tokens too.
+* **Failed turns** (``stopReason == "error"``) become an error :class:`LogRecord` (with the
+  agent and session) and a usage record with ``failed=True``, so the server counts messages and
+  failed turns per agent, model and day from one table. They carry zero usage in every capture;
+  should one ever carry tokens (a stream cut after the provider billed it) the record keeps them,
+  because OpenClaw's ``usage-cost`` counts those tokens too.
 * **ts**: the message's epoch-ms ``timestamp`` (what OpenClaw 2026.9's usage rollup uses),
   else the line's ISO ``timestamp`` (what 2026.7's usage-cost cache used; they differ by up to
   ~1 s), else the caller's fallback (the SQLite row's ``created_at`` / the file's mtime).
@@ -243,13 +244,16 @@ def entry_records(
         log = LogRecord(
             id=error_record_id(device_id, agent_id, session_id, entry_key), ts=ts, level="error",
             subsystem="", message=message, fingerprint=fingerprint(message), source="transcript",
+            agent_id=agent_id[:200], session_id=session_id[:200],
         )
-    if tok is not None and (not entry.is_error or tok.total > 0):
+    if entry.is_error and tok is None:
+        tok = Tokens()
+    if tok is not None:
         usage = UsageRecord(
             id=usage_record_id(device_id, agent_id, session_id, entry_key), ts=ts,
             agent_id=agent_id[:200], session_id=session_id[:200], provider=entry.provider[:200],
             model=entry.model[:200], input_tokens=tok.input, output_tokens=tok.output,
             cache_read_tokens=tok.cache_read, cache_write_tokens=tok.cache_write,
-            total_tokens=tok.total, cost_usd=entry.cost_usd, source="transcript",
+            total_tokens=tok.total, cost_usd=entry.cost_usd, source="transcript", failed=entry.is_error,
         )
     return usage, log

@@ -9,7 +9,9 @@ from typing import Annotated
 import typer
 
 from fleet_server.cli.admin import admin_app
+from fleet_server.cli.api_tokens import api_token_app
 from fleet_server.cli.devices import device_app
+from fleet_server.cli.integrations import integration_app
 from fleet_server.cli.options import DataDirOpt, DbUrlOpt, MqttPortOpt, default_data_dir, fail, setup_logging
 from fleet_server.cli.service import install_service, uninstall_service
 from fleet_server.cli.tls import tls_app
@@ -21,6 +23,8 @@ app.add_typer(admin_app, name="admin")
 app.add_typer(tls_app, name="tls")
 app.command("install-service")(install_service)
 app.command("uninstall-service")(uninstall_service)
+app.add_typer(api_token_app, name="api-token")
+app.add_typer(integration_app, name="integration")
 
 log = logging.getLogger("clawfleet.server")
 
@@ -57,6 +61,8 @@ def run(
                                  "--broker-url")] = None,
     broker_admin_password_file: Annotated[Path | None, typer.Option(help="file whose first line is that account's "
                                           "password (or set $CLAWFLEET_BROKER_ADMIN_PASSWORD)")] = None,
+    metrics: Annotated[bool, typer.Option("--metrics", help="serve Prometheus metrics at /metrics (needs an API "
+                       "token as bearer: 'clawfleet-server api-token create prometheus')")] = False,
     broker_ca_file: Annotated[Path | None, typer.Option(help="CA (PEM) of an mqtts --broker-url; the server and "
                               "agents pin it (default: the system trust store)")] = None,
     retention: Annotated[list[str] | None, typer.Option("--retention", metavar="KIND=DURATION", help="keep a kind "
@@ -116,7 +122,12 @@ def run(
         server.stop()
         raise
     configure_session_storage(opts.data_dir)  # auth: session files in <data dir>/sessions
-    register_pages(server.state, devices=server.devices, health=server.health)  # devices: actions on /devices
+    register_pages(server.state, devices=server.devices, health=server.health,  # devices: actions on /devices
+                   dynsec=lambda: server.dynsec, broker_url=lambda: server.broker_url)  # integrations page
+    if metrics:
+        from fleet_server.api.metrics import install_metrics
+
+        install_metrics(ng_app, server.state, lambda: server.ingest)  # api: /metrics behind an API token
     ng_app.on_shutdown(server.stop)
     typer.echo(f"\n  ClawFleet dashboard: {web.scheme}://{host}:{port}\n  MQTT broker for agents: {server.broker_url}\n"
                f"  data dir: {opts.data_dir}\n  Ctrl-C stops everything.\n")

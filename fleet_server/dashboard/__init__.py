@@ -9,15 +9,21 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from nicegui import ui
+from nicegui import app, ui
 
+from broker.dynsec import DynSecClient
+from fleet_server.api.routes import install_api
 from fleet_server.auth.ratelimit import LoginRateLimiter
+from fleet_server.dashboard.api_settings import render_api_settings
 from fleet_server.dashboard.audit import render_audit
 from fleet_server.dashboard.device_detail import render_device
 from fleet_server.dashboard.devices import render_devices
 from fleet_server.dashboard.health import install_health
+from fleet_server.dashboard.integrations import render_integrations
 from fleet_server.dashboard.login import install_auth, user_menu
+from fleet_server.dashboard.logs import render_logs
 from fleet_server.dashboard.overview import render_overview
+from fleet_server.dashboard.tokens import render_tokens
 from fleet_server.devices.actions import DeviceActions
 from fleet_server.server import ServerHealth
 from fleet_server.state import FleetState
@@ -28,12 +34,16 @@ def _frame(title: str) -> None:
     with ui.header().classes("items-center bg-slate-800"):
         ui.link("ClawFleet", "/").classes("text-white text-lg font-bold no-underline")
         ui.link("Devices", "/devices").classes("text-white no-underline ml-4")
+        ui.link("Tokens", "/tokens").classes("text-white no-underline ml-4")
+        ui.link("Logs", "/logs").classes("text-white no-underline ml-4")
         ui.space()
         user_menu()  # auth: who is logged in, audit link (admins), log out, session check
 
 
 def register_pages(state: FleetState, *, limiter: LoginRateLimiter | None = None,
-                   devices: DeviceActions | None = None, health: Callable[[], ServerHealth] | None = None) -> None:
+                   devices: DeviceActions | None = None, health: Callable[[], ServerHealth] | None = None,
+                   dynsec: Callable[[], DynSecClient | None] | None = None,
+                   broker_url: Callable[[], str] | None = None) -> None:
     """Register the dashboard's pages on the NiceGUI app. Call before ``ui.run``.
 
     Args:
@@ -42,10 +52,34 @@ def register_pages(state: FleetState, *, limiter: LoginRateLimiter | None = None
             :class:`fleet_server.auth.ratelimit.LoginRateLimiter`.
         devices: device actions (``FleetServer.devices``); None: the devices page is read-only.
         health: ``FleetServer.health``: ``/healthz`` then reports ingest's liveness (503 when dead).
+        dynsec: the broker admin client (``FleetServer.dynsec``) for MQTT integration accounts.
+        broker_url: the URL integrations connect to (``FleetServer.broker_url``).
     """
     install_auth(limiter)  # auth: login gate, /login, /logout, /healthz, /api/v1/whoami
     if health is not None:
         install_health(health)
+    install_api(app, state)  # api: /api/v1/…, /api/openapi.json, /api/docs
+
+    @ui.page("/tokens")
+    def tokens_page(tz: str = "", start: str = "", end: str = "") -> None:
+        _frame("Tokens")
+        render_tokens(state, tz, start, end)
+
+    @ui.page("/logs")
+    def logs_page(device: str = "", level: str = "", q: str = "", fingerprint: str = "", view: str = "",
+                  range: str = "7d") -> None:  # noqa: A002 - the URL's name
+        _frame("Logs")
+        render_logs(state, device=device, level=level, text=q, fingerprint=fingerprint, view=view, since=range)
+
+    @ui.page("/settings/api")
+    def api_settings_page() -> None:
+        _frame("API tokens")
+        render_api_settings()
+
+    @ui.page("/settings/integrations")
+    def integrations_page() -> None:
+        _frame("MQTT integrations")
+        render_integrations(dynsec or (lambda: None), broker_url or (lambda: "(see clawfleet-server run)"))
 
     @ui.page("/")
     def overview() -> None:

@@ -7,6 +7,7 @@ Reads the in-memory :class:`fleet_server.state.FleetState` plus the device's few
 
 from __future__ import annotations
 
+import time
 from zoneinfo import ZoneInfo
 
 from nicegui import ui
@@ -27,7 +28,7 @@ from fleet_server.dashboard.format import (
 )
 from fleet_server.dashboard.history_charts import render_history
 from fleet_server.dashboard.live import redraw_on_change
-from fleet_server.dashboard.overview import token_breakdown
+from fleet_server.dashboard.overview import STALE_ERROR_MS, token_breakdown
 from fleet_server.dashboard.timezone import browser_zone
 from fleet_server.state import DeviceView, FleetState
 from fleet_server.store.models import RejectCount
@@ -121,7 +122,10 @@ def _body(state: FleetState, d: DeviceView, tz: ZoneInfo | None = None) -> None:
             ui.label("none").classes("text-sm text-gray-600")
         else:
             ui.label(f"{_time(e.ts)} ({ago_h(e.ts)}) · {e.level} · {e.subsystem}").classes("text-sm text-gray-600")
-            ui.label(e.message[:2000]).classes("text-sm text-red-700 whitespace-pre-wrap break-all")
+            old = time.time() * 1000 - e.ts > STALE_ERROR_MS
+            ui.label(e.message[:2000]).classes("text-sm whitespace-pre-wrap break-all " + (
+                "text-gray-500" if old else "text-red-700"))
+            ui.link("all logs of this device", f"/logs?device={d.device_id}").classes("text-xs")
     _rejects(d.device_id, d.rejects)
 
 

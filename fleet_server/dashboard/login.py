@@ -4,7 +4,8 @@
 is private by default: only ``/login``, ``/login/finish``, ``/logout``, ``/healthz``,
 ``/favicon.ico`` and NiceGUI's own ``/_nicegui…`` routes are reachable without a session.
 Unauthenticated page requests are redirected to ``/login?redirect_to=<path>``; unauthenticated
-``/api/…`` requests get ``401 {"error": "login required"}``.
+``/api/…`` and ``/metrics`` requests get ``401 {"error": "login required"}``. Those two also accept a
+read-only API token (``Authorization: Bearer cft_…``, :mod:`fleet_server.auth.api_tokens`) for GET.
 
 Login flow: the page checks the password over the websocket, then sends the browser to
 ``/login/finish?token=…`` (a one-time token bound to the browser's session, valid 60 s). That
@@ -35,6 +36,7 @@ from starlette.middleware.sessions import SessionMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 
+from fleet_server.auth import api_tokens
 from fleet_server.auth.accounts import (
     SESSION_AUTH_MS,
     SESSION_USER,
@@ -75,6 +77,11 @@ def is_public(path: str) -> bool:
     return path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES)
 
 
+def _is_api(path: str) -> bool:
+    """``/api/…`` and ``/metrics``: answered with 401 JSON instead of a login redirect; API tokens work."""
+    return path in ("/api", "/metrics") or path.startswith("/api/")
+
+
 def _prune(store: dict[str, _Pending]) -> None:
     now = time.monotonic()
     for key in [k for k, p in store.items() if p.expires < now]:
@@ -103,10 +110,18 @@ class AuthGate(BaseHTTPMiddleware):
         public = is_public(path)
         if not public:
             user = current_user()
+            if user is None and _is_api(path):  # API token (read-only) instead of a session
+                token = api_tokens.bearer(request.headers.get("authorization"))
+                if token is not None:
+                    user = api_tokens.user_for_token(token)  # one indexed SELECT, like current_user()
+                    if user is None or request.method not in ("GET", "HEAD"):
+                        return JSONResponse({"error": "invalid or revoked API token" if user is None else
+                                             "API tokens are read-only"}, status_code=401 if user is None else 403,
+                                            headers={**SECURITY_HEADERS, "WWW-Authenticate": "Bearer"})
             if user is None:
                 if app.storage.user.get(SESSION_USER):
                     app.storage.user.clear()  # expired, disabled or password changed: forget it
-                if path == "/api" or path.startswith("/api/") or request.method not in ("GET", "HEAD"):
+                if _is_api(path) or request.method not in ("GET", "HEAD"):
                     return JSONResponse({"error": "login required"}, status_code=401, headers=SECURITY_HEADERS)
                 target = path + (f"?{request.url.query}" if request.url.query else "")
                 return RedirectResponse(f"/login?redirect_to={quote(safe_redirect_target(target), safe='')}",
@@ -262,6 +277,8 @@ def user_menu() -> None:
     with ui.row().classes("items-center gap-4 text-white"):
         if user.is_admin:
             ui.link("Audit log", "/audit").classes("text-white no-underline")
+            ui.link("API tokens", "/settings/api").classes("text-white no-underline")
+            ui.link("MQTT", "/settings/integrations").classes("text-white no-underline")
         ui.label(f"{user.username} ({user.role})").classes("text-sm opacity-80")
         with ui.element("form").props('method="post" action="/logout"').classes("m-0"):
             ui.button("Log out").props('type="submit" flat dense no-caps color="white"').mark("logout")

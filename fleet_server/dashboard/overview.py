@@ -7,6 +7,7 @@ changes (checked every second), so the page updates live without a reload.
 from __future__ import annotations
 
 import time
+from datetime import datetime
 
 from nicegui import ui
 
@@ -24,9 +25,12 @@ from fleet_server.dashboard.format import (
 from fleet_server.dashboard.live import redraw_on_change
 from fleet_server.dashboard.timezone import browser_zone
 from fleet_server.state import DeviceView, FleetState
-from fleet_server.store import usage_days
+from fleet_server.store import queries, usage_days
+from fleet_server.store.queries import CostTotals
 from fleet_server.store.usage import TokenSums
 
+STALE_ERROR_MS = 24 * 3_600_000
+"""An error older than this (ms) is shown grey instead of red."""
 COLUMNS = ("Status", "Device", "CPU", "Memory", "Disk", "Swap", "Net ↓ / ↑", "Uptime", "Tokens today / total",
            "Last seen")
 
@@ -59,8 +63,9 @@ def _device_row(d: DeviceView, state: FleetState, today: tuple[int, int] | dict[
         sub = f"{d.device_id} · {m.os} {m.arch}" if m else d.device_id
         ui.label(sub).classes("text-xs text-gray-500")
         if d.latest_error:
+            old = time.time() * 1000 - d.latest_error.ts > STALE_ERROR_MS  # old errors look old
             ui.label(f"⚠ {ago_h(d.latest_error.ts)}: {d.latest_error.message[:140]}").classes(
-                "text-xs text-red-700").tooltip(d.latest_error.message[:1000])
+                "text-xs " + ("text-gray-500" if old else "text-red-700")).tooltip(d.latest_error.message[:1000])
     if t is None:
         for _ in range(6):
             ui.label("–")
@@ -79,7 +84,35 @@ def _device_row(d: DeviceView, state: FleetState, today: tuple[int, int] | dict[
     ui.label(ago_h(d.last_seen_ms))
 
 
+def cost_h(c: CostTotals) -> str:
+    """``"$1.23"``, ``"$1.23 + unpriced (45 tokens)"``, ``"unpriced (12,345 tokens)"``; "$0.00" only when
+    nothing was used."""
+    parts = [f"${c.cost_usd:,.2f}"] if c.cost_usd > 0 or not c.unpriced_tokens else []
+    if c.unpriced_tokens:
+        parts.append(f"unpriced ({c.unpriced_tokens:,} tokens)")
+    return " + ".join(parts)
+
+
+COST_CACHE_S = 30.0
+"""The cost tiles re-query the hourly rollup at most this often (seconds); the overview redraws often."""
+_cost_cache: dict[tuple[int, int], tuple[float, CostTotals]] = {}
+
+
+def _cost(start_ms: int, end_ms: int) -> CostTotals:
+    hit = _cost_cache.get((start_ms, end_ms))
+    if hit is not None and time.monotonic() - hit[0] < COST_CACHE_S:
+        return hit[1]
+    if len(_cost_cache) > 16:
+        _cost_cache.clear()
+    value = queries.cost_between(start_ms, end_ms)
+    _cost_cache[(start_ms, end_ms)] = (time.monotonic(), value)
+    return value
+
+
 def _fleet_tokens(state: FleetState, tz: usage_days.ZoneInfo | None) -> None:
+    bounds = day_bounds_ms(0) if tz is None else usage_days.day_bounds_ms(tz, 0)
+    now = datetime.now(tz) if tz is not None else datetime.now().astimezone()
+    month_start = int(now.replace(day=1, hour=0, minute=0, second=0, microsecond=0).timestamp() * 1000)
     if tz is None:  # until the browser told its zone: the server's, from the cache
         today, yesterday = state.usage(None, *day_bounds_ms(0)), state.usage(None, *day_bounds_ms(-1))
     else:  # exact sums for the viewer's calendar days (any UTC offset, DST days)
@@ -89,8 +122,15 @@ def _fleet_tokens(state: FleetState, tz: usage_days.ZoneInfo | None) -> None:
         for title, sums in (("Tokens today", today), ("Yesterday", yesterday), ("All time", state.usage(None))):
             with ui.card().classes("p-3 min-w-64"):
                 ui.label(title).classes("text-xs uppercase text-gray-500")
-                ui.label(tokens_h(sums.total_tokens)).classes("text-xl font-semibold")
+                ui.label(tokens_h(sums.total_tokens)).classes("text-xl font-semibold").tooltip(
+                    f"{sums.total_tokens:,} tokens")
                 ui.label(token_breakdown(sums)).classes("text-xs text-gray-600")
+        for title, cost in (("Cost today", _cost(*bounds)), ("Cost this month", _cost(month_start, bounds[1]))):
+            with ui.card().classes("p-3 min-w-48"):
+                ui.label(title).classes("text-xs uppercase text-gray-500")
+                ui.link(cost_h(cost), "/tokens").classes("text-xl font-semibold no-underline text-black").tooltip(
+                    f"${cost.cost_usd:,.6f} for {cost.priced_records:,} priced messages").props(
+                    f'data-testid="{title.lower().replace(" ", "-")}"')
 
 
 def render_overview(state: FleetState) -> None:

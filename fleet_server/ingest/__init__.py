@@ -69,6 +69,11 @@ class Ingest:
         """The paho client (the server also publishes commands with it)."""
         return self.subscriber.client
 
+    @property
+    def batch_seconds(self) -> float:
+        """Seconds spent storing batches so far (``counters["batches"]`` counts them), for ``/metrics``."""
+        return self.writer.batch_seconds
+
     def start(self) -> None:
         """Connect (retrying in the background) and start the writer thread."""
         self.subscriber.start()

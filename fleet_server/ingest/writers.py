@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 from fleet_server.ingest.messages import CacheChange, Received
 from fleet_server.state import FleetState, LatestError, meta_json, telemetry_row
-from fleet_server.store.logs import insert_logs
+from fleet_server.store.logs import insert_logs, is_hint
 from fleet_server.store.models import Device, Sample, StatusEvent
 from fleet_server.store.records import CHUNK
 from fleet_server.store.usage import insert_usage
@@ -99,7 +99,7 @@ def write_logs(items: list[Received], state: FleetState) -> CacheChange:
         change.reject(row["device"], "duplicate_conflict",
                       f"log record {row['id']} was stored before with different content; the first is kept")
     for row in new:
-        if row["level"] not in ("error", "fatal"):
+        if row["level"] not in ("error", "fatal") or is_hint(row["message"]):  # the reason, not a CLI hint
             continue
         cur = change.devices.get(row["device"], {}).get("latest_error") or getattr(
             state.get(row["device"]), "latest_error", None)

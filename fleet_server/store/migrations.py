@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from peewee import Database, Field
+from peewee import BigIntegerField, BooleanField, CharField, Database, Field, FloatField
 from playhouse.migrate import SchemaMigrator, migrate
 
 from fleet_server.store.models import (
@@ -68,10 +68,21 @@ def _history_tables(_m: SchemaMigrator, db: Database) -> None:
     db.create_tables([SampleRollup5m, SampleRollup1h, RollupWatermark], safe=True)
 
 
+def _tokens_and_logs_columns(m: SchemaMigrator, db: Database) -> None:
+    # failed turns and rule prices on usage records, unpriced tokens per hour, agent/session of log records
+    add_column(m, db, "usage_record", "failed", BooleanField(default=False))
+    add_column(m, db, "usage_record", "priced_usd", FloatField(null=True))
+    add_column(m, db, "usage_hourly", "unpriced_tokens", BigIntegerField(default=0))
+    add_column(m, db, "log_record", "agent_id", CharField(max_length=200, null=True))
+    add_column(m, db, "log_record", "session_id", CharField(max_length=200, null=True))
+
+
 MIGRATIONS: list[Migration] = [
     Migration(1, "v0.1.0 schema", _baseline),
     Migration(2, "sample rollup tiers (5 min, 1 h) and rollup watermarks", _history_tables),
     Migration(3, "usage and log record ids unique per device", lambda _m, db: scope_record_ids(db)),
+    Migration(4, "failed turns, rule prices, unpriced tokens; agent and session of log records",
+              _tokens_and_logs_columns),
 ]
 """Every schema step, in order. Append new ones at the end with the next version number."""
 

@@ -101,9 +101,14 @@ class UsageRecord(BaseModel):
     total_tokens = BigIntegerField()
     cost_usd = FloatField(null=True)
     source = CharField(max_length=16)
+    failed = BooleanField(default=False)
+    """Assistant message with ``stopReason: "error"`` (a failed turn; usually zero tokens)."""
+    priced_usd = FloatField(null=True)
+    """Cost from the matching price rule (USD); None when no rule matches (then ``cost_usd`` counts)."""
 
     class Meta:
         primary_key = CompositeKey("device", "id")
+        indexes = ((("ts", "model"), False),)
 
 
 class UsageHourly(BaseModel):
@@ -123,6 +128,8 @@ class UsageHourly(BaseModel):
     total_tokens = BigIntegerField(default=0)
     cost_usd = FloatField(default=0.0)
     priced_records = IntegerField(default=0)
+    unpriced_tokens = BigIntegerField(default=0)
+    """Tokens of records that have neither a price rule nor a cost recorded by OpenClaw."""
 
     class Meta:
         primary_key = CompositeKey("device", "hour_ms")
@@ -140,9 +147,16 @@ class LogRecord(BaseModel):
     message = TextField()
     fingerprint = CharField(max_length=64, index=True)
     source = CharField(max_length=16)
+    agent_id = CharField(max_length=200, null=True)
+    session_id = CharField(max_length=200, null=True)
 
     class Meta:
         primary_key = CompositeKey("device", "id")
+        indexes = (
+            (("ts", "device", "id"), False),  # newest-first keyset paging
+            (("device", "ts", "id"), False),
+            (("fingerprint", "ts", "device", "id"), False),  # one group's occurrences
+        )
 
 
 class RejectCount(BaseModel):
@@ -272,7 +286,62 @@ class LoginThrottle(BaseModel):
         primary_key = CompositeKey("username", "address")
 
 
+# --- prices, API tokens, MQTT integration accounts (fleet_server.store.prices, fleet_server.api, broker) ---
+
+class PriceRule(BaseModel):
+    """A model price: USD per million tokens of each type, from ``effective_ms`` on.
+
+    ``pattern`` is a shell glob (``fnmatch``, case-insensitive) matched against ``provider/model``
+    and against ``model`` alone. Of the rules that match a record and took effect at or before its
+    timestamp, the one with the latest ``effective_ms`` wins; ties go to the lower ``id``.
+    """
+
+    pattern = CharField(max_length=200)
+    input_usd_per_mtok = FloatField(default=0.0)
+    output_usd_per_mtok = FloatField(default=0.0)
+    cache_read_usd_per_mtok = FloatField(default=0.0)
+    cache_write_usd_per_mtok = FloatField(default=0.0)
+    effective_ms = BigIntegerField(default=0)
+    note = CharField(max_length=300, default="")
+    created_ms = BigIntegerField()
+
+
+class ApiToken(BaseModel):
+    """A read-only REST API / ``/metrics`` bearer token. Only its SHA-256 (hex) is stored.
+
+    Tokens are 256-bit random (``cft_`` + URL-safe base64), so a fast hash is enough; ``hint`` is the
+    last four characters. A revoked token (``revoked_ms`` set) is refused at once.
+    """
+
+    name = CharField(max_length=100)
+    token_hash = CharField(max_length=64, unique=True)
+    hint = CharField(max_length=8)
+    created_ms = BigIntegerField()
+    created_by = CharField(max_length=100)
+    last_used_ms = BigIntegerField(null=True)
+    revoked_ms = BigIntegerField(null=True)
+
+
+class IntegrationAccount(BaseModel):
+    """A read-only MQTT account for another tool (Home Assistant, Node-RED, scripts).
+
+    ``username`` is the broker username (``int-<name>``); the password is shown once and never stored.
+    ``channels`` is a comma-separated list of the device channels it may subscribe to. Revoking deletes
+    the row and the broker account.
+    """
+
+    name = CharField(max_length=63, unique=True)
+    username = CharField(max_length=80, unique=True)
+    channels = CharField(max_length=100)
+    created_ms = BigIntegerField()
+    created_by = CharField(max_length=100)
+
+
+# --- end prices, API tokens, integrations ---
+
+
 ALL_MODELS = [Device, Sample, StatusEvent, UsageRecord, UsageHourly, LogRecord, RejectCount, User, AuditEvent,
               SampleRollup5m, SampleRollup1h, RollupWatermark,  # history
               LoginThrottle,  # failed logins
+              PriceRule, ApiToken, IntegrationAccount,  # tokens and cost, API, integrations
               SchemaVersion]  # migrations

@@ -41,8 +41,15 @@ def scope_record_ids(database: Database) -> list[str]:
                     if not index.name.startswith("sqlite_autoindex"):
                         database.execute_sql(f'DROP INDEX "{index.name}"')
                 database.create_tables([model])
-                cols = ", ".join(f'"{f.column_name}"' for f in model._meta.sorted_fields)
-                database.execute_sql(f'INSERT INTO "{table}" ({cols}) SELECT {cols} FROM "{old}"')  # noqa: S608 - names from the models
+                # columns a later step adds are not in the old table yet: those get the field's default
+                present = {c.name for c in database.get_columns(old)}
+                fields = model._meta.sorted_fields
+                cols = ", ".join(f'"{f.column_name}"' for f in fields)
+                values = ", ".join(f'"{f.column_name}"' if f.column_name in present else "?" for f in fields)
+                defaults = [f.db_value(f.default() if callable(f.default) else f.default)
+                            for f in fields if f.column_name not in present]
+                database.execute_sql(f'INSERT INTO "{table}" ({cols}) SELECT {values} FROM "{old}"',  # noqa: S608 - names from the models
+                                     defaults)
                 database.execute_sql(f'DROP TABLE "{old}"')
         log.info("upgraded table %s: record ids are now unique per device", table)
         changed.append(table)

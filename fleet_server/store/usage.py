@@ -15,10 +15,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass, fields
 from decimal import Decimal
 
-from peewee import Case, Field, SqliteDatabase, fn
+from peewee import Case, Field
 
 from fleet_server.store.models import UsageHourly, UsageRecord
+from fleet_server.store.prices import effective_cost, price_rows
 from fleet_server.store.records import insert_rows, new_records
+from fleet_server.store.sql import total
 
 HOUR_MS = 3_600_000
 
@@ -35,6 +37,8 @@ class TokenSums:
     total_tokens: int = 0
     cost_usd: float = 0.0
     priced_records: int = 0
+    unpriced_tokens: int = 0
+    """Tokens of records with neither a price rule nor a cost recorded by OpenClaw (never $0)."""
 
     def add(self, other: TokenSums) -> TokenSums:
         """Add ``other`` into self in place and return self."""
@@ -52,10 +56,11 @@ class TokenSums:
 
     @classmethod
     def of_record(cls, r: dict) -> TokenSums:
-        """Sums of one usage record row (as stored in :class:`UsageRecord`)."""
-        cost = r.get("cost_usd")
+        """Sums of one usage record row (as stored in :class:`UsageRecord`); cost as in
+        :func:`fleet_server.store.prices.effective_cost`."""
+        cost = effective_cost(r)
         return cls(1, r["input_tokens"], r["output_tokens"], r["cache_read_tokens"], r["cache_write_tokens"],
-                   r["total_tokens"], cost or 0.0, int(cost is not None))
+                   r["total_tokens"], cost or 0.0, int(cost is not None), 0 if cost is not None else r["total_tokens"])
 
 
 SUM_FIELDS = [f.name for f in fields(TokenSums)]
@@ -65,7 +70,7 @@ ROLLUP_CAP = 2**62
 bounded batch to a capped value still fits in 64 bits)."""
 
 CONTENT = ("ts", "agent_id", "session_id", "provider", "model", "input_tokens", "output_tokens",
-           "cache_read_tokens", "cache_write_tokens", "cost_usd")
+           "cache_read_tokens", "cache_write_tokens", "cost_usd", "failed")
 """Fields that must match for a repeated record id to be the same record (``source`` may differ:
 one message seen via the transcript and via the bridge is one record)."""
 
@@ -87,6 +92,7 @@ def _finite(v: object) -> float | int:
 def insert_usage(rows: list[dict], conflicts: list[dict] | None = None) -> dict[str, dict[int, TokenSums]]:
     """Insert usage records not stored yet and add them to the hourly rollup.
 
+    Each new record is priced by the price rules (``priced_usd``, see :mod:`fleet_server.store.prices`).
     Must run inside the caller's transaction (one writer). Records whose ``(device, id)`` exists
     already (or repeats within ``rows``) with the same content are skipped, so re-delivery never
     double counts; with different content they are skipped too and appended to ``conflicts``.
@@ -97,6 +103,7 @@ def insert_usage(rows: list[dict], conflicts: list[dict] | None = None) -> dict[
     new, clash = new_records(UsageRecord, rows, CONTENT)
     if conflicts is not None:
         conflicts += clash
+    price_rows(new)
     insert_rows(UsageRecord, new)
     added: dict[str, dict[int, TokenSums]] = {}
     for r in new:
@@ -120,8 +127,7 @@ def _capped_add(col: Field, v: int | float) -> object:
 
 def totals_by_device() -> dict[str, TokenSums]:
     """All-time sums per device (one aggregate over the hourly rollup; never overflows, see above)."""
-    agg = fn.TOTAL if isinstance(UsageHourly._meta.database.obj, SqliteDatabase) else fn.SUM  # PG: exact numeric
-    cols = [agg(getattr(UsageHourly, n)) for n in SUM_FIELDS]
+    cols = [total(getattr(UsageHourly, n)) for n in SUM_FIELDS]
     out = {}
     for row in UsageHourly.select(UsageHourly.device, *cols).group_by(UsageHourly.device).tuples().coerce(False):
         out[row[0]] = TokenSums.of_stored(row[1:])

@@ -14,9 +14,10 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from peewee import fn
+from peewee import Case, fn
 
 from fleet_server.store.models import UsageHourly, UsageRecord
+from fleet_server.store.sql import total
 from fleet_server.store.usage import HOUR_MS, SUM_FIELDS, TokenSums
 
 
@@ -57,7 +58,7 @@ def usage_between(start_ms: int, end_ms: int, device_id: str | None = None) -> d
     first_full = -(-start_ms // HOUR_MS) * HOUR_MS  # first hour start >= start_ms
     last_full = end_ms - end_ms % HOUR_MS  # hours starting before this end by end_ms
     if first_full < last_full:
-        cols = [fn.SUM(getattr(UsageHourly, n)) for n in SUM_FIELDS]
+        cols = [total(getattr(UsageHourly, n)) for n in SUM_FIELDS]
         q = UsageHourly.select(UsageHourly.device, *cols).where(
             (UsageHourly.hour_ms >= first_full) & (UsageHourly.hour_ms < last_full))
         if device_id:
@@ -67,9 +68,11 @@ def usage_between(start_ms: int, end_ms: int, device_id: str | None = None) -> d
         edges = [(start_ms, first_full), (last_full, end_ms)]
     else:  # the range lies within one or two hours: sum its records directly
         edges = [(start_ms, end_ms)]
-    record_cols = [fn.COUNT(UsageRecord.id), fn.SUM(UsageRecord.input_tokens), fn.SUM(UsageRecord.output_tokens),
-                   fn.SUM(UsageRecord.cache_read_tokens), fn.SUM(UsageRecord.cache_write_tokens),
-                   fn.SUM(UsageRecord.total_tokens), fn.SUM(UsageRecord.cost_usd), fn.COUNT(UsageRecord.cost_usd)]
+    cost = fn.COALESCE(UsageRecord.priced_usd, UsageRecord.cost_usd)  # as fleet_server.store.prices.effective_cost
+    record_cols = [fn.COUNT(UsageRecord.id), total(UsageRecord.input_tokens), total(UsageRecord.output_tokens),
+                   total(UsageRecord.cache_read_tokens), total(UsageRecord.cache_write_tokens),
+                   total(UsageRecord.total_tokens), total(cost), fn.COUNT(cost),
+                   total(Case(None, [(cost.is_null(), UsageRecord.total_tokens)], 0))]
     for lo, hi in edges:
         if lo >= hi:
             continue

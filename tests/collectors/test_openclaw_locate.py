@@ -78,12 +78,20 @@ def test_json5_config_with_comments_and_trailing_commas(tmp_path: Path) -> None:
     assert paths.config_error is None
     assert paths.port == 19001
     assert paths.agent_ids == ("home", "main", "research", "work")
-    assert paths.log_dirs[0] == tmp_path / "oc-logs" / "gateway.log"
+    assert paths.log_dirs == (tmp_path / "oc-logs" / "gateway.log",)  # logging.file, and nothing else
     uid = f"openclaw-{os.getuid()}" if hasattr(os, "getuid") else "openclaw"
-    assert tmp_path / "tmp" / uid in paths.log_dirs
     assert state / "tmp" / uid in paths.lock_dirs and tmp_path / "tmp" / uid in paths.lock_dirs
+
+
+def test_log_dirs_default_only_with_a_state_dir(tmp_path: Path) -> None:
+    env = {"PATH": "", "TMPDIR": str(tmp_path / "tmp")}
+    assert locate_openclaw(env, home=tmp_path).log_dirs == ()  # no ~/.openclaw: read no shared log dir
+    (tmp_path / ".openclaw").mkdir()
+    dirs = locate_openclaw(env, home=tmp_path).log_dirs
+    uid = f"openclaw-{os.getuid()}" if hasattr(os, "getuid") else "openclaw"
+    assert tmp_path / "tmp" / uid in dirs
     if os.name != "nt":
-        assert Path("/tmp/openclaw") in paths.log_dirs
+        assert Path("/tmp/openclaw") in dirs
 
 
 def test_broken_config_warns_and_uses_defaults(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:

@@ -67,12 +67,13 @@ def test_timestamp_prefers_message_epoch_ms_then_line_iso_then_fallback() -> Non
     assert records(obj) == (None, None)
 
 
-def test_failed_turn_is_an_error_log_not_usage() -> None:
+def test_failed_turn_is_an_error_log_and_a_failed_usage_record() -> None:
     zero = {"input": 0, "output": 0, "cacheRead": 0, "cacheWrite": 0, "totalTokens": 0, "cost": {"total": 0}}
     usage, err = records(line(zero, stopReason="error", errorMessage="429 Rate limit reached",
                               errorType="rate_limit_error", errorCode="rate_limit_exceeded"))
-    assert usage is None and err is not None
-    assert err.id == error_record_id("d", "main", "s", "e1") != usage_record_id("d", "main", "s", "e1")
+    assert usage is not None and usage.failed and usage.total_tokens == 0 and err is not None
+    assert err.agent_id == "main" and err.session_id == "s"
+    assert err.id == error_record_id("d", "main", "s", "e1") != usage_record_id("d", "main", "s", "e1") == usage.id
     assert err.level == "error" and err.source == "transcript"
     assert err.message.startswith("429 Rate limit reached (type=rate_limit_error, code=rate_limit_exceeded")
     # a failed turn that still consumed tokens keeps them (OpenClaw's usage-cost counts them too)

@@ -34,7 +34,7 @@ def _collect_all(state: Path) -> CollectResult:
 
 
 def _per_session(result: CollectResult) -> dict[str, list[int]]:
-    sums: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0, 0, 0, 0])
+    sums: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0, 0, 0, 0, 0])
     for u in result.usage:
         s = sums[u.session_id[:8]]
         s[0] += u.input_tokens
@@ -42,8 +42,9 @@ def _per_session(result: CollectResult) -> dict[str, list[int]]:
         s[2] += u.cache_read_tokens
         s[3] += u.total_tokens
         s[4] += 1
+        s[6] += u.failed
     for rec in result.logs:
-        sums[rec.message.rsplit("session=", 1)[1][:8]][5] += 1
+        sums[(rec.session_id or "")[:8]][5] += 1
     return sums
 
 
@@ -74,11 +75,12 @@ def test_expected_sums_table(era: str, tmp_path: Path) -> None:
         assert (got[0], got[1], got[2], got[3]) == (inp, out, cache_read, total), session
         assert got[5] == errors, f"{session}: error turns"
         assert roles[session] == {"user": users, "assistant": assistants}, session
-        assert got[4] + errors == assistants, f"{session}: every assistant message is usage or error"
+        assert got[4] == assistants, f"{session}: every assistant message is a usage record"
+        assert got[6] == errors, f"{session}: failed turns are usage records flagged failed"
     # records are valid wire payloads
     UsageBatch(device_id=DEVICE, ts=1_795_234_000_000, records=result.usage)
     LogBatch(device_id=DEVICE, ts=1_795_234_000_000, records=result.logs)
-    assert all(u.cost_usd is None for u in result.usage), "stub-model has no price: cost.total 0 -> None"
+    assert all(u.cost_usd is None for u in result.usage if not u.failed), "stub-model: cost.total 0 -> None"
     assert {rec.level for rec in result.logs} == {"error"} and {rec.source for rec in result.logs} == {"transcript"}
 
 
@@ -177,7 +179,8 @@ def test_latest_daily_totals_equal_openclaws_own_usage_rollup(tmp_path: Path) ->
                 error_ts.add(bucket["timestampMs"])
     assert _our_daily(result) == {k: tuple(v) for k, v in daily.items()}
     assert _our_daily(result) == {"2026-11-21": (86153, 203, 768, 0, 87124)}
-    assert {u.ts for u in result.usage} == usage_ts
+    assert {u.ts for u in result.usage if not u.failed} == usage_ts
+    assert {u.ts for u in result.usage if u.failed} == error_ts
     assert {rec.ts for rec in result.logs} == error_ts
 
 
@@ -206,7 +209,7 @@ def test_legacy_daily_totals_equal_openclaws_usage_cost_cache(tmp_path: Path) ->
                 theirs.append((session, u["input"], u["output"], u["timestamp"]))
     assert _our_daily(result) == {k: tuple(v) for k, v in daily.items()}
     assert _our_daily(result) == {"2026-11-21": (39296, 112, 512, 0, 39920)}
-    mine = sorted((u.session_id[:8], u.input_tokens, u.output_tokens, u.ts) for u in result.usage)
+    mine = sorted((u.session_id[:8], u.input_tokens, u.output_tokens, u.ts) for u in result.usage if not u.failed)
     assert len(mine) == len(theirs)
     for (s1, i1, o1, ts1), (s2, i2, o2, ts2) in zip(mine, sorted(theirs), strict=True):
         assert (s1, i1, o1) == (s2, i2, o2)

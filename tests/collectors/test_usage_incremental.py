@@ -133,7 +133,7 @@ def test_unknown_zst_archive_is_read_in_full(tmp_path: Path) -> None:
     b.with_name(f"{b.name}.deleted.{RESET_TS}.zst").write_bytes(zstandard.ZstdCompressor().compress(content))
     r = UsageCollector(state, DEVICE).collect(roundtrip(positions))
     assert sorted(u.id for u in r.usage) == sorted(u.id for u in full.usage if u.session_id == b.stem)
-    assert len(r.usage) == 2 and len(r.logs) == 4
+    assert len(r.usage) == 6 and len(r.logs) == 4  # 2 answers + 4 failed turns
 
 
 def test_truncation_restarts_from_zero_with_the_same_ids(tmp_path: Path) -> None:

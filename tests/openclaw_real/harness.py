@@ -414,6 +414,7 @@ class OpenClawGateway:
         max_retries: int | None = 2,
         start_timeout: float = 120.0,
         progress: Progress | None = _default_progress,
+        plugins: dict[str, tuple[Path, dict[str, Any]]] | None = None,
     ) -> None:
         self.install = install
         self.base_url = base_url
@@ -425,6 +426,8 @@ class OpenClawGateway:
         self.token = secrets.token_hex(16)
         self.max_retries = max_retries
         self.start_timeout = start_timeout
+        self.plugins = plugins or {}
+        """Plugins to install before the gateway starts: ``{plugin id: (source dir, plugin config)}``."""
         self._say = progress or (lambda _msg: None)
         self.home = self.root / "home"
         self.state_dir = self.home / ".openclaw"
@@ -520,7 +523,22 @@ class OpenClawGateway:
         for d in (self.state_dir, self.log_dir, self.tmp_dir):
             d.mkdir(parents=True, exist_ok=True)
         self._onboard()
+        self._install_plugins()
         self._start_gateway()
+
+    def _install_plugins(self) -> None:
+        """``openclaw plugins install --force --accept-capabilities DIR`` for each plugin (a local path
+        needs both flags), then its config and ``hooks.allowConversationAccess`` (without which OpenClaw
+        blocks a non-bundled plugin's ``llm_output`` hook) in ``plugins.entries.<id>``."""
+        for plugin_id, (source, config) in self.plugins.items():
+            t0 = time.monotonic()
+            self.cli("plugins", "install", "--force", "--accept-capabilities", str(Path(source).absolute()),
+                     timeout=180, check=True)
+            doc = json.loads(self.config_path.read_text())
+            entry = doc.setdefault("plugins", {}).setdefault("entries", {}).setdefault(plugin_id, {})
+            entry.update({"enabled": True, "config": config, "hooks": {"allowConversationAccess": True}})
+            self.config_path.write_text(json.dumps(doc, indent=2) + "\n")
+            self._say(f"installed plugin {plugin_id} from {source} in {time.monotonic() - t0:.1f}s")
 
     def _onboard(self) -> None:
         # Seed the config first so that even `onboard` logs into log_dir (not /tmp/openclaw) and the

@@ -35,7 +35,8 @@ async def test_pages_render_absurd_stored_values(db, log_in):
     for h in (hour, hour - 3_600_000):
         db.execute_sql(
             "INSERT INTO usage_hourly (device, hour_ms, records, input_tokens, output_tokens, cache_read_tokens, "
-            "cache_write_tokens, total_tokens, cost_usd, priced_records) VALUES (?, ?, 1, ?, ?, 0, 0, ?, ?, 1)",
+            "cache_write_tokens, total_tokens, cost_usd, priced_records, unpriced_tokens) "
+            "VALUES (?, ?, 1, ?, ?, 0, 0, ?, ?, 1, 0)",
             ("wild", h, 6 * 10**18, 1e30, 6 * 10**18, math.inf))
     Device.create(id="cached", name="Cached box", key_hash="x", key_hint="abcd", created_ms=now_ms())
     state = FleetState()

@@ -1,15 +1,16 @@
-// ClawFleet plugin for OpenClaw: forwards gateway lifecycle and LLM usage to the local
+// ClawFleet plugin for OpenClaw (plain JavaScript: OpenClaw installs only compiled plugins): forwards gateway lifecycle and LLM usage to the local
 // ClawFleet agent's bridge (POST http://127.0.0.1:17890/events). Fire-and-forget: every POST
 // has a short timeout, every error is swallowed, no handler ever awaits the network, so the
 // gateway is never blocked or broken by a missing or slow agent.
 
 const PLUGIN_VERSION = "0.1.0";
 
-type Config = { bridgeUrl?: string; token?: string; timeoutMs?: number };
+/** @typedef {{bridgeUrl?: string, token?: string, timeoutMs?: number}} Config */
 
-function post(cfg: Config, path: string, body: unknown): void {
+/** @param {Config} cfg @param {string} path @param {unknown} body */
+function post(cfg, path, body) {
   const url = (cfg.bridgeUrl || "http://127.0.0.1:17890").replace(/\/+$/, "") + path;
-  const headers: Record<string, string> = { "Content-Type": "application/json" };
+  const headers = { "Content-Type": "application/json" };
   if (cfg.token) headers["Authorization"] = `Bearer ${cfg.token}`;
   try {
     const signal = AbortSignal.timeout(cfg.timeoutMs ?? 1500);
@@ -19,8 +20,8 @@ function post(cfg: Config, path: string, body: unknown): void {
   }
 }
 
-function safe<T extends unknown[]>(fn: (...args: T) => void): (...args: T) => void {
-  return (...args: T) => {
+function safe(fn) {
+  return (...args) => {
     try {
       fn(...args);
     } catch {
@@ -32,19 +33,20 @@ function safe<T extends unknown[]>(fn: (...args: T) => void): (...args: T) => vo
 export default {
   id: "clawfleet",
   name: "ClawFleet",
-  register(api: any) {
-    const cfg: Config = (api && (api.pluginConfig || api.config)) || {};
-    const on = (hook: string, handler: (...a: any[]) => void) => {
+  register(api) {
+    /** @type {Config} */
+    const cfg = (api && (api.pluginConfig || api.config)) || {};
+    const on = (hook, handler) => {
       if (api && typeof api.on === "function") api.on(hook, safe(handler));
     };
-    on("gateway_start", (event: any) => {
+    on("gateway_start", (event) => {
       post(cfg, "/events", { type: "gateway_start", port: event?.port, ts: Date.now() });
       post(cfg, "/openclaw", { plugin_version: PLUGIN_VERSION, openclaw_version: api?.runtime?.version });
     });
-    on("gateway_stop", (event: any) => {
+    on("gateway_stop", (event) => {
       post(cfg, "/events", { type: "gateway_stop", reason: event?.reason, ts: Date.now() });
     });
-    on("llm_output", (event: any, ctx: any) => {
+    on("llm_output", (event, ctx) => {
       post(cfg, "/events", {
         type: "llm_output",
         ts: Date.now(),

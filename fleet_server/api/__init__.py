@@ -1,0 +1,1 @@
+"""REST API (``routes``) and Prometheus ``/metrics`` (``metrics``)."""

@@ -1,0 +1,136 @@
+"""Prometheus text exposition at ``/metrics`` (``prometheus_client``), off unless ``run --metrics``.
+
+A custom collector reads the in-memory latest state, the ingest counters and one GROUP BY over the
+usage table at scrape time; nothing is kept twice. Protected like the API: an API token as
+``Authorization: Bearer cft_…`` (what Prometheus' ``authorization`` / ``bearer_token_file`` send), or
+a dashboard session. Names follow Prometheus conventions: base units (bytes, seconds, ratios 0-1),
+``_total`` for counters.
+
+Series (labels in braces):
+
+- ``clawfleet_device_up{device}`` 1 when online; ``clawfleet_device_last_seen_timestamp_seconds{device}``
+- ``clawfleet_device_cpu_usage_ratio``, ``…_memory_used_bytes``, ``…_memory_total_bytes``,
+  ``…_disk_used_bytes``, ``…_disk_total_bytes``, ``…_swap_usage_ratio``,
+  ``…_network_receive_bytes_per_second``, ``…_network_transmit_bytes_per_second``,
+  ``…_uptime_seconds``, ``…_openclaw_up`` (all ``{device}``, from the latest sample)
+- ``clawfleet_tokens_total{device,agent,model,type}`` (type: input, output, cache_read, cache_write)
+- ``clawfleet_messages_total``, ``clawfleet_failed_turns_total``, ``clawfleet_cost_usd_total``
+  (priced messages only), ``clawfleet_unpriced_tokens_total`` (all ``{device,agent,model}``)
+- ``clawfleet_ingest_messages_received_total``, ``clawfleet_ingest_messages_stored_total{channel}``,
+  ``clawfleet_ingest_messages_rejected_total{reason}``, ``clawfleet_ingest_batch_duration_seconds``
+  (summary: ``_count``, ``_sum``)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+from fastapi import FastAPI
+from fastapi.responses import Response
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric, SummaryMetricFamily
+from prometheus_client.registry import Collector
+
+from fleet_server.ingest import Ingest
+from fleet_server.state import FleetState
+from fleet_server.store import queries
+
+TOKEN_TYPES = ("input", "output", "cache_read", "cache_write")
+_DEVICE_GAUGES = (
+    ("cpu_usage_ratio", "CPU busy over the last interval, all cores (0-1)", lambda t: t.cpu_pct / 100),
+    ("memory_used_bytes", "memory in use", lambda t: t.mem_used_bytes),
+    ("memory_total_bytes", "physical memory", lambda t: t.mem_total_bytes),
+    ("disk_used_bytes", "used on the system volume", lambda t: t.disk_used_bytes),
+    ("disk_total_bytes", "size of the system volume", lambda t: t.disk_total_bytes),
+    ("swap_usage_ratio", "swap in use (0-1)", lambda t: t.swap_pct / 100),
+    ("network_receive_bytes_per_second", "received over the last interval, all NICs but loopback",
+     lambda t: t.net_rx_bps),
+    ("network_transmit_bytes_per_second", "sent over the last interval, all NICs but loopback",
+     lambda t: t.net_tx_bps),
+    ("uptime_seconds", "time since boot", lambda t: t.uptime_s),
+    ("openclaw_up", "1 when the OpenClaw gateway answered its health check",
+     lambda t: None if t.openclaw is None else float(t.openclaw.up)),
+)
+
+
+class FleetCollector(Collector):
+    """Collects the series listed in the module docstring at scrape time."""
+
+    def __init__(self, state: FleetState, ingest: Callable[[], Ingest | None]) -> None:
+        self.state = state
+        self.ingest = ingest
+
+    def collect(self) -> Iterator[Metric]:
+        """Yield every metric family (devices, tokens, ingest)."""
+        yield from self._devices()
+        yield from self._usage()
+        yield from self._ingest()
+
+    def _devices(self) -> Iterator[Metric]:
+        up = GaugeMetricFamily("clawfleet_device_up", "1 when the device is online", labels=["device"])
+        seen = GaugeMetricFamily("clawfleet_device_last_seen_timestamp_seconds", "newest sample, Unix time",
+                                 labels=["device"])
+        gauges = [(GaugeMetricFamily(f"clawfleet_device_{n}", h, labels=["device"]), f) for n, h, f in _DEVICE_GAUGES]
+        for d in self.state.snapshot():
+            up.add_metric([d.device_id], 1.0 if d.display_status == "online" else 0.0)
+            if d.last_seen_ms is not None:
+                seen.add_metric([d.device_id], d.last_seen_ms / 1000)
+            if d.telemetry is not None:
+                for family, get in gauges:
+                    v = get(d.telemetry)
+                    if v is not None:
+                        family.add_metric([d.device_id], float(v))
+        yield up
+        yield seen
+        for family, _ in gauges:
+            yield family
+
+    def _usage(self) -> Iterator[Metric]:
+        labels = ["device", "agent", "model"]
+        tokens = CounterMetricFamily("clawfleet_tokens", "LLM tokens used", labels=[*labels, "type"])
+        messages = CounterMetricFamily("clawfleet_messages", "assistant messages", labels=labels)
+        failed = CounterMetricFamily("clawfleet_failed_turns", 'assistant messages with stopReason "error"',
+                                     labels=labels)
+        cost = CounterMetricFamily("clawfleet_cost_usd", "cost of priced messages, US dollars", labels=labels)
+        unpriced = CounterMetricFamily("clawfleet_unpriced_tokens", "tokens with no price rule and no recorded cost",
+                                       labels=labels)
+        for r in queries.usage_summary(["device", "agent", "model"]):
+            key = [r.key["device"], r.key["agent"], r.key["model"]]
+            for t in TOKEN_TYPES:
+                tokens.add_metric([*key, t], getattr(r, f"{t}_tokens"))
+            messages.add_metric(key, r.messages)
+            failed.add_metric(key, r.failed_turns)
+            cost.add_metric(key, r.cost_usd)
+            unpriced.add_metric(key, r.unpriced_tokens)
+        yield from (tokens, messages, failed, cost, unpriced)
+
+    def _ingest(self) -> Iterator[Metric]:
+        ing = self.ingest()
+        counters = dict(ing.counters) if ing is not None else {}
+        received = CounterMetricFamily("clawfleet_ingest_messages_received",
+                                       "MQTT messages received by ingest since the server started")
+        received.add_metric([], counters.get("received", 0))
+        stored = CounterMetricFamily("clawfleet_ingest_messages_stored", "messages stored, by channel",
+                                     labels=["channel"])
+        rejected = CounterMetricFamily("clawfleet_ingest_messages_rejected", "messages rejected, by reason",
+                                       labels=["reason"])
+        for k, v in sorted(counters.items()):
+            if k.startswith("stored_"):
+                stored.add_metric([k[len("stored_"):]], v)
+            elif k.startswith("rejected_"):
+                rejected.add_metric([k[len("rejected_"):]], v)
+        batch = SummaryMetricFamily("clawfleet_ingest_batch_duration_seconds",
+                                    "time to store one batch (database commit and acknowledgements)")
+        batch.add_metric([], counters.get("batches", 0), ing.batch_seconds if ing is not None else 0.0)
+        yield from (received, stored, rejected, batch)
+
+
+def install_metrics(app: FastAPI, state: FleetState, ingest: Callable[[], Ingest | None]) -> None:
+    """Serve ``/metrics`` from a registry holding only :class:`FleetCollector`."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(FleetCollector(state, ingest))
+
+    def metrics() -> Response:
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+    app.add_api_route("/metrics", metrics, methods=["GET"], include_in_schema=False)

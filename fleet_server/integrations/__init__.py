@@ -1,0 +1,1 @@
+"""Read-only MQTT accounts for other tools (Home Assistant, Node-RED, scripts)."""

@@ -1,0 +1,118 @@
+"""Tokens and logs pages in a real headless Chromium against `clawfleet-server run`, with the OpenClaw
+fixtures' usage and logs seeded into its database. Screenshots go to $CLAWFLEET_SCREENSHOT_DIR."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+import pytest
+from e2e_helpers import wait_for
+from mqtt_helpers import free_port
+
+pytestmark = pytest.mark.browser
+
+PASSWORD = "browser test password"
+SCREENSHOT_DIR = Path(os.environ["CLAWFLEET_SCREENSHOT_DIR"]) if os.environ.get("CLAWFLEET_SCREENSHOT_DIR") else None
+TESTS = Path(__file__).resolve().parents[1]
+SEED = """
+import sys
+from pathlib import Path
+sys.path.insert(0, {tests!r})
+from fleet_server.store.db import open_database
+from usage_seed import seed_bulk_logs, seed_fixture_usage
+open_database(Path({data!r}))
+seed_fixture_usage(Path({tmp!r}))
+seed_bulk_logs(2000, devices=3, start_ms=1_795_200_000_000, step_ms=15_000)
+"""
+
+
+def _env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k != "PYTEST_CURRENT_TEST"}
+
+
+def _http_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as r:  # noqa: S310 - loopback URL built by the test
+            return r.status == 200
+    except OSError:
+        return False
+
+
+@pytest.fixture
+def seeded_server(tmp_path):
+    data = tmp_path / "data"
+    run = {"text": True, "capture_output": True, "timeout": 120, "check": True, "env": _env()}
+    subprocess.run([sys.executable, "-m", "fleet_server.cli.main", "admin", "create", "admin", "--password-stdin",
+                    "--data-dir", str(data)], input=PASSWORD + "\n", **run)
+    subprocess.run([sys.executable, "-c", SEED.format(tests=str(TESTS), data=str(data), tmp=str(tmp_path / "oc"))],
+                   **run)
+    port = free_port()
+    log = open(tmp_path / "server.log", "wb")  # noqa: SIM115
+    proc = subprocess.Popen([sys.executable, "-m", "fleet_server.cli.main", "run", "--data-dir", str(data), "--port",
+                             str(port), "--mqtt-port", str(free_port()), "--no-local-agent"],
+                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=_env())
+    try:
+        wait_for(lambda: _http_ok(f"http://127.0.0.1:{port}/healthz") or proc.poll() is not None, 60,
+                 what="the dashboard to answer")
+        assert proc.poll() is None, (tmp_path / "server.log").read_text()
+        yield port
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        log.close()
+
+
+def _shot(browser, name: str) -> None:
+    if SCREENSHOT_DIR:
+        SCREENSHOT_DIR.mkdir(parents=True, exist_ok=True)
+        browser.save_screenshot(str(SCREENSHOT_DIR / name))
+
+
+def test_tokens_and_logs_pages_with_seeded_data(seeded_server, browser):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    port = seeded_server
+    wait = WebDriverWait(browser, 30)
+    browser.get(f"http://127.0.0.1:{port}/tokens?start=2026-11-14&end=2026-11-21")
+    fields = wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "input") if len(
+        d.find_elements(By.CSS_SELECTOR, "input")) >= 2 else False)
+    fields[0].send_keys("admin")
+    fields[1].send_keys(PASSWORD + Keys.ENTER)
+    wait.until(ec.text_to_be_present_in_element((By.TAG_NAME, "body"), "Tokens and cost"))
+    # the browser's zone is read by JavaScript (Chromium here runs in the machine's zone)
+    wait.until(lambda d: "Days in" in d.find_element(By.CSS_SELECTOR, '[data-testid="tz-label"]').text)
+    wait.until(ec.text_to_be_present_in_element((By.TAG_NAME, "body"), "unpriced (127,044 tokens)"))
+    wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, '[data-testid="tokens-chart"] canvas'))
+    body = browser.find_element(By.TAG_NAME, "body").text
+    assert "oc-latest" in body and "oc-legacy" in body and "Failed turns" in body
+    _shot(browser, "tokens.png")
+
+    browser.get(f"http://127.0.0.1:{port}/logs?range=all&level=error")
+    wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, '[data-testid="log-row"]')) == 50)
+    first = browser.find_elements(By.CSS_SELECTOR, '[data-testid="log-row"]')[0].text
+    browser.find_element(By.CSS_SELECTOR, '[data-testid="log-older"]').click()
+    wait.until(ec.text_to_be_present_in_element((By.TAG_NAME, "body"), "page 2"))
+    assert browser.find_elements(By.CSS_SELECTOR, '[data-testid="log-row"]')[0].text != first
+    _shot(browser, "logs.png")
+
+    browser.get(f"http://127.0.0.1:{port}/logs?range=all&view=groups")
+    wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, '[data-testid="fp-sample"]'))
+    _shot(browser, "logs-grouped.png")
+    browser.find_elements(By.CSS_SELECTOR, '[data-testid="fp-sample"]')[0].click()
+    wait.until(ec.text_to_be_present_in_element((By.TAG_NAME, "body"), "occurrences of one fingerprint"))
+
+    browser.set_window_size(390, 844)  # a phone
+    browser.get(f"http://127.0.0.1:{port}/tokens?start=2026-11-14&end=2026-11-21")
+    wait.until(ec.text_to_be_present_in_element((By.TAG_NAME, "body"), "unpriced (127,044 tokens)"))
+    _shot(browser, "tokens-phone.png")
