@@ -325,7 +325,7 @@ class ApiToken(BaseModel):
 class IntegrationAccount(BaseModel):
     """A read-only MQTT account for another tool (Home Assistant, Node-RED, scripts).
 
-    ``username`` is the broker username (``int-<name>``); the password is shown once and never stored.
+    ``username`` is the broker username (``integration.<name>``); the password is shown once and never stored.
     ``channels`` is a comma-separated list of the device channels it may subscribe to. Revoking deletes
     the row and the broker account.
     """
