@@ -73,6 +73,20 @@ class RunningAgent:
         assert not self.thread.is_alive()
 
 
+class CliResult:
+    """What a ``clawfleet-server`` process did: ``exit_code``, ``output`` (stdout + stderr), ``stdout``."""
+
+    def __init__(self, proc: subprocess.CompletedProcess) -> None:
+        self.exit_code, self.stdout, self.output = proc.returncode, proc.stdout, proc.stdout + proc.stderr
+
+
+def server_cli(*args: str, timeout: float = 60) -> CliResult:
+    """Run ``clawfleet-server ARGS`` as its own process, as a user does next to a running server.
+    (In the test process it would re-point the models' shared database while that server writes.)"""
+    return CliResult(subprocess.run([sys.executable, "-m", "fleet_server.cli.main", *args], capture_output=True,
+                                    text=True, timeout=timeout))
+
+
 def user_env() -> dict[str, str]:
     """The environment of a user's shell: NiceGUI switches to its own test mode under pytest."""
     import os

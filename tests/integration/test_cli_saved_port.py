@@ -3,10 +3,9 @@
 
 from __future__ import annotations
 
+from e2e_helpers import server_cli
 from mqtt_helpers import connect_probe
-from typer.testing import CliRunner
 
-from fleet_server.cli.main import app as cli_app
 from fleet_server.cli.tls import save_settings
 from fleet_server.server import FleetServer
 from shared.enrollment import decode_token
@@ -16,7 +15,7 @@ def test_device_add_uses_the_saved_mqtt_port(fleet: FleetServer) -> None:
     data_dir, port = fleet.opts.data_dir, fleet.opts.mqtt_port
     assert port != 18830
     save_settings(data_dir, port, 8883, None, None, None)  # what 'run' does after start
-    res = CliRunner().invoke(cli_app, ["device", "add", "Saved Port Box", "--data-dir", str(data_dir)])
+    res = server_cli("device", "add", "Saved Port Box", "--data-dir", str(data_dir))
     assert res.exit_code == 0, res.output
     token = res.output.split("keep it secret):\n")[1].split()[0]
     enr = decode_token(token)

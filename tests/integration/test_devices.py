@@ -1,5 +1,5 @@
 """Device management end to end: a real FleetServer (managed Mosquitto, SQLite, ingest), real
-agent processes and MQTT probes; the CLI through typer's CliRunner against the running server.
+agent processes and MQTT probes; the CLI as its own process against the running server.
 
 Reason codes are Mosquitto 2.0.11's: DISCONNECT 0x98 (administrative action) on revoke, rotate
 and delete; CONNACK 0x87 (not authorized) for a revoked or rotated-away key; SUBACK/PUBACK 0x87
@@ -12,12 +12,10 @@ import json
 import logging
 import time
 
-from e2e_helpers import start_agent, stop_agent, wait_for, write_agent_config
+from e2e_helpers import server_cli, start_agent, stop_agent, wait_for, write_agent_config
 from mqtt_helpers import Probe, connect_probe, free_port, make_device
-from typer.testing import CliRunner
 
 from fleet_server import server as server_module
-from fleet_server.cli.main import app as cli_app
 from fleet_server.devices.reconcile import NEEDS_NEW_KEY, broker_device_clients, reconcile
 from fleet_server.server import FleetServer, ServerOptions
 from fleet_server.store.models import AuditEvent, Device, LogRecord, RejectCount, Sample, StatusEvent, UsageRecord
@@ -298,9 +296,8 @@ def test_server_start_reconciles_and_logs_one_summary_line(fleet: FleetServer, c
 
 
 def _cli(fleet: FleetServer, *args: str):
-    result = CliRunner().invoke(cli_app, ["device", *args, "--data-dir", str(fleet.opts.data_dir)]
-                                + ([] if args[0] == "rename" else ["--mqtt-port", str(fleet.opts.mqtt_port)]))
-    return result
+    return server_cli("device", *args, "--data-dir", str(fleet.opts.data_dir),
+                      *([] if args[0] == "rename" else ["--mqtt-port", str(fleet.opts.mqtt_port)]))
 
 
 def test_cli_device_commands_reach_the_running_server(fleet: FleetServer, monkeypatch):

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from e2e_helpers import start_agent, stop_agent, wait_for
+from e2e_helpers import server_cli, start_agent, stop_agent, wait_for
 from mqtt_helpers import free_port
 from tls_helpers import ExternalMosquitto, enroll_agent, read_log, start_external_mosquitto, tls_probe
 from typer.testing import CliRunner
@@ -24,6 +24,7 @@ from fleet_server.store.models import Device, Sample
 from shared.enrollment import decode_token
 
 runner = CliRunner()
+
 
 
 @pytest.fixture(scope="module")
@@ -100,20 +101,20 @@ def test_device_commands_reach_external_broker_saved_by_run(ext, tmp_path: Path,
         save_settings(data_dir, 18830, 8883, None, external, None)  # what `run` does after starting
         assert broker.admin_password not in (data_dir / "server.json").read_text()
         args = ["--data-dir", str(data_dir)]
-        added = runner.invoke(app, ["device", "add", "cli-remote", *args])
+        added = server_cli("device", "add", "cli-remote", *args)
         assert added.exit_code == 0, added.output
-        token = next(w for w in added.output.split() if w.startswith("cfe1."))
+        token = next(w for w in added.stdout.split() if w.startswith("cfe1."))
         assert decode_token(token).url == url and "SSH tunnel" not in added.output
         agent = start_agent(enroll_agent(tmp_path, token, "cli"), tmp_path / "cli.log")
         try:
             wait_for(lambda: _samples("cli-remote") >= 1, 15, what="a sample from the CLI-enrolled device")
-            deleted = runner.invoke(app, ["device", "delete", "cli-remote", *args])
+            deleted = server_cli("device", "delete", "cli-remote", *args)
             assert deleted.exit_code == 0, deleted.output
             wait_for(lambda: "Administrative action" in read_log(tmp_path / "cli.log"), 5, what="the kick")
         finally:
             stop_agent(agent)
         monkeypatch.delenv("CLAWFLEET_BROKER_ADMIN_PASSWORD")
-        missing = runner.invoke(app, ["device", "add", "no-password", *args])
+        missing = server_cli("device", "add", "no-password", *args)
         assert missing.exit_code == 2 and "CLAWFLEET_BROKER_ADMIN_PASSWORD" in missing.output
     finally:
         server.stop()
