@@ -48,9 +48,11 @@ def qr_data_uri(text: str) -> str | None:
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
 
 
-def agent_commands(token: str) -> str:
-    """The commands to run on the device, with its token."""
-    return f"clawfleet-agent enroll {token}\nclawfleet-agent run --headless"
+AGENT_COMMANDS = ("clawfleet-agent enroll            # paste the token when it asks\n"
+                  "clawfleet-agent run               # tray icon\n"
+                  "clawfleet-agent install-service   # or headless, as a service")
+"""What to run on the device. The token is pasted at the prompt, so it stays out of ``ps`` and the
+shell history (``clawfleet-agent enroll -`` reads it from stdin, ``--token-file`` from a file)."""
 
 
 def status_badge(d: DeviceView) -> ui.badge:
@@ -115,10 +117,10 @@ def show_secret(host: ui.element, title: str, new: NewDevice) -> ui.dialog:
                 ui.label("The token is too long for a QR code; copy the text.").classes("text-sm text-gray-600")
             with ui.column().classes("gap-1 min-w-0"):
                 ui.label("On the device run:").classes("text-sm")
-                ui.label(agent_commands(new.token)).classes(
+                ui.label(AGENT_COMMANDS).classes(
                     "font-mono text-xs whitespace-pre-wrap break-all bg-gray-100 p-2 rounded").mark("agent-commands")
                 ui.button("Copy commands", icon="content_copy",
-                          on_click=lambda: (ui.clipboard.write(agent_commands(new.token)),
+                          on_click=lambda: (ui.clipboard.write(AGENT_COMMANDS),
                                             ui.notify("commands copied"))).props("flat dense")
         with ui.row().classes("w-full justify-end"):
             ui.button("Done, I saved it", on_click=dialog.delete).mark("secret-done")

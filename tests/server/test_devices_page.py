@@ -67,7 +67,8 @@ async def test_admin_adds_a_device_and_sees_key_and_token_once(actions: DeviceAc
         assert key.startswith("cfk_") and Device.get_by_id("build-box").key_hash == hash_api_key(key)
         enr = decode_token(token)
         assert (enr.device_id, enr.api_key) == ("build-box", key)
-        assert f"clawfleet-agent enroll {token}" in _text(user, "agent-commands")
+        commands = _text(user, "agent-commands")
+        assert "clawfleet-agent enroll " in commands and token not in commands  # pasted at the prompt, not in ps
         [qr] = user.find(marker="token-qr").elements
         assert qr.source.startswith("data:image/png;base64,")
         await user.should_see("Build Box")  # the table behind the dialog has the new row
