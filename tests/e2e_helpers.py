@@ -80,11 +80,12 @@ class CliResult:
         self.exit_code, self.stdout, self.output = proc.returncode, proc.stdout, proc.stdout + proc.stderr
 
 
-def server_cli(*args: str, timeout: float = 60) -> CliResult:
-    """Run ``clawfleet-server ARGS`` as its own process, as a user does next to a running server.
-    (In the test process it would re-point the models' shared database while that server writes.)"""
-    return CliResult(subprocess.run([sys.executable, "-m", "fleet_server.cli.main", *args], capture_output=True,
-                                    text=True, timeout=timeout))
+def server_cli(*args: str, stdin: str | None = None, timeout: float = 60) -> CliResult:
+    """Run ``clawfleet-server ARGS`` as its own process (``stdin`` as its input), as a user does next
+    to a running server. (In the test process it would re-point the models' shared database while
+    that server writes.)"""
+    return CliResult(subprocess.run([sys.executable, "-m", "fleet_server.cli.main", *args], input=stdin,
+                                    capture_output=True, text=True, timeout=timeout, env=user_env()))
 
 
 def user_env() -> dict[str, str]:

@@ -5,14 +5,12 @@ the outage. Screenshot: ``$CLAWFLEET_SCREENSHOT_DIR/device-history-30d.png``."""
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
-from e2e_helpers import wait_for
+from browser_helpers import create_admin, log_in
+from e2e_helpers import ServerProcess
 from history_helpers import add_device, add_samples
 from mqtt_helpers import free_port
 
@@ -24,15 +22,12 @@ from fleet_server.store.usage import insert_usage
 
 pytestmark = pytest.mark.browser
 
-PASSWORD = "browser test password"
 SCREENSHOT_DIR = Path(os.environ["CLAWFLEET_SCREENSHOT_DIR"]) if os.environ.get("CLAWFLEET_SCREENSHOT_DIR") else None
 DAY = 86_400_000
 HOUR = 3_600_000
 CHARTS = ("cpu", "mem", "disk", "swap", "net", "load", "tokens")
 
 
-def _env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if k != "PYTEST_CURRENT_TEST"}
 
 
 def _seed(data: Path) -> None:
@@ -63,50 +58,22 @@ def _seed(data: Path) -> None:
 @pytest.fixture
 def server_with_history(tmp_path):
     data = tmp_path / "data"
-    subprocess.run([sys.executable, "-m", "fleet_server.cli.main", "admin", "create", "admin", "--password-stdin",
-                    "--data-dir", str(data)], input=PASSWORD + "\n", text=True, capture_output=True, timeout=60,
-                   check=True, env=_env())
+    create_admin(data)
     _seed(data)
-    port = free_port()
-    log = open(tmp_path / "server.log", "wb")  # noqa: SIM115
-    proc = subprocess.Popen([sys.executable, "-m", "fleet_server.cli.main", "run", "--data-dir", str(data), "--port",
-                             str(port), "--mqtt-port", str(free_port()), "--no-local-agent"],
-                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=_env())
+    server = ServerProcess(data, free_port(), free_port(), tmp_path / "server.log", "--no-local-agent")
     try:
-        import urllib.request
-
-        def up() -> bool:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as r:  # noqa: S310
-                    return r.status == 200
-            except OSError:
-                return proc.poll() is not None
-        wait_for(up, 60, what="the dashboard to answer")
-        assert proc.poll() is None, (tmp_path / "server.log").read_text()
-        yield port
+        yield server.start().port
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGINT)
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-        log.close()
+        server.stop()
 
 
 def test_device_page_draws_every_chart_and_switches_windows(server_with_history, browser):
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.common.keys import Keys
     from selenium.webdriver.support.ui import WebDriverWait
 
     port = server_with_history
     wait = WebDriverWait(browser, 30)
-    browser.get(f"http://127.0.0.1:{port}/device/gpu-box")
-    fields = wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "input") if len(
-        d.find_elements(By.CSS_SELECTOR, "input")) >= 2 else False)
-    fields[0].send_keys("admin")
-    fields[1].send_keys(PASSWORD + Keys.ENTER)
-    wait.until(lambda d: "/login" not in d.current_url)
+    log_in(browser, f"http://127.0.0.1:{port}/device/gpu-box")
     if "/device/gpu-box" not in browser.current_url:
         browser.get(f"http://127.0.0.1:{port}/device/gpu-box")
 

@@ -6,31 +6,26 @@ from __future__ import annotations
 import os
 import signal
 import stat
-import subprocess
-import sys
 from pathlib import Path
 
 import psutil
 import pytest
-from e2e_helpers import ServerProcess, user_env, wait_for
+from browser_helpers import create_admin, log_in
+from e2e_helpers import ServerProcess, wait_for
 from mqtt_helpers import free_port
 
 pytestmark = pytest.mark.browser
 
-PASSWORD = "browser test password"
 SCREENSHOT_DIR = Path(os.environ.get("CLAWFLEET_SCREENSHOT_DIR", "")) if os.environ.get(
     "CLAWFLEET_SCREENSHOT_DIR") else None
 
 
-def _cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "fleet_server.cli.main", *args], input=stdin, text=True,
-                          capture_output=True, timeout=60, check=True, env=user_env())
 
 
 @pytest.fixture
 def running_server(tmp_path):
     data = tmp_path / "data"
-    _cli("admin", "create", "admin", "--password-stdin", "--data-dir", str(data), stdin=PASSWORD + "\n")
+    create_admin(data)
     server = ServerProcess(data, free_port(), free_port(), tmp_path / "server.log", "--local-agent-interval", "2")
     try:
         server.start()
@@ -41,19 +36,12 @@ def running_server(tmp_path):
 
 def test_dashboard_shows_this_machine_live_and_ctrl_c_stops_everything(running_server, browser):
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.common.keys import Keys
     from selenium.webdriver.support import expected_conditions as ec
     from selenium.webdriver.support.ui import WebDriverWait
 
     proc, port, log_path = running_server
     wait = WebDriverWait(browser, 30)
-    browser.get(f"http://127.0.0.1:{port}/")
-    wait.until(ec.url_contains("/login"))
-    fields = wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "input") if len(
-        d.find_elements(By.CSS_SELECTOR, "input")) >= 2 else False)
-    fields[0].send_keys("admin")
-    fields[1].send_keys(PASSWORD + Keys.ENTER)
-    wait.until(lambda d: "/login" not in d.current_url)
+    log_in(browser, f"http://127.0.0.1:{port}/")
     wait.until(ec.text_to_be_present_in_element((By.TAG_NAME, "body"), "Fleet overview"))
     # the local agent's device comes online and shows live figures
     wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, '[data-testid="status-online"]'))

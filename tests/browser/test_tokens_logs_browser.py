@@ -6,16 +6,15 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import urllib.request
 from pathlib import Path
 
 import pytest
-from e2e_helpers import wait_for
+from browser_helpers import create_admin, log_in
+from e2e_helpers import ServerProcess, user_env
 from mqtt_helpers import free_port
 
 pytestmark = pytest.mark.browser
 
-PASSWORD = "browser test password"
 SCREENSHOT_DIR = Path(os.environ["CLAWFLEET_SCREENSHOT_DIR"]) if os.environ.get("CLAWFLEET_SCREENSHOT_DIR") else None
 TESTS = Path(__file__).resolve().parents[1]
 SEED = """
@@ -30,44 +29,19 @@ seed_bulk_logs(2000, devices=3, start_ms=1_795_200_000_000, step_ms=15_000)
 """
 
 
-def _env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if k != "PYTEST_CURRENT_TEST"}
-
-
-def _http_ok(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as r:  # noqa: S310 - loopback URL built by the test
-            return r.status == 200
-    except OSError:
-        return False
 
 
 @pytest.fixture
 def seeded_server(tmp_path):
     data = tmp_path / "data"
-    run = {"text": True, "capture_output": True, "timeout": 120, "check": True, "env": _env()}
-    subprocess.run([sys.executable, "-m", "fleet_server.cli.main", "admin", "create", "admin", "--password-stdin",
-                    "--data-dir", str(data)], input=PASSWORD + "\n", **run)
+    create_admin(data)
     subprocess.run([sys.executable, "-c", SEED.format(tests=str(TESTS), data=str(data), tmp=str(tmp_path / "oc"))],
-                   **run)
-    port = free_port()
-    log = open(tmp_path / "server.log", "wb")  # noqa: SIM115
-    proc = subprocess.Popen([sys.executable, "-m", "fleet_server.cli.main", "run", "--data-dir", str(data), "--port",
-                             str(port), "--mqtt-port", str(free_port()), "--no-local-agent"],
-                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=_env())
+                   text=True, capture_output=True, timeout=120, check=True, env=user_env())
+    server = ServerProcess(data, free_port(), free_port(), tmp_path / "server.log", "--no-local-agent")
     try:
-        wait_for(lambda: _http_ok(f"http://127.0.0.1:{port}/healthz") or proc.poll() is not None, 60,
-                 what="the dashboard to answer")
-        assert proc.poll() is None, (tmp_path / "server.log").read_text()
-        yield port
+        yield server.start().port
     finally:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-        log.close()
+        server.stop()
 
 
 def _shot(browser, name: str) -> None:
@@ -78,17 +52,12 @@ def _shot(browser, name: str) -> None:
 
 def test_tokens_and_logs_pages_with_seeded_data(seeded_server, browser):
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.common.keys import Keys
     from selenium.webdriver.support import expected_conditions as ec
     from selenium.webdriver.support.ui import WebDriverWait
 
     port = seeded_server
     wait = WebDriverWait(browser, 30)
-    browser.get(f"http://127.0.0.1:{port}/tokens?start=2026-11-14&end=2026-11-21")
-    fields = wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "input") if len(
-        d.find_elements(By.CSS_SELECTOR, "input")) >= 2 else False)
-    fields[0].send_keys("admin")
-    fields[1].send_keys(PASSWORD + Keys.ENTER)
+    log_in(browser, f"http://127.0.0.1:{port}/tokens?start=2026-11-14&end=2026-11-21")
     wait.until(ec.text_to_be_present_in_element((By.TAG_NAME, "body"), "Tokens and cost"))
     # the browser's zone is read by JavaScript (Chromium here runs in the machine's zone)
     wait.until(lambda d: "Days in" in d.find_element(By.CSS_SELECTOR, '[data-testid="tz-label"]').text)
