@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import shutil
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -28,6 +29,23 @@ class Written:
 
     def __str__(self) -> str:
         return f"{self.what}: {self.where}"
+
+
+def stop_and_remove(path: Path, stop: Callable[[], Written | None] | None) -> list[Written]:
+    """Uninstall step every OS shares: when ``path`` exists, run ``stop`` (e.g. ``systemctl disable
+    --now``; an OSError becomes a ``warning`` line), then delete ``path``. Returns what was done."""
+    done: list[Written] = []
+    if stop is not None and path.exists():
+        try:
+            ran = stop()
+            if ran:
+                done.append(ran)
+        except OSError as exc:
+            done.append(Written(str(exc), "warning"))
+    if path.exists():
+        path.unlink()
+        done.append(Written(str(path), "removed"))
+    return done
 
 
 def agent_command(*args: str, gui: bool = False) -> list[str]:

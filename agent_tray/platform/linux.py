@@ -13,7 +13,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from agent_tray.platform import SERVICE_NAME, Written
+from agent_tray.platform import SERVICE_NAME, Written, stop_and_remove
 
 SYSTEM_UNIT_DIR = Path("/etc/systemd/system")
 
@@ -116,19 +116,8 @@ def install_service(command: list[str], system: bool = False, user: str | None =
 
 def uninstall_service(system: bool = False, enable: bool = True, unit_dir: Path | None = None) -> list[Written]:
     """Stop and disable the unit (with ``enable``), then remove its file."""
-    path = unit_path(system, unit_dir)
-    done: list[Written] = []
-    if enable and path.exists():
-        try:
-            ran = _systemctl(system, "disable", "--now", f"{SERVICE_NAME}.service")
-            if ran:
-                done.append(ran)
-        except OSError as exc:
-            done.append(Written(str(exc), "warning"))
-    if path.exists():
-        path.unlink()
-        done.append(Written(str(path), "removed"))
-    return done
+    stop = (lambda: _systemctl(system, "disable", "--now", f"{SERVICE_NAME}.service")) if enable else None
+    return stop_and_remove(unit_path(system, unit_dir), stop)
 
 
 def set_autostart(on: bool, command: list[str]) -> list[Written]:

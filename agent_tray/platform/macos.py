@@ -11,7 +11,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from agent_tray.platform import LAUNCHD_LABEL, Written
+from agent_tray.platform import LAUNCHD_LABEL, Written, stop_and_remove
 
 TRAY_LABEL = LAUNCHD_LABEL + ".tray"
 
@@ -65,19 +65,8 @@ def install_service(command: list[str], system: bool = False, user: str | None =
 
 def uninstall_service(system: bool = False, enable: bool = True, unit_dir: Path | None = None) -> list[Written]:
     """Unload (with ``enable``) and remove the agent's plist."""
-    path = plist_path(LAUNCHD_LABEL, system, unit_dir)
-    done: list[Written] = []
-    if enable and path.exists():
-        try:
-            ran = _launchctl("bootout", f"{_domain(system)}/{LAUNCHD_LABEL}")
-            if ran:
-                done.append(ran)
-        except OSError as exc:
-            done.append(Written(str(exc), "warning"))
-    if path.exists():
-        path.unlink()
-        done.append(Written(str(path), "removed"))
-    return done
+    stop = (lambda: _launchctl("bootout", f"{_domain(system)}/{LAUNCHD_LABEL}")) if enable else None
+    return stop_and_remove(plist_path(LAUNCHD_LABEL, system, unit_dir), stop)
 
 
 def set_autostart(on: bool, command: list[str]) -> list[Written]:
