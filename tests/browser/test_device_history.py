@@ -108,7 +108,9 @@ def test_device_page_draws_every_chart_and_switches_windows(server_with_history,
         # shaded: the outage, the shutdown, and "needs new key" (the seeded device has no broker account)
         assert bands == 3, (key, drawn[key])
         if key == "tokens":
-            assert points == 240  # one bar every 3 hours
+            # one bar every 3 hours; the first, 30 days before seeding, may fall just outside the window
+            # the page opens seconds later
+            assert points in (239, 240), (key, drawn[key])
         else:
             assert 690 < points <= 30 * 24 + 2 and nulls >= 1, (key, drawn[key])  # hourly; the outage is a gap
     wait.until(canvases)
