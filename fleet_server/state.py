@@ -77,6 +77,8 @@ class FleetState:
         self._usage_total: dict[str, TokenSums] = {}
         self._usage_hours: dict[str, dict[int, TokenSums]] = {}
         self.version = 0
+        self._changed: dict[str, int] = {}  # device id -> the version of its latest change
+        self._removed_version = 0  # the version of the latest removal or full reload
         self.registry_lock = threading.RLock()
         """Held by whoever changes the devices table and then this cache (device actions, the
         registry sync), so a sync never undoes a change that is half-way through."""
@@ -121,6 +123,7 @@ class FleetState:
             self._usage_total = totals
             self._usage_hours = hours
             self.version += 1
+            self._removed_version = self.version
 
     def add_usage(self, added: dict[str, dict[int, TokenSums]]) -> None:
         """Add newly stored usage (``{device: {hour_ms: sums}}``) to the cached totals."""
@@ -138,6 +141,8 @@ class FleetState:
                 for hour in [h for h in cache if h < cutoff]:
                     del cache[hour]
             self.version += 1
+            for device in added:
+                self._changed[device] = self.version
 
     def usage(self, device_id: str | None, start_ms: int = 0, end_ms: int | None = None) -> TokenSums:
         """Token sums of one device (or the whole fleet when None).
@@ -167,16 +172,40 @@ class FleetState:
 
     def upsert(self, device_id: str, name: str | None = None, **changes: object) -> None:
         """Create or update a device's view with the given fields."""
+        if name:
+            changes["name"] = name
+        self.upsert_many({device_id: changes})
+
+    def upsert_many(self, changes: dict[str, dict[str, object]]) -> None:
+        """Create or update many devices' views (``{device id: {field: value}}``) under one lock and
+        one version step (a name given for a new device defaults to its id)."""
+        if not changes:
+            return
+        now = now_ms()
         with self._lock:
-            cur = self._devices.get(device_id) or DeviceView(device_id=device_id, name=name or device_id)
-            if name:
-                changes["name"] = name
-            if "status" in changes and (changes["status"] != cur.status or cur.status_since_ms is None):  # a transition
-                changes.setdefault("status_since_ms", changes.get("status_ms") or now_ms())
-            if "last_seen_ms" in changes:
-                changes.setdefault("heard_ms", now_ms())
-            self._devices[device_id] = replace(cur, **changes)
             self.version += 1
+            for device_id, fields in changes.items():
+                fields = dict(fields)
+                cur = self._devices.get(device_id) or DeviceView(device_id=device_id,
+                                                                 name=str(fields.get("name") or device_id))
+                if not fields.get("name", True):
+                    fields.pop("name")
+                if "status" in fields and (fields["status"] != cur.status or cur.status_since_ms is None):
+                    fields.setdefault("status_since_ms", fields.get("status_ms") or now)  # a transition
+                if "last_seen_ms" in fields:
+                    fields.setdefault("heard_ms", now)
+                self._devices[device_id] = replace(cur, **fields)
+                self._changed[device_id] = self.version
+
+    def changes_since(self, version: int) -> tuple[int, set[str] | None]:
+        """``(current version, ids of the devices changed after ``version``)``; the set is None when
+        a device was removed or the cache reloaded since (the reader should redraw everything)."""
+        with self._lock:
+            if self._removed_version > version:
+                return self.version, None
+            if self.version == version:
+                return version, set()
+            return self.version, {d for d, v in self._changed.items() if v > version}
 
     def count_reject(self, device_id: str, reason: str) -> None:
         """Add one to a device's reject counter (only for devices in the cache)."""
@@ -188,15 +217,18 @@ class FleetState:
             rejects[reason] = rejects.get(reason, 0) + 1
             self._devices[device_id] = replace(cur, rejects=rejects)
             self.version += 1
+            self._changed[device_id] = self.version
 
     def remove(self, device_id: str, drop_usage: bool = False) -> None:
         """Forget a device (after delete); with ``drop_usage`` also its cached token sums (data purged)."""
         with self._lock:
             self._devices.pop(device_id, None)
+            self._changed.pop(device_id, None)
             if drop_usage:
                 self._usage_total.pop(device_id, None)
                 self._usage_hours.pop(device_id, None)
             self.version += 1
+            self._removed_version = self.version
 
     def sync_registry(self) -> list[str]:
         """Bring the cache in line with the devices table (changed by the CLI in another process).
@@ -209,7 +241,7 @@ class FleetState:
         """
         cols = [f for f in Device._meta.sorted_fields if f.name != "meta_json"]
         changed: list[str] = []
-        dirty = False
+        touched: list[str] = []
         with self.registry_lock:
             with self._lock:
                 cached = set(self._devices)  # before the SELECT: a device cached later is in the table
@@ -236,15 +268,20 @@ class FleetState:
                         new = replace(new, last_seen_ms=fresh.last_seen_ms)
                     if new is not cur:
                         self._devices[dev.id] = new
-                        dirty = True
+                        touched.append(dev.id)
                 for device_id in gone:
                     self._devices.pop(device_id, None)
+                    self._changed.pop(device_id, None)
                     if device_id in drop:
                         self._usage_total.pop(device_id, None)
                         self._usage_hours.pop(device_id, None)
                 changed += gone
-                if changed or dirty:
+                if changed or touched:
                     self.version += 1
+                    for device_id in {*changed, *touched} - gone:
+                        self._changed[device_id] = self.version
+                    if gone:
+                        self._removed_version = self.version
         return sorted(changed)
 
 
