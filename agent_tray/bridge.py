@@ -20,11 +20,12 @@ import hmac
 import json
 import logging
 import threading
+from dataclasses import dataclass
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Literal, Protocol
+from typing import Any, ClassVar, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from agent_tray.checks import Rule, check
 
 log = logging.getLogger("clawfleet.agent.bridge")
 
@@ -32,44 +33,105 @@ MAX_BODY_BYTES = 256 * 1024
 _LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]")
 
 
-class BridgeUsage(BaseModel):
+EVENT_TYPES = ("gateway_start", "gateway_stop", "llm_output", "agent_end", "session_start", "session_end")
+_ID = Rule(str, max_length=200)
+
+
+@dataclass(frozen=True)
+class BridgeUsage:
     """``usage`` of an ``llm_output`` hook event (OpenClaw field names; tokens)."""
 
-    model_config = ConfigDict(extra="ignore")
+    input: int = 0
+    output: int = 0
+    cacheRead: int = 0  # noqa: N815 - OpenClaw's field name
+    cacheWrite: int = 0  # noqa: N815
+    total: int | None = None
 
-    input: int = Field(default=0, ge=0)
-    output: int = Field(default=0, ge=0)
-    cacheRead: int = Field(default=0, ge=0)  # noqa: N815 - OpenClaw's field name
-    cacheWrite: int = Field(default=0, ge=0)  # noqa: N815
-    total: int | None = Field(default=None, ge=0)
+    RULES: ClassVar[dict[str, Rule]] = {k: Rule(int, optional=True, ge=0)
+                                        for k in ("input", "output", "cacheRead", "cacheWrite", "total")}
 
 
-class BridgeEvent(BaseModel):
-    """One event posted by the OpenClaw plugin."""
+@dataclass(frozen=True)
+class BridgeEvent:
+    """One event posted by the OpenClaw plugin (``type`` one of :data:`EVENT_TYPES`; ``ts`` epoch
+    ms, the agent's clock when absent)."""
 
-    model_config = ConfigDict(extra="ignore")
-
-    type: Literal["gateway_start", "gateway_stop", "llm_output", "agent_end", "session_start", "session_end"]
-    ts: int | None = Field(default=None, description="epoch ms; the agent's clock when absent")
-    port: int | None = Field(default=None, ge=1, le=65535)
-    reason: str | None = Field(default=None, max_length=500)
-    agentId: str = Field(default="main", max_length=200)  # noqa: N815
-    sessionId: str = Field(default="", max_length=200)  # noqa: N815
-    runId: str = Field(default="", max_length=200)  # noqa: N815
-    entryId: str | None = Field(default=None, max_length=200)  # noqa: N815
-    provider: str = Field(default="", max_length=200)
-    model: str = Field(default="", max_length=200)
+    type: str
+    ts: int | None = None
+    port: int | None = None
+    reason: str | None = None
+    agentId: str = "main"  # noqa: N815
+    sessionId: str = ""  # noqa: N815
+    runId: str = ""  # noqa: N815
+    entryId: str | None = None  # noqa: N815
+    provider: str = ""
+    model: str = ""
     usage: BridgeUsage | None = None
 
+    RULES: ClassVar[dict[str, Rule]] = {
+        "type": Rule(str, choices=EVENT_TYPES), "ts": Rule(int, optional=True),
+        "port": Rule(int, optional=True, ge=1, le=65535), "reason": Rule(str, optional=True, max_length=500),
+        "agentId": Rule(str, optional=True, max_length=200), "sessionId": Rule(str, optional=True, max_length=200),
+        "runId": Rule(str, optional=True, max_length=200), "entryId": Rule(str, optional=True, max_length=200),
+        "provider": Rule(str, optional=True, max_length=200), "model": Rule(str, optional=True, max_length=200),
+    }
 
-class OpenClawInfo(BaseModel):
+
+@dataclass(frozen=True)
+class OpenClawInfo:
     """Body of ``POST /openclaw``."""
 
-    model_config = ConfigDict(extra="ignore")
+    openclaw_version: str | None = None
+    plugin_version: str | None = None
+    agents: tuple[str, ...] | None = None
 
-    openclaw_version: str | None = Field(default=None, max_length=100)
-    plugin_version: str | None = Field(default=None, max_length=100)
-    agents: list[str] | None = Field(default=None, max_length=200)
+    RULES: ClassVar[dict[str, Rule]] = {"openclaw_version": Rule(str, optional=True, max_length=100),
+                                        "plugin_version": Rule(str, optional=True, max_length=100)}
+
+
+def _known(cls: type, data: dict[str, Any]) -> dict[str, Any]:
+    return {k: data[k] for k in cls.__dataclass_fields__ if data.get(k) is not None}  # type: ignore[attr-defined]
+
+
+def parse_event(data: Any) -> BridgeEvent:
+    """One ``POST /events`` event from its JSON object (unknown fields ignored).
+
+    Raises:
+        ValueError: not an object, an unknown ``type``, or a field of the wrong type or size.
+    """
+    if not isinstance(data, dict):
+        raise ValueError("an event must be a JSON object")
+    problems = check(BridgeEvent.RULES, data)
+    usage = data.get("usage")
+    if usage is not None and not isinstance(usage, dict):
+        problems.append("'usage': must be an object")
+    elif usage is not None:
+        problems += [f"usage.{p}" for p in check(BridgeUsage.RULES, usage)]
+    if problems:
+        raise ValueError("; ".join(problems[:5]))
+    fields = _known(BridgeEvent, data)
+    if usage is not None:
+        fields["usage"] = BridgeUsage(**{k: int(v) for k, v in _known(BridgeUsage, usage).items()})
+    return BridgeEvent(**fields)
+
+
+def parse_openclaw_info(data: Any) -> OpenClawInfo:
+    """The ``POST /openclaw`` body (unknown fields ignored; ``agents`` at most 200 ids of ≤ 200 chars).
+
+    Raises:
+        ValueError: not an object, or a field of the wrong type or size.
+    """
+    if not isinstance(data, dict):
+        raise ValueError("the body must be a JSON object")
+    problems = check(OpenClawInfo.RULES, data)
+    agents = data.get("agents")
+    if agents is not None and (not isinstance(agents, list) or len(agents) > 200
+                               or any(_ID.problem(a) for a in agents)):
+        problems.append("'agents': must be a list of at most 200 agent ids (strings of at most 200 characters)")
+    if problems:
+        raise ValueError("; ".join(problems))
+    return OpenClawInfo(openclaw_version=data.get("openclaw_version"), plugin_version=data.get("plugin_version"),
+                        agents=None if agents is None else tuple(agents))
 
 
 class BridgeTarget(Protocol):
@@ -192,15 +254,15 @@ class _Handler(BaseHTTPRequestHandler):
             return
         try:
             if self.path == "/openclaw":
-                self.owner.target.bridge_openclaw(OpenClawInfo.model_validate(body))
+                self.owner.target.bridge_openclaw(parse_openclaw_info(body))
                 self._reply(HTTPStatus.OK, {"ok": True})
             elif self.path == "/events":
                 raw = body.get("events", [body]) if isinstance(body, dict) else body
                 if not isinstance(raw, list):
                     raise ValueError("'events' must be a list")
-                events = [BridgeEvent.model_validate(e) for e in raw[:500]]
+                events = [parse_event(e) for e in raw[:500]]
                 self._reply(HTTPStatus.OK, {"ok": True, **self.owner.target.bridge_events(events)})
             else:
                 self._reply(HTTPStatus.NOT_FOUND, {"error": f"no such endpoint: POST {self.path}"})
-        except (ValidationError, ValueError) as exc:
+        except ValueError as exc:
             self._reply(HTTPStatus.UNPROCESSABLE_ENTITY, {"error": str(exc)[:1000]})

@@ -133,7 +133,7 @@ def enroll(
         raise _fail(f"{exc}; nothing was written", 3) from None
     except BrokerUnreachable as exc:
         raise _fail(f"{exc}; nothing was written (--offline writes the config without this check)", 4) from None
-    except ValueError as exc:  # pydantic: a bad option value
+    except ValueError as exc:  # ConfigError: a bad option value
         raise _fail(f"invalid setting: {exc}") from None
     cfg = result.config
     typer.echo(f"enrolled as device '{cfg.device_id}' with broker {cfg.broker_url}"
@@ -262,7 +262,7 @@ def status(
 def show_config(config: ConfigOpt = None) -> None:
     """Print the agent config with the API key hidden."""
     cfg = _load(config)
-    data = cfg.model_dump(exclude_none=True)
+    data = cfg.to_dict()
     data["api_key"] = "…" + cfg.api_key[-4:]
     if "ca_pem" in data:
         data["ca_pem"] = "(pinned CA certificate)"

@@ -25,7 +25,7 @@ from agent_tray.collectors.usage import UsageCollector
 from agent_tray.config import AgentConfig
 from agent_tray.outbox import Outbox, OutboxFull, OutMessage
 from agent_tray.publisher import now_ms
-from shared import schemas
+from shared import payloads
 from shared.topics import Channel, device_topic
 
 log = logging.getLogger("clawfleet.agent.openclaw")
@@ -67,18 +67,18 @@ def paths_for(cfg: AgentConfig, env: dict[str, str] | None = None) -> OpenClawPa
 
 def batches(device_id: str, channel: Channel, records: list, max_bytes: int = BATCH_BYTES) -> Iterator[bytes]:
     """Encode records into ``usage``/``logs`` payloads of at most ``max_bytes`` (and 500 records) each."""
-    model = schemas.UsageBatch if channel is Channel.USAGE else schemas.LogBatch
+    batch = payloads.UsageBatch if channel is Channel.USAGE else payloads.LogBatch
     chunk: list = []
     size = 0
     for rec in records:
-        rec_size = len(rec.model_dump_json()) + 1
-        if chunk and (size + rec_size > max_bytes or len(chunk) >= schemas.MAX_BATCH_RECORDS):
-            yield schemas.encode(model(device_id=device_id, ts=now_ms(), records=chunk))
+        rec_size = len(payloads.encode(rec)) + 1
+        if chunk and (size + rec_size > max_bytes or len(chunk) >= payloads.MAX_BATCH_RECORDS):
+            yield payloads.encode(batch(device_id=device_id, ts=now_ms(), records=chunk))
             chunk, size = [], 0
         chunk.append(rec)
         size += rec_size
     if chunk:
-        yield schemas.encode(model(device_id=device_id, ts=now_ms(), records=chunk))
+        yield payloads.encode(batch(device_id=device_id, ts=now_ms(), records=chunk))
 
 
 class OpenClawMonitor:
@@ -106,7 +106,7 @@ class OpenClawMonitor:
         self._lock = threading.Lock()
         self._topics = {ch: device_topic(cfg.device_id, ch) for ch in (Channel.USAGE, Channel.LOGS)}
         self._said_missing = False
-        self.on_usage: Callable[[list[schemas.UsageRecord]], None] | None = None
+        self.on_usage: Callable[[list[payloads.UsageRecord]], None] | None = None
         """Called with the usage records of each stored batch (the tray's "tokens today")."""
         self._behind: dict[str, Behind] = {}
         self._use(paths or self._locate())

@@ -31,7 +31,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from agent_tray.config import AgentConfig
 from agent_tray.outbox import Outbox, StoredMessage
-from shared import schemas
+from shared import payloads
 from shared.topics import SERVER_STATUS_TOPIC, Channel, device_topic
 
 log = logging.getLogger("clawfleet.agent.mqtt")
@@ -79,8 +79,8 @@ class Publisher:
     Args:
         cfg: agent configuration (broker URL, device id, API key, keepalive).
         outbox: where QoS 1 messages wait for their PUBACK.
-        meta: callable returning the current :class:`shared.schemas.Meta` (sent on every connect).
-        on_command: called with each valid :class:`shared.schemas.Command` from the server.
+        meta: callable returning the current :class:`shared.payloads.Meta` (sent on every connect).
+        on_command: called with each valid :class:`shared.payloads.Command` from the server.
         on_connection: called with True/False when the connection comes up or goes down.
     """
 
@@ -88,8 +88,8 @@ class Publisher:
         self,
         cfg: AgentConfig,
         outbox: Outbox,
-        meta: Callable[[], schemas.Meta],
-        on_command: Callable[[schemas.Command], None] | None = None,
+        meta: Callable[[], payloads.Meta],
+        on_command: Callable[[payloads.Command], None] | None = None,
         on_connection: Callable[[bool], None] | None = None,
     ) -> None:
         self.cfg = cfg
@@ -115,8 +115,8 @@ class Publisher:
         cfg = self.cfg
         client = _Client(CallbackAPIVersion.VERSION2, client_id=cfg.device_id, protocol=mqtt.MQTTv5)
         client.username_pw_set(cfg.device_id, cfg.api_key)
-        will = schemas.Status(device_id=cfg.device_id, ts=now_ms(), state="offline", reason="last-will")
-        client.will_set(self._status_topic, schemas.encode(will), qos=1, retain=True)
+        will = payloads.Status(device_id=cfg.device_id, ts=now_ms(), state="offline", reason="last-will")
+        client.will_set(self._status_topic, payloads.encode(will), qos=1, retain=True)
         ctx = tls_context(cfg)
         if ctx is not None:
             client.tls_set_context(ctx)
@@ -171,13 +171,13 @@ class Publisher:
 
     # ---- callbacks (paho network thread) ----------------------------------------------
     def _status(self, state: str, reason: str | None = None) -> bytes:
-        return schemas.encode(schemas.Status(device_id=self.cfg.device_id, ts=now_ms(), state=state, reason=reason))
+        return payloads.encode(payloads.Status(device_id=self.cfg.device_id, ts=now_ms(), state=state, reason=reason))
 
     def announce(self) -> None:
         """Publish retained ``online`` status and ``meta`` (on connect and on server birth)."""
         self._client.publish(self._status_topic, self._status("online"), qos=1, retain=True)
         try:
-            meta = schemas.encode(self._meta())
+            meta = payloads.encode(self._meta())
         except Exception:  # a collector bug must not keep the device offline
             log.exception("could not build meta; sending status only")
             return
@@ -246,7 +246,7 @@ class Publisher:
     def _handle_message(self, _client: mqtt.Client, _userdata: object, msg: mqtt.MQTTMessage) -> None:
         if msg.topic == SERVER_STATUS_TOPIC:
             try:
-                status = schemas.ServerStatus.model_validate_json(msg.payload)
+                status = payloads.parse_server_status(msg.payload)
             except ValueError:
                 return
             # msg.retain: the stored birth delivered on subscribe, which our connect already answered
@@ -255,7 +255,7 @@ class Publisher:
                 self.announce()
             return
         try:
-            cmd = schemas.Command.model_validate_json(msg.payload)
+            cmd = payloads.parse_command(msg.payload)
         except ValueError as exc:
             log.warning("ignored an invalid command: %s", exc)
             return

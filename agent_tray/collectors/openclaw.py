@@ -28,7 +28,7 @@ import json5
 import psutil
 
 from agent_tray.collectors.transcripts_sqlite import DB_NAME, read_app_version
-from shared.schemas import OpenClawState
+from shared.payloads import MAX_SHORT_STR, OpenClawState
 
 log = logging.getLogger(__name__)
 
@@ -236,9 +236,9 @@ class GatewayInfo:
     state_dir: Path
 
     def to_state(self) -> OpenClawState:
-        """The telemetry ``openclaw`` block (:class:`shared.schemas.OpenClawState`)."""
+        """The telemetry ``openclaw`` block (:class:`shared.payloads.OpenClawState`)."""
         return OpenClawState(installed=self.installed, up=self.up, ready=self.ready, port=self.port,
-                             version=self.version[:200] if self.version else None, pid=self.pid)
+                             version=self.version[:MAX_SHORT_STR] if self.version else None, pid=self.pid)
 
 
 def _proc_start_time(pid: int) -> int | None:
