@@ -44,7 +44,7 @@ class AgentConfig:
             key(s) and what is accepted.
     """
 
-    device_id: str = _setting(str, "this device's id", pattern=DEVICE_ID_RE.pattern, max_length=63)
+    device_id: str = _setting(str, "this device's id", pattern=f"^(?:{DEVICE_ID_RE.pattern})$", max_length=63)
     broker_url: str = _setting(str, "mqtt://host:port (loopback) or mqtts://host:port")
     api_key: str = _setting(str, "this device's secret; never logged", min_length=16)
     ca_pem: str | None = _setting(str, "CA certificate (PEM) pinned for mqtts", None)

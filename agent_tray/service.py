@@ -13,8 +13,8 @@ import os
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from agent_tray.bridge import BridgeEvent, LocalBridge, OpenClawInfo
 from agent_tray.collectors.network import NetworkCollector
 from agent_tray.collectors.system import SystemCollector
 from agent_tray.config import AgentConfig
@@ -25,6 +25,9 @@ from agent_tray.status import AgentStatus, TokenCounter, snapshot
 from shared import payloads
 from shared.topics import Channel, device_topic
 from shared.version import __version__
+
+if TYPE_CHECKING:  # the bridge (http.server) is imported only when it is on
+    from agent_tray.bridge import BridgeEvent, LocalBridge, OpenClawInfo
 
 log = logging.getLogger("clawfleet.agent")
 
@@ -63,7 +66,11 @@ class AgentService:
         self.system = SystemCollector()
         self.network = NetworkCollector()
         self.openclaw = openclaw or OpenClawMonitor(cfg, self.outbox)
-        self.bridge = LocalBridge(self, cfg.bridge_port, cfg.bridge_token) if cfg.bridge_port else None
+        self.bridge: LocalBridge | None = None
+        if cfg.bridge_port:
+            from agent_tray.bridge import LocalBridge
+
+            self.bridge = LocalBridge(self, cfg.bridge_port, cfg.bridge_token)
         self._plugin: OpenClawInfo | None = None
         self._meta_key: tuple | None = None
         parent = os.environ.get(EXIT_WITH_PARENT_ENV, "")

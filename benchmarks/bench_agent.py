@@ -46,7 +46,7 @@ from broker.config import BrokerConfig  # noqa: E402
 from broker.mosquitto import ManagedMosquitto  # noqa: E402
 
 FIXTURE = ROOT / "tests" / "fixtures" / "openclaw" / "legacy-2026.7.35"
-RUN_MODULES = ("agent_tray.cli", "agent_tray.service")
+RUN_MODULES = ("agent_tray.cli", "agent_tray.runner", "agent_tray.service")
 """What ``clawfleet-agent run --headless`` loads: the console script's module, then the agent loop."""
 WRITE_EVERY_S = 10.0
 
@@ -279,31 +279,36 @@ def imports(args: argparse.Namespace) -> dict:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.run([sys.executable, "-X", "importtime", "-c", f"import {', '.join(RUN_MODULES)}"],
                           capture_output=True, text=True, env=env, check=True)
-    order: list[tuple[str, int]] = []
+    first_seen: dict[str, int] = {}  # module -> cumulative import time, microseconds, in import order
     for line in proc.stderr.splitlines():
         if not line.startswith("import time:") or "cumulative" in line:
             continue
         _self, cumulative, name = (p.strip() for p in line[len("import time:"):].split("|"))
-        if not name.startswith(" ") and "." not in name.strip():
-            order.append((name.strip(), int(cumulative)))
-    seen: dict[str, int] = {}
-    for name, us in order:
-        seen.setdefault(name, us)
-    names = list(seen)
+        first_seen.setdefault(name, int(cumulative))
+    # importtime prints a module after its imports: reverse so that packages come before their parts
+    names = sorted(first_seen, key=lambda n: (n.count("."), list(first_seen).index(n)))
     probe = subprocess.run([sys.executable, "-c", _PROBE, *names, *RUN_MODULES], capture_output=True, text=True,
                            env=env, check=True)
     steps = json.loads(probe.stdout)
-    rows = []
+    by_package: dict[str, dict] = {}
     for (name, after), (_prev, before) in zip(steps[1:], steps[:-1], strict=True):
-        rows.append({"module": name, "adds_rss_mb": (after - before) / 2**20, "total_rss_mb": after / 2**20,
-                     "import_ms": seen.get(name, 0) / 1000})
-    print(f"\nwhat the headless agent's run path imports (fresh interpreter: {steps[0][1] / 2**20:.1f} MB RSS)")
-    print(f"{'top-level module':28s} {'adds RSS MB':>12s} {'total MB':>10s} {'import ms':>10s}")
+        top = name.split(".")[0]
+        row = by_package.setdefault(top, {"package": top, "adds_rss_mb": 0.0, "import_ms": 0.0, "modules": 0})
+        row["adds_rss_mb"] += (after - before) / 2**20
+        row["modules"] += 1
+        if top == name:
+            row["import_ms"] = first_seen.get(name, 0) / 1000
+    rows = sorted(by_package.values(), key=lambda r: -r["adds_rss_mb"])
+    total = steps[-1][1] / 2**20
+    print(f"\nwhat the headless agent's run path imports: {total:.1f} MB RSS after importing "
+          f"{', '.join(RUN_MODULES)} (fresh interpreter: {steps[0][1] / 2**20:.1f} MB)")
+    print(f"{'top-level package':28s} {'adds RSS MB':>12s} {'modules':>8s}")
     for r in rows:
-        if r["adds_rss_mb"] >= args.min_mb or r["module"] in RUN_MODULES:
-            print(f"{r['module']:28s} {r['adds_rss_mb']:12.2f} {r['total_rss_mb']:10.1f} {r['import_ms']:10.1f}")
-    print(f"(modules adding less than {args.min_mb} MB not shown; {len(rows)} top-level imports in all)")
-    return {"interpreter_rss_mb": steps[0][1] / 2**20, "imports": rows}
+        if r["adds_rss_mb"] >= args.min_mb:
+            print(f"{r['package']:28s} {r['adds_rss_mb']:12.2f} {r['modules']:8d}")
+    print(f"(each package's modules imported one by one in a fresh interpreter, packages before their parts; "
+          f"packages adding less than {args.min_mb} MB not shown)")
+    return {"interpreter_rss_mb": steps[0][1] / 2**20, "total_rss_mb": total, "packages": rows}
 
 
 def main() -> None:
