@@ -19,6 +19,7 @@ from __future__ import annotations
 import hmac
 import json
 import logging
+import socket
 import threading
 from dataclasses import dataclass
 from http import HTTPStatus
@@ -180,16 +181,31 @@ class LocalBridge:
             raise OSError(f"local bridge cannot listen on 127.0.0.1:{self._requested_port}: {exc.strerror}; "
                           "set bridge_port in the agent config (0 turns the bridge off)") from None
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, name="clawfleet-bridge", daemon=True)
+        self._server.timeout = None  # handle_request() blocks until a connection arrives: no idle polling
+        self._stopping = False
+        self._thread = threading.Thread(target=self._serve, name="clawfleet-bridge", daemon=True)
         self._thread.start()
         log.info("local bridge listening on http://127.0.0.1:%d", self.port)
 
+    def _serve(self) -> None:
+        # serve_forever() wakes twice a second to look for shutdown(); this sleeps until a request
+        server = self._server
+        while server is not None and not self._stopping:
+            server.handle_request()
+
     def stop(self) -> None:
         """Stop serving and close the socket."""
-        if self._server:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
+        server, self._server = self._server, None
+        if server is None:
+            return
+        self._stopping = True
+        try:  # wake the blocked handle_request(); it then sees _stopping
+            socket.create_connection(server.server_address[:2], timeout=1).close()
+        except OSError:
+            pass
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        server.server_close()
 
 
 class _Handler(BaseHTTPRequestHandler):

@@ -39,6 +39,9 @@ log = logging.getLogger("clawfleet.agent.mqtt")
 BACKOFF_MIN_S = 1.0
 BACKOFF_MAX_S = 60.0
 SEND_WINDOW = 50
+SENDER_IDLE_S = 30.0
+"""The sender thread sleeps until woken (new outbox messages, a PUBACK, a connect); this is only
+its safety net, seconds. An idle agent should not query its outbox every second."""
 """Messages published but not yet acknowledged, at most."""
 FAIL_REPEAT_LOG_S = 600.0
 """A connection failure is logged when it first happens or changes, then again at most this often (seconds)."""
@@ -115,6 +118,7 @@ class Publisher:
         cfg = self.cfg
         client = _Client(CallbackAPIVersion.VERSION2, client_id=cfg.device_id, protocol=mqtt.MQTTv5)
         client.username_pw_set(cfg.device_id, cfg.api_key)
+        client.loop_timeout_s = network_loop_timeout(cfg.keepalive_s)
         will = payloads.Status(device_id=cfg.device_id, ts=now_ms(), state="offline", reason="last-will")
         client.will_set(self._status_topic, payloads.encode(will), qos=1, retain=True)
         ctx = tls_context(cfg)
@@ -265,7 +269,7 @@ class Publisher:
     # ---- sender thread ----------------------------------------------------------------
     def _send_loop(self) -> None:
         while not self._stop.is_set():
-            self._wake.wait(timeout=1.0)
+            self._wake.wait(timeout=SENDER_IDLE_S)
             self._wake.clear()
             try:
                 self._drain()
@@ -301,11 +305,31 @@ class Publisher:
         return self.outbox.stats()["messages"]
 
 
+def network_loop_timeout(keepalive_s: float) -> float:
+    """How long paho's network thread may sleep in ``select`` when nothing arrives, seconds.
+
+    paho checks the keepalive (sends PINGREQ) only when its loop wakes, so a ping can go out this
+    much after the keepalive; the broker drops a client after 1.5 x keepalive of silence. A sixth of
+    the keepalive (at most 5 s) keeps every ping well inside that, while an idle agent wakes 5 times
+    less often than with paho's default of 1 s. Outgoing messages wake the loop at once anyway.
+    """
+    return max(0.5, min(5.0, keepalive_s / 6))
+
+
 class _Client(mqtt.Client):
     """paho's client, remembering why the last connection attempt failed in ``last_connect_error``
-    (paho calls ``on_connect_fail(client, userdata)`` without the exception)."""
+    (paho calls ``on_connect_fail(client, userdata)`` without the exception), and running its
+    network thread with :attr:`loop_timeout_s` instead of paho's fixed 1 s."""
 
     last_connect_error: OSError | None = None
+    loop_timeout_s: float = 1.0
+
+    def _thread_main(self) -> None:
+        # paho 2.x's loop_start() target (paho-mqtt is pinned < 3): the same call, with our timeout
+        try:
+            self.loop_forever(timeout=self.loop_timeout_s, retry_first_connection=True)
+        finally:
+            self._thread = None
 
     def reconnect(self) -> mqtt.MQTTErrorCode:
         try:
