@@ -24,7 +24,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import json5
 import psutil
 
 from agent_tray.collectors.transcripts_sqlite import DB_NAME, read_app_version
@@ -124,6 +123,17 @@ def _agent_dirs(state_dir: Path) -> list[str]:
         return []
 
 
+def _json5(text: str) -> Any:
+    """JSON5 text parsed; plain JSON (what OpenClaw's own commands write) by the standard parser,
+    so the agent loads ``json5`` (~0.4 MB) only for a hand-edited file with comments or trailing commas."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        import json5
+
+        return json5.loads(text)
+
+
 def load_config(path: Path) -> tuple[dict[str, Any], str | None]:
     """Parse an OpenClaw JSON5 config: ``(config, error)``; a broken file logs one warning."""
     try:
@@ -134,7 +144,7 @@ def load_config(path: Path) -> tuple[dict[str, Any], str | None]:
         error = f"cannot read {path}: {exc}"
     else:
         try:
-            parsed = json5.loads(text)
+            parsed = _json5(text)
         except Exception as exc:  # json5 raises ValueError subclasses, but be safe
             error = f"{path} is not valid JSON5: {exc}"
         else:
