@@ -10,6 +10,7 @@ ends).
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import threading
@@ -81,6 +82,10 @@ def batches(device_id: str, channel: Channel, records: list, max_bytes: int = BA
         yield payloads.encode(batch(device_id=device_id, ts=now_ms(), records=chunk))
 
 
+def _canonical(positions: dict) -> str:
+    return json.dumps(positions, sort_keys=True, separators=(",", ":"))
+
+
 class OpenClawMonitor:
     """Probes the gateway and moves new usage/log records into the outbox.
 
@@ -109,6 +114,7 @@ class OpenClawMonitor:
         self.on_usage: Callable[[list[payloads.UsageRecord]], None] | None = None
         """Called with the usage records of each stored batch (the tray's "tokens today")."""
         self._behind: dict[str, Behind] = {}
+        self._positions: dict[str, str] = {}  # last stored read positions per collector (canonical JSON)
         self._use(paths or self._locate())
         self._gateway_key: tuple | None = None
 
@@ -181,9 +187,14 @@ class OpenClawMonitor:
         with self._lock:  # the loop and a bridge-triggered pass must not interleave
             n_usage = n_logs = 0
             for name, collector in (("usage", self.usage), ("logs", self.logs)):
-                pos = self.outbox.position(name)
+                if name not in self._positions:  # this object is the positions' only writer: read them once
+                    self._positions[name] = _canonical(self.outbox.position(name))
+                pos = json.loads(self._positions[name])  # a fresh copy: collectors may reuse its parts
                 for _ in range(MAX_PASSES):
                     res = collector.collect(pos)
+                    if not res.usage and not res.logs and _canonical(res.positions) == self._positions[name]:
+                        self._caught_up(name)
+                        break  # nothing new: an idle tick writes nothing
                     try:
                         self._store(name, res)
                     except OutboxFull as exc:
@@ -234,6 +245,7 @@ class OpenClawMonitor:
     def _store(self, name: str, res: CollectResult) -> None:
         messages = list(self._messages(Channel.USAGE, res.usage)) + list(self._messages(Channel.LOGS, res.logs))
         self.outbox.put(messages, positions={name: res.positions})
+        self._positions[name] = _canonical(res.positions)
         if res.usage and self.on_usage:
             self.on_usage(list(res.usage))
 
