@@ -145,3 +145,15 @@ def test_bridge_bodies_are_checked_without_pydantic() -> None:
         parse_openclaw_info({"agents": "main"})
     with pytest.raises(ValueError, match="'openclaw_version': must be at most 100"):
         parse_openclaw_info({"openclaw_version": "x" * 101})
+
+
+def test_network_loop_sleeps_longer_but_pings_in_time() -> None:
+    import paho.mqtt.client as mqtt
+
+    from agent_tray.publisher import _Client, network_loop_timeout
+
+    assert "_thread_main" in vars(mqtt.Client), "paho renamed loop_start's thread target: update _Client"
+    assert "_thread_main" in vars(_Client)
+    for keepalive in (5, 30, 600):  # a ping goes out at most this late; the broker waits 1.5 x keepalive
+        assert keepalive + network_loop_timeout(keepalive) < 1.5 * keepalive
+    assert network_loop_timeout(30) == 5.0
