@@ -16,60 +16,121 @@ rebinding. The bridge never blocks the gateway: handlers only queue work.
 
 from __future__ import annotations
 
-import hmac
-import json
 import logging
+import os
+import socket
 import threading
-from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Literal, Protocol
+from dataclasses import dataclass
+from typing import Any, ClassVar, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from agent_tray.checks import Rule, check
 
 log = logging.getLogger("clawfleet.agent.bridge")
 
 MAX_BODY_BYTES = 256 * 1024
-_LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]")
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]")
+"""Host header values the bridge answers (DNS-rebinding guard)."""
 
 
-class BridgeUsage(BaseModel):
+EVENT_TYPES = ("gateway_start", "gateway_stop", "llm_output", "agent_end", "session_start", "session_end")
+_ID = Rule(str, max_length=200)
+
+
+@dataclass(frozen=True)
+class BridgeUsage:
     """``usage`` of an ``llm_output`` hook event (OpenClaw field names; tokens)."""
 
-    model_config = ConfigDict(extra="ignore")
+    input: int = 0
+    output: int = 0
+    cacheRead: int = 0  # noqa: N815 - OpenClaw's field name
+    cacheWrite: int = 0  # noqa: N815
+    total: int | None = None
 
-    input: int = Field(default=0, ge=0)
-    output: int = Field(default=0, ge=0)
-    cacheRead: int = Field(default=0, ge=0)  # noqa: N815 - OpenClaw's field name
-    cacheWrite: int = Field(default=0, ge=0)  # noqa: N815
-    total: int | None = Field(default=None, ge=0)
+    RULES: ClassVar[dict[str, Rule]] = {k: Rule(int, optional=True, ge=0)
+                                        for k in ("input", "output", "cacheRead", "cacheWrite", "total")}
 
 
-class BridgeEvent(BaseModel):
-    """One event posted by the OpenClaw plugin."""
+@dataclass(frozen=True)
+class BridgeEvent:
+    """One event posted by the OpenClaw plugin (``type`` one of :data:`EVENT_TYPES`; ``ts`` epoch
+    ms, the agent's clock when absent)."""
 
-    model_config = ConfigDict(extra="ignore")
-
-    type: Literal["gateway_start", "gateway_stop", "llm_output", "agent_end", "session_start", "session_end"]
-    ts: int | None = Field(default=None, description="epoch ms; the agent's clock when absent")
-    port: int | None = Field(default=None, ge=1, le=65535)
-    reason: str | None = Field(default=None, max_length=500)
-    agentId: str = Field(default="main", max_length=200)  # noqa: N815
-    sessionId: str = Field(default="", max_length=200)  # noqa: N815
-    runId: str = Field(default="", max_length=200)  # noqa: N815
-    entryId: str | None = Field(default=None, max_length=200)  # noqa: N815
-    provider: str = Field(default="", max_length=200)
-    model: str = Field(default="", max_length=200)
+    type: str
+    ts: int | None = None
+    port: int | None = None
+    reason: str | None = None
+    agentId: str = "main"  # noqa: N815
+    sessionId: str = ""  # noqa: N815
+    runId: str = ""  # noqa: N815
+    entryId: str | None = None  # noqa: N815
+    provider: str = ""
+    model: str = ""
     usage: BridgeUsage | None = None
 
+    RULES: ClassVar[dict[str, Rule]] = {
+        "type": Rule(str, choices=EVENT_TYPES), "ts": Rule(int, optional=True),
+        "port": Rule(int, optional=True, ge=1, le=65535), "reason": Rule(str, optional=True, max_length=500),
+        "agentId": Rule(str, optional=True, max_length=200), "sessionId": Rule(str, optional=True, max_length=200),
+        "runId": Rule(str, optional=True, max_length=200), "entryId": Rule(str, optional=True, max_length=200),
+        "provider": Rule(str, optional=True, max_length=200), "model": Rule(str, optional=True, max_length=200),
+    }
 
-class OpenClawInfo(BaseModel):
+
+@dataclass(frozen=True)
+class OpenClawInfo:
     """Body of ``POST /openclaw``."""
 
-    model_config = ConfigDict(extra="ignore")
+    openclaw_version: str | None = None
+    plugin_version: str | None = None
+    agents: tuple[str, ...] | None = None
 
-    openclaw_version: str | None = Field(default=None, max_length=100)
-    plugin_version: str | None = Field(default=None, max_length=100)
-    agents: list[str] | None = Field(default=None, max_length=200)
+    RULES: ClassVar[dict[str, Rule]] = {"openclaw_version": Rule(str, optional=True, max_length=100),
+                                        "plugin_version": Rule(str, optional=True, max_length=100)}
+
+
+def _known(cls: type, data: dict[str, Any]) -> dict[str, Any]:
+    return {k: data[k] for k in cls.__dataclass_fields__ if data.get(k) is not None}  # type: ignore[attr-defined]
+
+
+def parse_event(data: Any) -> BridgeEvent:
+    """One ``POST /events`` event from its JSON object (unknown fields ignored).
+
+    Raises:
+        ValueError: not an object, an unknown ``type``, or a field of the wrong type or size.
+    """
+    if not isinstance(data, dict):
+        raise ValueError("an event must be a JSON object")
+    problems = check(BridgeEvent.RULES, data)
+    usage = data.get("usage")
+    if usage is not None and not isinstance(usage, dict):
+        problems.append("'usage': must be an object")
+    elif usage is not None:
+        problems += [f"usage.{p}" for p in check(BridgeUsage.RULES, usage)]
+    if problems:
+        raise ValueError("; ".join(problems[:5]))
+    fields = _known(BridgeEvent, data)
+    if usage is not None:
+        fields["usage"] = BridgeUsage(**{k: int(v) for k, v in _known(BridgeUsage, usage).items()})
+    return BridgeEvent(**fields)
+
+
+def parse_openclaw_info(data: Any) -> OpenClawInfo:
+    """The ``POST /openclaw`` body (unknown fields ignored; ``agents`` at most 200 ids of ≤ 200 chars).
+
+    Raises:
+        ValueError: not an object, or a field of the wrong type or size.
+    """
+    if not isinstance(data, dict):
+        raise ValueError("the body must be a JSON object")
+    problems = check(OpenClawInfo.RULES, data)
+    agents = data.get("agents")
+    if agents is not None and (not isinstance(agents, list) or len(agents) > 200
+                               or any(_ID.problem(a) for a in agents)):
+        problems.append("'agents': must be a list of at most 200 agent ids (strings of at most 200 characters)")
+    if problems:
+        raise ValueError("; ".join(problems))
+    return OpenClawInfo(openclaw_version=data.get("openclaw_version"), plugin_version=data.get("plugin_version"),
+                        agents=None if agents is None else tuple(agents))
 
 
 class BridgeTarget(Protocol):
@@ -97,110 +158,65 @@ class LocalBridge:
         self.target = target
         self.token = token
         self._requested_port = port
-        self._server: ThreadingHTTPServer | None = None
+        self._sock: socket.socket | None = None
         self._thread: threading.Thread | None = None
+        self._stopping = False
 
     @property
     def port(self) -> int:
         """The bound port (after :meth:`start`)."""
-        return self._server.server_address[1] if self._server else self._requested_port
+        return self._sock.getsockname()[1] if self._sock else self._requested_port
 
     def start(self) -> None:
-        """Bind 127.0.0.1:port and serve in the background."""
-        bridge = self
+        """Bind 127.0.0.1:port and serve in the background.
 
-        class Handler(_Handler):
-            owner = bridge
-
+        The port is bound at once (a conflict shows at start-up), but the HTTP server
+        (``http.server``, ~0.9 MB) is loaded only when the first request arrives: on a machine
+        without the OpenClaw plugin or local tools asking, nothing ever does.
+        """
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         try:
-            self._server = ThreadingHTTPServer(("127.0.0.1", self._requested_port), Handler)
+            if os.name == "posix":  # as http.server does: a restarted agent may rebind at once
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind(("127.0.0.1", self._requested_port))
+            sock.listen(16)
         except OSError as exc:
+            sock.close()
             raise OSError(f"local bridge cannot listen on 127.0.0.1:{self._requested_port}: {exc.strerror}; "
                           "set bridge_port in the agent config (0 turns the bridge off)") from None
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, name="clawfleet-bridge", daemon=True)
+        self._sock = sock
+        self._stopping = False
+        self._thread = threading.Thread(target=self._serve, args=(sock,), name="clawfleet-bridge", daemon=True)
         self._thread.start()
         log.info("local bridge listening on http://127.0.0.1:%d", self.port)
 
+    def _serve(self, sock: socket.socket) -> None:
+        # blocks in accept() (no idle polling, unlike serve_forever's 0.5 s); stop() wakes it by connecting
+        server = None
+        while not self._stopping:
+            try:
+                conn, addr = sock.accept()
+            except OSError:
+                return  # closed by stop()
+            if self._stopping:
+                conn.close()
+                return
+            if server is None:
+                from agent_tray.bridge_http import make_server
+
+                server = make_server(self, sock)
+            server.process_request(conn, addr)  # a handler thread per request (ThreadingMixIn)
+
     def stop(self) -> None:
         """Stop serving and close the socket."""
-        if self._server:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-
-
-class _Handler(BaseHTTPRequestHandler):
-    owner: LocalBridge
-    server_version = "clawfleet-bridge"
-    sys_version = ""
-
-    def log_message(self, fmt: str, *args: Any) -> None:
-        log.debug("%s " + fmt, self.client_address[0], *args)
-
-    def _reply(self, status: int, body: dict[str, Any]) -> None:
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def _allowed(self) -> bool:
-        host = (self.headers.get("Host") or "").rsplit(":", 1)[0]
-        if host not in _LOOPBACK_HOSTS:
-            self._reply(HTTPStatus.FORBIDDEN, {"error": "the bridge only answers requests addressed to 127.0.0.1"})
-            return False
-        if self.owner.token:
-            given = self.headers.get("Authorization", "")
-            if not hmac.compare_digest(given.encode(), f"Bearer {self.owner.token}".encode()):
-                self._reply(HTTPStatus.UNAUTHORIZED, {"error": "missing or wrong bearer token"})
-                return False
-        return True
-
-    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
-        if not self._allowed():
+        sock, self._sock = self._sock, None
+        if sock is None:
             return
-        if self.path == "/health":
-            self._reply(HTTPStatus.OK, self.owner.target.bridge_health())
-        elif self.path == "/telemetry":
-            sample = self.owner.target.bridge_telemetry()
-            if sample is None:
-                self._reply(HTTPStatus.NOT_FOUND, {"error": "no sample taken yet"})
-            else:
-                self._reply(HTTPStatus.OK, sample)
-        else:
-            self._reply(HTTPStatus.NOT_FOUND, {"error": f"no such endpoint: GET {self.path}"})
-
-    def do_POST(self) -> None:  # noqa: N802
-        if not self._allowed():
-            return
-        if (self.headers.get("Content-Type") or "").split(";")[0].strip() != "application/json":
-            self._reply(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, {"error": "send Content-Type: application/json"})
-            return
-        try:
-            length = int(self.headers.get("Content-Length") or 0)
-        except ValueError:
-            length = -1
-        if length < 0 or length > MAX_BODY_BYTES:
-            self._reply(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, {"error": f"body must be 0-{MAX_BODY_BYTES} bytes"})
-            return
-        try:
-            body = json.loads(self.rfile.read(length) or b"{}")
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            self._reply(HTTPStatus.BAD_REQUEST, {"error": f"body is not JSON: {exc}"})
-            return
-        try:
-            if self.path == "/openclaw":
-                self.owner.target.bridge_openclaw(OpenClawInfo.model_validate(body))
-                self._reply(HTTPStatus.OK, {"ok": True})
-            elif self.path == "/events":
-                raw = body.get("events", [body]) if isinstance(body, dict) else body
-                if not isinstance(raw, list):
-                    raise ValueError("'events' must be a list")
-                events = [BridgeEvent.model_validate(e) for e in raw[:500]]
-                self._reply(HTTPStatus.OK, {"ok": True, **self.owner.target.bridge_events(events)})
-            else:
-                self._reply(HTTPStatus.NOT_FOUND, {"error": f"no such endpoint: POST {self.path}"})
-        except (ValidationError, ValueError) as exc:
-            self._reply(HTTPStatus.UNPROCESSABLE_ENTITY, {"error": str(exc)[:1000]})
+        self._stopping = True
+        try:  # wake the blocked accept(); it then sees _stopping
+            socket.create_connection(sock.getsockname()[:2], timeout=1).close()
+        except OSError:
+            pass
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        sock.close()

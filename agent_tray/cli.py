@@ -1,360 +1,57 @@
-"""``clawfleet-agent``: enroll this machine into a fleet, run the agent (tray or headless), show its
-status, and install it as a service or a login item."""
+"""``clawfleet-agent`` entry point (console script and ``python -m agent_tray.cli``).
+
+``run --headless`` — how the service unit, the launchd daemon, the scheduled task and the fleet
+server's local agent start the agent — goes straight to :func:`agent_tray.runner.run`: typer, its
+help formatter and the other commands are never imported by the long-running service. Every
+other command line (``--help`` included, also ``run --headless --help``) goes to the typer
+application in :mod:`agent_tray.commands`, which defines the same ``run`` options with their help.
+"""
 
 from __future__ import annotations
 
-import datetime as dt
-import getpass
-import json
-import logging
-import logging.handlers
-import os
-import signal
+import argparse
 import sys
 from pathlib import Path
-from typing import Annotated, Any
 
-import typer
-
-from agent_tray.config import AgentConfig, ConfigError, default_config_path, default_log_dir, load_config
-from shared.enrollment import EnrollmentError
-from shared.version import __version__
-
-app = typer.Typer(help="ClawFleet agent: reports this machine and its OpenClaw gateway to a fleet server.",
-                  no_args_is_help=True, add_completion=False)
-
-ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="agent config file "
-                      "(default: $CLAWFLEET_AGENT_CONFIG or the per-user config dir)")]
-LOG_FILE = "agent.log"
-LOG_MAX_BYTES = 5 * 1024 * 1024
-LOG_BACKUPS = 3
-EXIT_NOT_RUNNING = 3
-"""``status`` exit code when no agent answers (as LSB ``status`` actions)."""
+RUN_OPTIONS = frozenset({"--config", "-c", "--headless", "--log-dir", "--no-log-file", "--autostart", "--verbose",
+                         "-v"})
+"""The ``run`` command's options (``agent_tray.commands.run`` declares the same; a test keeps them equal)."""
 
 
-def _version(value: bool) -> None:
-    if value:
-        typer.echo(f"clawfleet-agent {__version__}")
-        raise typer.Exit()
-
-
-@app.callback()
-def _main(version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
-                                                help="print the version and exit")] = False) -> None:
-    """ClawFleet agent: reports this machine and its OpenClaw gateway to a fleet server."""
-
-
-def _setup_logging(verbose: bool, log_dir: Path | None) -> Path | None:
-    """Log to stderr and to ``<log_dir>/agent.log`` (rotated at 5 MiB, 3 kept); returns the file or None."""
-    fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
-    root = logging.getLogger()
-    root.setLevel(logging.DEBUG if verbose else logging.INFO)
-    stream = logging.StreamHandler()
-    stream.setFormatter(fmt)
-    root.addHandler(stream)
-    if log_dir is None:
+def headless_run_args(args: list[str]) -> argparse.Namespace | None:
+    """Parsed options when ``args`` is a valid ``run --headless …`` command line, else None
+    (then the typer application handles it, with its help and error messages)."""
+    if not args or args[0] != "run" or "--headless" not in args or "--help" in args:
         return None
-    path = log_dir / LOG_FILE
+    parser = argparse.ArgumentParser(prog="clawfleet-agent run", add_help=False, exit_on_error=False,
+                                     allow_abbrev=False)
+    parser.add_argument("--config", "-c", type=Path)
+    parser.add_argument("--headless", action="store_true")
+    parser.add_argument("--log-dir", type=Path)
+    parser.add_argument("--no-log-file", action="store_true")
+    parser.add_argument("--autostart", action="store_true")
+    parser.add_argument("--verbose", "-v", action="store_true")
     try:
-        log_dir.mkdir(parents=True, exist_ok=True)
-        handler = logging.handlers.RotatingFileHandler(path, maxBytes=LOG_MAX_BYTES, backupCount=LOG_BACKUPS,
-                                                       encoding="utf-8")
-    except OSError as exc:
-        logging.getLogger("clawfleet.agent").warning("not logging to %s: %s", path, exc.strerror or exc)
+        parsed, extra = parser.parse_known_args(args[1:])
+    except argparse.ArgumentError:
         return None
-    handler.setFormatter(fmt)
-    root.addHandler(handler)
-    return path
+    return None if extra else parsed
 
 
-def _fail(message: str, code: int = 2) -> typer.Exit:
-    typer.echo(f"error: {message}", err=True)
-    return typer.Exit(code)
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point; ``argv`` defaults to ``sys.argv[1:]``."""
+    args = sys.argv[1:] if argv is None else list(argv)
+    fast = headless_run_args(args)
+    if fast is not None:
+        from agent_tray.runner import run
 
-
-def _load(config: Path | None) -> AgentConfig:
-    try:
-        return load_config(config or default_config_path())
-    except ConfigError as exc:
-        raise _fail(str(exc)) from None
-
-
-@app.command()
-def enroll(
-    token: Annotated[str | None, typer.Argument(
-        help="enrollment token from 'clawfleet-server device add' or the dashboard; '-' reads it from stdin "
-             "(a token on the command line shows in 'ps'; prefer '-' or --token-file)")] = None,
-    token_file: Annotated[Path | None, typer.Option(help="read the token from this file")] = None,
-    config: ConfigOpt = None,
-    offline: Annotated[bool, typer.Option(help="write the config without checking the key with the broker")] = False,
-    interval: Annotated[float | None, typer.Option(help="seconds between telemetry samples [kept; default 30]")] = None,
-    data_dir: Annotated[Path | None, typer.Option(help="where the outbox lives [kept; default per-user dir]")] = None,
-    bridge_port: Annotated[int | None, typer.Option(help="local bridge port, 0 = off [kept; default 17890]")] = None,
-    openclaw_state_dir: Annotated[Path | None, typer.Option(help="OpenClaw state dir [kept; default: as OpenClaw]")
-                                  ] = None,
-    openclaw_profile: Annotated[str | None, typer.Option(help="OpenClaw --profile name [kept]")] = None,
-    dashboard_url: Annotated[str | None, typer.Option(help="dashboard URL the tray opens [kept]")] = None,
-    insecure: Annotated[bool | None, typer.Option("--insecure/--verify-tls",
-                                                  help="skip / do TLS verification (testing only) [kept]")] = None,
-    gui: Annotated[bool, typer.Option(help="ask for the token in a small window (used by the tray)",
-                                      hidden=True)] = False,
-) -> None:
-    """Write this machine's agent config from an enrollment token (file mode 0600).
-
-    Settings of an existing config (interval, bridge port, OpenClaw state dir, data dir, …) are kept
-    unless given here; only the identity (device, broker, key, CA) comes from the token. The key is
-    checked with the broker first, so a revoked or mistyped token writes nothing.
-    """
-    from agent_tray.enroll import BrokerUnreachable, KeyRefused
-    from agent_tray.enroll import enroll as do_enroll
-
-    path = config or default_config_path()
-    if gui:
-        from agent_tray.enroll_dialog import ask_and_enroll
-
-        try:
-            raise typer.Exit(0 if ask_and_enroll(path) else 1)
-        except RuntimeError as exc:
-            raise _fail(str(exc)) from None
-    overrides: dict[str, Any] = {
-        "interval_s": interval, "data_dir": str(data_dir) if data_dir else None, "bridge_port": bridge_port,
-        "openclaw_state_dir": str(openclaw_state_dir) if openclaw_state_dir else None,
-        "openclaw_profile": openclaw_profile, "dashboard_url": dashboard_url, "insecure": insecure,
-    }
-    try:
-        from agent_tray.enroll import read_token
-
-        if token is None and token_file is None and sys.stdin.isatty():
-            token = getpass.getpass("enrollment token: ")
-        result = do_enroll(read_token(token, token_file), path, overrides, offline=offline)
-    except EnrollmentError as exc:
-        raise _fail(str(exc)) from None
-    except KeyRefused as exc:
-        raise _fail(f"{exc}; nothing was written", 3) from None
-    except BrokerUnreachable as exc:
-        raise _fail(f"{exc}; nothing was written (--offline writes the config without this check)", 4) from None
-    except ValueError as exc:  # pydantic: a bad option value
-        raise _fail(f"invalid setting: {exc}") from None
-    cfg = result.config
-    typer.echo(f"enrolled as device '{cfg.device_id}' with broker {cfg.broker_url}"
-               f"{' (key accepted)' if result.checked else ' (key not checked: --offline)'}; config written to {path}")
-    if result.kept:
-        typer.echo("kept from the previous config: " + ", ".join(result.kept))
-    typer.echo("start it with: clawfleet-agent run   (tray)   or   clawfleet-agent run --headless   (service)")
-
-
-@app.command()
-def run(
-    config: ConfigOpt = None,
-    headless: Annotated[bool, typer.Option(help="run without a tray icon (servers, services)")] = False,
-    log_dir: Annotated[Path | None, typer.Option(help="where agent.log goes (default: per-user log dir, "
-                                                      "$CLAWFLEET_AGENT_LOG_DIR)")] = None,
-    no_log_file: Annotated[bool, typer.Option("--no-log-file", help="log to stderr only")] = False,
-    autostart: Annotated[bool, typer.Option(help="started at login: exit quietly when not enrolled",
-                                            hidden=True)] = False,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="debug logging")] = False,
-) -> None:
-    """Run the agent until Quit / Ctrl-C / SIGTERM (publishes a retained 'shutdown' status on the way out).
-
-    Without --headless it shows a tray icon (green connected, amber OpenClaw down, grey offline, red key
-    refused or not enrolled) and asks for a token when this machine is not enrolled yet.
-    """
-    path = config or default_config_path()
-    logs = log_dir or default_log_dir()
-    log_file = _setup_logging(verbose, None if no_log_file else logs)
-    log = logging.getLogger("clawfleet.agent")
-    if log_file:
-        log.info("logging to %s", log_file)
-    if autostart and not path.exists():
-        log.info("not enrolled (%s missing); the login item does nothing until 'clawfleet-agent enroll'", path)
+        run(fast.config, headless=True, log_dir=fast.log_dir, no_log_file=fast.no_log_file,
+            autostart=fast.autostart, verbose=fast.verbose)
         return
-    if headless:
-        _run_headless(_load(path))
-    else:
-        _run_tray(path, logs)
+    from agent_tray.commands import app
 
-
-def _run_headless(cfg: AgentConfig) -> None:
-    from agent_tray.service import AgentService
-
-    service = AgentService(cfg)
-    _on_signals(service.stop)
-    service.run()
-
-
-def _run_tray(path: Path, log_dir: Path) -> None:
-    try:
-        from agent_tray.tray import TrayApp
-
-        tray = TrayApp(path, log_dir)
-    except Exception as exc:  # pystray raises plain Exceptions / Xlib errors when there is no display
-        raise _fail(f"cannot show a tray icon ({exc}); on a machine without a desktop use "
-                    "'clawfleet-agent run --headless'") from None
-    _on_signals(tray.quit)
-    tray.run()
-
-
-def _on_signals(stop: Any) -> None:
-    def handler(signum: int, _frame: object) -> None:
-        logging.getLogger("clawfleet.agent").info("received %s, stopping", signal.Signals(signum).name)
-        stop()
-
-    signal.signal(signal.SIGTERM, handler)
-    signal.signal(signal.SIGINT, handler)
-
-
-def _when(ms: int | None) -> str:
-    if not ms:
-        return "never"
-    at = dt.datetime.fromtimestamp(ms / 1000)
-    ago = max(0, int(dt.datetime.now().timestamp() - ms / 1000))
-    return f"{at:%Y-%m-%d %H:%M:%S} ({ago} s ago)"
-
-
-@app.command()
-def status(
-    config: ConfigOpt = None,
-    as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
-) -> None:
-    """Show the agent's state: connection, broker, device, outbox size, last publish, OpenClaw.
-
-    Asks the running agent through its local bridge (127.0.0.1:bridge_port). Exit code 0 when an agent
-    answers, 3 when none runs, 2 when this machine is not enrolled.
-    """
-    from agent_tray.status import ask_running_agent, outbox_size
-
-    cfg = _load(config)
-    try:
-        live = ask_running_agent(cfg.bridge_port, cfg.bridge_token) if cfg.bridge_port else None
-    except PermissionError as exc:
-        raise _fail(str(exc)) from None
-    if as_json:
-        waiting = outbox_size(cfg.resolved_data_dir() / "outbox.sqlite")
-        typer.echo(json.dumps(live or {"health": "not-running", "device_id": cfg.device_id,
-                                       "broker_url": cfg.broker_url, "outbox_messages": waiting}))
-        raise typer.Exit(0 if live else EXIT_NOT_RUNNING)
-    rows: list[tuple[str, str]] = []
-    if live:
-        rows += [("state", f"{live['health']}: {live['summary']}"), ("device", str(live["device_id"])),
-                 ("broker", str(live["broker_url"])),
-                 ("outbox", f"{live['outbox_messages']} messages waiting ({live['outbox_bytes']} bytes)"),
-                 ("last publish", _when(live.get("last_publish_ms"))),
-                 ("OpenClaw", {"up": "gateway up", "down": "installed, gateway down", "absent": "not installed",
-                               None: "not probed yet"}.get(live.get("openclaw"), str(live.get("openclaw")))
-                  + (f" (version {live['openclaw_version']})" if live.get("openclaw_version") else "")),
-                 ("tokens today", f"{live['tokens_today']:,}"),
-                 ("agent", str(live.get("agent_version")))]
-        if live.get("last_error"):
-            rows.append(("last error", str(live["last_error"])))
-    else:
-        waiting = outbox_size(cfg.resolved_data_dir() / "outbox.sqlite")
-        why = f"nothing answers on 127.0.0.1:{cfg.bridge_port}" if cfg.bridge_port else "bridge_port is 0 (off)"
-        rows += [("state", f"not running ({why})"), ("device", cfg.device_id), ("broker", cfg.broker_url),
-                 ("outbox", "empty (no outbox yet)" if waiting is None else f"{waiting} messages waiting")]
-    width = max(len(k) for k, _ in rows)
-    for k, v in rows:
-        typer.echo(f"{k.ljust(width)}  {v}")
-    if not live:
-        raise typer.Exit(EXIT_NOT_RUNNING)
-
-
-@app.command()
-def show_config(config: ConfigOpt = None) -> None:
-    """Print the agent config with the API key hidden."""
-    cfg = _load(config)
-    data = cfg.model_dump(exclude_none=True)
-    data["api_key"] = "…" + cfg.api_key[-4:]
-    if "ca_pem" in data:
-        data["ca_pem"] = "(pinned CA certificate)"
-    if "bridge_token" in data:
-        data["bridge_token"] = "(set)"  # noqa: S105 - a placeholder shown instead of the secret
-    for k, v in data.items():
-        typer.echo(f"{k}: {v}")
-
-
-SystemOpt = Annotated[bool, typer.Option("--system", help="a system service (needs root; systemd system unit, "
-                                         "launchd daemon, task at startup) instead of this user's")]
-NoEnableOpt = Annotated[bool, typer.Option("--no-enable", help="only write the files; do not start or stop anything")]
-
-
-def _service_args(config: Path | None) -> list[str]:
-    path = (config or default_config_path()).resolve()
-    return ["run", "--headless", "--config", str(path)]
-
-
-def _print_written(done: list) -> None:
-    for w in done:
-        typer.echo(str(w))
-
-
-@app.command("install-service")
-def install_service(
-    config: ConfigOpt = None,
-    system: SystemOpt = False,
-    user_name: Annotated[str | None, typer.Option(help="--system: the account it runs as (default: $SUDO_USER, "
-                                                       "the user whose ~/.openclaw it reads)")] = None,
-    no_enable: NoEnableOpt = False,
-    unit_dir: Annotated[Path | None, typer.Option(help="write the unit/plist here instead (packaging)",
-                                                  hidden=True)] = None,
-) -> None:
-    """Run the agent headless at boot (or login): systemd unit, launchd plist or a Windows scheduled task.
-
-    Prints every file it wrote and command it ran. The config must exist first (enroll).
-    """
-    from agent_tray.platform import agent_command, current
-
-    cfg_path = config or default_config_path()
-    if not cfg_path.exists() and unit_dir is None:
-        raise _fail(f"no agent config at {cfg_path}: run 'clawfleet-agent enroll' first")
-    user = user_name or (os.environ.get("SUDO_USER") if system else None)
-    try:
-        done = current().install_service(agent_command(*_service_args(config), gui=True), system=system, user=user,
-                                         enable=not no_enable, unit_dir=unit_dir)
-    except OSError as exc:
-        raise _fail(f"{exc}{' (a system service needs root: sudo)' if system else ''}") from None
-    _print_written(done)
-    if no_enable:
-        typer.echo("not started (--no-enable)")
-
-
-@app.command("uninstall-service")
-def uninstall_service(system: SystemOpt = False, no_enable: NoEnableOpt = False) -> None:
-    """Stop the headless agent service and remove what install-service wrote."""
-    from agent_tray.platform import current
-
-    try:
-        done = current().uninstall_service(system=system, enable=not no_enable)
-    except OSError as exc:
-        raise _fail(str(exc)) from None
-    _print_written(done or [])
-    if not done:
-        typer.echo("nothing to remove")
-
-
-@app.command()
-def autostart(
-    state: Annotated[str, typer.Argument(help="on | off", metavar="on|off")],
-    config: ConfigOpt = None,
-) -> None:
-    """Start the tray at login (XDG autostart entry, macOS LaunchAgent, Windows Run key), or stop doing so."""
-    from agent_tray.platform import agent_command, current
-
-    if state not in ("on", "off"):
-        raise _fail("say 'on' or 'off'")
-    args = ["run", "--autostart"] + (["--config", str(config.resolve())] if config else [])
-    try:
-        done = current().set_autostart(state == "on", agent_command(*args, gui=True))
-    except OSError as exc:
-        raise _fail(str(exc)) from None
-    _print_written(done)
-    if not done:
-        typer.echo("autostart was already off")
-
-
-def main() -> None:
-    """Console-script entry point."""
-    app()
+    app(args, prog_name="clawfleet-agent")
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -7,14 +7,17 @@ so it is created readable by its owner only.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import platformdirs
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from shared.enrollment import parse_broker_url
+from agent_tray.checks import Rule
+from shared.broker_url import parse_broker_url
 from shared.topics import DEVICE_ID_RE
 
 APP = "clawfleet"
@@ -24,32 +27,86 @@ class ConfigError(ValueError):
     """The agent config is missing or invalid; the message names the key and the fix."""
 
 
-class AgentConfig(BaseModel):
-    """Everything the agent needs; all durations in seconds, sizes in bytes."""
+def _setting(kind: type, doc: str, default: Any = dataclasses.MISSING, **rule: Any) -> Any:
+    optional = default is None
+    return field(default=default, metadata={"rule": Rule(kind, optional=optional, doc=doc, **rule)})
 
-    model_config = ConfigDict(extra="forbid")
 
-    device_id: str = Field(pattern=DEVICE_ID_RE.pattern, max_length=63, description="this device's id")
-    broker_url: str = Field(description="mqtt://host:port (loopback) or mqtts://host:port")
-    api_key: str = Field(min_length=16, description="this device's secret; never logged")
-    ca_pem: str | None = Field(default=None, description="CA certificate (PEM) pinned for mqtts")
-    insecure: bool = Field(default=False, description="skip TLS verification (testing only)")
-    interval_s: float = Field(default=30.0, ge=1, le=3600, description="seconds between telemetry samples")
-    keepalive_s: int = Field(default=30, ge=5, le=600,
-                             description="MQTT keepalive; the broker publishes the last will after ~1.5x this")
-    data_dir: str | None = Field(default=None, description="where the outbox lives; default per-OS data dir")
-    outbox_max_bytes: int = Field(default=64 * 1024 * 1024, ge=1024 * 1024,
-                                  description="outbox bound; oldest telemetry is dropped, usage and logs wait in "
-                                  "OpenClaw's files")
-    openclaw_state_dir: str | None = Field(default=None, description="OpenClaw state dir; default as OpenClaw")
-    openclaw_profile: str | None = Field(default=None, description="OpenClaw --profile name, if any")
-    log_min_level: str = Field(default="warn", pattern="^(trace|debug|info|warn|error|fatal)$",
-                               description="lowest OpenClaw log level reported")
-    bridge_port: int = Field(default=17890, ge=0, le=65535,
-                             description="local bridge port on 127.0.0.1 (not 18789+N: OpenClaw uses those); 0 = off")
-    bridge_token: str | None = Field(default=None, description="bearer token the local bridge requires, if set")
-    dashboard_url: str | None = Field(default=None, pattern=r"^https?://", max_length=500,
-                                      description="fleet dashboard the tray's 'Open dashboard' opens")
+@dataclass
+class AgentConfig:
+    """Everything the agent needs; all durations in seconds, sizes in bytes.
+
+    Checked on construction (plain Python: the agent does not load pydantic). Unknown keys are
+    refused by :meth:`from_dict`.
+
+    Raises:
+        ConfigError: a setting has the wrong type or is out of range; the message names the
+            key(s) and what is accepted.
+    """
+
+    device_id: str = _setting(str, "this device's id", pattern=f"^(?:{DEVICE_ID_RE.pattern})$", max_length=63)
+    broker_url: str = _setting(str, "mqtt://host:port (loopback) or mqtts://host:port")
+    api_key: str = _setting(str, "this device's secret; never logged", min_length=16)
+    ca_pem: str | None = _setting(str, "CA certificate (PEM) pinned for mqtts", None)
+    insecure: bool = _setting(bool, "skip TLS verification (testing only)", False)
+    interval_s: float = _setting(float, "seconds between telemetry samples", 30.0, ge=1, le=3600)
+    keepalive_s: int = _setting(int, "MQTT keepalive; the broker publishes the last will after ~1.5x this", 30,
+                                ge=5, le=600)
+    data_dir: str | None = _setting(str, "where the outbox lives; default per-OS data dir", None)
+    outbox_max_bytes: int = _setting(int, "outbox bound; oldest telemetry is dropped, usage and logs wait in "
+                                     "OpenClaw's files", 64 * 1024 * 1024, ge=1024 * 1024)
+    openclaw_state_dir: str | None = _setting(str, "OpenClaw state dir; default as OpenClaw", None)
+    openclaw_profile: str | None = _setting(str, "OpenClaw --profile name, if any", None)
+    log_min_level: str = _setting(str, "lowest OpenClaw log level reported", "warn",
+                                  pattern="^(trace|debug|info|warn|error|fatal)$")
+    bridge_port: int = _setting(int, "local bridge port on 127.0.0.1 (not 18789+N: OpenClaw uses those); 0 = off",
+                                17890, ge=0, le=65535)
+    bridge_token: str | None = _setting(str, "bearer token the local bridge requires, if set", None)
+    dashboard_url: str | None = _setting(str, "fleet dashboard the tray's 'Open dashboard' opens", None,
+                                         pattern=r"^https?://", max_length=500)
+
+    def __post_init__(self) -> None:
+        problems = [f"'{f.name}': {why}" for f in dataclasses.fields(self)
+                    if (why := f.metadata["rule"].problem(getattr(self, f.name)))]
+        if problems:
+            raise ConfigError("; ".join(problems[:5]))
+        for f in dataclasses.fields(self):  # JSON numbers: 30 for a float setting, 30.0 for an int one
+            kind, value = f.metadata["rule"].kind, getattr(self, f.name)
+            if kind in (int, float) and value is not None and type(value) is not kind:
+                setattr(self, f.name, kind(value))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> AgentConfig:
+        """Build from a JSON object (the config file).
+
+        Raises:
+            ConfigError: an unknown or missing key, or a bad value (the message names them).
+        """
+        names = {f.name for f in dataclasses.fields(cls)}
+        required = {f.name for f in dataclasses.fields(cls) if f.default is dataclasses.MISSING}
+        problems = [f"'{k}': unknown setting" for k in data if k not in names]
+        problems += [f"'{k}': must be set" for k in sorted(required - set(data))]
+        if problems:
+            raise ConfigError("; ".join(problems[:5]))
+        return cls(**data)
+
+    def to_dict(self, exclude_none: bool = True) -> dict[str, Any]:
+        """The settings as a JSON object (what :func:`save_config` writes)."""
+        data = dataclasses.asdict(self)
+        return {k: v for k, v in data.items() if v is not None} if exclude_none else data
+
+    def model_copy(self, update: dict[str, Any] | None = None) -> AgentConfig:
+        """A checked copy with the settings in ``update`` replaced (the name pydantic's models use;
+        the server's local agent calls it)."""
+        return dataclasses.replace(self, **(update or {}))
+
+    @classmethod
+    def default(cls, name: str) -> Any:
+        """The default value of setting ``name`` (KeyError for a required or unknown one)."""
+        f = cls.__dataclass_fields__[name]
+        if f.default is dataclasses.MISSING:
+            raise KeyError(name)
+        return f.default
 
     def resolved_data_dir(self) -> Path:
         """Directory for the outbox and collector positions (created on demand)."""
@@ -90,14 +147,13 @@ def load_config(path: Path) -> AgentConfig:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as exc:
         raise ConfigError(f"cannot read agent config {path}: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"invalid agent config {path}: '(file)': must be a JSON object. Enroll again.")
     try:
-        cfg = AgentConfig.model_validate(data)
+        cfg = AgentConfig.from_dict(data)
         cfg.broker()
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"'{'.'.join(map(str, e['loc'])) or '(file)'}': {e['msg']}" for e in exc.errors()[:5]
-        )
-        raise ConfigError(f"invalid agent config {path}: {problems}. Fix the key or enroll again.") from None
+    except ConfigError as exc:
+        raise ConfigError(f"invalid agent config {path}: {exc}. Fix the key or enroll again.") from None
     except ValueError as exc:
         raise ConfigError(f"invalid agent config {path}: 'broker_url': {exc}") from None
     return cfg
@@ -109,6 +165,6 @@ def save_config(cfg: AgentConfig, path: Path) -> None:
     tmp = path.with_suffix(".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(cfg.model_dump_json(indent=2, exclude_none=True))
+        fh.write(json.dumps(cfg.to_dict(), indent=2))
     os.chmod(tmp, 0o600)
     os.replace(tmp, path)

@@ -75,17 +75,17 @@ def build_config(token: str, existing: AgentConfig | None, overrides: dict[str, 
     Returns ``(config, names of settings kept from existing)``.
 
     Raises:
-        EnrollmentError: the token is damaged; ValueError (pydantic) for a bad override value.
+        EnrollmentError: the token is damaged; ConfigError (a ValueError) for a bad override value.
     """
     enr = decode_token(token)
     settings: dict[str, Any] = {}
     kept: list[str] = []
     if existing is not None:
-        old = existing.model_dump(exclude_none=True)
+        old = existing.to_dict()
         for key in KEPT_ON_REENROLL:
             if key in old and key not in {k for k, v in overrides.items() if v is not None}:
                 settings[key] = old[key]
-                if old[key] != AgentConfig.model_fields[key].default:
+                if old[key] != AgentConfig.default(key):
                     kept.append(key)
     settings.update({k: v for k, v in overrides.items() if v is not None})
     cfg = AgentConfig(device_id=enr.device_id, broker_url=enr.url, api_key=enr.api_key, ca_pem=enr.ca_pem, **settings)

@@ -10,6 +10,7 @@ ends).
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import threading
@@ -25,7 +26,7 @@ from agent_tray.collectors.usage import UsageCollector
 from agent_tray.config import AgentConfig
 from agent_tray.outbox import Outbox, OutboxFull, OutMessage
 from agent_tray.publisher import now_ms
-from shared import schemas
+from shared import payloads
 from shared.topics import Channel, device_topic
 
 log = logging.getLogger("clawfleet.agent.openclaw")
@@ -67,18 +68,22 @@ def paths_for(cfg: AgentConfig, env: dict[str, str] | None = None) -> OpenClawPa
 
 def batches(device_id: str, channel: Channel, records: list, max_bytes: int = BATCH_BYTES) -> Iterator[bytes]:
     """Encode records into ``usage``/``logs`` payloads of at most ``max_bytes`` (and 500 records) each."""
-    model = schemas.UsageBatch if channel is Channel.USAGE else schemas.LogBatch
+    batch = payloads.UsageBatch if channel is Channel.USAGE else payloads.LogBatch
     chunk: list = []
     size = 0
     for rec in records:
-        rec_size = len(rec.model_dump_json()) + 1
-        if chunk and (size + rec_size > max_bytes or len(chunk) >= schemas.MAX_BATCH_RECORDS):
-            yield schemas.encode(model(device_id=device_id, ts=now_ms(), records=chunk))
+        rec_size = len(payloads.encode(rec)) + 1
+        if chunk and (size + rec_size > max_bytes or len(chunk) >= payloads.MAX_BATCH_RECORDS):
+            yield payloads.encode(batch(device_id=device_id, ts=now_ms(), records=chunk))
             chunk, size = [], 0
         chunk.append(rec)
         size += rec_size
     if chunk:
-        yield schemas.encode(model(device_id=device_id, ts=now_ms(), records=chunk))
+        yield payloads.encode(batch(device_id=device_id, ts=now_ms(), records=chunk))
+
+
+def _canonical(positions: dict) -> str:
+    return json.dumps(positions, sort_keys=True, separators=(",", ":"))
 
 
 class OpenClawMonitor:
@@ -106,9 +111,10 @@ class OpenClawMonitor:
         self._lock = threading.Lock()
         self._topics = {ch: device_topic(cfg.device_id, ch) for ch in (Channel.USAGE, Channel.LOGS)}
         self._said_missing = False
-        self.on_usage: Callable[[list[schemas.UsageRecord]], None] | None = None
+        self.on_usage: Callable[[list[payloads.UsageRecord]], None] | None = None
         """Called with the usage records of each stored batch (the tray's "tokens today")."""
         self._behind: dict[str, Behind] = {}
+        self._positions: dict[str, str] = {}  # last stored read positions per collector (canonical JSON)
         self._use(paths or self._locate())
         self._gateway_key: tuple | None = None
 
@@ -181,9 +187,14 @@ class OpenClawMonitor:
         with self._lock:  # the loop and a bridge-triggered pass must not interleave
             n_usage = n_logs = 0
             for name, collector in (("usage", self.usage), ("logs", self.logs)):
-                pos = self.outbox.position(name)
+                if name not in self._positions:  # this object is the positions' only writer: read them once
+                    self._positions[name] = _canonical(self.outbox.position(name))
+                pos = json.loads(self._positions[name])  # a fresh copy: collectors may reuse its parts
                 for _ in range(MAX_PASSES):
                     res = collector.collect(pos)
+                    if not res.usage and not res.logs and _canonical(res.positions) == self._positions[name]:
+                        self._caught_up(name)
+                        break  # nothing new: an idle tick writes nothing
                     try:
                         self._store(name, res)
                     except OutboxFull as exc:
@@ -234,6 +245,7 @@ class OpenClawMonitor:
     def _store(self, name: str, res: CollectResult) -> None:
         messages = list(self._messages(Channel.USAGE, res.usage)) + list(self._messages(Channel.LOGS, res.logs))
         self.outbox.put(messages, positions={name: res.positions})
+        self._positions[name] = _canonical(res.positions)
         if res.usage and self.on_usage:
             self.on_usage(list(res.usage))
 

@@ -31,7 +31,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from agent_tray.config import AgentConfig
 from agent_tray.outbox import Outbox, StoredMessage
-from shared import schemas
+from shared import payloads
 from shared.topics import SERVER_STATUS_TOPIC, Channel, device_topic
 
 log = logging.getLogger("clawfleet.agent.mqtt")
@@ -39,6 +39,9 @@ log = logging.getLogger("clawfleet.agent.mqtt")
 BACKOFF_MIN_S = 1.0
 BACKOFF_MAX_S = 60.0
 SEND_WINDOW = 50
+SENDER_IDLE_S = 30.0
+"""The sender thread sleeps until woken (new outbox messages, a PUBACK, a connect); this is only
+its safety net, seconds. An idle agent should not query its outbox every second."""
 """Messages published but not yet acknowledged, at most."""
 FAIL_REPEAT_LOG_S = 600.0
 """A connection failure is logged when it first happens or changes, then again at most this often (seconds)."""
@@ -79,8 +82,8 @@ class Publisher:
     Args:
         cfg: agent configuration (broker URL, device id, API key, keepalive).
         outbox: where QoS 1 messages wait for their PUBACK.
-        meta: callable returning the current :class:`shared.schemas.Meta` (sent on every connect).
-        on_command: called with each valid :class:`shared.schemas.Command` from the server.
+        meta: callable returning the current :class:`shared.payloads.Meta` (sent on every connect).
+        on_command: called with each valid :class:`shared.payloads.Command` from the server.
         on_connection: called with True/False when the connection comes up or goes down.
     """
 
@@ -88,8 +91,8 @@ class Publisher:
         self,
         cfg: AgentConfig,
         outbox: Outbox,
-        meta: Callable[[], schemas.Meta],
-        on_command: Callable[[schemas.Command], None] | None = None,
+        meta: Callable[[], payloads.Meta],
+        on_command: Callable[[payloads.Command], None] | None = None,
         on_connection: Callable[[bool], None] | None = None,
     ) -> None:
         self.cfg = cfg
@@ -115,8 +118,9 @@ class Publisher:
         cfg = self.cfg
         client = _Client(CallbackAPIVersion.VERSION2, client_id=cfg.device_id, protocol=mqtt.MQTTv5)
         client.username_pw_set(cfg.device_id, cfg.api_key)
-        will = schemas.Status(device_id=cfg.device_id, ts=now_ms(), state="offline", reason="last-will")
-        client.will_set(self._status_topic, schemas.encode(will), qos=1, retain=True)
+        client.loop_timeout_s = network_loop_timeout(cfg.keepalive_s)
+        will = payloads.Status(device_id=cfg.device_id, ts=now_ms(), state="offline", reason="last-will")
+        client.will_set(self._status_topic, payloads.encode(will), qos=1, retain=True)
         ctx = tls_context(cfg)
         if ctx is not None:
             client.tls_set_context(ctx)
@@ -171,13 +175,13 @@ class Publisher:
 
     # ---- callbacks (paho network thread) ----------------------------------------------
     def _status(self, state: str, reason: str | None = None) -> bytes:
-        return schemas.encode(schemas.Status(device_id=self.cfg.device_id, ts=now_ms(), state=state, reason=reason))
+        return payloads.encode(payloads.Status(device_id=self.cfg.device_id, ts=now_ms(), state=state, reason=reason))
 
     def announce(self) -> None:
         """Publish retained ``online`` status and ``meta`` (on connect and on server birth)."""
         self._client.publish(self._status_topic, self._status("online"), qos=1, retain=True)
         try:
-            meta = schemas.encode(self._meta())
+            meta = payloads.encode(self._meta())
         except Exception:  # a collector bug must not keep the device offline
             log.exception("could not build meta; sending status only")
             return
@@ -246,7 +250,7 @@ class Publisher:
     def _handle_message(self, _client: mqtt.Client, _userdata: object, msg: mqtt.MQTTMessage) -> None:
         if msg.topic == SERVER_STATUS_TOPIC:
             try:
-                status = schemas.ServerStatus.model_validate_json(msg.payload)
+                status = payloads.parse_server_status(msg.payload)
             except ValueError:
                 return
             # msg.retain: the stored birth delivered on subscribe, which our connect already answered
@@ -255,7 +259,7 @@ class Publisher:
                 self.announce()
             return
         try:
-            cmd = schemas.Command.model_validate_json(msg.payload)
+            cmd = payloads.parse_command(msg.payload)
         except ValueError as exc:
             log.warning("ignored an invalid command: %s", exc)
             return
@@ -265,7 +269,7 @@ class Publisher:
     # ---- sender thread ----------------------------------------------------------------
     def _send_loop(self) -> None:
         while not self._stop.is_set():
-            self._wake.wait(timeout=1.0)
+            self._wake.wait(timeout=SENDER_IDLE_S)
             self._wake.clear()
             try:
                 self._drain()
@@ -301,11 +305,31 @@ class Publisher:
         return self.outbox.stats()["messages"]
 
 
+def network_loop_timeout(keepalive_s: float) -> float:
+    """How long paho's network thread may sleep in ``select`` when nothing arrives, seconds.
+
+    paho checks the keepalive (sends PINGREQ) only when its loop wakes, so a ping can go out this
+    much after the keepalive; the broker drops a client after 1.5 x keepalive of silence. A sixth of
+    the keepalive (at most 5 s) keeps every ping well inside that, while an idle agent wakes 5 times
+    less often than with paho's default of 1 s. Outgoing messages wake the loop at once anyway.
+    """
+    return max(0.5, min(5.0, keepalive_s / 6))
+
+
 class _Client(mqtt.Client):
     """paho's client, remembering why the last connection attempt failed in ``last_connect_error``
-    (paho calls ``on_connect_fail(client, userdata)`` without the exception)."""
+    (paho calls ``on_connect_fail(client, userdata)`` without the exception), and running its
+    network thread with :attr:`loop_timeout_s` instead of paho's fixed 1 s."""
 
     last_connect_error: OSError | None = None
+    loop_timeout_s: float = 1.0
+
+    def _thread_main(self) -> None:
+        # paho 2.x's loop_start() target (paho-mqtt is pinned < 3): the same call, with our timeout
+        try:
+            self.loop_forever(timeout=self.loop_timeout_s, retry_first_connection=True)
+        finally:
+            self._thread = None
 
     def reconnect(self) -> mqtt.MQTTErrorCode:
         try:

@@ -13,8 +13,8 @@ import os
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from agent_tray.bridge import BridgeEvent, LocalBridge, OpenClawInfo
 from agent_tray.collectors.network import NetworkCollector
 from agent_tray.collectors.system import SystemCollector
 from agent_tray.config import AgentConfig
@@ -22,9 +22,12 @@ from agent_tray.openclaw_monitor import OpenClawMonitor
 from agent_tray.outbox import Outbox, OutMessage
 from agent_tray.publisher import Publisher, now_ms
 from agent_tray.status import AgentStatus, TokenCounter, snapshot
-from shared import schemas
+from shared import payloads
 from shared.topics import Channel, device_topic
 from shared.version import __version__
+
+if TYPE_CHECKING:  # the bridge (http.server) is imported only when it is on
+    from agent_tray.bridge import BridgeEvent, LocalBridge, OpenClawInfo
 
 log = logging.getLogger("clawfleet.agent")
 
@@ -40,7 +43,7 @@ class AgentState:
     """What the agent shows locally (tray tooltip, bridge ``/health``)."""
 
     connected: bool = False
-    last_sample: schemas.Telemetry | None = None
+    last_sample: payloads.Telemetry | None = None
     last_error: str | None = None
     samples_taken: int = 0
     extra: dict = field(default_factory=dict)
@@ -63,7 +66,11 @@ class AgentService:
         self.system = SystemCollector()
         self.network = NetworkCollector()
         self.openclaw = openclaw or OpenClawMonitor(cfg, self.outbox)
-        self.bridge = LocalBridge(self, cfg.bridge_port, cfg.bridge_token) if cfg.bridge_port else None
+        self.bridge: LocalBridge | None = None
+        if cfg.bridge_port:
+            from agent_tray.bridge import LocalBridge
+
+            self.bridge = LocalBridge(self, cfg.bridge_port, cfg.bridge_token)
         self._plugin: OpenClawInfo | None = None
         self._meta_key: tuple | None = None
         parent = os.environ.get(EXIT_WITH_PARENT_ENV, "")
@@ -81,13 +88,13 @@ class AgentService:
         self._telemetry_topic = device_topic(cfg.device_id, Channel.TELEMETRY)
 
     # ---- what gets published -------------------------------------------------------------
-    def meta(self) -> schemas.Meta:
+    def meta(self) -> payloads.Meta:
         """The retained ``meta`` payload describing this machine."""
         info = self.system.machine_info()
         oc = self.openclaw.last
         version = (oc.version if oc else None) or (self._plugin.openclaw_version if self._plugin else None)
         agents = list(oc.agents) if oc and oc.installed else list((self._plugin and self._plugin.agents) or [])
-        return schemas.Meta(
+        return payloads.Meta(
             device_id=self.cfg.device_id, ts=now_ms(), hostname=info.hostname, os=info.os,
             os_version=info.os_version, arch=info.arch, agent_version=__version__, cpu_count=info.cpu_count,
             mem_total_bytes=info.mem_total_bytes, disk_total_bytes=info.disk_total_bytes,
@@ -95,12 +102,12 @@ class AgentService:
             interval_s=self.cfg.interval_s,
         )
 
-    def sample(self) -> schemas.Telemetry:
+    def sample(self) -> payloads.Telemetry:
         """Take one telemetry sample now."""
         s = self.system.collect()
         n = self.network.collect()
         oc = self.openclaw.gateway()
-        return schemas.Telemetry(
+        return payloads.Telemetry(
             device_id=self.cfg.device_id, ts=now_ms(), cpu_pct=s.cpu_pct, mem_used_bytes=s.mem_used_bytes,
             mem_total_bytes=s.mem_total_bytes, mem_pct=s.mem_pct, disk_used_bytes=s.disk_used_bytes,
             disk_total_bytes=s.disk_total_bytes, disk_pct=s.disk_pct, swap_pct=s.swap_pct,
@@ -108,10 +115,10 @@ class AgentService:
             openclaw=oc.to_state(),
         )
 
-    def report(self) -> schemas.Telemetry:
+    def report(self) -> payloads.Telemetry:
         """Sample, store the sample in the outbox (retained telemetry, QoS 1), wake the sender."""
         tel = self.sample()
-        self.outbox.put([OutMessage("telemetry", self._telemetry_topic, schemas.encode(tel), qos=1, retain=True)])
+        self.outbox.put([OutMessage("telemetry", self._telemetry_topic, payloads.encode(tel), qos=1, retain=True)])
         self.state.last_sample = tel
         self.state.samples_taken += 1
         self._republish_meta_on_change()
@@ -210,7 +217,7 @@ class AgentService:
     def bridge_telemetry(self) -> dict | None:
         """``GET /telemetry`` body: the latest sample, or None before the first."""
         t = self.state.last_sample
-        return t.model_dump(mode="json", exclude_none=True) if t else None
+        return payloads.to_dict(t) if t else None
 
     def bridge_openclaw(self, info: OpenClawInfo) -> None:
         """``POST /openclaw``: remember what the plugin says; republish meta."""
@@ -234,7 +241,7 @@ class AgentService:
                     timer.start()
         return {"accepted": len(events)}
 
-    def _on_command(self, cmd: schemas.Command) -> None:
+    def _on_command(self, cmd: payloads.Command) -> None:
         if cmd.command == "report_now":
             log.info("server asked for a report")
             self._report_now.set()

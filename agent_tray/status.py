@@ -20,7 +20,7 @@ from shared.version import __version__
 
 if TYPE_CHECKING:
     from agent_tray.service import AgentService
-    from shared.schemas import UsageRecord
+    from shared.payloads import UsageRecord
 
 REFUSED_REASON_CODES = frozenset({0x86, 0x87, 0x8A, 0x8C})
 """MQTT 5 CONNACK reason codes that mean the broker will not take this device's key:

@@ -10,10 +10,10 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from shared.broker_url import parse_broker_url  # noqa: F401 - part of this module's names
 from shared.topics import DEVICE_ID_RE
 
 TOKEN_PREFIX = "cfe1."  # noqa: S105 - a format prefix, not a secret
@@ -33,17 +33,6 @@ class Enrollment(BaseModel):
     device_id: str = Field(pattern=DEVICE_ID_RE.pattern, max_length=63)
     api_key: str = Field(min_length=16, max_length=200)
     ca_pem: str | None = Field(default=None, description="PEM CA certificate the agent pins for mqtts")
-
-
-def parse_broker_url(url: str) -> tuple[str, str, int]:
-    """Split ``mqtt://host:port`` / ``mqtts://host:port`` into ``(scheme, host, port)``.
-
-    Default ports: 1883 for mqtt, 8883 for mqtts. Raises :class:`ValueError` naming the problem.
-    """
-    parts = urlsplit(url)
-    if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
-        raise ValueError(f"broker URL {url!r} must look like mqtt://host:port or mqtts://host:port")
-    return parts.scheme, parts.hostname, parts.port or (8883 if parts.scheme == "mqtts" else 1883)
 
 
 def encode_token(enrollment: Enrollment) -> str:

@@ -27,43 +27,25 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError, from_json
 
+from shared.payloads import (  # noqa: F401 - the bounds live in the dependency-free module; re-exported here
+    MAX_AHEAD_MS,
+    MAX_BATCH_RECORDS,
+    MAX_BPS,
+    MAX_BYTES,
+    MAX_COST_USD,
+    MAX_LOAD,
+    MAX_LOG_MESSAGE,
+    MAX_PAYLOAD_BYTES,
+    MAX_SHORT_STR,
+    MAX_TOKENS,
+    MAX_UPTIME_S,
+    RECORD_MIN_TS_MS,
+    SAMPLE_WINDOW_MS,
+)
+from shared.payloads import MAX_TS_MS as _MAX_TS_MS
+from shared.payloads import MIN_TS_MS as _MIN_TS_MS
 from shared.topics import DEVICE_ID_RE, Channel
 from shared.version import PROTOCOL_VERSION
-
-MAX_PAYLOAD_BYTES = 256 * 1024
-"""Largest payload the server accepts on any device topic (bytes)."""
-
-MAX_BATCH_RECORDS = 500
-"""Largest number of records in one usage or logs batch."""
-
-_MIN_TS_MS = 946_684_800_000  # 2000-01-01
-_MAX_TS_MS = 4_102_444_800_000  # 2100-01-01
-
-MAX_BYTES = 2**60
-"""Largest byte count accepted (1 EiB): memory and disk sizes."""
-MAX_BPS = 1e13
-"""Largest network rate accepted, bytes per second (80 Tbit/s)."""
-MAX_UPTIME_S = 100 * 365 * 86_400.0
-"""Largest uptime accepted, seconds (100 years)."""
-MAX_LOAD = 1e6
-"""Largest load average accepted."""
-MAX_TOKENS = 10**12
-"""Largest token count in one field of one usage record. A batch adds at most 500 x 4 x 10^12,
-so rollup sums stay far below 2^63 for any realistic history (and sums are computed so that they
-cannot overflow anyway, see ``fleet_server.store.usage``)."""
-MAX_COST_USD = 1e6
-"""Largest cost of one usage record, USD."""
-
-SAMPLE_WINDOW_MS = (30 * 86_400_000, 10 * 60_000)
-"""A telemetry sample's ``ts`` must lie within (30 days before, 10 minutes after) the server's
-clock: it is the sample's time in the history. A device whose clock is off by more gets its
-samples rejected with reason ``ts_out_of_window`` (fix its clock, e.g. NTP)."""
-RECORD_MIN_TS_MS = 1_577_836_800_000  # 2020-01-01
-"""Usage and log records may be old (OpenClaw transcripts are read again after an outage), but
-not older than 2020-01-01."""
-MAX_AHEAD_MS = 86_400_000
-"""Any other timestamp (status, meta, batch envelopes, boot time, records) may be at most one day
-ahead of the server's clock."""
 
 
 class PayloadError(ValueError):
@@ -87,7 +69,7 @@ Pct = Annotated[float, Field(ge=0, le=100)]
 Bytes = Annotated[int, Field(ge=0, le=MAX_BYTES)]
 Tokens = Annotated[int, Field(ge=0, le=MAX_TOKENS)]
 EpochMs = Annotated[int, Field(ge=_MIN_TS_MS, le=_MAX_TS_MS)]
-ShortStr = Annotated[str, Field(max_length=200, pattern=_NO_NUL)]
+ShortStr = Annotated[str, Field(max_length=MAX_SHORT_STR, pattern=_NO_NUL)]
 _STRICT = ConfigDict(extra="ignore", frozen=True, allow_inf_nan=False)
 
 
@@ -244,7 +226,7 @@ class LogRecord(BaseModel):
     ts: EpochMs = _unit("epoch_ms", "when it was logged")
     level: Literal["trace", "debug", "info", "warn", "error", "fatal"] = _unit("", "log level")
     subsystem: ShortStr = _unit("", "OpenClaw subsystem logger name", default="")
-    message: str = _unit("", "log text, truncated to 4000 characters", max_length=4000, pattern=_NO_NUL)
+    message: str = _unit("", "log text, truncated to 4000 characters", max_length=MAX_LOG_MESSAGE, pattern=_NO_NUL)
     fingerprint: str = _unit("", "hash of the message with variable parts removed", max_length=64, default="",
                              pattern=_NO_NUL)
     source: Literal["gateway-log", "transcript"] = _unit("", "where the agent read it", default="gateway-log")

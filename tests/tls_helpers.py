@@ -19,7 +19,7 @@ from pathlib import Path
 from mqtt_helpers import Probe
 from typer.testing import CliRunner
 
-from agent_tray.cli import app as agent_app
+from agent_tray.commands import app as agent_app
 from agent_tray.config import load_config, save_config
 from broker.install import find_mosquitto
 

@@ -3,6 +3,7 @@ agent's own collectors, stored by the server's own insert path), and with bulk s
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from pathlib import Path
 
@@ -51,8 +52,8 @@ def seed_fixture_usage(tmp: Path, with_logs: bool = True) -> None:
         if with_logs:
             logs += LogCollector([make_log_dir(tmp / device, era)], device).collect({}).logs
         with db.atomic():
-            insert_usage([{"device": device, **r.model_dump()} for r in result.usage])
-            rows = [{"device": device, **r.model_dump()} for r in logs]
+            insert_usage([{"device": device, **dataclasses.asdict(r)} for r in result.usage])
+            rows = [{"device": device, **dataclasses.asdict(r)} for r in logs]
             for i in range(0, len(rows), 200):
                 LogRecord.insert_many(rows[i:i + 200]).on_conflict_ignore().execute()
 

@@ -18,12 +18,12 @@ immutable archives) also accepts an unterminated last line.
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import BinaryIO
-
-import zstandard
 
 from agent_tray.collectors.result import short_hash
 
@@ -35,11 +35,30 @@ MAX_LINE_BYTES = 64 << 20
 ZSTD_SUFFIX = ".zst"
 
 
+class _NeverRaised(Exception):
+    """Stands in for ``zstandard.ZstdError`` while zstandard is not loaded (nothing can raise it then)."""
+
+
+def zstd() -> ModuleType:
+    """The ``zstandard`` module, imported on first use: only OpenClaw's compressed transcript rows and
+    ``*.zst`` archives need it, so an agent without them does not load it."""
+    import zstandard
+
+    return zstandard
+
+
+def zstd_error() -> type[Exception]:
+    """``zstandard.ZstdError`` once zstandard is loaded, else an exception nothing raises; for
+    ``except (OSError, zstd_error())`` around reads that may decompress."""
+    mod = sys.modules.get("zstandard")
+    return mod.ZstdError if mod is not None else _NeverRaised
+
+
 def open_stream(path: Path) -> BinaryIO:
     """Open a file for reading bytes, transparently decompressing ``*.zst`` (zstd)."""
     raw = open(path, "rb")  # noqa: SIM115 - returned to the caller, closed by it
     if path.name.endswith(ZSTD_SUFFIX):
-        return zstandard.ZstdDecompressor().stream_reader(raw, closefd=True)  # type: ignore[return-value]
+        return zstd().ZstdDecompressor().stream_reader(raw, closefd=True)  # type: ignore[return-value]
     return raw
 
 
@@ -63,7 +82,7 @@ def read_first_line(path: Path) -> bytes | None:
                     return buf + chunk[: nl + 1]
                 buf += chunk
             return buf[:FIRST_LINE_LIMIT]
-    except (OSError, zstandard.ZstdError):
+    except (OSError, zstd_error()):
         return None
 
 
@@ -118,7 +137,7 @@ def read_lines(path: Path, off: int, tail: str, max_bytes: int, *, final: bool =
     """Read complete lines from ``path`` after byte ``off`` (decompressed bytes for ``.zst``).
 
     Reads at least one whole line when one is available, otherwise stops at about
-    ``max_bytes``. Raises ``OSError``/``zstandard.ZstdError`` when the file cannot be read.
+    ``max_bytes``. Raises ``OSError``/``zstandard.ZstdError`` (:func:`zstd_error`) when the file cannot be read.
     """
     seekable = not path.name.endswith(ZSTD_SUFFIX)
     if off > 0:

@@ -39,17 +39,16 @@ from typing import Any
 
 from agent_tray.collectors import follow
 from agent_tray.collectors.result import CollectResult, iso_to_ms, short_hash, stable_id
-from shared.schemas import LogRecord
+from shared.payloads import MAX_LOG_MESSAGE, MAX_SHORT_STR, MAX_TS_MS, MIN_TS_MS, LogRecord
 
 log = logging.getLogger(__name__)
 
-MAX_MESSAGE_CHARS = 4000
+MAX_MESSAGE_CHARS = MAX_LOG_MESSAGE
 LEVELS = {"trace": 1, "debug": 2, "info": 3, "warn": 4, "error": 5, "fatal": 6}
 _LEVEL_ALIASES = {"silly": "trace", "warning": "warn", "err": "error", "critical": "fatal"}
 _LEVEL_BY_ID = {0: "trace", 1: "trace", 2: "debug", 3: "info", 4: "warn", 5: "error", 6: "fatal"}
 LOG_NAME_RE = re.compile(r"^openclaw-\d{4}-\d{2}-\d{2}(?:\.\d{1,2})?\.log$")
 DEFAULT_MAX_BYTES = 4 << 20
-MIN_TS_MS, MAX_TS_MS = 946_684_800_000, 4_102_444_800_000  # the schema's bounds (2000-2100)
 FORGET_AFTER_DAYS = 7
 """A position whose file has not been seen for this many days is dropped."""
 
@@ -264,7 +263,7 @@ class LogCollector:
             self.stats["kept"] += 1
             out.append(LogRecord(
                 id=stable_id(self.device_id, "log", key, offset), ts=parsed.ts_ms, level=parsed.level,
-                subsystem=parsed.subsystem[:200], message=parsed.message,
+                subsystem=parsed.subsystem[:MAX_SHORT_STR], message=parsed.message,
                 fingerprint=fingerprint(parsed.message), source="gateway-log",
             ))
         return out

@@ -24,11 +24,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import json5
 import psutil
 
 from agent_tray.collectors.transcripts_sqlite import DB_NAME, read_app_version
-from shared.schemas import OpenClawState
+from shared.payloads import MAX_SHORT_STR, OpenClawState
 
 log = logging.getLogger(__name__)
 
@@ -124,6 +123,17 @@ def _agent_dirs(state_dir: Path) -> list[str]:
         return []
 
 
+def _json5(text: str) -> Any:
+    """JSON5 text parsed; plain JSON (what OpenClaw's own commands write) by the standard parser,
+    so the agent loads ``json5`` (~0.4 MB) only for a hand-edited file with comments or trailing commas."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        import json5
+
+        return json5.loads(text)
+
+
 def load_config(path: Path) -> tuple[dict[str, Any], str | None]:
     """Parse an OpenClaw JSON5 config: ``(config, error)``; a broken file logs one warning."""
     try:
@@ -134,7 +144,7 @@ def load_config(path: Path) -> tuple[dict[str, Any], str | None]:
         error = f"cannot read {path}: {exc}"
     else:
         try:
-            parsed = json5.loads(text)
+            parsed = _json5(text)
         except Exception as exc:  # json5 raises ValueError subclasses, but be safe
             error = f"{path} is not valid JSON5: {exc}"
         else:
@@ -236,9 +246,9 @@ class GatewayInfo:
     state_dir: Path
 
     def to_state(self) -> OpenClawState:
-        """The telemetry ``openclaw`` block (:class:`shared.schemas.OpenClawState`)."""
+        """The telemetry ``openclaw`` block (:class:`shared.payloads.OpenClawState`)."""
         return OpenClawState(installed=self.installed, up=self.up, ready=self.ready, port=self.port,
-                             version=self.version[:200] if self.version else None, pid=self.pid)
+                             version=self.version[:MAX_SHORT_STR] if self.version else None, pid=self.pid)
 
 
 def _proc_start_time(pid: int) -> int | None:

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from shared.schemas import LogRecord, UsageRecord
+from shared.payloads import LogRecord, UsageRecord
 
 ID_HEX_CHARS = 32
 """Length of record ids: the first 32 hex characters (128 bits) of a SHA-256."""

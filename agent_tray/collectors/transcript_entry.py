@@ -39,12 +39,10 @@ from typing import Any
 
 from agent_tray.collectors.logs import MAX_MESSAGE_CHARS, fingerprint
 from agent_tray.collectors.result import iso_to_ms, stable_id
-from shared.schemas import LogRecord, UsageRecord
+from shared.payloads import MAX_COST_USD, MAX_SHORT_STR, MAX_TOKENS, MAX_TS_MS, MIN_TS_MS, LogRecord, UsageRecord
 
 MIRROR_PROVIDER = "openclaw"
 MIRROR_MODELS = frozenset({"delivery-mirror", "gateway-injected"})
-MIN_TS_MS = 946_684_800_000  # 2000-01-01, the schema's lower bound
-MAX_TS_MS = 4_102_444_800_000  # 2100-01-01, the schema's upper bound
 
 _ALIASES: dict[str, tuple[str, ...]] = {
     "input": ("input", "inputTokens", "input_tokens", "prompt_tokens", "promptTokens"),
@@ -111,7 +109,7 @@ def _count(usage: dict[str, Any], key: str) -> int | None:
     for alias in _ALIASES[key]:
         n = _number(usage.get(alias))
         if n is not None:
-            return max(0, int(n))
+            return min(MAX_TOKENS, max(0, int(n)))  # the server refuses more in one field
     return None
 
 
@@ -140,7 +138,7 @@ def cost_usd(usage: Any, tokens: Tokens | None) -> float | None:
     if total is None or total < 0:
         return None
     if total > 0:
-        return total
+        return min(total, MAX_COST_USD)
     components = (_number(cost.get(k)) for k in ("input", "output", "cacheRead", "cacheWrite"))
     if any(c for c in components):
         return 0.0  # OpenClaw's "preserve recorded zero": a provider-reconciled $0
@@ -244,16 +242,16 @@ def entry_records(
         log = LogRecord(
             id=error_record_id(device_id, agent_id, session_id, entry_key), ts=ts, level="error",
             subsystem="", message=message, fingerprint=fingerprint(message), source="transcript",
-            agent_id=agent_id[:200], session_id=session_id[:200],
+            agent_id=agent_id[:MAX_SHORT_STR], session_id=session_id[:MAX_SHORT_STR],
         )
     if entry.is_error and tok is None:
         tok = Tokens()
     if tok is not None:
         usage = UsageRecord(
             id=usage_record_id(device_id, agent_id, session_id, entry_key), ts=ts,
-            agent_id=agent_id[:200], session_id=session_id[:200], provider=entry.provider[:200],
-            model=entry.model[:200], input_tokens=tok.input, output_tokens=tok.output,
-            cache_read_tokens=tok.cache_read, cache_write_tokens=tok.cache_write,
+            agent_id=agent_id[:MAX_SHORT_STR], session_id=session_id[:MAX_SHORT_STR],
+            provider=entry.provider[:MAX_SHORT_STR], model=entry.model[:MAX_SHORT_STR], input_tokens=tok.input,
+            output_tokens=tok.output, cache_read_tokens=tok.cache_read, cache_write_tokens=tok.cache_write,
             total_tokens=tok.total, cost_usd=entry.cost_usd, source="transcript", failed=entry.is_error,
         )
     return usage, log

@@ -31,8 +31,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import zstandard
-
 from agent_tray.collectors import follow
 from agent_tray.collectors.transcripts_sqlite import RawEvent, Sink
 
@@ -122,7 +120,7 @@ class SessionsDirReader:
             try:
                 chunk = follow.read_lines(tf.path, entry["off"], entry["tail"], max_bytes - used,
                                           final=tf.archive)
-            except (OSError, zstandard.ZstdError) as exc:
+            except (OSError, follow.zstd_error()) as exc:
                 log.debug("cannot read %s: %s", tf.path, exc)
                 continue
             if chunk.restarted:

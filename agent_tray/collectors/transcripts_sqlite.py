@@ -31,8 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import zstandard
-
+from agent_tray.collectors.follow import zstd, zstd_error
 from agent_tray.collectors.result import short_hash
 
 log = logging.getLogger(__name__)
@@ -86,7 +85,7 @@ def _decode(data: bytes | str | None) -> str | None:
         return data
     raw = bytes(data)
     if raw[:4] == b"\x28\xb5\x2f\xfd":  # zstd frame magic
-        raw = zstandard.ZstdDecompressor().decompressobj().decompress(raw)
+        raw = zstd().ZstdDecompressor().decompressobj().decompress(raw)
     return raw.decode("utf-8", "replace")
 
 
@@ -171,7 +170,7 @@ class AgentDbReader:
                 hw = int(seq)
                 try:
                     text = ev_json if ev_json is not None else _decode(ev_zstd)
-                except zstandard.ZstdError:
+                except zstd_error():
                     text = None
                 if not text:
                     self.bad_rows += 1
@@ -186,7 +185,7 @@ class AgentDbReader:
     def _lines(self, session_id: str, blob: bytes | str | None, ts: int | None, sink: Sink) -> None:
         try:
             text = _decode(blob) or ""
-        except zstandard.ZstdError:
+        except zstd_error():
             self.bad_rows += 1
             return
         for line in text.splitlines():

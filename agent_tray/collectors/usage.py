@@ -32,7 +32,7 @@ from agent_tray.collectors.result import CollectResult
 from agent_tray.collectors.transcript_entry import entry_records, parse_entry
 from agent_tray.collectors.transcripts_jsonl import SessionsDirReader
 from agent_tray.collectors.transcripts_sqlite import AgentDbReader, RawEvent
-from shared.schemas import LogRecord, UsageRecord
+from shared.payloads import LogRecord, UsageRecord
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ from e2e_helpers import start_agent, stop_agent, wait_for, write_agent_config
 from mqtt_helpers import free_port, make_device, unique_device_id
 from typer.testing import CliRunner
 
-from agent_tray.cli import app
+from agent_tray.commands import app
 from agent_tray.config import load_config
 from shared.enrollment import Enrollment, encode_token
 from shared.version import __version__

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from agent_tray.cli import app
+from agent_tray.commands import app
 from agent_tray.platform import agent_command, linux, macos, windows
 
 runner = CliRunner()

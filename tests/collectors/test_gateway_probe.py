@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -127,7 +128,7 @@ def test_up_ready_pid_and_cached_version(gateway: Gateway, tmp_path: Path) -> No
     info = probe.collect()
     assert (info.installed, info.up, info.ready, info.port) == (True, True, True, gateway.port)
     assert (info.pid, info.version, info.agents) == (os.getpid(), "2026.9.6", ("main",))
-    assert info.to_state().model_dump() == {"installed": True, "up": True, "ready": True, "port": gateway.port,
+    assert dataclasses.asdict(info.to_state()) == {"installed": True, "up": True, "ready": True, "port": gateway.port,
                                             "version": "2026.9.6", "pid": os.getpid()}
     assert gateway.hits == ["/health", "/readyz"]
     probe.collect()

@@ -12,6 +12,7 @@ from fixtures_openclaw import LOG_NAME, make_log_dir
 
 from agent_tray.collectors.logs import LogCollector, fingerprint, parse_log_line
 from agent_tray.collectors.result import CollectResult
+from shared.payloads import to_dict
 from shared.schemas import LogBatch
 
 DEVICE = "dev-test-1"
@@ -56,7 +57,7 @@ def test_fixture_logs_give_their_warnings_and_errors(era: str, warn: int, error:
     assert (levels.count("warn"), levels.count("error"), len(levels)) == (warn, error, warn + error)
     assert collector.stats == {"lines": info + warn + error, "non_json": 0, "bad_time": 0, "kept": warn + error}
     assert [rec.ts for rec in result.logs] == sorted(rec.ts for rec in result.logs)
-    LogBatch(device_id=DEVICE, ts=1_795_234_000_000, records=result.logs[:500])
+    LogBatch.model_validate({"device_id": DEVICE, "ts": 1_795_234_000_000, "records": to_dict(result.logs[:500])})
     assert len({rec.id for rec in result.logs}) == len(result.logs)
     assert len(collect(log_dir, {}, min_level="error").logs) == error
     assert len(collect(log_dir, {}, min_level="info").logs) == info + warn + error

@@ -17,6 +17,7 @@ from agent_tray.collectors.transcript_entry import parse_entry
 from agent_tray.collectors.transcripts_jsonl import SessionsDirReader
 from agent_tray.collectors.transcripts_sqlite import AgentDbReader, RawEvent, connect_ro
 from agent_tray.collectors.usage import UsageCollector
+from shared.payloads import encode, to_dict
 from shared.schemas import LogBatch, UsageBatch
 
 DEVICE = "dev-test-1"
@@ -78,8 +79,8 @@ def test_expected_sums_table(era: str, tmp_path: Path) -> None:
         assert got[4] == assistants, f"{session}: every assistant message is a usage record"
         assert got[6] == errors, f"{session}: failed turns are usage records flagged failed"
     # records are valid wire payloads
-    UsageBatch(device_id=DEVICE, ts=1_795_234_000_000, records=result.usage)
-    LogBatch(device_id=DEVICE, ts=1_795_234_000_000, records=result.logs)
+    UsageBatch.model_validate({"device_id": DEVICE, "ts": 1_795_234_000_000, "records": to_dict(result.usage)})
+    LogBatch.model_validate({"device_id": DEVICE, "ts": 1_795_234_000_000, "records": to_dict(result.logs)})
     assert all(u.cost_usd is None for u in result.usage if not u.failed), "stub-model: cost.total 0 -> None"
     assert {rec.level for rec in result.logs} == {"error"} and {rec.source for rec in result.logs} == {"transcript"}
 
@@ -105,8 +106,7 @@ def test_sqlite_rows_and_their_jsonl_export_give_the_same_ids(tmp_path: Path) ->
         if not src.name.endswith(".trajectory.jsonl"):
             shutil.copyfile(src, sessions / src.name)
     from_jsonl = UsageCollector(state, DEVICE).collect({})
-    assert sorted(u.model_dump_json() for u in from_jsonl.usage) == sorted(
-        u.model_dump_json() for u in from_sqlite.usage)
+    assert sorted(encode(u) for u in from_jsonl.usage) == sorted(encode(u) for u in from_sqlite.usage)
     assert sorted(rec.id for rec in from_jsonl.logs) == sorted(rec.id for rec in from_sqlite.logs)
 
 

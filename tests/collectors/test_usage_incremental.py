@@ -14,6 +14,7 @@ from fixtures_openclaw import legacy_session_file, make_latest_state, make_legac
 from agent_tray.collectors.result import CollectResult
 from agent_tray.collectors.transcript_entry import usage_record_id
 from agent_tray.collectors.usage import UsageCollector
+from shared.payloads import to_dict
 
 DEVICE = "dev-test-1"
 DB = "agents/main/agent/openclaw-agent.sqlite"
@@ -233,8 +234,8 @@ def test_sqlite_zstd_rows_are_decoded(tmp_path: Path) -> None:
     assert conn.execute("SELECT COUNT(*) FROM transcript_events WHERE event_json IS NULL").fetchone()[0] == 10
     conn.close()
     zst = UsageCollector(state, DEVICE).collect({})
-    assert [u.model_dump() for u in zst.usage] == [u.model_dump() for u in plain.usage]
-    assert [rec.model_dump() for rec in zst.logs] == [rec.model_dump() for rec in plain.logs]
+    assert to_dict(zst.usage) == to_dict(plain.usage)
+    assert to_dict(zst.logs) == to_dict(plain.logs)
 
 
 def test_sqlite_rewritten_session_and_recreated_db_are_read_again_with_the_same_ids(tmp_path: Path) -> None:

@@ -1,0 +1,279 @@
+"""The wire protocol without pydantic: its bounds, and the payloads the agent builds.
+
+Both sides use this module. :mod:`shared.schemas` (pydantic) validates what the server receives
+and takes its bounds from here; the agent builds its payloads with the plain dataclasses below
+(same field names and units as the models in :mod:`shared.schemas`, a test keeps them equal) and
+encodes them with :func:`encode`, so the agent never imports pydantic (its models cost ~12 MB of
+memory in a process that otherwise needs ~25 MB).
+
+Units are part of the field names: ``_pct`` percent 0-100, ``_bytes`` bytes, ``_bps`` bytes per
+second, ``_s`` seconds, ``_ms`` epoch milliseconds UTC, ``_tokens`` LLM tokens, ``_usd`` US
+dollars. Every payload is a UTF-8 JSON object with ``"v": 1``, the sender's ``device_id`` and
+``ts`` (epoch ms UTC). The dataclasses do not validate; the server does, against the bounds here.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from shared.version import PROTOCOL_VERSION
+
+MAX_PAYLOAD_BYTES = 256 * 1024
+"""Largest payload the server accepts on any device topic (bytes)."""
+
+MAX_BATCH_RECORDS = 500
+"""Largest number of records in one usage or logs batch."""
+
+MIN_TS_MS = 946_684_800_000
+"""Earliest timestamp of any payload: 2000-01-01 (epoch ms)."""
+MAX_TS_MS = 4_102_444_800_000
+"""Latest timestamp of any payload: 2100-01-01 (epoch ms)."""
+
+MAX_BYTES = 2**60
+"""Largest byte count accepted (1 EiB): memory and disk sizes."""
+MAX_BPS = 1e13
+"""Largest network rate accepted, bytes per second (80 Tbit/s)."""
+MAX_UPTIME_S = 100 * 365 * 86_400.0
+"""Largest uptime accepted, seconds (100 years)."""
+MAX_LOAD = 1e6
+"""Largest load average accepted."""
+MAX_TOKENS = 10**12
+"""Largest token count in one field of one usage record. A batch adds at most 500 x 4 x 10^12,
+so rollup sums stay far below 2^63 for any realistic history (and sums are computed so that they
+cannot overflow anyway, see ``fleet_server.store.usage``)."""
+MAX_COST_USD = 1e6
+"""Largest cost of one usage record, USD."""
+MAX_SHORT_STR = 200
+"""Longest short text field (host name, agent id, model, subsystem, ...), characters."""
+MAX_LOG_MESSAGE = 4000
+"""Longest log record message, characters (the agent truncates to it)."""
+
+SAMPLE_WINDOW_MS = (30 * 86_400_000, 10 * 60_000)
+"""A telemetry sample's ``ts`` must lie within (30 days before, 10 minutes after) the server's
+clock: it is the sample's time in the history. A device whose clock is off by more gets its
+samples rejected with reason ``ts_out_of_window`` (fix its clock, e.g. NTP)."""
+RECORD_MIN_TS_MS = 1_577_836_800_000  # 2020-01-01
+"""Usage and log records may be old (OpenClaw transcripts are read again after an outage), but
+not older than 2020-01-01."""
+MAX_AHEAD_MS = 86_400_000
+"""Any other timestamp (status, meta, batch envelopes, boot time, records) may be at most one day
+ahead of the server's clock."""
+
+
+@dataclass(slots=True, kw_only=True)
+class OpenClawState:
+    """The ``openclaw`` block of a telemetry sample (:class:`shared.schemas.OpenClawState`)."""
+
+    installed: bool = False
+    up: bool = False
+    ready: bool | None = None
+    port: int | None = None
+    version: str | None = None
+    pid: int | None = None
+
+
+@dataclass(slots=True, kw_only=True)
+class Status:
+    """``…/status`` (:class:`shared.schemas.Status`): ``state`` is online, offline, sleeping or shutdown."""
+
+    v: int = PROTOCOL_VERSION
+    device_id: str
+    ts: int
+    state: str
+    reason: str | None = None
+
+
+@dataclass(slots=True, kw_only=True)
+class Meta:
+    """``…/meta`` (:class:`shared.schemas.Meta`): what the device is."""
+
+    v: int = PROTOCOL_VERSION
+    device_id: str
+    ts: int
+    hostname: str
+    os: str
+    os_version: str = ""
+    arch: str = ""
+    agent_version: str
+    cpu_count: int
+    mem_total_bytes: int
+    disk_total_bytes: int
+    boot_time_ms: int
+    openclaw_version: str | None = None
+    agents: list[str] = field(default_factory=list)
+    interval_s: float | None = None
+
+
+@dataclass(slots=True, kw_only=True)
+class Telemetry:
+    """``…/telemetry`` (:class:`shared.schemas.Telemetry`): one sample of system state."""
+
+    v: int = PROTOCOL_VERSION
+    device_id: str
+    ts: int
+    cpu_pct: float
+    mem_used_bytes: int
+    mem_total_bytes: int
+    mem_pct: float
+    disk_used_bytes: int
+    disk_total_bytes: int
+    disk_pct: float
+    swap_pct: float
+    net_rx_bps: float
+    net_tx_bps: float
+    load_avg: tuple[float, float, float] | None = None
+    uptime_s: float
+    openclaw: OpenClawState | None = None
+
+
+@dataclass(slots=True, kw_only=True)
+class UsageRecord:
+    """One assistant message's token usage (:class:`shared.schemas.UsageRecord`).
+
+    ``total_tokens`` is set to the sum of the four parts on construction, as the server does.
+    """
+
+    id: str
+    ts: int
+    agent_id: str = "main"
+    session_id: str = ""
+    provider: str = ""
+    model: str = ""
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+    total_tokens: int = 0
+    cost_usd: float | None = None
+    source: str = "transcript"
+    failed: bool = False
+
+    def __post_init__(self) -> None:
+        self.total_tokens = self.input_tokens + self.output_tokens + self.cache_read_tokens + self.cache_write_tokens
+
+
+@dataclass(slots=True, kw_only=True)
+class LogRecord:
+    """One OpenClaw warning or error (:class:`shared.schemas.LogRecord`); ``level`` trace … fatal,
+    ``source`` ``gateway-log`` or ``transcript``."""
+
+    id: str
+    ts: int
+    level: str
+    subsystem: str = ""
+    message: str
+    fingerprint: str = ""
+    source: str = "gateway-log"
+    agent_id: str | None = None
+    session_id: str | None = None
+
+
+@dataclass(slots=True, kw_only=True)
+class UsageBatch:
+    """``…/usage`` (:class:`shared.schemas.UsageBatch`): at most :data:`MAX_BATCH_RECORDS` records."""
+
+    v: int = PROTOCOL_VERSION
+    device_id: str
+    ts: int
+    records: list[UsageRecord]
+
+
+@dataclass(slots=True, kw_only=True)
+class LogBatch:
+    """``…/logs`` (:class:`shared.schemas.LogBatch`): at most :data:`MAX_BATCH_RECORDS` records."""
+
+    v: int = PROTOCOL_VERSION
+    device_id: str
+    ts: int
+    records: list[LogRecord]
+
+
+@dataclass(slots=True, frozen=True)
+class Command:
+    """``…/cmd`` (:class:`shared.schemas.Command`), server -> agent."""
+
+    ts: int
+    command: str
+    v: int = PROTOCOL_VERSION
+
+
+@dataclass(slots=True, frozen=True)
+class ServerStatus:
+    """``clawfleet/v1/_server/status`` (:class:`shared.schemas.ServerStatus`): ``online`` / ``offline``."""
+
+    ts: int
+    state: str
+    v: int = PROTOCOL_VERSION
+
+
+COMMANDS = ("report_now",)
+"""Commands a server may send."""
+SERVER_STATES = ("online", "offline")
+
+
+def to_dict(payload: Any) -> Any:
+    """A payload dataclass (or a list/tuple of them) as JSON-ready dicts, ``None`` fields left out
+    (as :func:`shared.schemas.encode` does)."""
+    if isinstance(payload, (list, tuple)):
+        return [to_dict(p) for p in payload]
+    if not hasattr(payload, "__dataclass_fields__"):
+        return payload
+    out = {}
+    for f in fields(payload):
+        value = getattr(payload, f.name)
+        if value is not None:
+            out[f.name] = to_dict(value)
+    return out
+
+
+def encode(payload: Any) -> bytes:
+    """Serialise a payload dataclass to compact UTF-8 JSON bytes (None fields left out).
+
+    Raises:
+        ValueError: a float field holds NaN or infinity (JSON has no such numbers).
+    """
+    return json.dumps(to_dict(payload), separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+
+
+def _object(raw: bytes | str) -> dict:
+    try:
+        data = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ValueError(f"not UTF-8 JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"not a JSON object: {type(data).__name__}")
+    if data.get("v") != PROTOCOL_VERSION:
+        raise ValueError(f"protocol version {str(data.get('v'))[:20]!r} is not supported (expected 1)")
+    ts = data.get("ts")
+    if type(ts) is not int or not MIN_TS_MS <= ts <= MAX_TS_MS:
+        raise ValueError(f"ts: {str(ts)[:30]!r} is not epoch ms between 2000 and 2100")
+    return data
+
+
+def parse_command(raw: bytes | str) -> Command:
+    """Parse a ``…/cmd`` payload from the server (unknown extra fields are ignored).
+
+    Raises:
+        ValueError: not JSON, not an object, another protocol version, a bad ``ts``, or an
+            unknown ``command`` (the message says which).
+    """
+    data = _object(raw)
+    command = data.get("command")
+    if command not in COMMANDS:
+        raise ValueError(f"command: {str(command)[:40]!r} is not one of {', '.join(COMMANDS)}")
+    return Command(ts=data["ts"], command=command)
+
+
+def parse_server_status(raw: bytes | str) -> ServerStatus:
+    """Parse the server's retained birth/will payload.
+
+    Raises:
+        ValueError: as :func:`parse_command`, or a ``state`` other than online/offline.
+    """
+    data = _object(raw)
+    state = data.get("state")
+    if state not in SERVER_STATES:
+        raise ValueError(f"state: {str(state)[:40]!r} is not online or offline")
+    return ServerStatus(ts=data["ts"], state=state)
