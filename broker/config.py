@@ -13,15 +13,26 @@ import hashlib
 import hmac
 import ipaddress
 import json
+import logging
 import os
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from broker.acl import DEFAULT_ACL_ACCESS, SERVER_ROLE, SERVER_USERNAME, same_acls, server_role_acls
+from broker.acl import (
+    DEFAULT_ACL_ACCESS,
+    DEVICE_SHARED_ROLE,
+    SERVER_ROLE,
+    SERVER_USERNAME,
+    same_acls,
+    server_role_acls,
+)
+from broker.dynsec_file import ensure_shared_role, migrate_device_layout
 from broker.fdlimit import broker_max_connections
 from broker.install import BrokerSetupError, MosquittoInstall
+
+log = logging.getLogger("clawfleet.broker")
 
 DEFAULT_MQTT_PORT = 18830
 """Loopback port of the managed broker (not 1883, which a distribution's own service may hold)."""
@@ -264,7 +275,9 @@ def _password_matches(client: dict[str, Any], password: str) -> bool:
 
 def prepare_dynsec_file(path: Path, admin: BrokerAdmin) -> bool:
     """Create or repair the plugin's JSON file (broker stopped) so that ``admin`` can log in and
-    holds the ``clawfleet-server`` role with its current ACLs. Everything else (devices) is kept.
+    holds the ``clawfleet-server`` role with its current ACLs, and the shared device role exists.
+    Devices are kept; those enrolled in the first layout are migrated to the current one
+    (:func:`broker.dynsec_file.migrate_device_layout`, logged once).
     Written without ``mosquitto_ctrl dynsec init``, which takes the password on its command
     line (visible to every local user in the process list).
 
@@ -301,6 +314,13 @@ def prepare_dynsec_file(path: Path, admin: BrokerAdmin) -> bool:
         roles.append(role)
     if not same_acls(role.get("acls", []), server_role_acls()):
         role["acls"] = server_role_acls()
+        changed = True
+    changed |= ensure_shared_role(data)
+    migrated = migrate_device_layout(data)
+    if migrated:
+        log.info("moved %d device accounts to the shared device role (%s) in %s: same rights, a smaller "
+                 "file, so enrolling, rotating and revoking stay fast; done once", migrated, DEVICE_SHARED_ROLE,
+                 path)
         changed = True
     if changed:
         write_private(path, json.dumps(data, indent=1) + "\n")

@@ -131,9 +131,15 @@ def rotate_key(dynsec: DynSecClient, device_id: str, broker_url: str, ca_pem: st
                       status_reason="key rotated", status_ms=ts).where(Device.id == device_id).execute()
         if dev.status != "offline" or dev.status_reason != "key rotated":
             StatusEvent.create(device=device_id, ts=ts, state="offline", reason="key rotated")
-        # creates the client (revoked and deleted, or missing) or sets the password and enables it;
-        # either way a live session with the old key is kicked
-        dynsec.create_device(device_id, key)
+        # one command (one save of the broker's dynsec file) for an active device, plus enableClient
+        # for a revoked one; a live session with the old key is kicked either way
+        try:
+            dynsec.set_device_password(device_id, key, enable=dev.revoked_ms is not None)
+        except DynSecError as exc:
+            if exc.error != "Client not found":
+                raise
+            log.info("device %s has no broker client; creating it with the new key", device_id)
+            dynsec.create_device(device_id, key)
     log.info("device %s: key rotated (now …%s)", device_id, key_hint(key))
     token = encode_token(Enrollment(url=broker_url, device_id=device_id, api_key=key, ca_pem=ca_pem))
     return NewDevice(device=_get(device_id), api_key=key, token=token)
