@@ -65,11 +65,7 @@ def add_device(dynsec: DynSecClient, name: str, broker_url: str, *, device_id: s
         DeviceError: empty name, the id is invalid or already enrolled.
         DynSecError, DynSecConnectionError: the broker refused or did not answer (no row is left).
     """
-    name, tags = clean_name(name), clean_tags(tags)
-    try:
-        did = check_device_account(check_device_id(device_id) if device_id else suggest_device_id(name))
-    except ValueError as exc:
-        raise DeviceError(str(exc)) from None
+    did, name, tags = plan_device(name, tags, device_id)
     if Device.get_or_none(Device.id == did) is not None:
         raise DeviceError(f"device {did!r} already exists; pick another name or pass --id")
     key = generate_api_key()
@@ -80,6 +76,21 @@ def add_device(dynsec: DynSecClient, name: str, broker_url: str, *, device_id: s
     log.info("device %s added (key …%s)", did, key_hint(key))
     token = encode_token(Enrollment(url=broker_url, device_id=did, api_key=key, ca_pem=ca_pem))
     return NewDevice(device=device, api_key=key, token=token)
+
+
+def plan_device(name: str, tags: str = "", device_id: str | None = None) -> tuple[str, str, str]:
+    """``(device id, name, tags)`` of a device to enroll, cleaned; the id is derived from the name
+    unless given. Does not look at the database.
+
+    Raises:
+        DeviceError: empty name, or an invalid or reserved id.
+    """
+    name, tags = clean_name(name), clean_tags(tags)
+    try:
+        did = check_device_account(check_device_id(device_id) if device_id else suggest_device_id(name))
+    except ValueError as exc:
+        raise DeviceError(str(exc)) from None
+    return did, name, tags
 
 
 def clean_name(name: str) -> str:
