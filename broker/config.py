@@ -323,7 +323,7 @@ def prepare_dynsec_file(path: Path, admin: BrokerAdmin) -> bool:
                  path)
         changed = True
     if changed:
-        write_private(path, json.dumps(data, indent=1) + "\n")
+        write_private(path, json.dumps(data) + "\n")  # compact: Python's C encoder (indent is 10x slower)
     else:
         os.chmod(path, 0o600)
     return changed

@@ -23,7 +23,7 @@ from fleet_server.devices.keys import generate_api_key, hash_api_key, key_hint
 from fleet_server.devices.registry import DeviceError, NewDevice, plan_device
 from fleet_server.state import now_ms
 from fleet_server.store import audit
-from fleet_server.store.models import Device, db
+from fleet_server.store.models import AuditEvent, BaseModel, Device, db
 from shared.enrollment import Enrollment, encode_token
 
 MAX_ROWS = 100_000
@@ -140,18 +140,30 @@ def enroll_offline(cfg: BrokerConfig, rows: list[ImportRow], broker_url: str, ca
             accounts.append((row.device_id, pbkdf2_fields(key)))
             token = encode_token(Enrollment(url=broker_url, device_id=row.device_id, api_key=key, ca_pem=ca_pem))
             on_device(NewDevice(device=Device(**records[-1]), api_key=key, token=token))
-        for i in range(0, len(records), 500):
-            Device.insert_many(records[i:i + 500]).execute()
-        for row in rows:
-            audit.record(actor, "device.add", target=row.device_id,
-                         detail=f"name {row.name!r}" + (f", tags {row.tags}" if row.tags else "")
-                         + f"; imported from {source}", strict=True)
+        _insert(Device, records)
+        _insert(AuditEvent, audit.event_rows(actor, "device.add", [(row.device_id, f"name {row.name!r}" + (
+            f", tags {row.tags}" if row.tags else "") + f"; imported from {source}") for row in rows]))
         try:
             add_devices(data, accounts)
         except ValueError as exc:  # an account left on the broker without a device row
             raise DeviceError(f"{exc}; start the server once (it deletes such leftovers) and import again") from None
-        write_private(cfg.dynsec_path, json.dumps(data, indent=1) + "\n")
+        write_private(cfg.dynsec_path, json.dumps(data) + "\n")  # compact: the C encoder, 10x faster
     return len(rows)
+
+
+def _insert(model: type[BaseModel], rows: list[dict[str, object]]) -> None:
+    """Insert ``rows`` (dicts of field name -> value, all with the same keys) with one prepared
+    statement (DB-API ``executemany``): peewee builds SQL per value, which cost ~1 ms per device row."""
+    if not rows:
+        return
+    fields = model._meta.fields  # noqa: SLF001 - peewee's documented metadata
+    defaults = {n: f.default() if callable(f.default) else f.default for n, f in fields.items()
+                if n not in rows[0] and f.default is not None}  # raw SQL does not apply peewee's defaults
+    rows = [{**defaults, **r} for r in rows]
+    names = list(rows[0])
+    columns = ", ".join(f'"{fields[n].column_name}"' for n in names)
+    sql = f'INSERT INTO "{model._meta.table_name}" ({columns}) VALUES ({", ".join([db.param] * len(names))})'  # noqa: S608, SLF001
+    db.cursor().executemany(sql, [tuple(fields[n].db_value(r[n]) for n in names) for r in rows])
 
 
 def keys_csv_header() -> str:

@@ -58,7 +58,7 @@ def _legacy_file(path: Path, admin: BrokerAdmin, devices: dict[str, str]) -> Non
                                 "roles": [{"rolename": device_role_name(did)}], **pbkdf2_fields(key)})
         data["roles"].append({"rolename": device_role_name(did), "textname": f"ClawFleet device {did}",
                               "acls": legacy_device_role_acls(did)})
-    path.write_text(json.dumps(data, indent=1))  # as prepare_dynsec_file writes it
+    path.write_text(json.dumps(data))  # as prepare_dynsec_file writes it
 
 
 def test_new_device_holds_own_and_shared_role_with_the_same_rights(dynsec: DynSecClient,
