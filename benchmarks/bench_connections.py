@@ -85,6 +85,16 @@ class ServerProcess:
             time.sleep(0.5)
         raise RuntimeError(f"the server did not answer within 180 s; see {log_path}")
 
+    def wait_idle(self, timeout: float = 180.0) -> float:
+        """Wait until the server's start-up work is done (under 0.2 cores for 3 s); returns seconds waited."""
+        proc, t0 = psutil.Process(self.proc.pid), time.monotonic()
+        proc.cpu_percent(None)
+        while time.monotonic() - t0 < timeout:
+            time.sleep(3.0)
+            if proc.cpu_percent(None) < 20.0:
+                break
+        return time.monotonic() - t0
+
     def broker_pid(self) -> int:
         return int(json.loads((self.data_dir / "mosquitto" / "mosquitto.pid").read_text())["pid"])
 
@@ -107,6 +117,7 @@ def log_in(base_url: str, profile: Path) -> http.cookiejar.CookieJar:
     from selenium.webdriver.support.ui import WebDriverWait
 
     opts = webdriver.ChromeOptions()
+    opts.page_load_strategy = "eager"
     opts.binary_location = shutil.which("chromium") or "/usr/bin/chromium"
     for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
                 "--disable-background-networking", f"--user-data-dir={profile}"):
@@ -114,7 +125,7 @@ def log_in(base_url: str, profile: Path) -> http.cookiejar.CookieJar:
     driver = webdriver.Chrome(service=Service(shutil.which("chromedriver") or "/usr/bin/chromedriver"), options=opts)
     try:
         driver.set_page_load_timeout(60)
-        driver.get(base_url + "/login")
+        driver.get(base_url + "/login?redirect_to=/api/v1/whoami")  # not the overview: it is what we time
         wait = WebDriverWait(driver, 60)
         fields = wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "input")
                             if len(d.find_elements(By.CSS_SELECTOR, "input")) >= 2 else False)
@@ -329,13 +340,15 @@ def main() -> None:
         print(f"enrollment at {len(creds):,} enrolled: {row}", flush=True)
 
     try:
-        with server(data_dir, mqtt_port, http_port, tmp, 0):  # the first start creates the broker's files
+        with server(data_dir, mqtt_port, http_port, tmp, 0) as srv:  # the first start creates the broker's files
+            srv.wait_idle()
             time_enrollment(0.0, 0)
         for n, level in enumerate(levels, 1):
             before = len(creds)
             seeded_s = seed(data_dir, mqtt_port, creds, level)
             print(f"imported {len(creds) - before:,} devices (server stopped) in {seeded_s:.1f} s", flush=True)
             with server(data_dir, mqtt_port, http_port, tmp, n) as srv:
+                print(f"server started; idle after {srv.wait_idle():.0f} s more", flush=True)
                 if level in marks:
                     time_enrollment(seeded_s, len(creds) - before)
                 conn_rows.append(hold_connections(srv, creds[:level], args, base_url, tmp / f"chromium-{n}"))
