@@ -15,7 +15,9 @@ server's own code (:class:`~fleet_server.devices.actions.DeviceActions`, a DynSe
 running broker, the same SQLite file); ``--no-legacy`` skips the same three actions replayed
 with the command sequence and account layout of the first design (one labelled role per device
 holding every right, ``getRole`` + ``createRole`` + ``createClient`` to add, ``modifyClient`` +
-``enableClient`` to rotate) on a bare Mosquitto with the same number of accounts: the "before".
+``enableClient`` to rotate) on a bare Mosquitto with the same number of accounts: the "before";
+the current design is timed the same way (``bare``), so the two compare without the server's own
+load. ``--enroll-only`` runs just those bare-broker figures (a minute).
 
 The server raises its own open-file limit (and so the broker's) itself; this script raises its own
 for the load generator. Needs ``mosquitto``, ``chromium`` and ``chromedriver``. Everything
@@ -219,26 +221,34 @@ def enroll_timing(data_dir: Path, mqtt_port: int) -> dict[str, float]:
     return {k: statistics.median(v) * 1000 for k, v in out.items()}
 
 
-def legacy_enroll_timing(tmp: Path, enrolled: int) -> dict[str, float]:
-    """The same three actions with the first design's layout and command sequence, broker side
-    only, on a bare Mosquitto holding ``enrolled`` legacy accounts (median ms)."""
-    from broker.acl import device_role_name, legacy_device_role_acls
+def broker_enroll_timing(tmp: Path, enrolled: int, legacy: bool) -> dict[str, float]:
+    """Add, rotate and revoke, broker side only, on a bare Mosquitto holding ``enrolled`` accounts
+    (median ms). ``legacy``: the first design's layout (one labelled role per device holding every
+    right) and command sequence (add: getRole, createRole, createClient; rotate: getRole, createClient
+    refused, modifyClient + enableClient; revoke: disableClient); else the current ones (add:
+    createRole + createClient in one message; rotate: setClientPassword; revoke: disableClient)."""
+    from broker.acl import device_client_roles, device_role_acls, device_role_name, legacy_device_role_acls
     from broker.config import BrokerAdmin, BrokerConfig, pbkdf2_fields, prepare_dynsec_file, render_config
     from broker.dynsec import DynSecClient
+    from broker.dynsec_file import add_devices
     from broker.install import find_mosquitto
 
-    cfg = BrokerConfig(data_dir=tmp / f"legacy-{enrolled}", port=free_port(), persistence=False)
+    cfg = BrokerConfig(data_dir=tmp / f"bare-{enrolled}-{'legacy' if legacy else 'current'}", port=free_port(),
+                       persistence=False)
     cfg.broker_dir.mkdir(parents=True, mode=0o700)
     admin = BrokerAdmin.load_or_create(cfg.admin_path)
     prepare_dynsec_file(cfg.dynsec_path, admin)
     data = json.loads(cfg.dynsec_path.read_text())
     fields = pbkdf2_fields("k" * 47)
-    for i in range(enrolled):
-        did = f"legacy-{i:05d}"
-        data["clients"].append({"username": did, "textname": f"ClawFleet device {did}", "clientid": did,
-                                "roles": [{"rolename": device_role_name(did)}], **fields})
-        data["roles"].append({"rolename": device_role_name(did), "textname": f"ClawFleet device {did}",
-                              "acls": legacy_device_role_acls(did)})
+    ids = [f"seeded-{i:05d}" for i in range(enrolled)]
+    if legacy:
+        for did in ids:
+            data["clients"].append({"username": did, "textname": f"ClawFleet device {did}", "clientid": did,
+                                    "roles": [{"rolename": device_role_name(did)}], **fields})
+            data["roles"].append({"rolename": device_role_name(did), "textname": f"ClawFleet device {did}",
+                                  "acls": legacy_device_role_acls(did)})
+    else:
+        add_devices(data, [(did, fields) for did in ids])
     cfg.dynsec_path.write_text(json.dumps(data))
     install = find_mosquitto()
     cfg.conf_path.write_text(render_config(cfg, install, 4096))
@@ -260,18 +270,26 @@ def legacy_enroll_timing(tmp: Path, enrolled: int) -> dict[str, float]:
                 did, role = f"probe-{j}", device_role_name(f"probe-{j}")
                 label = f"ClawFleet device {did}"
                 t = time.perf_counter()
-                ds._request([{"command": "getRole", "rolename": role}], 30)  # "Role not found"
-                ds.execute([{"command": "createRole", "rolename": role, "textname": label,
-                             "acls": legacy_device_role_acls(did)}], 30)
-                ds.execute([{"command": "createClient", "username": did, "password": "a" * 47, "clientid": did,
-                             "textname": label, "roles": [{"rolename": role}]}], 30)
+                if legacy:
+                    ds._request([{"command": "getRole", "rolename": role}], 30)  # "Role not found"
+                    ds.execute([{"command": "createRole", "rolename": role, "textname": label,
+                                 "acls": legacy_device_role_acls(did)}], 30)
+                    ds.execute([{"command": "createClient", "username": did, "password": "a" * 47, "clientid": did,
+                                 "textname": label, "roles": [{"rolename": role}]}], 30)
+                else:
+                    ds.execute([{"command": "createRole", "rolename": role, "acls": device_role_acls(did)},
+                                {"command": "createClient", "username": did, "password": "a" * 47, "clientid": did,
+                                 "roles": device_client_roles(did)}], 30)
                 out["add"].append(time.perf_counter() - t)
                 t = time.perf_counter()
-                ds._request([{"command": "getRole", "rolename": role}], 30)
-                ds._request([{"command": "createClient", "username": did, "password": "b" * 47, "clientid": did,
-                              "textname": label, "roles": [{"rolename": role}]}], 30)  # "Client already exists"
-                ds.execute([{"command": "modifyClient", "username": did, "password": "b" * 47, "clientid": did,
-                             "roles": [{"rolename": role}]}, {"command": "enableClient", "username": did}], 30)
+                if legacy:
+                    ds._request([{"command": "getRole", "rolename": role}], 30)
+                    ds._request([{"command": "createClient", "username": did, "password": "b" * 47, "clientid": did,
+                                  "textname": label, "roles": [{"rolename": role}]}], 30)  # "Client already exists"
+                    ds.execute([{"command": "modifyClient", "username": did, "password": "b" * 47, "clientid": did,
+                                 "roles": [{"rolename": role}]}, {"command": "enableClient", "username": did}], 30)
+                else:
+                    ds.execute([{"command": "setClientPassword", "username": did, "password": "b" * 47}], 30)
                 out["rotate"].append(time.perf_counter() - t)
                 t = time.perf_counter()
                 ds.execute([{"command": "disableClient", "username": did}], 30)
@@ -315,6 +333,8 @@ def main() -> None:
     ap.add_argument("--interval", type=float, default=30.0, help="seconds between two messages of one device")
     ap.add_argument("--processes", type=int, default=2, help="load-generator processes")
     ap.add_argument("--no-legacy", action="store_true", help="skip the first design's enrollment figures")
+    ap.add_argument("--enroll-only", action="store_true", help="only the broker-side enrollment figures (bare "
+                    "Mosquitto, current and first design) at 0 and each level; no server, no connections")
     ap.add_argument("--json", type=Path, help="also write the figures to this JSON file")
     args = ap.parse_args()
     import logging
@@ -331,6 +351,26 @@ def main() -> None:
     conn_rows: list[dict] = []
     marks = {0, 5000, 10000, levels[-1]}  # enrollment is timed at these fleet sizes
 
+    def bare_rows(enrolled: int) -> dict[str, float]:
+        row = {f"bare_{k}_ms": v for k, v in broker_enroll_timing(tmp, enrolled, legacy=False).items()}
+        if not args.no_legacy:
+            row.update({f"legacy_{k}_ms": v for k, v in broker_enroll_timing(tmp, enrolled, legacy=True).items()})
+        return row
+
+    if args.enroll_only:
+        try:
+            for n in sorted({0, *levels}):
+                enroll_rows.append({"enrolled": n, "add_ms": None, "rotate_ms": None, "revoke_ms": None,
+                                    **bare_rows(n)})
+                print(f"broker-side enrollment at {n:,}: {enroll_rows[-1]}", flush=True)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        print_tables([], enroll_rows)
+        if args.json:
+            args.json.write_text(json.dumps({"enrollment": enroll_rows, "load_average": os.getloadavg()}, indent=1))
+            print(f"wrote {args.json}")
+        return
+
     def time_enrollment(seeded_s: float, added: int) -> None:
         import peewee
 
@@ -345,8 +385,7 @@ def main() -> None:
             timing = {"add": None, "rotate": None, "revoke": None}
         row = {"enrolled": len(creds), "import_s_per_1000": seeded_s / added * 1000 if added else None,
                **{f"{k}_ms": v for k, v in timing.items()}}
-        if not args.no_legacy:
-            row.update({f"legacy_{k}_ms": v for k, v in legacy_enroll_timing(tmp, len(creds)).items()})
+        row.update(bare_rows(len(creds)))
         enroll_rows.append(row)
         print(f"enrollment at {len(creds):,} enrolled: {row}", flush=True)
 
@@ -408,6 +447,12 @@ def _ms(v: float | None) -> str:
 
 
 def print_tables(conn_rows: list[dict], enroll_rows: list[dict]) -> None:
+    if conn_rows:
+        print_connections(conn_rows)
+    print_enrollment(enroll_rows)
+
+
+def print_connections(conn_rows: list[dict]) -> None:
     print("\nconnections (each device publishes telemetry every interval; CPU and RSS averaged over the hold)")
     print(f"{'devices':>8} {'connected':>9} {'failed':>6} {'server cores':>12} {'server RSS MB':>13} "
           f"{'broker cores':>12} {'broker RSS MB':>13} {'GET / s':>8} {'HTML KB':>8}")
@@ -416,14 +461,21 @@ def print_tables(conn_rows: list[dict], enroll_rows: list[dict]) -> None:
         print(f"{r['devices']:>8,} {r['connected']:>9,} {r['connect_failures']:>6} {r['server_cores']:>12.3f} "
               f"{r['server_rss_mb']:>13.0f} {r['broker_cores']:>12.3f} {r['broker_rss_mb']:>13.0f} {ov:>8} "
               f"{r['overview_kb']:>8.0f}")
-    print("\nenrollment per device through the running server, ms (median of 5); legacy = first design")
-    print(f"{'enrolled':>8} {'add':>6} {'rotate':>6} {'revoke':>6} {'legacy add':>10} {'legacy rotate':>13} "
-          f"{'legacy revoke':>13} {'import s/1000':>13}")
+
+
+def print_enrollment(enroll_rows: list[dict]) -> None:
+    print("\nenrollment per device, ms (median of 5): server = through the running server (DeviceActions, "
+          "database included);\nbare = broker side only on a bare Mosquitto, current design / first design "
+          "(legacy); import = device import with the server stopped")
+    print(f"{'enrolled':>8} {'server add/rot/rev':>18} {'bare add/rot/rev':>16} {'legacy add/rot/rev':>18} "
+          f"{'import s/1000':>13}")
     for r in enroll_rows:
         imp = "-" if r.get("import_s_per_1000") is None else f"{r['import_s_per_1000']:.2f}"
-        print(f"{r['enrolled']:>8,} {_ms(r['add_ms']):>6} {_ms(r['rotate_ms']):>6} {_ms(r['revoke_ms']):>6} "
-              f"{_ms(r.get('legacy_add_ms')):>10} {_ms(r.get('legacy_rotate_ms')):>13} "
-              f"{_ms(r.get('legacy_revoke_ms')):>13} {imp:>13}")
+
+        def trio(prefix: str, r: dict = r) -> str:
+            return "/".join(_ms(r.get(f"{prefix}{k}_ms")) for k in ("add", "rotate", "revoke"))
+
+        print(f"{r['enrolled']:>8,} {trio(''):>18} {trio('bare_'):>16} {trio('legacy_'):>18} {imp:>13}")
 
 
 if __name__ == "__main__":
