@@ -75,7 +75,7 @@ def device_import(
     Fast path: stop the server first (systemctl stop clawfleet-server). With the managed broker
     stopped, all devices are written in one step (10,000 in seconds). With the server running,
     devices are enrolled one by one through the broker (Mosquitto 2.0 rewrites its credentials
-    file on every change, so each takes longer the bigger the fleet: about 0.25 s per device at
+    file on every change, so each takes longer the bigger the fleet: about 0.5 s per device at
     5,000 enrolled here); the running server shows them within seconds.
 
     Hand each device its token from the keys file (clawfleet-agent enroll), then delete the file.
