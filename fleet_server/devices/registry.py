@@ -180,7 +180,7 @@ def disable_on_broker(dynsec: DynSecClient, device_id: str) -> None:
     milliseconds and refuses its key from then on. A missing client is fine (nothing to disable).
 
     Raises:
-        DynSecConnectionError: the broker did not answer within 5 s (the command
+        DynSecConnectionError: the broker did not answer within 15 s (the command
             may still be applied when it does; the start-up reconciliation disables it otherwise).
         DynSecError: the broker refused.
     """
