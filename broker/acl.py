@@ -1,7 +1,17 @@
-"""Who may do what on the broker: the server role, the per-device roles, the default access.
+"""Who may do what on the broker: the server role, the device roles, the default access.
 
-Each device gets one dynsec client (username = client id = device id) and one role
-``device-<id>`` with literal topics (Mosquitto 2.0.11 does not substitute ``%u`` in dynsec ACLs).
+Each device gets one dynsec client (username = client id = device id) holding two roles: its own
+``device-<id>`` with the literal topics only it may use (Mosquitto 2.0 dynsec matches ACL topics
+literally: no ``%u``/``%c`` substitution, which arrives in 2.1), and the shared
+``clawfleet-device`` with what every device may do (subscribe to the server status). Devices
+enrolled before the shared role existed carry the server status in their own role; both layouts
+grant exactly the same (see :func:`device_role_acls`, :func:`legacy_device_role_acls`).
+
+Why it matters: Mosquitto 2.0.11 rewrites its whole dynsec file after every command that changes
+something (``dynsec__config_save`` in each handler; several commands in one message still save
+once each), so the bytes each device costs there set the price of every later enrollment,
+rotation and revocation: about 24 ms per 1,000 enrolled devices per save, measured here.
+
 The server account holds the role ``clawfleet-server``. Default access denies publishing and
 subscribing; receiving is allowed, which is safe because a client only receives what it may
 subscribe to. Topic names come from :mod:`shared.topics`.
@@ -32,7 +42,10 @@ SERVER_USERNAME = "clawfleet-server"
 SERVER_ROLE = "clawfleet-server"
 """Role holding the server account's ACLs."""
 DEVICE_ROLE_PREFIX = "device-"
-"""A device's role is ``device-<device id>``."""
+"""A device's own role is ``device-<device id>``."""
+DEVICE_SHARED_ROLE = "clawfleet-device"
+"""Role every device holds besides its own: what all devices may do (subscribe to the server status).
+It does not start with ``device-``, so it is never a device's own role."""
 
 DEFAULT_ACL_ACCESS: dict[str, bool] = {
     "publishClientSend": False,
@@ -72,12 +85,27 @@ def device_role_name(device_id: str) -> str:
 
 
 def device_role_acls(device_id: str) -> list[dict[str, Any]]:
-    """ACLs of ``device-<id>``: publish its own status/meta/telemetry/usage/logs; subscribe
-    (exact filter only) to its own ``cmd`` and to the server status."""
+    """ACLs of ``device-<id>``: publish its own status/meta/telemetry/usage/logs; subscribe (exact
+    filter only) to its own ``cmd``. The server status comes with :data:`DEVICE_SHARED_ROLE`."""
     acls = [_acl("publishClientSend", device_topic(device_id, ch)) for ch in DEVICE_PUBLISH_CHANNELS]
-    acls += [_acl("subscribeLiteral", device_topic(device_id, Channel.CMD)), _acl("subscribeLiteral",
-                                                                                   SERVER_STATUS_TOPIC)]
+    acls.append(_acl("subscribeLiteral", device_topic(device_id, Channel.CMD)))
     return acls
+
+
+def device_shared_role_acls() -> list[dict[str, Any]]:
+    """ACLs of :data:`DEVICE_SHARED_ROLE`: subscribe (exact filter only) to the server status."""
+    return [_acl("subscribeLiteral", SERVER_STATUS_TOPIC)]
+
+
+def legacy_device_role_acls(device_id: str) -> list[dict[str, Any]]:
+    """ACLs of ``device-<id>`` as enrolled before :data:`DEVICE_SHARED_ROLE` (its own role alone
+    granted everything): :func:`device_role_acls` plus the server status."""
+    return device_role_acls(device_id) + device_shared_role_acls()
+
+
+def device_client_roles(device_id: str) -> list[dict[str, str]]:
+    """The ``roles`` list of a device's dynsec client: its own role, then the shared one."""
+    return [{"rolename": device_role_name(device_id)}, {"rolename": DEVICE_SHARED_ROLE}]
 
 
 def same_acls(a: Iterable[dict[str, Any]], b: Iterable[dict[str, Any]]) -> bool:

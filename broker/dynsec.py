@@ -29,10 +29,13 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from broker.acl import (
     DEFAULT_ACL_ACCESS,
     DEVICE_ROLE_PREFIX,
+    DEVICE_SHARED_ROLE,
     SERVER_ROLE,
     SERVER_USERNAME,
+    device_client_roles,
     device_role_acls,
     device_role_name,
+    device_shared_role_acls,
     same_acls,
     server_role_acls,
 )
@@ -48,6 +51,9 @@ CONTROL_TOPIC = "$CONTROL/dynamic-security/v1"
 """Topic the plugin takes JSON commands on."""
 RESPONSE_TOPIC = f"{CONTROL_TOPIC}/response"
 """Topic the plugin publishes replies on (to every admin subscribed, so replies are correlated)."""
+CHANGE_TIMEOUT_S = 15.0
+"""Round-trip timeout of commands that change devices, seconds: each makes Mosquitto 2.0 rewrite
+its whole dynsec file (about 0.25 s at 10,000 devices here, more on a slow disk)."""
 
 
 def _check_password(password: str) -> None:
@@ -279,12 +285,15 @@ class DynSecClient:
                 return None
             raise
 
-    def _ensure_role(self, rolename: str, acls: list[dict[str, Any]], textname: str) -> None:
-        """Create the role, or replace its ACLs when they differ (``modifyRole`` kicks nobody)."""
+    def _ensure_role(self, rolename: str, acls: list[dict[str, Any]], textname: str | None) -> None:
+        """Create the role, or replace its ACLs when they differ (``modifyRole`` kicks nobody).
+        ``textname``: the role's label on the broker (None: none, as for per-device roles, to keep
+        the dynsec file small)."""
         role = self._get_role(rolename)
         if role is None:
+            label = {"textname": textname} if textname else {}
             try:
-                self._one({"command": "createRole", "rolename": rolename, "textname": textname, "acls": acls})
+                self._one({"command": "createRole", "rolename": rolename, **label, "acls": acls})
                 return
             except DynSecError as exc:  # created meanwhile by another admin
                 if exc.error != "Role already exists":
@@ -295,7 +304,8 @@ class DynSecClient:
             self._one({"command": "modifyRole", "rolename": rolename, "acls": acls})
 
     def ensure_server_role(self, username: str | None = None, *, timeout: float = 10.0) -> None:
-        """Make sure the default ACL access, the ``clawfleet-server`` role and its ACLs exist and
+        """Make sure the default ACL access, the ``clawfleet-server`` role and its ACLs, and the
+        shared device role (:meth:`ensure_device_role`) exist and
         that ``username`` (default: the connected account) holds the role. Idempotent: when all is
         in place it only reads, so live sessions of the server account are not disturbed.
 
@@ -314,6 +324,7 @@ class DynSecClient:
             self._one({"command": "setDefaultACLAccess",
                        "acls": [{"acltype": k, "allow": v} for k, v in DEFAULT_ACL_ACCESS.items()]})
         self._ensure_role(SERVER_ROLE, server_role_acls(), "ClawFleet server")
+        self.ensure_device_role()
         client = self.get_client(username)
         if client is None:
             raise DynSecError("getClient", f"the server account {username!r} does not exist")
@@ -340,10 +351,13 @@ class DynSecClient:
             raise DynSecError("addClientRole", f"role {SERVER_ROLE} still missing from {username!r}")
 
     def create_device(self, device_id: str, password: str) -> None:
-        """Create (or, when it exists, update) the device's client and ``device-<id>`` role.
+        """Create (or, when it exists, update) the device's client and its ``device-<id>`` role.
 
-        The client gets username = fixed client id = ``device_id``, this password, the role as
-        its only role, and is enabled. Updating an existing client kicks its live session.
+        The client gets username = fixed client id = ``device_id``, this password, its own role
+        and the shared :data:`~broker.acl.DEVICE_SHARED_ROLE`, and is enabled. A new device costs
+        one round trip and two saves of the broker's dynsec file (``createRole`` + ``createClient``
+        in one message; Mosquitto 2.0 saves after each). Updating an existing client kicks its
+        live session.
 
         Raises:
             TopicError: invalid or reserved device id (before any command is sent).
@@ -352,22 +366,35 @@ class DynSecClient:
         """
         _check_device(device_id)
         _check_password(password)
-        role = device_role_name(device_id)
-        self._ensure_role(role, device_role_acls(device_id), f"ClawFleet device {device_id}")
+        role, acls = device_role_name(device_id), device_role_acls(device_id)
         fields = {"username": device_id, "password": password, "clientid": device_id,
-                  "roles": [{"rolename": role}]}
-        try:
-            self._one({"command": "createClient", "textname": f"ClawFleet device {device_id}", **fields})
-        except DynSecError as exc:
-            if exc.error != "Client already exists":
-                raise
+                  "roles": device_client_roles(device_id)}
+        role_reply, client_reply = self._request([{"command": "createRole", "rolename": role, "acls": acls},
+                                                  {"command": "createClient", **fields}], CHANGE_TIMEOUT_S)
+        if "error" in role_reply:
+            if role_reply["error"] != "Role already exists":
+                raise DynSecError("createRole", str(role_reply["error"]))
+            self._ensure_role(role, acls, None)  # left from an earlier enrollment: make its ACLs current
+        if "error" not in client_reply:
+            return
+        if client_reply["error"] == "Role not found":  # the shared role is missing (a broker set up by hand)
+            self.ensure_device_role()
+            self._one({"command": "createClient", **fields}, CHANGE_TIMEOUT_S)
+        elif client_reply["error"] == "Client already exists":
             log.info("dynsec client %s exists; updating it", device_id)
             self.execute([{"command": "modifyClient", **fields}, {"command": "enableClient",
-                                                                  "username": device_id}])
+                                                                  "username": device_id}], CHANGE_TIMEOUT_S)
+        else:
+            raise DynSecError("createClient", str(client_reply["error"]))
 
-    def set_device_password(self, device_id: str, password: str) -> None:
-        """Rotate a device's key. Mosquitto 2.0.11 kicks the live session (0x98) on
-        ``setClientPassword``, so the old key stops working at once.
+    def ensure_device_role(self) -> None:
+        """Create :data:`~broker.acl.DEVICE_SHARED_ROLE`, or fix its ACLs. Only reads when it is in place."""
+        self._ensure_role(DEVICE_SHARED_ROLE, device_shared_role_acls(), "ClawFleet devices (all)")
+
+    def set_device_password(self, device_id: str, password: str, *, enable: bool = False) -> None:
+        """Rotate a device's key (one ``setClientPassword``: one save of the dynsec file); with
+        ``enable`` also enable its client (a revoked device). Mosquitto 2.0.11 kicks the live session
+        (0x98) on ``setClientPassword``, so the old key stops working at once.
 
         Raises:
             TopicError, ValueError: invalid id or empty password.
@@ -375,7 +402,10 @@ class DynSecClient:
         """
         _check_device(device_id)
         _check_password(password)
-        self._one({"command": "setClientPassword", "username": device_id, "password": password})
+        commands = [{"command": "setClientPassword", "username": device_id, "password": password}]
+        if enable:
+            commands.append({"command": "enableClient", "username": device_id})
+        self.execute(commands, CHANGE_TIMEOUT_S)
 
     def disable_device(self, device_id: str) -> None:
         """Refuse the device's logins and kick its live session (0x98). Idempotent.
@@ -383,7 +413,7 @@ class DynSecClient:
         Raises:
             TopicError: invalid or reserved id.  DynSecError: no such device.
         """
-        self._one({"command": "disableClient", "username": _check_device(device_id)})
+        self._one({"command": "disableClient", "username": _check_device(device_id)}, CHANGE_TIMEOUT_S)
 
     def enable_device(self, device_id: str) -> None:
         """Allow a disabled device to log in again. Idempotent.
@@ -391,7 +421,7 @@ class DynSecClient:
         Raises:
             TopicError: invalid or reserved id.  DynSecError: no such device.
         """
-        self._one({"command": "enableClient", "username": _check_device(device_id)})
+        self._one({"command": "enableClient", "username": _check_device(device_id)}, CHANGE_TIMEOUT_S)
 
     def delete_device(self, device_id: str) -> bool:
         """Delete the device's client (kicking a live session with 0x98) and its role.
@@ -403,7 +433,8 @@ class DynSecClient:
         """
         _check_device(device_id)
         replies = self._request([{"command": "deleteClient", "username": device_id},
-                                 {"command": "deleteRole", "rolename": device_role_name(device_id)}], 5.0)
+                                 {"command": "deleteRole", "rolename": device_role_name(device_id)}],
+                                CHANGE_TIMEOUT_S)
         for reply, missing in zip(replies, ("Client not found", "Role not found"), strict=False):
             if "error" in reply and reply["error"] != missing:
                 raise DynSecError(str(reply.get("command")), str(reply["error"]))

@@ -43,6 +43,7 @@ from broker.config import (
     write_private,
 )
 from broker.dynsec import DynSecClient
+from broker.fdlimit import raise_nofile_limit
 from broker.install import BrokerSetupError, MosquittoInstall, find_mosquitto, install_command
 
 __all__ = [
@@ -174,7 +175,8 @@ class ManagedMosquitto:
             self._admin = BrokerAdmin.load_or_create(self.cfg.admin_path)
             if prepare_dynsec_file(self.cfg.dynsec_path, self._admin):
                 log.info("dynamic-security file %s prepared for %s", self.cfg.dynsec_path, self._admin.username)
-            write_private(self.cfg.conf_path, render_config(self.cfg, install))
+            nofile = raise_nofile_limit()  # the broker inherits it: one descriptor per connection
+            write_private(self.cfg.conf_path, render_config(self.cfg, install, nofile.soft))
             self._reclaim_orphan()
             self._launch(timeout)
             atexit.register(self.stop)

@@ -13,6 +13,7 @@ from peewee import Database
 
 from broker.config import DEFAULT_TLS_PORT
 from broker.dynsec import DynSecClient
+from broker.fdlimit import raise_nofile_limit
 from broker.mosquitto import ManagedMosquitto
 from fleet_server.devices.actions import DeviceActions
 from fleet_server.devices.local_agent import LocalAgentProcess, ensure_local_device
@@ -120,6 +121,7 @@ class FleetServer:
 
     def _start(self) -> None:
         opts = self.opts
+        raise_nofile_limit()  # soft -> hard, for the dashboard's sockets and, inherited, the managed broker
         self.database = open_database(opts.data_dir, opts.database_url)
         ext = opts.external_broker
         if ext is None:  # managed: the server's own connections stay on loopback plain MQTT

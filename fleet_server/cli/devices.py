@@ -254,3 +254,14 @@ def device_delete(
         res = actions.delete(audit.cli_actor(), device_id, keep_data=keep_data)
     typer.echo(f"device {device_id} deleted" + (" (data kept)" if keep_data else "")
                + ("" if res.retained_cleared else "; its retained topics could not be cleared"))
+
+
+def _register_import() -> None:
+    from fleet_server.cli.device_import import device_import
+
+    # one line per paragraph: typer keeps the docstring's line breaks after the first paragraph
+    paragraphs = (" ".join(p.split()) for p in (device_import.__doc__ or "").split("\n\n"))
+    device_app.command("import", help="\n\n".join(paragraphs))(device_import)
+
+
+_register_import()

@@ -2,7 +2,8 @@
 
 The unit runs ``clawfleet-server run`` as its own system account (``clawfleet`` by default) with its
 data in ``/var/lib/clawfleet`` (systemd ``StateDirectory``), restarts it after a crash, and stops it
-with SIGTERM (the server stops ingest, its local agent and the managed Mosquitto in order).
+with SIGTERM (the server stops ingest, its local agent and the managed Mosquitto in order). Its
+open-file limit is ``LimitNOFILE=65536``: the managed Mosquitto needs one descriptor per device.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Annotated
 
 import typer
 
+from broker.fdlimit import RECOMMENDED_NOFILE
 from fleet_server.cli.options import fail
 
 UNIT_NAME = "clawfleet-server.service"
@@ -40,7 +42,10 @@ def server_unit(command: list[str], user: str) -> str:
                         description="ClawFleet fleet server (dashboard, ingest, managed Mosquitto)",
                         extra=("Group=" + user, f"StateDirectory={DATA_DIR.name}", "StateDirectoryMode=0700",
                                f"Environment=CLAWFLEET_DATA_DIR={DATA_DIR}", "ProtectHome=read-only",
-                               "ProtectSystem=strict"))
+                               "ProtectSystem=strict",
+                               # one descriptor per device connection in the managed Mosquitto, which
+                               # inherits the server's limit ('run' raises its soft limit to this)
+                               f"LimitNOFILE={RECOMMENDED_NOFILE}"))
 
 
 def _run(cmd: list[str]) -> None:

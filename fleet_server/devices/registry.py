@@ -65,11 +65,7 @@ def add_device(dynsec: DynSecClient, name: str, broker_url: str, *, device_id: s
         DeviceError: empty name, the id is invalid or already enrolled.
         DynSecError, DynSecConnectionError: the broker refused or did not answer (no row is left).
     """
-    name, tags = clean_name(name), clean_tags(tags)
-    try:
-        did = check_device_account(check_device_id(device_id) if device_id else suggest_device_id(name))
-    except ValueError as exc:
-        raise DeviceError(str(exc)) from None
+    did, name, tags = plan_device(name, tags, device_id)
     if Device.get_or_none(Device.id == did) is not None:
         raise DeviceError(f"device {did!r} already exists; pick another name or pass --id")
     key = generate_api_key()
@@ -80,6 +76,21 @@ def add_device(dynsec: DynSecClient, name: str, broker_url: str, *, device_id: s
     log.info("device %s added (key …%s)", did, key_hint(key))
     token = encode_token(Enrollment(url=broker_url, device_id=did, api_key=key, ca_pem=ca_pem))
     return NewDevice(device=device, api_key=key, token=token)
+
+
+def plan_device(name: str, tags: str = "", device_id: str | None = None) -> tuple[str, str, str]:
+    """``(device id, name, tags)`` of a device to enroll, cleaned; the id is derived from the name
+    unless given. Does not look at the database.
+
+    Raises:
+        DeviceError: empty name, or an invalid or reserved id.
+    """
+    name, tags = clean_name(name), clean_tags(tags)
+    try:
+        did = check_device_account(check_device_id(device_id) if device_id else suggest_device_id(name))
+    except ValueError as exc:
+        raise DeviceError(str(exc)) from None
+    return did, name, tags
 
 
 def clean_name(name: str) -> str:
@@ -131,9 +142,15 @@ def rotate_key(dynsec: DynSecClient, device_id: str, broker_url: str, ca_pem: st
                       status_reason="key rotated", status_ms=ts).where(Device.id == device_id).execute()
         if dev.status != "offline" or dev.status_reason != "key rotated":
             StatusEvent.create(device=device_id, ts=ts, state="offline", reason="key rotated")
-        # creates the client (revoked and deleted, or missing) or sets the password and enables it;
-        # either way a live session with the old key is kicked
-        dynsec.create_device(device_id, key)
+        # one command (one save of the broker's dynsec file) for an active device, plus enableClient
+        # for a revoked one; a live session with the old key is kicked either way
+        try:
+            dynsec.set_device_password(device_id, key, enable=dev.revoked_ms is not None)
+        except DynSecError as exc:
+            if exc.error != "Client not found":
+                raise
+            log.info("device %s has no broker client; creating it with the new key", device_id)
+            dynsec.create_device(device_id, key)
     log.info("device %s: key rotated (now …%s)", device_id, key_hint(key))
     token = encode_token(Enrollment(url=broker_url, device_id=device_id, api_key=key, ca_pem=ca_pem))
     return NewDevice(device=_get(device_id), api_key=key, token=token)
@@ -163,7 +180,7 @@ def disable_on_broker(dynsec: DynSecClient, device_id: str) -> None:
     milliseconds and refuses its key from then on. A missing client is fine (nothing to disable).
 
     Raises:
-        DynSecConnectionError: the broker did not answer within 5 s (the command
+        DynSecConnectionError: the broker did not answer within 15 s (the command
             may still be applied when it does; the start-up reconciliation disables it otherwise).
         DynSecError: the broker refused.
     """

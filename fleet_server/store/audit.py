@@ -68,6 +68,15 @@ def record(actor: str, action: str, target: str = "", detail: str = "", *, stric
     return event
 
 
+def event_rows(actor: str, action: str, events: list[tuple[str, str]]) -> list[dict[str, object]]:
+    """Rows of :class:`AuditEvent` (``ts_ms``, ``actor``, ``action``, ``target``, ``detail``), one per
+    ``(target, detail)`` pair, all by ``actor`` with ``action`` and the same time stamp, cleaned as
+    in :func:`record`: for a bulk insert inside the transaction of the change they audit."""
+    ts = int(time.time() * 1000)
+    return [{"ts_ms": ts, "actor": _clean(actor, MAX_ACTOR) or "?", "action": _clean(action, MAX_ACTION),
+             "target": _clean(target, MAX_TARGET), "detail": _clean(detail, MAX_DETAIL)} for target, detail in events]
+
+
 def amend(event: AuditEvent, detail: str) -> None:
     """Replace the ``detail`` of ``event`` (e.g. with the outcome of a broker step that followed
     the committed change). Errors are logged, not raised."""

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 import pytest
 from mqtt_helpers import Probe, connect_probe, make_device, unique_device_id
 
+from broker.acl import DEVICE_SHARED_ROLE
 from broker.dynsec import (
     SERVER_ROLE,
     SERVER_USERNAME,
@@ -175,7 +176,7 @@ def test_create_existing_device_updates_it(dynsec: DynSecClient, connect) -> Non
     assert connect(dev, second)[1] == 0
     client = dynsec.get_client(dev)
     assert client is not None and client["clientid"] == dev
-    assert [r["rolename"] for r in client["roles"]] == [f"device-{dev}"]
+    assert {r["rolename"] for r in client["roles"]} == {f"device-{dev}", DEVICE_SHARED_ROLE}
 
 
 def test_list_device_ids_only_lists_devices(dynsec: DynSecClient) -> None:

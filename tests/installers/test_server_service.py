@@ -23,6 +23,7 @@ def test_server_unit_runs_as_its_own_user_with_data_in_var_lib(tmp_path: Path) -
     svc = parser["Service"]
     assert (svc["User"], svc["Group"], svc["StateDirectory"]) == ("clawfleet", "clawfleet", "clawfleet")
     assert svc["Environment"] == "CLAWFLEET_DATA_DIR=/var/lib/clawfleet" and svc["ProtectSystem"] == "strict"
+    assert svc["LimitNOFILE"] == "65536"  # the managed Mosquitto holds one descriptor per device
     assert svc["ExecStart"].endswith("run --data-dir /var/lib/clawfleet --host 0.0.0.0 --behind-proxy")
     assert parser["Install"]["WantedBy"] == "multi-user.target"
     if shutil.which("systemd-analyze"):
