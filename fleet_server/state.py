@@ -165,6 +165,11 @@ class FleetState:
         with self._lock:
             return sorted(self._devices.values(), key=lambda d: (d.name, d.device_id))
 
+    def views(self) -> list[DeviceView]:
+        """All devices in no particular order (cheaper than :meth:`snapshot` for a full scan)."""
+        with self._lock:
+            return list(self._devices.values())
+
     def get(self, device_id: str) -> DeviceView | None:
         """One device, or None."""
         with self._lock:
@@ -317,6 +322,21 @@ def telemetry_row(t: schemas.Telemetry) -> dict:
         "net_rx_bps": t.net_rx_bps, "net_tx_bps": t.net_tx_bps, "load1": load[0], "load5": load[1],
         "load15": load[2], "uptime_s": t.uptime_s, "openclaw_up": t.openclaw.up if t.openclaw else None,
     }
+
+
+SAMPLE_COLUMNS = ("device", "ts", "cpu_pct", "mem_used_bytes", "mem_total_bytes", "mem_pct", "disk_used_bytes",
+                  "disk_total_bytes", "disk_pct", "swap_pct", "net_rx_bps", "net_tx_bps", "load1", "load5", "load15",
+                  "uptime_s", "openclaw_up")
+"""The :class:`Sample` columns, in the order of :func:`telemetry_values`."""
+
+
+def telemetry_values(t: schemas.Telemetry) -> tuple:
+    """The :class:`Sample` row of a telemetry payload as a tuple in :data:`SAMPLE_COLUMNS` order
+    (the same values as :func:`telemetry_row`, for a prepared bulk INSERT)."""
+    load = t.load_avg or (None, None, None)
+    return (t.device_id, t.ts, t.cpu_pct, t.mem_used_bytes, t.mem_total_bytes, t.mem_pct, t.disk_used_bytes,
+            t.disk_total_bytes, t.disk_pct, t.swap_pct, t.net_rx_bps, t.net_tx_bps, load[0], load[1], load[2],
+            t.uptime_s, t.openclaw.up if t.openclaw else None)
 
 
 def meta_json(meta: schemas.Meta) -> str:
