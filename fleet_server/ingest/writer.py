@@ -16,13 +16,14 @@ import time
 from collections import Counter
 from collections.abc import Callable
 
-from peewee import Database, InterfaceError, OperationalError, SqliteDatabase
+from peewee import Database, InterfaceError, OperationalError
 
 from fleet_server.ingest.messages import CacheChange, Item, Rejected
 from fleet_server.ingest.rejects import RejectLog, store_rejects
 from fleet_server.ingest.writers import WRITERS, write_last_seen
 from fleet_server.state import FleetState, now_ms
 from fleet_server.store.models import Device, db
+from fleet_server.store.sql import write_transaction
 
 log = logging.getLogger("clawfleet.ingest")
 
@@ -135,10 +136,8 @@ class BatchWriter:
     @staticmethod
     def _transaction() -> object:
         # on the models' database (the connection the writes use); SQLite: take the write lock first,
-        # so a concurrent writer (the CLI) is waited for (busy_timeout) instead of failing the upgrade
-        if isinstance(db.obj, SqliteDatabase):
-            return db.atomic(lock_type="IMMEDIATE")
-        return db.atomic()
+        # so a concurrent writer (the CLI, the rollup job) is waited for (busy_timeout)
+        return write_transaction(db.obj)
 
     def _store_failed(self, item: Item, exc: Exception) -> None:
         device_id = item.device_id

@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from peewee import BigIntegerField, BooleanField, CharField, Database, Field, FloatField, SqliteDatabase
+from peewee import BigIntegerField, BooleanField, CharField, Database, Field, FloatField
 from playhouse.migrate import SchemaMigrator, migrate
 
 from fleet_server.store.models import (
@@ -35,6 +35,7 @@ from fleet_server.store.models import (
     SampleRollup5m,
     SchemaVersion,
 )
+from fleet_server.store.sql import write_transaction
 from fleet_server.store.upgrade import scope_record_ids
 
 log = logging.getLogger("clawfleet.store.migrations")
@@ -87,11 +88,7 @@ MIGRATIONS: list[Migration] = [
 """Every schema step, in order. Append new ones at the end with the next version number."""
 
 
-def _write_transaction(database: Database) -> object:
-    """A transaction that takes SQLite's write lock at its start (``BEGIN IMMEDIATE``), so a running
-    server's commits are waited for (busy_timeout) instead of failing a read-then-write transaction
-    with "database is locked" (the CLI opens the database while the server writes)."""
-    return database.atomic(lock_type="IMMEDIATE") if isinstance(database, SqliteDatabase) else database.atomic()
+_write_transaction = write_transaction  # the CLI opens the database while the server writes
 
 
 def latest_version() -> int:

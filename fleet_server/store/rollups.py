@@ -31,6 +31,7 @@ from fleet_server.store.models import (
     SampleRollup1h,
     SampleRollup5m,
 )
+from fleet_server.store.sql import write_transaction
 
 log = logging.getLogger("clawfleet.store.rollups")
 
@@ -119,7 +120,7 @@ def roll_up_all(database: object | None = None) -> int:
     db = database or Sample._meta.database
     total = 0
     for (device_id,) in Device.select(Device.id).tuples():
-        with db.atomic():
+        with write_transaction(db):  # read-then-write: take the write lock first (ingest writes too)
             total += roll_up_device(device_id)
     if total:
         log.debug("rolled up %d samples", total)
