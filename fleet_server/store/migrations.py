@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from peewee import BigIntegerField, BooleanField, CharField, Database, Field, FloatField
+from peewee import BigIntegerField, BooleanField, CharField, Database, Field, FloatField, SqliteDatabase
 from playhouse.migrate import SchemaMigrator, migrate
 
 from fleet_server.store.models import (
@@ -35,7 +35,6 @@ from fleet_server.store.models import (
     SampleRollup5m,
     SchemaVersion,
 )
-from fleet_server.store.sql import write_transaction
 from fleet_server.store.upgrade import scope_record_ids
 
 log = logging.getLogger("clawfleet.store.migrations")
@@ -88,7 +87,11 @@ MIGRATIONS: list[Migration] = [
 """Every schema step, in order. Append new ones at the end with the next version number."""
 
 
-_write_transaction = write_transaction  # the CLI opens the database while the server writes
+def write_transaction(database: Database) -> object:
+    """A transaction that takes SQLite's write lock at its start (``BEGIN IMMEDIATE``), so a running
+    server's commits are waited for (busy_timeout) instead of failing a read-then-write transaction
+    with "database is locked" (the CLI opens the database while the server writes)."""
+    return database.atomic(lock_type="IMMEDIATE") if isinstance(database, SqliteDatabase) else database.atomic()
 
 
 def latest_version() -> int:
@@ -113,7 +116,7 @@ def upgrade(database: Database) -> list[int]:
         SchemaTooNew: the database has a version this code does not know.
     """
     now = int(time.time() * 1000)
-    with _write_transaction(database):
+    with write_transaction(database):
         version = current_version(database)
         if version is None:
             database.create_tables(ALL_MODELS, safe=True)
@@ -133,7 +136,7 @@ def upgrade(database: Database) -> list[int]:
     for m in MIGRATIONS:
         if m.version <= version:
             continue
-        with _write_transaction(database):
+        with write_transaction(database):
             m.apply(migrator, database)
             SchemaVersion.create(version=m.version, name=m.name, applied_ms=int(time.time() * 1000))
         log.info("database schema upgraded to version %d: %s", m.version, m.name)
