@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import bisect
+import contextlib
 import json
 import socket
 import sqlite3
@@ -199,13 +200,14 @@ def measure(code: str, srv: ServerProcess, rate: float, args: argparse.Namespace
     """Run one load against the running server and read off every figure."""
     sampler = Sampler(srv, args.usage_records, args.log_records).start()
     try:
-        spec = LoadSpec(host="127.0.0.1", port=srv.port, devices=srv.creds, rate_per_s=rate,
+        spec = LoadSpec(port=srv.port, devices=srv.creds, host="127.0.0.1", rate_per_s=rate,
                         duration_s=args.duration, mix=args.mix, usage_records=args.usage_records,
                         log_records=args.log_records, processes=args.processes, observer=srv.account)
-        result = run_load(spec)
-        published = sum(result.published.values())
-        times = [t for t, _, _ in result.publish_log]
-        p0, p1 = (min(times), max(times)) if times else (time.time() - args.duration, time.time())
+        with contextlib.redirect_stdout(sys.stderr):  # its progress lines; the table goes to stdout
+            result = run_load(spec)
+        published = result.total_published
+        p0 = result.started_at
+        p1 = p0 + args.duration + result.lag_s  # the last publish
         drained = None
         last_change, last = time.time(), -1.0
         while time.time() - p1 < DRAIN_TIMEOUT_S and time.time() - last_change < 10:
@@ -226,7 +228,7 @@ def measure(code: str, srv: ServerProcess, rate: float, args: argparse.Namespace
     cores, broker_cores = (s1 - s0) / cpu_window, (b1 - b0) / cpu_window
     lat = [ms for t, ms in sampler.latencies_ms if p0 <= t <= p1 + DRAIN_TIMEOUT_S]
     drain_s = None if drained is None else max(0.0, drained - p1)
-    ceiling = float(getattr(result, "observed_per_s", 0.0) or 0.0)
+    ceiling = result.observed_per_s
     return Row(code=code, devices=len(srv.creds), target_rate=rate, connected=result.connected, published=published,
                offered_per_s=published / window, ceiling_per_s=ceiling, stored_per_s=stored_rate,
                stored_vs_ceiling=stored_rate / ceiling if ceiling else 0.0,
@@ -319,7 +321,8 @@ def main() -> None:
     print(f"machine: {psutil.cpu_count()} CPUs, load average {load[0]:.2f} before the run", file=sys.stderr)
     for n in args.devices:
         for code, repo in codes:
-            with tempfile.TemporaryDirectory(prefix="clawfleet-bench-") as tmp, ServerProcess(repo, Path(tmp), n) as srv:
+            with tempfile.TemporaryDirectory(prefix="clawfleet-bench-") as tmp, \
+                    ServerProcess(repo, Path(tmp), n) as srv:
                 for rate in args.rates:
                     print(f"{code}: {n} devices, {rate} msg/s for {args.duration:.0f} s …", file=sys.stderr, flush=True)
                     row = measure(code, srv, rate, args)

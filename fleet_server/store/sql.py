@@ -12,4 +12,3 @@ def total(expr: object) -> Expression:
     "integer overflow" error however large the stored values), PostgreSQL's ``SUM`` (exact numeric).
     Callers convert the result (``int(v or 0)``)."""
     return fn.TOTAL(expr) if isinstance(db.obj, SqliteDatabase) else fn.SUM(expr)
-
