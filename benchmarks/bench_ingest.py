@@ -23,7 +23,9 @@ with ``--duration 60`` for the issue's "sustained for 60 s").
 
 With ``--baseline-repo`` every measurement is repeated with the server code of that checkout
 (same machine, same run) and a before/after table with ratios is printed. ``--json PATH`` writes
-every figure. Needs ``mosquitto`` on PATH; everything runs on 127.0.0.1 in a temporary directory.
+every figure. First, for each checkout, ``benchmarks/ingest_pipeline.py`` measures the CPU
+microseconds per message of validation and of the writer without a broker (CPU time: little
+changed by a busy machine). Needs ``mosquitto`` on PATH; everything runs on 127.0.0.1 in a temporary directory.
 """
 
 from __future__ import annotations
@@ -300,6 +302,25 @@ def print_report(rows: list[Row]) -> None:
                   f"{fmt(b.p99_ms):>9} {fmt(r.p99_ms):>6}")
 
 
+def pipeline_costs(repo: Path, messages: int) -> dict:
+    """``benchmarks/ingest_pipeline.py`` for ``repo``: CPU µs per message of validation and of the
+    writer, per channel, without a broker (robust on a busy machine: CPU time, not wall time)."""
+    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "ingest_pipeline.py"), "--repo", str(repo),
+                          "--messages", str(messages)], capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def print_pipeline(costs: dict[str, dict]) -> None:
+    print("ingest CPU per message without a broker (µs; usage: batches of 20 records)")
+    print(f"{'code':8} {'channel':10} {'validate':>9} {'write':>8} {'total':>8} {'cores per 1k msg/s':>19}")
+    for code, by_channel in costs.items():
+        for channel, c in by_channel.items():
+            total = c["validate_us"] + c["write_us"]
+            print(f"{code:8} {channel:10} {c['validate_us']:9.1f} {c['write_us']:8.1f} {total:8.1f} "
+                  f"{total / 1000:19.3f}")
+    print()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
@@ -312,6 +333,8 @@ def main() -> None:
     ap.add_argument("--log-records", type=int, default=20, help="records per log batch (default 20)")
     ap.add_argument("--processes", type=int, default=2, help="load generator processes (default 2)")
     ap.add_argument("--baseline-repo", type=Path, help="also measure the server code of this checkout (before)")
+    ap.add_argument("--pipeline-messages", type=int, default=20_000,
+                    help="messages for the CPU-per-message measurement without a broker (default 20000)")
     ap.add_argument("--json", type=Path, help="write every figure to this JSON file")
     args = ap.parse_args()
     codes = [("before", args.baseline_repo.resolve())] if args.baseline_repo else []
@@ -319,6 +342,8 @@ def main() -> None:
     rows: list[Row] = []
     load = psutil.getloadavg()
     print(f"machine: {psutil.cpu_count()} CPUs, load average {load[0]:.2f} before the run", file=sys.stderr)
+    costs = {code: pipeline_costs(repo, args.pipeline_messages) for code, repo in codes}
+    print_pipeline(costs)
     for n in args.devices:
         for code, repo in codes:
             with tempfile.TemporaryDirectory(prefix="clawfleet-bench-") as tmp, \
@@ -330,8 +355,8 @@ def main() -> None:
                     rows.append(row)
     print_report(rows)
     if args.json:
-        args.json.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()},
-                                         "rows": [asdict(r) for r in rows]}, indent=1) + "\n")
+        args.json.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "pipeline_us": costs,
+                                         "load_average": load, "rows": [asdict(r) for r in rows]}, indent=1) + "\n")
 
 
 if __name__ == "__main__":
