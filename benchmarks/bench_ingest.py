@@ -66,8 +66,9 @@ def free_port() -> int:
 class ServerProcess:
     """``benchmarks/fleet_process.py`` running the server of ``repo`` with ``devices`` enrolled."""
 
-    def __init__(self, repo: Path, workdir: Path, devices: int) -> None:
+    def __init__(self, repo: Path, workdir: Path, devices: int, autosave_changes: int | None = None) -> None:
         self.repo, self.data_dir, self.devices = repo, workdir / "server", devices
+        self.autosave = ["--broker-autosave-changes", str(autosave_changes)] if autosave_changes else []
         self.port = free_port()
         self.creds_path = workdir / "creds.json"
         self.proc: subprocess.Popen[str] | None = None
@@ -76,7 +77,8 @@ class ServerProcess:
         self.proc = subprocess.Popen(
             [sys.executable, str(ROOT / "benchmarks" / "fleet_process.py"), "--repo", str(self.repo),
              "--data-dir", str(self.data_dir), "--mqtt-port", str(self.port), "--devices", str(self.devices),
-             "--creds-out", str(self.creds_path)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+             "--creds-out", str(self.creds_path), *self.autosave],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline()
         if line.strip() != "READY":
@@ -335,6 +337,9 @@ def main() -> None:
     ap.add_argument("--baseline-repo", type=Path, help="also measure the server code of this checkout (before)")
     ap.add_argument("--pipeline-messages", type=int, default=20_000,
                     help="messages for the CPU-per-message measurement without a broker (default 20000)")
+    ap.add_argument("--broker-autosave-changes", type=int, metavar="N",
+                    help="what-if: the managed broker saves its persistence file every N changes instead of "
+                         "after every change (the shipped setting); shows the server's limit beyond the broker's")
     ap.add_argument("--json", type=Path, help="write every figure to this JSON file")
     args = ap.parse_args()
     codes = [("before", args.baseline_repo.resolve())] if args.baseline_repo else []
@@ -347,7 +352,7 @@ def main() -> None:
     for n in args.devices:
         for code, repo in codes:
             with tempfile.TemporaryDirectory(prefix="clawfleet-bench-") as tmp, \
-                    ServerProcess(repo, Path(tmp), n) as srv:
+                    ServerProcess(repo, Path(tmp), n, args.broker_autosave_changes) as srv:
                 for rate in args.rates:
                     print(f"{code}: {n} devices, {rate} msg/s for {args.duration:.0f} s …", file=sys.stderr, flush=True)
                     row = measure(code, srv, rate, args)

@@ -78,6 +78,8 @@ def main() -> None:
     ap.add_argument("--mqtt-port", type=int, required=True)
     ap.add_argument("--devices", type=int, default=100)
     ap.add_argument("--creds-out", type=Path, required=True)
+    ap.add_argument("--broker-autosave-changes", type=int, default=None,
+                    help="save the broker's persistence file every N changes instead of the shipped setting")
     args = ap.parse_args()
     sys.path.insert(0, str(args.repo.resolve()))
     logging.basicConfig(level=logging.WARNING, format="server: %(levelname)s %(name)s: %(message)s")
@@ -86,6 +88,13 @@ def main() -> None:
     from broker.config import write_private
     from fleet_server.server import FleetServer, ServerOptions
 
+    if args.broker_autosave_changes:  # a what-if for benchmarks, not the shipped configuration
+        import dataclasses
+
+        import fleet_server.server as server_module
+        shipped = server_module.managed_broker_config
+        server_module.managed_broker_config = lambda *a, **kw: dataclasses.replace(
+            shipped(*a, **kw), autosave_changes=args.broker_autosave_changes)
     creds = seed_fleet(args.data_dir, args.devices)
     server = FleetServer(ServerOptions(data_dir=args.data_dir, mqtt_port=args.mqtt_port, local_agent=False))
     done = threading.Event()
