@@ -74,6 +74,16 @@ class ServerProcess:
         self.proc: subprocess.Popen[str] | None = None
 
     def __enter__(self) -> ServerProcess:
+        for attempt in range(3):  # the free port may be taken by another program before the broker binds it
+            try:
+                return self._start()
+            except RuntimeError:
+                if attempt == 2:
+                    raise
+                self.port = free_port()
+        raise AssertionError("unreachable")
+
+    def _start(self) -> ServerProcess:
         self.proc = subprocess.Popen(
             [sys.executable, str(ROOT / "benchmarks" / "fleet_process.py"), "--repo", str(self.repo),
              "--data-dir", str(self.data_dir), "--mqtt-port", str(self.port), "--devices", str(self.devices),
