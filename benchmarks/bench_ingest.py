@@ -1,115 +1,377 @@
-"""Ingest throughput: devices publish telemetry samples and usage batches (QoS 1) to a real managed
-Mosquitto; how fast does a FleetServer store them in SQLite?
+"""Ingest throughput against the broker's ceiling: real device connections publish telemetry, usage
+and log batches (QoS 1) to a managed Mosquitto on loopback; how much does the server store, how
+fast, and at what CPU cost?
 
-    .venv/bin/python benchmarks/bench_ingest.py [--devices 10] [--samples 500] [--batches 100]
+    .venv/bin/python benchmarks/bench_ingest.py                      # 100 devices, 1,000 msg/s, 60 s
+    .venv/bin/python benchmarks/bench_ingest.py --devices 100,1000,10000 --rates 1000,3000,5000
+    .venv/bin/python benchmarks/bench_ingest.py --baseline-repo /path/to/old/checkout --duration 20
 
-Prints one table row per kind: messages, records, seconds until all are stored, messages/s.
-Needs ``mosquitto`` on PATH. Everything runs on 127.0.0.1 in a temporary directory.
+For each device count a fresh server runs as its own process (``benchmarks/fleet_process.py``;
+devices enrolled in bulk, real per-device credentials), and for each offered rate the shared load
+generator (``benchmarks/loadgen.py``, separate processes) connects every device and publishes the
+``--mix`` for ``--duration`` seconds while a bare subscriber on the same broker counts what the
+broker delivers (the ceiling). The bench polls the server's SQLite file (read-only, every 50 ms)
+for what was stored and psutil for the server's and the broker's CPU and memory.
+
+Columns: offered/s (messages published per second), ceiling/s (what the bare subscriber received
+per second), stored/s (messages stored per second while the load ran), stored ÷ ceiling,
+publish→stored p50/p99 (ms, telemetry: the sample's ``ts`` is its publish time, the bench notes
+when the row appears), server cores (CPU seconds per second while the load ran) and cores per
+1,000 stored msg/s, server and broker RSS (MiB, peak), drain (s after the last publish until
+everything was stored) and "keeps up" (everything stored within 2 s of the last publish; run
+with ``--duration 60`` for the issue's "sustained for 60 s").
+
+With ``--baseline-repo`` every measurement is repeated with the server code of that checkout
+(same machine, same run) and a before/after table with ratios is printed. ``--json PATH`` writes
+every figure. First, for each checkout, ``benchmarks/ingest_pipeline.py`` measures the CPU
+microseconds per message of validation and of the writer without a broker (CPU time: little
+changed by a busy machine). Needs ``mosquitto`` on PATH; everything runs on 127.0.0.1 in a temporary directory.
 """
 
 from __future__ import annotations
 
 import argparse
+import bisect
+import contextlib
+import json
 import socket
+import sqlite3
+import subprocess
 import sys
 import tempfile
+import threading
 import time
-import uuid
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
+import psutil
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 
-from fleet_server.devices.registry import add_device  # noqa: E402
-from fleet_server.server import FleetServer, ServerOptions  # noqa: E402
-from fleet_server.store.models import Sample, UsageRecord  # noqa: E402
-from shared import schemas  # noqa: E402
-from shared.topics import Channel, device_topic  # noqa: E402
+from benchmarks.loadgen import DeviceCreds, LoadSpec, run_load  # noqa: E402
+
+KEEPS_UP_S = 2.0
+"""A run keeps up when everything is stored within this many seconds of the last publish."""
+DRAIN_TIMEOUT_S = 60.0
 
 
 def free_port() -> int:
+    """A free TCP port on 127.0.0.1."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
 
-def now_ms() -> int:
-    return int(time.time() * 1000)
+class ServerProcess:
+    """``benchmarks/fleet_process.py`` running the server of ``repo`` with ``devices`` enrolled."""
+
+    def __init__(self, repo: Path, workdir: Path, devices: int, autosave_changes: int | None = None) -> None:
+        self.repo, self.data_dir, self.devices = repo, workdir / "server", devices
+        self.autosave = ["--broker-autosave-changes", str(autosave_changes)] if autosave_changes else []
+        self.port = free_port()
+        self.creds_path = workdir / "creds.json"
+        self.proc: subprocess.Popen[str] | None = None
+
+    def __enter__(self) -> ServerProcess:
+        for attempt in range(3):  # the free port may be taken by another program before the broker binds it
+            try:
+                return self._start()
+            except RuntimeError:
+                if attempt == 2:
+                    raise
+                self.port = free_port()
+        raise AssertionError("unreachable")
+
+    def _start(self) -> ServerProcess:
+        self.proc = subprocess.Popen(
+            [sys.executable, str(ROOT / "benchmarks" / "fleet_process.py"), "--repo", str(self.repo),
+             "--data-dir", str(self.data_dir), "--mqtt-port", str(self.port), "--devices", str(self.devices),
+             "--creds-out", str(self.creds_path), *self.autosave],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if line.strip() != "READY":
+            self.__exit__()
+            raise RuntimeError(f"the server did not start (exit code {self.proc.poll()}); see its output above")
+        info = json.loads(self.creds_path.read_text())
+        self.creds = [DeviceCreds(d, k) for d, k in info["devices"]]
+        self.account = tuple(info["account"])
+        self.server = psutil.Process(info["server_pid"])
+        self.broker = psutil.Process(info["broker_pid"])
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc is None:
+            return
+        try:
+            if self.proc.stdin:
+                self.proc.stdin.close()
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
 
 
-def sample(device_id: str, ts: int) -> bytes:
-    return schemas.encode(schemas.Telemetry(
-        device_id=device_id, ts=ts, cpu_pct=12.5, mem_used_bytes=1 << 30, mem_total_bytes=4 << 30, mem_pct=25,
-        disk_used_bytes=10 << 30, disk_total_bytes=100 << 30, disk_pct=10, swap_pct=0, net_rx_bps=1e3,
-        net_tx_bps=1e3, load_avg=(0.1, 0.2, 0.3), uptime_s=3600))
+class Sampler:
+    """Polls the server's database and processes in a thread: when each telemetry sample appeared,
+    how many messages were stored over time, CPU seconds and RSS of server and broker."""
+
+    def __init__(self, srv: ServerProcess, usage_records: int, log_records: int) -> None:
+        self.srv, self.usage_records, self.log_records = srv, max(1, usage_records), max(1, log_records)
+        self.latencies_ms: list[tuple[float, int]] = []  # (appeared, publish→stored ms)
+        self.stored: list[tuple[float, float]] = []  # (t, messages stored since start)
+        self.cpu: list[tuple[float, float, float]] = []  # (t, server cpu s, broker cpu s)
+        self.rss = {"server": 0, "broker": 0}
+        self._stop = threading.Event()
+        uri = f"file:{srv.data_dir / 'clawfleet.sqlite'}?mode=ro"
+        self._db = sqlite3.connect(uri, uri=True, check_same_thread=False)
+        self._base = self._counts()
+        self._last_rowid = self._db.execute("SELECT coalesce(max(rowid), 0) FROM sample").fetchone()[0]
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _counts(self) -> tuple[int, int, int]:
+        q = "SELECT (SELECT coalesce(max(rowid),0) FROM sample), (SELECT coalesce(max(rowid),0) FROM usage_record), " \
+            "(SELECT coalesce(max(rowid),0) FROM log_record)"
+        return self._db.execute(q).fetchone()
+
+    def start(self) -> Sampler:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._db.close()
+
+    def _run(self) -> None:
+        k = 0
+        while not self._stop.wait(0.05):
+            now = time.time()
+            rows = self._db.execute("SELECT rowid, ts FROM sample WHERE rowid > ?", (self._last_rowid,)).fetchall()
+            if rows:
+                self._last_rowid = rows[-1][0]
+                self.latencies_ms += [(now, int(now * 1000) - ts) for _, ts in rows]
+            s, u, lg = self._counts()
+            b = self._base
+            self.stored.append((now, (s - b[0]) + (u - b[1]) / self.usage_records + (lg - b[2]) / self.log_records))
+            if k % 5 == 0:
+                self._sample_procs(now)
+            k += 1
+
+    def _sample_procs(self, now: float) -> None:
+        try:
+            st, bt = self.srv.server.cpu_times(), self.srv.broker.cpu_times()
+            self.cpu.append((now, st.user + st.system, bt.user + bt.system))
+            self.rss["server"] = max(self.rss["server"], self.srv.server.memory_info().rss)
+            self.rss["broker"] = max(self.rss["broker"], self.srv.broker.memory_info().rss)
+        except psutil.Error:
+            pass
+
+    def stored_at(self, t: float) -> float:
+        i = bisect.bisect_right(self.stored, (t, float("inf"))) - 1
+        return self.stored[i][1] if i >= 0 else 0.0
+
+    def cpu_at(self, t: float) -> tuple[float, float]:
+        i = max(0, bisect.bisect_right(self.cpu, (t, float("inf"), 0.0)) - 1)
+        return self.cpu[i][1], self.cpu[i][2]
 
 
-def usage(device_id: str, n: int) -> bytes:
-    records = [schemas.UsageRecord(id=uuid.uuid4().hex, ts=now_ms(), input_tokens=1000, output_tokens=50,
-                                   cache_read_tokens=10, cost_usd=0.01) for _ in range(n)]
-    return schemas.encode(schemas.UsageBatch(device_id=device_id, ts=now_ms(), records=records))
+@dataclass
+class Row:
+    """One measurement: one server code, device count and offered rate. Rates per second."""
+
+    code: str
+    devices: int
+    target_rate: float
+    connected: int
+    published: int
+    offered_per_s: float
+    ceiling_per_s: float
+    stored_per_s: float
+    stored_vs_ceiling: float
+    p50_ms: float | None
+    p99_ms: float | None
+    server_cores: float
+    cores_per_1000: float
+    broker_cores: float
+    server_rss_mib: float
+    broker_rss_mib: float
+    drain_s: float | None
+    keeps_up: bool
+    errors: list[str]
 
 
-def connect(server: FleetServer, device_id: str, key: str) -> mqtt.Client:
-    c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=device_id, protocol=mqtt.MQTTv5)
-    c.username_pw_set(device_id, key)
-    c.max_inflight_messages_set(100)
-    c.connect("127.0.0.1", server.opts.mqtt_port)
-    c.loop_start()
-    return c
+def percentile(values: list[int], q: float) -> float | None:
+    """Nearest-rank percentile ``q`` (0-100) of ``values``; None when empty."""
+    if not values:
+        return None
+    s = sorted(values)
+    return float(s[min(len(s) - 1, max(0, round(q / 100 * len(s)) - 1))])
 
 
-def wait_until(predicate, timeout: float = 300) -> float:
-    start = time.monotonic()
-    while not predicate():
-        if time.monotonic() - start > timeout:
-            raise TimeoutError("not everything was stored in time")
-        time.sleep(0.02)
-    return time.monotonic() - start
+def measure(code: str, srv: ServerProcess, rate: float, args: argparse.Namespace) -> Row:
+    """Run one load against the running server and read off every figure."""
+    sampler = Sampler(srv, args.usage_records, args.log_records).start()
+    try:
+        spec = LoadSpec(port=srv.port, devices=srv.creds, host="127.0.0.1", rate_per_s=rate,
+                        duration_s=args.duration, mix=args.mix, usage_records=args.usage_records,
+                        log_records=args.log_records, processes=args.processes, observer=srv.account)
+        with contextlib.redirect_stdout(sys.stderr):  # its progress lines; the table goes to stdout
+            result = run_load(spec)
+        published = result.total_published
+        p0 = result.started_at
+        p1 = p0 + args.duration + result.lag_s  # the last publish
+        drained = None
+        last_change, last = time.time(), -1.0
+        while time.time() - p1 < DRAIN_TIMEOUT_S and time.time() - last_change < 10:
+            cur = sampler.stored[-1][1] if sampler.stored else 0.0
+            if cur >= published - 0.5:
+                drained = next(t for t, n in sampler.stored if n >= published - 0.5)
+                break
+            if cur != last:
+                last_change, last = time.time(), cur
+            time.sleep(0.1)
+        time.sleep(0.3)
+    finally:
+        sampler.stop()
+    window = max(1e-3, p1 - p0)
+    stored_rate = (sampler.stored_at(p1) - sampler.stored_at(p0)) / window
+    (s0, b0), (s1, b1) = sampler.cpu_at(p0), sampler.cpu_at(p1)
+    cpu_window = max(1e-3, _cpu_t(sampler, p1) - _cpu_t(sampler, p0))
+    cores, broker_cores = (s1 - s0) / cpu_window, (b1 - b0) / cpu_window
+    lat = [ms for t, ms in sampler.latencies_ms if p0 <= t <= p1 + DRAIN_TIMEOUT_S]
+    drain_s = None if drained is None else max(0.0, drained - p1)
+    ceiling = result.observed_per_s
+    return Row(code=code, devices=len(srv.creds), target_rate=rate, connected=result.connected, published=published,
+               offered_per_s=published / window, ceiling_per_s=ceiling, stored_per_s=stored_rate,
+               stored_vs_ceiling=stored_rate / ceiling if ceiling else 0.0,
+               p50_ms=percentile(lat, 50), p99_ms=percentile(lat, 99), server_cores=cores,
+               cores_per_1000=cores / (stored_rate / 1000) if stored_rate > 0 else float("inf"),
+               broker_cores=broker_cores, server_rss_mib=sampler.rss["server"] / 2**20,
+               broker_rss_mib=sampler.rss["broker"] / 2**20, drain_s=drain_s,
+               keeps_up=drain_s is not None and drain_s <= KEEPS_UP_S and result.connect_failures == 0,
+               errors=list(result.errors)[:5])
+
+
+def _cpu_t(sampler: Sampler, t: float) -> float:
+    i = max(0, bisect.bisect_right(sampler.cpu, (t, float("inf"), 0.0)) - 1)
+    return sampler.cpu[i][0] if sampler.cpu else t
+
+
+def parse_mix(text: str) -> dict[str, float]:
+    """``telemetry=0.8,usage=0.1,logs=0.1`` -> dict (weights of the channels)."""
+    mix = {}
+    for part in text.split(","):
+        name, _, weight = part.partition("=")
+        if name.strip() not in ("telemetry", "usage", "logs"):
+            raise argparse.ArgumentTypeError(f"unknown channel {name!r} in --mix (telemetry, usage, logs)")
+        mix[name.strip()] = float(weight or 1)
+    return mix
+
+
+def ints(text: str) -> list[int]:
+    return [int(float(x)) for x in text.split(",") if x.strip()]
+
+
+def fmt(v: float | None, spec: str = ".0f") -> str:
+    return "-" if v is None else format(v, spec)
+
+
+HEADER = (f"{'code':8} {'devices':>7} {'offered/s':>9} {'ceiling/s':>9} {'stored/s':>8} {'st/ceil':>7} "
+          f"{'p50 ms':>7} {'p99 ms':>7} {'cores':>6} {'c/1k':>6} {'srv MiB':>7} {'brk MiB':>7} {'drain s':>7} "
+          f"{'keeps up':>8}")
+
+
+def row_line(r: Row) -> str:
+    return (f"{r.code:8} {r.devices:7d} {r.offered_per_s:9.0f} {r.ceiling_per_s:9.0f} {r.stored_per_s:8.0f} "
+            f"{r.stored_vs_ceiling:7.2f} {fmt(r.p50_ms):>7} {fmt(r.p99_ms):>7} {r.server_cores:6.2f} "
+            f"{r.cores_per_1000:6.2f} {r.server_rss_mib:7.0f} {r.broker_rss_mib:7.0f} {fmt(r.drain_s, '.1f'):>7} "
+            f"{'yes' if r.keeps_up else 'NO':>8}")
+
+
+def print_report(rows: list[Row]) -> None:
+    print(HEADER)
+    for r in rows:
+        print(row_line(r))
+    print()
+    for code in dict.fromkeys(r.code for r in rows):
+        for n in dict.fromkeys(r.devices for r in rows):
+            ok = [r.offered_per_s for r in rows if r.code == code and r.devices == n and r.keeps_up]
+            print(f"max sustained rate ({code}, {n} devices): "
+                  + (f"{max(ok):.0f} msg/s of the rates tried" if ok else "none of the rates tried"))
+    before = {(r.devices, r.target_rate): r for r in rows if r.code == "before"}
+    if before:
+        print(f"\n{'devices':>7} {'rate':>6} {'stored/s before':>15} {'after':>6} {'ratio':>6} "
+              f"{'c/1k before':>11} {'after':>6} {'ratio':>6} {'p99 before':>10} {'after':>6}")
+        for r in rows:
+            b = before.get((r.devices, r.target_rate))
+            if r.code != "after" or b is None:
+                continue
+            print(f"{r.devices:7d} {r.target_rate:6.0f} {b.stored_per_s:15.0f} {r.stored_per_s:6.0f} "
+                  f"{r.stored_per_s / max(b.stored_per_s, 1e-9):6.2f} {b.cores_per_1000:11.2f} "
+                  f"{r.cores_per_1000:6.2f} {b.cores_per_1000 / max(r.cores_per_1000, 1e-9):6.1f}x "
+                  f"{fmt(b.p99_ms):>9} {fmt(r.p99_ms):>6}")
+
+
+def pipeline_costs(repo: Path, messages: int) -> dict:
+    """``benchmarks/ingest_pipeline.py`` for ``repo``: CPU µs per message of validation and of the
+    writer, per channel, without a broker (robust on a busy machine: CPU time, not wall time)."""
+    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "ingest_pipeline.py"), "--repo", str(repo),
+                          "--messages", str(messages)], capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def print_pipeline(costs: dict[str, dict]) -> None:
+    print("ingest CPU per message without a broker (µs; usage: batches of 20 records)")
+    print(f"{'code':8} {'channel':10} {'validate':>9} {'write':>8} {'total':>8} {'cores per 1k msg/s':>19}")
+    for code, by_channel in costs.items():
+        for channel, c in by_channel.items():
+            total = c["validate_us"] + c["write_us"]
+            print(f"{code:8} {channel:10} {c['validate_us']:9.1f} {c['write_us']:8.1f} {total:8.1f} "
+                  f"{total / 1000:19.3f}")
+    print()
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--devices", type=int, default=10)
-    ap.add_argument("--samples", type=int, default=500, help="telemetry samples per device")
-    ap.add_argument("--batches", type=int, default=100, help="usage batches per device (10 records each)")
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    ap.add_argument("--devices", type=ints, default=[100], help="device counts, comma-separated (default 100)")
+    ap.add_argument("--rates", type=ints, default=[1000], help="offered msg/s, comma-separated (default 1000)")
+    ap.add_argument("--duration", type=float, default=60.0, help="seconds of load per rate (default 60)")
+    ap.add_argument("--mix", type=parse_mix, default=parse_mix("telemetry=1"),
+                    help="channel weights, e.g. telemetry=0.8,usage=0.1,logs=0.1 (default telemetry=1)")
+    ap.add_argument("--usage-records", type=int, default=20, help="records per usage batch (default 20)")
+    ap.add_argument("--log-records", type=int, default=20, help="records per log batch (default 20)")
+    ap.add_argument("--processes", type=int, default=2, help="load generator processes (default 2)")
+    ap.add_argument("--baseline-repo", type=Path, help="also measure the server code of this checkout (before)")
+    ap.add_argument("--pipeline-messages", type=int, default=20_000,
+                    help="messages for the CPU-per-message measurement without a broker (default 20000)")
+    ap.add_argument("--broker-autosave-changes", type=int, metavar="N",
+                    help="what-if: the managed broker saves its persistence file every N changes instead of "
+                         "after every change (the shipped setting); shows the server's limit beyond the broker's")
+    ap.add_argument("--json", type=Path, help="write every figure to this JSON file")
     args = ap.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        server = FleetServer(ServerOptions(data_dir=Path(tmp) / "server", mqtt_port=free_port(), local_agent=False))
-        server.start()
-        try:
-            assert server.ingest is not None and server.ingest.connected.wait(10)
-            clients = []
-            for i in range(args.devices):
-                new = add_device(server.dynsec, f"bench {i}", server.broker_url)
-                clients.append((new.device.id, connect(server, new.device.id, new.api_key)))
-            time.sleep(0.5)
-            rows = []
-            base = now_ms() - args.samples * 1000
-            start = time.monotonic()
-            for k in range(args.samples):
-                for device_id, c in clients:
-                    c.publish(device_topic(device_id, Channel.TELEMETRY), sample(device_id, base + k * 1000), qos=1)
-            n = args.samples * args.devices
-            took = (time.monotonic() - start) + wait_until(lambda: Sample.select().count() >= n)
-            rows.append(("telemetry", n, n, took))
-            start = time.monotonic()
-            for _ in range(args.batches):
-                for device_id, c in clients:
-                    c.publish(device_topic(device_id, Channel.USAGE), usage(device_id, 10), qos=1)
-            n = args.batches * args.devices
-            took = (time.monotonic() - start) + wait_until(lambda: UsageRecord.select().count() >= n * 10)
-            rows.append(("usage (10 records)", n, n * 10, took))
-            for _, c in clients:
-                c.loop_stop()
-                c.disconnect()
-        finally:
-            server.stop()
-    print(f"{'kind':20} {'messages':>9} {'records':>9} {'seconds':>8} {'msg/s':>8}")
-    for kind, msgs, recs, took in rows:
-        print(f"{kind:20} {msgs:9d} {recs:9d} {took:8.2f} {msgs / took:8.0f}")
+    codes = [("before", args.baseline_repo.resolve())] if args.baseline_repo else []
+    codes.append(("after" if args.baseline_repo else "this", ROOT))
+    rows: list[Row] = []
+    load = psutil.getloadavg()
+    print(f"machine: {psutil.cpu_count()} CPUs, load average {load[0]:.2f} before the run", file=sys.stderr)
+    costs = {code: pipeline_costs(repo, args.pipeline_messages) for code, repo in codes}
+    print_pipeline(costs)
+    for n in args.devices:
+        for code, repo in codes:
+            with tempfile.TemporaryDirectory(prefix="clawfleet-bench-") as tmp, \
+                    ServerProcess(repo, Path(tmp), n, args.broker_autosave_changes) as srv:
+                for rate in args.rates:
+                    print(f"{code}: {n} devices, {rate} msg/s for {args.duration:.0f} s …", file=sys.stderr, flush=True)
+                    row = measure(code, srv, rate, args)
+                    print(row_line(row), file=sys.stderr, flush=True)
+                    rows.append(row)
+    print_report(rows)
+    if args.json:
+        args.json.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "pipeline_us": costs,
+                                         "load_average": load, "rows": [asdict(r) for r in rows]}, indent=1) + "\n")
 
 
 if __name__ == "__main__":

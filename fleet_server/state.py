@@ -165,6 +165,11 @@ class FleetState:
         with self._lock:
             return sorted(self._devices.values(), key=lambda d: (d.name, d.device_id))
 
+    def views(self) -> list[DeviceView]:
+        """All devices in no particular order (cheaper than :meth:`snapshot` for a full scan)."""
+        with self._lock:
+            return list(self._devices.values())
+
     def get(self, device_id: str) -> DeviceView | None:
         """One device, or None."""
         with self._lock:
@@ -233,42 +238,45 @@ class FleetState:
     def sync_registry(self) -> list[str]:
         """Bring the cache in line with the devices table (changed by the CLI in another process).
 
-        One SELECT of the devices table (without ``meta_json``): adds new devices, applies name,
+        One SELECT of the devices table's registry and status columns, read as plain tuples (10,000
+        devices: a few milliseconds, no model object per row): adds new devices, applies name,
         tags, key hint and revocation changes, takes status and last-seen values that are newer
         than the cached ones, and drops devices that are gone (with their token sums when their
         usage rollups are gone too). Returns the sorted ids whose registry fields changed, or
         that were added or removed (ingest must forget those, see ``Ingest.forget_device``).
         """
-        cols = [f for f in Device._meta.sorted_fields if f.name != "meta_json"]
         changed: list[str] = []
         touched: list[str] = []
         with self.registry_lock:
             with self._lock:
                 cached = set(self._devices)  # before the SELECT: a device cached later is in the table
-            rows = list(Device.select(*cols))
-            gone = cached - {r.id for r in rows}
+            query = Device.select(*_REGISTRY_COLUMNS)  # raw rows: no model object, no conversion per value
+            rows = Device._meta.database.execute_sql(*query.sql()).fetchall()
+            gone = cached - {r[0] for r in rows}
             drop = {d for d in gone if not UsageHourly.select().where(UsageHourly.device == d).exists()}
             with self._lock:
-                for dev in rows:
-                    fresh, cur = _registry_view(dev), self._devices.get(dev.id)
-                    if cur is None or cur.created_ms not in (None, fresh.created_ms):  # new, or deleted + re-added
-                        self._devices[dev.id] = fresh
-                        changed.append(dev.id)
+                for row in rows:
+                    device_id, name, tags, hint, created, revoked, status, reason, status_ms, seen = row
+                    cur = self._devices.get(device_id)
+                    if cur is None or cur.created_ms not in (None, created):  # new, or deleted + re-added
+                        self._devices[device_id] = DeviceView(
+                            device_id=device_id, name=name, tags=tags, key_hint=hint, created_ms=created,
+                            revoked_ms=revoked, status=status, status_reason=reason, status_ms=status_ms,
+                            last_seen_ms=seen)
+                        changed.append(device_id)
                         continue
                     new = cur
-                    if _registry_key(cur) != _registry_key(fresh):
-                        new = replace(new, name=fresh.name, tags=fresh.tags, key_hint=fresh.key_hint,
-                                      created_ms=fresh.created_ms, revoked_ms=fresh.revoked_ms)
-                        changed.append(dev.id)
-                    if fresh.status_ms is not None and (cur.status_ms is None or fresh.status_ms > cur.status_ms):
-                        new = replace(new, status=fresh.status, status_reason=fresh.status_reason,
-                                      status_ms=fresh.status_ms, status_since_ms=fresh.status_ms
-                                      if fresh.status != cur.status else cur.status_since_ms)
-                    if fresh.last_seen_ms is not None and (cur.last_seen_ms or 0) < fresh.last_seen_ms:
-                        new = replace(new, last_seen_ms=fresh.last_seen_ms)
+                    if (cur.name, cur.tags, cur.key_hint, cur.created_ms, cur.revoked_ms) != row[1:6]:
+                        new = replace(new, name=name, tags=tags, key_hint=hint, created_ms=created, revoked_ms=revoked)
+                        changed.append(device_id)
+                    if status_ms is not None and (cur.status_ms is None or status_ms > cur.status_ms):
+                        new = replace(new, status=status, status_reason=reason, status_ms=status_ms,
+                                      status_since_ms=status_ms if status != cur.status else cur.status_since_ms)
+                    if seen is not None and (cur.last_seen_ms or 0) < seen:
+                        new = replace(new, last_seen_ms=seen)
                     if new is not cur:
-                        self._devices[dev.id] = new
-                        touched.append(dev.id)
+                        self._devices[device_id] = new
+                        touched.append(device_id)
                 for device_id in gone:
                     self._devices.pop(device_id, None)
                     self._changed.pop(device_id, None)
@@ -292,8 +300,9 @@ def _registry_view(dev: Device) -> DeviceView:
                       created_ms=dev.created_ms, revoked_ms=dev.revoked_ms)
 
 
-def _registry_key(v: DeviceView) -> tuple:
-    return v.name, v.tags, v.key_hint, v.created_ms, v.revoked_ms
+_REGISTRY_COLUMNS = (Device.id, Device.name, Device.tags, Device.key_hint, Device.created_ms, Device.revoked_ms,
+                     Device.status, Device.status_reason, Device.status_ms, Device.last_seen_ms)
+"""What :meth:`FleetState.sync_registry` reads, in the order of its tuples."""
 
 
 def sample_to_telemetry(s: Sample) -> schemas.Telemetry:
@@ -317,6 +326,21 @@ def telemetry_row(t: schemas.Telemetry) -> dict:
         "net_rx_bps": t.net_rx_bps, "net_tx_bps": t.net_tx_bps, "load1": load[0], "load5": load[1],
         "load15": load[2], "uptime_s": t.uptime_s, "openclaw_up": t.openclaw.up if t.openclaw else None,
     }
+
+
+SAMPLE_COLUMNS = ("device", "ts", "cpu_pct", "mem_used_bytes", "mem_total_bytes", "mem_pct", "disk_used_bytes",
+                  "disk_total_bytes", "disk_pct", "swap_pct", "net_rx_bps", "net_tx_bps", "load1", "load5", "load15",
+                  "uptime_s", "openclaw_up")
+"""The :class:`Sample` columns, in the order of :func:`telemetry_values`."""
+
+
+def telemetry_values(t: schemas.Telemetry) -> tuple:
+    """The :class:`Sample` row of a telemetry payload as a tuple in :data:`SAMPLE_COLUMNS` order
+    (the same values as :func:`telemetry_row`, for a prepared bulk INSERT)."""
+    load = t.load_avg or (None, None, None)
+    return (t.device_id, t.ts, t.cpu_pct, t.mem_used_bytes, t.mem_total_bytes, t.mem_pct, t.disk_used_bytes,
+            t.disk_total_bytes, t.disk_pct, t.swap_pct, t.net_rx_bps, t.net_tx_bps, load[0], load[1], load[2],
+            t.uptime_s, t.openclaw.up if t.openclaw else None)
 
 
 def meta_json(meta: schemas.Meta) -> str:

@@ -4,7 +4,8 @@ callbacks (an unexpected error is queued as a ``internal_error`` reject), so pah
 keeps running whatever arrives.
 
 - Persistent session (clean start off, session expiry 7 days) and QoS 1, so the broker queues
-  for the server while it restarts; manual acknowledgement (the writer acks after the commit).
+  for the server while it restarts; manual acknowledgement (the writer acks after the commit),
+  with a Receive Maximum of :data:`RECEIVE_MAXIMUM` messages in flight.
 - Server birth: retained ``online`` on ``clawfleet/v1/_server/status``; last will ``offline``.
 """
 
@@ -33,6 +34,13 @@ from shared.topics import ALL_DEVICES_FILTER, SERVER_STATUS_TOPIC, Channel, Topi
 log = logging.getLogger("clawfleet.ingest")
 
 SESSION_EXPIRY_S = 7 * 24 * 3600
+RECEIVE_MAXIMUM = 4000
+"""QoS 1 messages the broker may have in flight to ingest before it waits for PUBACKs (MQTT 5
+Receive Maximum; Mosquitto uses it instead of its ``max_inflight_messages``). Ingest acknowledges
+only after the commit, so this window bounds throughput: with Mosquitto's 100, at most 100
+messages per commit cycle were delivered (measured ~300 msg/s stored on a loaded machine while the
+broker delivered 700/s to a plain subscriber). 4,000 lets the next batches (1,000 each) arrive
+while one commits; it costs at most a few MB of queued payloads."""
 
 
 @dataclass(frozen=True)
@@ -108,6 +116,7 @@ class Subscriber:
         """Connect (retrying in the background) on the network thread."""
         props = Properties(mqtt.PacketTypes.CONNECT)
         props.SessionExpiryInterval = SESSION_EXPIRY_S
+        props.ReceiveMaximum = RECEIVE_MAXIMUM
         self.client.connect_async(self.account.host, self.account.port, keepalive=30, clean_start=False,
                                   properties=props)
         self.client.loop_start()

@@ -16,12 +16,13 @@ import time
 from collections import Counter
 from collections.abc import Callable
 
-from peewee import Database, InterfaceError, OperationalError, SqliteDatabase
+from peewee import Database, InterfaceError, OperationalError
 
 from fleet_server.ingest.messages import CacheChange, Item, Rejected
 from fleet_server.ingest.rejects import RejectLog, store_rejects
 from fleet_server.ingest.writers import WRITERS, write_last_seen
 from fleet_server.state import FleetState, now_ms
+from fleet_server.store.migrations import write_transaction
 from fleet_server.store.models import Device, db
 
 log = logging.getLogger("clawfleet.ingest")
@@ -29,6 +30,9 @@ log = logging.getLogger("clawfleet.ingest")
 BATCH_MAX = 1000
 BATCH_WAIT_S = 0.2
 RETRY_MAX_S = 30.0
+UNKNOWN_RECHECK_S = 5.0
+"""An id that is not in the devices table is looked up again after this long, seconds (messages
+of a deleted device still queued by the broker cost no query each)."""
 _DATA_ERRORS = ("integer overflow", "too big", "too many", "datatype mismatch")
 
 
@@ -65,11 +69,13 @@ class BatchWriter:
         self.batch_seconds = 0.0
         """Seconds spent storing batches (commit, ack, cache), summed; ``counters["batches"]`` counts them."""
         self._known: dict[str, bool] = {}  # device id -> enrolled and not revoked
+        self._unknown: dict[str, float] = {}  # device id not in the table -> monotonic time it was looked up
         self._log_reject = RejectLog(log)
 
     def forget_device(self, device_id: str) -> None:
         """Drop a device from the known-device cache (after revoke, rotate or delete)."""
         self._known.pop(device_id, None)
+        self._unknown.pop(device_id, None)
 
     def run(self) -> None:
         """Store batches until :attr:`stopping` is set and the queue is empty."""
@@ -130,10 +136,8 @@ class BatchWriter:
     @staticmethod
     def _transaction() -> object:
         # on the models' database (the connection the writes use); SQLite: take the write lock first,
-        # so a concurrent writer (the CLI) is waited for (busy_timeout) instead of failing the upgrade
-        if isinstance(db.obj, SqliteDatabase):
-            return db.atomic(lock_type="IMMEDIATE")
-        return db.atomic()
+        # so a concurrent writer (the CLI, the rollup job) is waited for (busy_timeout)
+        return write_transaction(db.obj)
 
     def _store_failed(self, item: Item, exc: Exception) -> None:
         device_id = item.device_id
@@ -164,13 +168,21 @@ class BatchWriter:
         return change
 
     def _check_device(self, device_id: str, change: CacheChange) -> str | None:
-        """None for an enrolled device, else the reject reason. Re-reads the table on a miss (the CLI
-        may have added it); a device missing from the cache is added to it with the change."""
+        """None for an enrolled device, else the reject reason. Known devices cost no query; on a miss
+        the table is read (the CLI may have added it), at most every :data:`UNKNOWN_RECHECK_S` per
+        unknown id. A device missing from the cache is added to it with the change."""
         missing = self.state.get(device_id) is None
         if device_id not in self._known or missing:
+            unknown_since = self._unknown.get(device_id)
+            if unknown_since is not None and time.monotonic() - unknown_since < UNKNOWN_RECHECK_S:
+                return "unknown_device"
             dev = Device.get_or_none(Device.id == device_id)
             if dev is None:
+                if len(self._unknown) >= 10_000:
+                    self._unknown.clear()
+                self._unknown[device_id] = time.monotonic()
                 return "unknown_device"
+            self._unknown.pop(device_id, None)
             self._known[device_id] = dev.revoked_ms is None
             if missing:
                 change.set(device_id, name=dev.name, status="revoked" if dev.revoked_ms else dev.status)
@@ -182,12 +194,14 @@ class BatchWriter:
                 self._ack(item.mid, item.qos)
         self.counters["acked"] += len(batch)
         self.last_commit_monotonic = time.monotonic()
+        updates = {}
         for device_id, fields in change.devices.items():
             cur = self.state.get(device_id)
             if cur is not None and (cur.last_seen_ms or 0) >= fields.get("last_seen_ms", 0):
                 fields = {k: v for k, v in fields.items() if k != "last_seen_ms"}
             if fields:
-                self.state.upsert(device_id, **fields)
+                updates[device_id] = fields
+        self.state.upsert_many(updates)  # one lock, one version step for the whole batch
         self.state.add_usage(change.usage)
         for channel, n in change.stored.items():
             self.counters[f"stored_{channel}"] += n

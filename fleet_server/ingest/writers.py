@@ -13,28 +13,34 @@ import logging
 from collections.abc import Callable
 
 from fleet_server.ingest.messages import CacheChange, Received
-from fleet_server.state import FleetState, LatestError, meta_json, telemetry_row
+from fleet_server.state import SAMPLE_COLUMNS, FleetState, LatestError, meta_json, telemetry_values
+from fleet_server.store import bulk
+from fleet_server.store.bulk import CHUNK
 from fleet_server.store.logs import insert_logs, is_hint
 from fleet_server.store.models import Device, Sample, StatusEvent
-from fleet_server.store.records import CHUNK
 from fleet_server.store.usage import insert_usage
+from shared.schemas import Telemetry
 from shared.topics import Channel
 
 log = logging.getLogger("clawfleet.ingest")
 
 
 def write_telemetry(items: list[Received], state: FleetState) -> CacheChange:
-    """Store samples (a repeated ``(device, ts)`` is ignored); the cache keeps each device's newest."""
+    """Store samples with one prepared INSERT (a repeated ``(device, ts)`` is ignored); the cache
+    keeps each device's newest."""
     change = CacheChange(stored={"telemetry": len(items)})
-    rows = [telemetry_row(i.payload) for i in items]
-    for k in range(0, len(rows), CHUNK):
-        Sample.insert_many(rows[k:k + CHUNK]).on_conflict_ignore().execute()
+    bulk.insert_ignore(Sample, SAMPLE_COLUMNS, [telemetry_values(i.payload) for i in items])
+    newest: dict[str, tuple[Telemetry, int]] = {}  # device -> (newest sample of the batch, heard ms)
     for i in items:
-        p, cur = i.payload, state.get(i.device_id)
-        latest = change.devices.get(i.device_id, {}).get("telemetry") or (cur.telemetry if cur else None)
-        if latest is None or p.ts >= latest.ts:
-            change.set(i.device_id, telemetry=p)
-        change.set(i.device_id, last_seen_ms=i.heard_ms)
+        p, cur = i.payload, newest.get(i.device_id)
+        newest[i.device_id] = (p, i.heard_ms) if cur is None else (p if p.ts >= cur[0].ts else cur[0],
+                                                                     max(cur[1], i.heard_ms))
+    for device_id, (p, heard) in newest.items():
+        view = state.get(device_id)
+        if view is None or view.telemetry is None or p.ts >= view.telemetry.ts:
+            change.set(device_id, telemetry=p, last_seen_ms=heard)
+        else:
+            change.set(device_id, last_seen_ms=heard)
     return change
 
 
@@ -46,32 +52,49 @@ def write_status(items: list[Received], state: FleetState) -> CacheChange:
     the receive time, so a replay never undoes what the server learnt since. A last will is
     always current (the broker sends it when it loses the device). A change older than the
     device's current status is ignored; a repeated state changes nothing ("status since" stays).
+    The devices' current status is read with one SELECT per batch; events and status updates are
+    written with one statement each.
     """
     change = CacheChange(stored={"status": len(items)})
+    current: dict[str, tuple[str, int | None]] = {}  # device -> (status, status_ms)
+    ids = list({i.device_id for i in items})
+    for k in range(0, len(ids), CHUNK):
+        q = Device.select(Device.id, Device.status, Device.status_ms).where(Device.id.in_(ids[k:k + CHUNK]))
+        current.update((d, (st, ms)) for d, st, ms in q.tuples())
+    events: list[tuple] = []
+    final: dict[str, tuple] = {}  # device -> (status, reason, status_ms) to store
     for i in items:
         p = i.payload
         will = p.state == "offline" and p.reason == "last-will"
         at = i.received_ms if will else i.heard_ms
         if not will:
             change.set(i.device_id, last_seen_ms=i.heard_ms)
-        dev = Device.get_or_none(Device.id == i.device_id)
-        if dev is None or dev.status == p.state:
+        cur = current.get(i.device_id)
+        if cur is None or cur[0] == p.state:
             continue
-        if dev.status_ms is not None and at < min(dev.status_ms, i.received_ms):  # (a stored time ahead of
-            continue                                                              # the server's clock: now)
-        StatusEvent.create(device=i.device_id, ts=at, state=p.state, reason=p.reason)
-        Device.update(status=p.state, status_reason=p.reason, status_ms=at).where(Device.id == i.device_id).execute()
+        if cur[1] is not None and at < min(cur[1], i.received_ms):  # (a stored time ahead of the server's
+            continue                                                # clock: now)
+        events.append((i.device_id, at, p.state, p.reason))
+        current[i.device_id] = (p.state, at)
+        final[i.device_id] = (p.state, p.reason, at)
         log.info("device %s is %s%s", i.device_id, p.state, f" ({p.reason})" if p.reason else "")
         change.set(i.device_id, status=p.state, status_reason=p.reason, status_ms=at)
+    bulk.insert_new(StatusEvent, ("device", "ts", "state", "reason"), events)
+    bulk.executemany('UPDATE "device" SET "status" = ?, "status_reason" = ?, "status_ms" = ? WHERE "id" = ?',
+                     [(*v, d) for d, v in final.items()])
     return change
 
 
 def write_meta(items: list[Received], state: FleetState) -> CacheChange:
-    """Store what each device is (hostname, OS, versions…) on its devices-table row."""
+    """Store what each device is (hostname, OS, versions…) on its devices-table row (the last meta
+    of each device in the batch, one statement)."""
     change = CacheChange(stored={"meta": len(items)})
+    last: dict[str, Received] = {}
     for i in items:
-        Device.update(meta_json=meta_json(i.payload)).where(Device.id == i.device_id).execute()
+        last[i.device_id] = i
         change.set(i.device_id, meta=i.payload, last_seen_ms=i.heard_ms)
+    bulk.executemany('UPDATE "device" SET "meta_json" = ? WHERE "id" = ?',
+                     [(meta_json(i.payload), d) for d, i in last.items()])
     return change
 
 
@@ -122,9 +145,8 @@ WRITERS: dict[Channel, Callable[[list[Received], FleetState], CacheChange]] = {
 
 
 def write_last_seen(change: CacheChange) -> None:
-    """Move each device's ``last_seen_ms`` forward in the devices table (never back)."""
-    for device_id, fields in change.devices.items():
-        seen = fields.get("last_seen_ms")
-        if seen is not None:
-            Device.update(last_seen_ms=seen).where(
-                (Device.id == device_id) & (Device.last_seen_ms.is_null() | (Device.last_seen_ms < seen))).execute()
+    """Move each device's ``last_seen_ms`` forward in the devices table (never back): one prepared
+    UPDATE for all devices of the batch."""
+    seen = [(f["last_seen_ms"], d) for d, f in change.devices.items() if f.get("last_seen_ms") is not None]
+    bulk.executemany('UPDATE "device" SET "last_seen_ms" = ? WHERE "id" = ? AND ("last_seen_ms" IS NULL OR '
+                     '"last_seen_ms" < ?)', [(ms, d, ms) for ms, d in seen])

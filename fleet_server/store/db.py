@@ -16,10 +16,14 @@ from fleet_server.store.models import db
 log = logging.getLogger("clawfleet.store")
 
 SQLITE_PRAGMAS = {
-    "journal_mode": "wal",
+    "journal_mode": "wal",  # readers (dashboard, API, CLI) never block the ingest writer, nor it them
+    # no fsync per commit (only at checkpoints): a killed process loses nothing, a power cut may lose the
+    # last commits. "full" measured +3.6 ms wall per commit (fsync), the same CPU: one batch each time.
     "synchronous": "normal",
     "busy_timeout": 10_000,  # ms: the CLI and the server may write at the same time
     "foreign_keys": 1,
+    # page_size 4096 (SQLite's default) kept: 8 and 16 KiB pages, mmap_size 256 MiB and a larger
+    # wal_autocheckpoint changed the writer's CPU per message by less than the noise (±5 %).
     "cache_size": -32_000,  # KiB
 }
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from peewee import Model
 
-CHUNK = 200
-"""Rows per INSERT / per ``IN (…)`` list (well under SQLite's variable limit)."""
+from fleet_server.store.bulk import CHUNK, insert_new
+
+__all__ = ["CHUNK", "insert_rows", "new_records"]
 
 
 def new_records(model: type[Model], rows: list[dict], compare: tuple[str, ...]) -> tuple[list[dict], list[dict]]:
@@ -42,9 +43,15 @@ def new_records(model: type[Model], rows: list[dict], compare: tuple[str, ...]) 
 
 
 def insert_rows(model: type[Model], rows: list[dict]) -> None:
-    """INSERT ``rows`` in chunks (they must be new, see :func:`new_records`)."""
-    for i in range(0, len(rows), CHUNK):
-        model.insert_many(rows[i:i + CHUNK]).execute()
+    """INSERT ``rows`` (dicts of field values with the same keys; a missing field gets its default;
+    they must be new, see :func:`new_records`) with one prepared statement
+    (:func:`fleet_server.store.bulk.insert_new`)."""
+    if not rows:
+        return
+    fields = [f for f in model._meta.sorted_fields if f.name in rows[0] or f.default is not None]
+    defaults = {f.name: f.default for f in fields}
+    values = [tuple(r[n] if n in r else (d() if callable(d) else d) for n, d in defaults.items()) for r in rows]
+    insert_new(model, tuple(f.column_name for f in fields), values)
 
 
 def _content(row: dict, compare: tuple[str, ...]) -> tuple:

@@ -15,8 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, fields
 from decimal import Decimal
 
-from peewee import Case, Field
-
+from fleet_server.store.bulk import executemany
 from fleet_server.store.models import UsageHourly, UsageRecord
 from fleet_server.store.prices import effective_cost, price_rows
 from fleet_server.store.records import insert_rows, new_records
@@ -109,20 +108,26 @@ def insert_usage(rows: list[dict], conflicts: list[dict] | None = None) -> dict[
     for r in new:
         hour = r["ts"] - r["ts"] % HOUR_MS
         added.setdefault(r["device"], {}).setdefault(hour, TokenSums()).add(TokenSums.of_record(r))
-    for device, hours in added.items():
-        for hour, s in hours.items():
-            values = {name: getattr(s, name) for name in SUM_FIELDS}
-            UsageHourly.insert(device=device, hour_ms=hour, **values).on_conflict(
-                conflict_target=[UsageHourly.device, UsageHourly.hour_ms],
-                update={getattr(UsageHourly, n): _capped_add(getattr(UsageHourly, n), v) for n, v in values.items()},
-            ).execute()
+    executemany(_ROLLUP_UPSERT, [(device, hour, *(getattr(s, n) for n in SUM_FIELDS))
+                                 for device, hours in added.items() for hour, s in hours.items()])
     return added
 
 
-def _capped_add(col: Field, v: int | float) -> object:
-    if isinstance(v, float):
-        return col + v
-    return Case(None, [(col <= ROLLUP_CAP - v, col + v)], ROLLUP_CAP)
+def _capped_add(col: str) -> str:
+    """SQL adding the proposed row's ``col`` to the stored one, saturating at :data:`ROLLUP_CAP`
+    (``cost_usd`` is a float: a plain sum)."""
+    mine, new = f'"usage_hourly"."{col}"', f'excluded."{col}"'
+    if col == "cost_usd":
+        return f'"{col}" = {mine} + {new}'
+    return f'"{col}" = CASE WHEN {mine} <= {ROLLUP_CAP} - {new} THEN {mine} + {new} ELSE {ROLLUP_CAP} END'
+
+
+_SUM_COLS = ", ".join(f'"{n}"' for n in SUM_FIELDS)
+_MARKS = ", ".join("?" for _ in range(len(SUM_FIELDS) + 2))
+_ROLLUP_UPSERT = (f'INSERT INTO "usage_hourly" ("device", "hour_ms", {_SUM_COLS}) VALUES ({_MARKS}) '  # noqa: S608
+                  'ON CONFLICT ("device", "hour_ms") DO UPDATE SET '  # (column names are constants)
+                  + ", ".join(_capped_add(n) for n in SUM_FIELDS))
+"""Add one (device, hour) of sums to the hourly rollup (SQLite ≥ 3.24 and PostgreSQL upsert)."""
 
 
 def totals_by_device() -> dict[str, TokenSums]:

@@ -9,14 +9,14 @@ import threading
 from collections import Counter
 
 import pytest
-from payload_helpers import batch, now_ms, telemetry, usage_record
+from payload_helpers import batch, meta, now_ms, status, telemetry, usage_record
 from peewee import IntegrityError, InterfaceError, OperationalError
 
 from fleet_server.ingest.messages import Received, Rejected
 from fleet_server.ingest.writer import BatchWriter, database_unavailable
 from fleet_server.state import FleetState
 from fleet_server.store.db import open_database
-from fleet_server.store.models import Device, RejectCount, Sample, UsageRecord
+from fleet_server.store.models import Device, RejectCount, Sample, StatusEvent, UsageRecord
 from shared import schemas
 from shared.topics import Channel
 
@@ -97,3 +97,73 @@ def test_a_locked_database_is_waited_for_not_split(database, tmp_path):
 ])
 def test_unavailable_database_is_told_from_bad_data(exc, unavailable):
     assert database_unavailable(exc) is unavailable
+
+
+def store_batches(database, *batches: list) -> FleetState:
+    """Run the writer over ``batches`` (each one writer batch, in order) with one cache; returns it."""
+    state = FleetState()
+    state.load_from_db()
+    for items in batches:
+        q: queue.Queue = queue.Queue()
+        for item in items:
+            q.put(item)
+        writer = BatchWriter(database, q, state, lambda mid, qos: None, Counter())
+        writer.stopping.set()
+        writer.run()
+    return state
+
+
+def test_a_batch_with_many_messages_per_device_applies_them_in_order(database):
+    t = now_ms() - 10_000
+    items = [received(1, "a", Channel.TELEMETRY, telemetry("a", ts=t + 1000)),
+             received(2, "a", Channel.TELEMETRY, telemetry("a", ts=t + 3000)),
+             received(3, "a", Channel.TELEMETRY, telemetry("a", ts=t + 2000)),
+             received(4, "a", Channel.TELEMETRY, telemetry("a", ts=t + 3000)),  # a redelivery: ignored
+             received(5, "a", Channel.STATUS, status("a", "online", ts=t)),
+             received(6, "a", Channel.STATUS, status("a", "offline", ts=t, reason="stopped")),
+             received(7, "a", Channel.STATUS, status("a", "online", ts=t)),
+             received(8, "b", Channel.META, meta("b", hostname="first")),
+             received(9, "b", Channel.META, meta("b", hostname="second"))]
+    state = store_batches(database, items)
+    assert [s.ts for s in Sample.select().where(Sample.device == "a").order_by(Sample.ts)] == [t + 1000, t + 2000,
+                                                                                             t + 3000]
+    assert state.get("a").telemetry.ts == t + 3000  # the newest, not the last received
+    events = StatusEvent.select().where(StatusEvent.device == "a").order_by(StatusEvent.id)
+    assert [(e.state, e.reason) for e in events] == [("online", None), ("offline", "stopped"), ("online", None)]
+    a, b = Device.get_by_id("a"), Device.get_by_id("b")
+    assert (a.status, state.get("a").status) == ("online", "online")
+    assert a.last_seen_ms == state.get("a").last_seen_ms is not None
+    assert schemas.Meta.model_validate_json(b.meta_json).hostname == "second" == state.get("b").meta.hostname
+
+
+def test_last_seen_never_moves_back(database):
+    t = now_ms()
+    late = Received(1, 1, "a", Channel.TELEMETRY, schemas.Telemetry.model_validate(telemetry("a", ts=t)), t)
+    early = Received(2, 1, "a", Channel.TELEMETRY, schemas.Telemetry.model_validate(telemetry("a", ts=t - 5000)),
+                     t - 5000)
+    state = store_batches(database, [late], [early])
+    assert Device.get_by_id("a").last_seen_ms == t == state.get("a").last_seen_ms
+
+
+def test_a_device_enrolled_after_a_reject_is_stored_once_ingest_forgets_it(database):
+    q: queue.Queue = queue.Queue()
+    counters: Counter = Counter()
+    writer = BatchWriter(database, q, FleetState(), lambda mid, qos: None, counters)
+    writer.stopping.set()
+    q.put(received(1, "c", Channel.TELEMETRY, telemetry("c")))
+    writer.run()
+    assert counters["rejected_unknown_device"] == 1
+    Device.create(id="c", name="c", key_hash="x", key_hint="abcd", created_ms=1)
+    writer.forget_device("c")  # what the registry sync and the device actions do
+    q.put(received(2, "c", Channel.TELEMETRY, telemetry("c")))
+    writer.run()
+    assert counters["stored_telemetry"] == 1 and Sample.select().where(Sample.device == "c").count() == 1
+
+
+def test_sample_tuples_match_the_sample_rows():
+    from fleet_server.state import SAMPLE_COLUMNS, telemetry_row, telemetry_values
+    from fleet_server.store.bulk import columns
+    assert SAMPLE_COLUMNS == columns(Sample)
+    for data in (telemetry("a"), telemetry("a", load_avg=None, openclaw={"up": True})):
+        t = schemas.Telemetry.model_validate(data)
+        assert dict(zip(SAMPLE_COLUMNS, telemetry_values(t), strict=True)) == telemetry_row(t)
