@@ -182,8 +182,6 @@ class _Device:
     def __init__(self, creds: DeviceCreds, spec: LoadSpec, loop: asyncio.AbstractEventLoop) -> None:
         import paho.mqtt.client as mqtt
         from paho.mqtt.enums import CallbackAPIVersion
-        from paho.mqtt.packettypes import PacketTypes
-        from paho.mqtt.properties import Properties
 
         self.device_id, self.loop, self.acked = creds.device_id, loop, 0
         self.connected: asyncio.Future = loop.create_future()
@@ -199,12 +197,11 @@ class _Device:
         c.on_connect = self._on_connect
         c.on_publish = self._on_publish
         self.client = c
-        self._props = Properties(PacketTypes.CONNECT)
-        self._props.SessionExpiryInterval = 3600
 
     def start(self, host: str, port: int) -> None:
-        """Open the TCP connection and send CONNECT (CONNACK resolves :attr:`connected`)."""
-        self.client.connect(host, port, keepalive=60, properties=self._props)
+        """Open the TCP connection and send CONNECT (CONNACK resolves :attr:`connected`): a clean
+        start without session expiry, like the agent (its outbox, not the broker, keeps what is unsent)."""
+        self.client.connect(host, port, keepalive=60, clean_start=True)
 
     def _read(self) -> None:
         self.client.loop_read()
