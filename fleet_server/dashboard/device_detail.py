@@ -15,6 +15,7 @@ from nicegui import ui
 from fleet_server.auth.accounts import current_user
 from fleet_server.dashboard.availability import render_availability_live
 from fleet_server.dashboard.devices import status_badge
+from fleet_server.dashboard.fleet.rows import STALE_ERROR_MS, token_breakdown
 from fleet_server.dashboard.format import (
     NA,
     ago_h,
@@ -28,7 +29,6 @@ from fleet_server.dashboard.format import (
 )
 from fleet_server.dashboard.history_charts import render_history
 from fleet_server.dashboard.live import redraw_on_change
-from fleet_server.dashboard.overview import STALE_ERROR_MS, token_breakdown
 from fleet_server.dashboard.timezone import browser_zone
 from fleet_server.state import DeviceView, FleetState
 from fleet_server.store.models import RejectCount
