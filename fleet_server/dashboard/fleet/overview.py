@@ -57,8 +57,8 @@ COLUMNS = [
 _STATUS_CELL = r"""<q-td :props="props">
   <q-badge :color="props.row.status_color" :label="props.row.status_text" class="text-sm px-2"
            :data-testid="'status-' + props.row.status" :title="props.row.reason_tip" />
-  <div v-if="props.row.reason" class="text-xs text-gray-500" data-testid="status-reason">{{ props.row.reason }}</div>
-  <div v-if="props.row.since" class="text-xs text-gray-500">{{ props.row.since }}</div>
+  <div class="text-xs text-gray-500"><span v-if="props.row.reason" data-testid="status-reason">{{ props.row.reason }}
+    · </span>{{ props.row.since }}</div>
 </q-td>"""
 _NAME_CELL = r"""<q-td :props="props" :data-device="props.row.id">
   <a :href="'/device/' + props.row.id" class="font-medium">{{ props.row.name }}</a>
@@ -100,7 +100,7 @@ class OverviewTable:
         self.built: dict[str, tuple[DeviceView, dict]] = {}  # device id -> (view, its row) on the page
         self.total = 0
         self.table = FleetTable(columns=COLUMNS, rows=[], row_key="id", pagination=self._pagination()).classes(
-            "w-full").props("flat bordered").mark("fleet-table")
+            "w-full").props("flat bordered dense").mark("fleet-table")
         self.table.props["rows-per-page-options"] = list(PAGE_SIZES)
         for name, template in (("status", _STATUS_CELL), ("name", _NAME_CELL), ("openclaw", _OPENCLAW_CELL),
                                ("tags", _TAGS_CELL), *((c, _VALUE_CELL) for c in (*_STALE_COLUMNS, "tokens"))):
