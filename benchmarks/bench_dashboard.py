@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
 import statistics
 import sys
 import tempfile
@@ -41,73 +40,11 @@ sys.path.insert(0, str(ROOT / "tests"))
 import psutil  # noqa: E402
 from browser_helpers import PASSWORD, create_admin  # noqa: E402
 from e2e_helpers import ServerProcess  # noqa: E402
+from fleet_seed import seed, telemetry  # noqa: E402
 from mqtt_helpers import free_port  # noqa: E402
 
 from shared import schemas  # noqa: E402
 from shared.topics import Channel, device_topic  # noqa: E402
-
-TAGS = ("prod", "staging", "edge", "gpu", "eu", "us")
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
-
-
-def telemetry(device_id: str, cpu: float, ts: int | None = None) -> schemas.Telemetry:
-    """A plausible telemetry sample (OpenClaw gateway up) of ``device_id``."""
-    return schemas.Telemetry(
-        device_id=device_id, ts=ts or now_ms(), cpu_pct=cpu, mem_used_bytes=3 << 30, mem_total_bytes=8 << 30,
-        mem_pct=37.5, disk_used_bytes=40 << 30, disk_total_bytes=100 << 30, disk_pct=40, swap_pct=1,
-        net_rx_bps=2e4, net_tx_bps=5e3, load_avg=(0.3, 0.2, 0.1), uptime_s=86_400,
-        openclaw=schemas.OpenClawState(installed=True, up=True, port=18789, version="2026.9.6"))
-
-
-def seed(data_dir: Path, devices: int, live: int, mqtt_port: int) -> dict[str, str]:
-    """Seed the fleet; returns ``{device id: API key}`` of the devices with broker credentials."""
-    from broker.config import BrokerConfig
-    from broker.mosquitto import ManagedMosquitto
-    from fleet_server.devices.registry import add_device
-    from fleet_server.state import meta_json, telemetry_row
-    from fleet_server.store.db import open_database
-    from fleet_server.store.models import Device, Sample
-
-    database = open_database(data_dir)
-    keys: dict[str, str] = {}
-    if live:
-        broker = ManagedMosquitto(BrokerConfig(data_dir=data_dir, port=mqtt_port))
-        broker.start()
-        try:
-            with broker.admin_client(client_id="bench-seed") as ds:
-                for i in range(live):
-                    new = add_device(ds, f"live {i:05d}", f"mqtt://127.0.0.1:{mqtt_port}")
-                    keys[new.device.id] = new.api_key
-                    if (i + 1) % 100 == 0:
-                        print(f"\r  credentials for {i + 1}/{live} devices", end="", flush=True)
-        finally:
-            broker.stop()
-        print()
-    rng, ts = random.Random(1), now_ms()
-    ids = list(keys)
-    rows = [{"id": f"seed-{i:05d}", "name": f"seed {i:05d}", "key_hash": "0" * 64, "key_hint": "seed",
-             "created_ms": ts} for i in range(devices - live)]
-    with database.atomic():
-        for i in range(0, len(rows), 500):
-            Device.insert_many(rows[i:i + 500]).execute()
-    ids += [r["id"] for r in rows]
-    samples = []
-    with database.atomic():
-        for i, device_id in enumerate(ids):
-            meta = schemas.Meta(device_id=device_id, ts=ts, hostname=f"host-{i:05d}", os="Linux", os_version="6.1",
-                                arch="x86_64", agent_version="0.1.0", cpu_count=4, mem_total_bytes=8 << 30,
-                                disk_total_bytes=100 << 30, boot_time_ms=ts - 86_400_000, openclaw_version="2026.9.6")
-            Device.update(meta_json=meta_json(meta), tags=",".join(rng.sample(TAGS, 2)), status="online",
-                          status_ms=ts, last_seen_ms=ts).where(Device.id == device_id).execute()
-            samples.append(telemetry_row(telemetry(device_id, rng.uniform(1, 90), ts)))
-        for i in range(0, len(samples), 500):
-            Sample.insert_many(samples[i:i + 500]).execute()
-    database.close()
-    print(f"  seeded {len(ids):,} devices ({len(keys):,} with broker credentials)")
-    return keys
 
 
 def chromium(profile: Path, width: int = 1500, height: int = 900):
@@ -127,9 +64,7 @@ def chromium(profile: Path, width: int = 1500, height: int = 900):
 
 
 def rows_shown(driver, at_least: int) -> bool:
-    from selenium.webdriver.common.by import By
-
-    return len(driver.find_elements(By.CSS_SELECTOR, "tbody tr td[data-device]")) >= at_least
+    return driver.execute_script("return document.querySelectorAll('td[data-device]').length") >= at_least
 
 
 def time_login(driver, base: str, expect_rows: int) -> float:
@@ -206,7 +141,8 @@ def probe_latency(driver, base: str, mqtt_port: int, device_id: str, key: str, p
     WebDriverWait(driver, 60).until(lambda d: rows_shown(d, 1))
     search = driver.find_element(By.CSS_SELECTOR, "input[type=search]")
     search.send_keys(device_id)
-    WebDriverWait(driver, 30).until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "td[data-device]")) == 1)
+    WebDriverWait(driver, 30).until(lambda d: d.execute_script(
+        "return document.querySelectorAll('td[data-device]').length") == 1)
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=device_id, protocol=mqtt.MQTTv5)
     client.username_pw_set(device_id, key)
     client.connect("127.0.0.1", mqtt_port)
@@ -219,8 +155,8 @@ def probe_latency(driver, base: str, mqtt_port: int, device_id: str, key: str, p
             start = time.perf_counter()
             client.publish(device_topic(device_id, Channel.TELEMETRY), schemas.encode(telemetry(device_id, cpu)),
                            qos=1).wait_for_publish(10)
-            WebDriverWait(driver, 30, poll_frequency=0.02).until(
-                lambda d, text=text: any(td.text == text for td in d.find_elements(By.CSS_SELECTOR, "tbody td")))
+            WebDriverWait(driver, 30, poll_frequency=0.02).until(lambda d, text=text: d.execute_script(
+                "return [...document.querySelectorAll('tbody td')].some(e => e.innerText === arguments[0])", text))
             out.append(time.perf_counter() - start)
             time.sleep(0.5)
     finally:
