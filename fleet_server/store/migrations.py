@@ -87,7 +87,7 @@ MIGRATIONS: list[Migration] = [
 """Every schema step, in order. Append new ones at the end with the next version number."""
 
 
-def _write_transaction(database: Database) -> object:
+def write_transaction(database: Database) -> object:
     """A transaction that takes SQLite's write lock at its start (``BEGIN IMMEDIATE``), so a running
     server's commits are waited for (busy_timeout) instead of failing a read-then-write transaction
     with "database is locked" (the CLI opens the database while the server writes)."""
@@ -116,7 +116,7 @@ def upgrade(database: Database) -> list[int]:
         SchemaTooNew: the database has a version this code does not know.
     """
     now = int(time.time() * 1000)
-    with _write_transaction(database):
+    with write_transaction(database):
         version = current_version(database)
         if version is None:
             database.create_tables(ALL_MODELS, safe=True)
@@ -136,7 +136,7 @@ def upgrade(database: Database) -> list[int]:
     for m in MIGRATIONS:
         if m.version <= version:
             continue
-        with _write_transaction(database):
+        with write_transaction(database):
             m.apply(migrator, database)
             SchemaVersion.create(version=m.version, name=m.name, applied_ms=int(time.time() * 1000))
         log.info("database schema upgraded to version %d: %s", m.version, m.name)

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 from peewee import EXCLUDED, Case, fn
 
+from fleet_server.store.migrations import write_transaction
 from fleet_server.store.models import (
     ROLLUP_METRICS,
     Device,
@@ -107,8 +108,17 @@ def roll_up_device(device_id: str) -> int:
     return count
 
 
+CHUNK_DEVICES = 200
+"""Devices rolled up per write transaction (one commit per chunk, not per device)."""
+
+
 def roll_up_all(database: object | None = None) -> int:
-    """Roll up every device in the devices table (one short transaction per device).
+    """Roll up every device that has samples newer than its watermark.
+
+    Finding those devices only reads (one indexed lookup per device, outside any transaction);
+    the rollups are written in transactions of :data:`CHUNK_DEVICES` devices that take SQLite's
+    write lock at their start, so a busy ingest writer is waited for (busy timeout) instead of
+    failing the job with "database is locked".
 
     Args:
         database: the peewee database (for transactions); default the models' bound database.
@@ -117,10 +127,16 @@ def roll_up_all(database: object | None = None) -> int:
         How many raw samples were added to the tiers.
     """
     db = database or Sample._meta.database
+    marks = dict(RollupWatermark.select(RollupWatermark.device, RollupWatermark.sample_ts).tuples())
+    due = [d for (d,) in Device.select(Device.id).tuples() if _has_new_samples(d, marks.get(d, -1))]
     total = 0
-    for (device_id,) in Device.select(Device.id).tuples():
-        with db.atomic():
-            total += roll_up_device(device_id)
+    for k in range(0, len(due), CHUNK_DEVICES):
+        with write_transaction(db):
+            total += sum(roll_up_device(d) for d in due[k:k + CHUNK_DEVICES])
     if total:
-        log.debug("rolled up %d samples", total)
+        log.debug("rolled up %d samples of %d devices", total, len(due))
     return total
+
+
+def _has_new_samples(device_id: str, after_ts: int) -> bool:
+    return Sample.select(Sample.ts).where((Sample.device == device_id) & (Sample.ts > after_ts)).exists()
