@@ -18,9 +18,8 @@ import threading
 import time
 from collections.abc import Callable
 
-from peewee import SqliteDatabase
-
 from fleet_server.auth.lockout import ADDRESS_WIDE, MAX_ADDRESS, MAX_USERNAME
+from fleet_server.store.migrations import write_transaction
 from fleet_server.store.models import LoginThrottle, db
 
 PRUNE_EVERY = 256
@@ -98,7 +97,7 @@ class LoginRateLimiter:
         (nothing is counted). Atomic: check and count happen under one lock and in one transaction.
         """
         now_ms = int(self.clock() * 1000)
-        with self._lock, _write_transaction():
+        with self._lock, write_transaction(db.obj):  # IMMEDIATE: waits for a writer, no deadlock
             rows = self._rows(username, ip, now_ms)
             wait_s = self._wait_s(rows, now_ms)
             if wait_s > 0:
@@ -122,7 +121,7 @@ class LoginRateLimiter:
         attempt back out of the address count."""
         now_ms = int(self.clock() * 1000)
         name, address = self._keys(username, ip)[0]
-        with self._lock, _write_transaction():
+        with self._lock, write_transaction(db.obj):  # IMMEDIATE: waits for a writer, no deadlock
             LoginThrottle.delete().where((LoginThrottle.username == name)
                                          & (LoginThrottle.address == address)).execute()
             row = LoginThrottle.get_or_none((LoginThrottle.username == ADDRESS_WIDE)
@@ -146,13 +145,3 @@ class LoginRateLimiter:
         else:
             n, unit = math.ceil(seconds / 60), "minute"
         return f"too many failed attempts; try again in {n} {unit}{'s' if n != 1 else ''}"
-
-
-def _write_transaction() -> object:
-    """A transaction that takes SQLite's write lock at BEGIN (IMMEDIATE): a deferred one that reads and
-    then writes fails at once ("database is locked") when another writer (a rollup job, ingest) is in
-    a transaction at that moment, instead of waiting for it (``busy_timeout``). That failed logins
-    right after the server started. Other databases: a plain transaction."""
-    if isinstance(db.obj, SqliteDatabase):
-        return db.atomic(lock_type="IMMEDIATE")
-    return db.atomic()
