@@ -119,7 +119,7 @@ def time_get(url: str, cookie: str, rounds: int) -> tuple[list[float], int]:
 
 
 def pct(values: list[float], q: float) -> float:
-    return statistics.quantiles(values, n=100)[int(q) - 1] if len(values) > 1 else values[0]
+    return statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1] if len(values) > 1 else values[0]
 
 
 def cpu_cores(pid: int, seconds: float) -> float:

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from urllib.parse import quote
 
 from nicegui import app, run, ui
+from peewee import OperationalError
 from starlette.middleware import Middleware
 from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
 from starlette.middleware.sessions import SessionMiddleware
@@ -247,6 +248,9 @@ def login_page(redirect_to: str = "/") -> RedirectResponse | None:
         button.disable()
         try:
             user, message = await authenticate(name, pw, ip)
+        except OperationalError as exc:  # e.g. SQLite locked by a long writer beyond busy_timeout
+            log.warning("login of %s could not be checked: %s", name, exc)
+            user, message = None, "the server is busy; try again in a few seconds"
         finally:
             button.enable()
         if user is None:
