@@ -313,6 +313,7 @@ def sample_to_telemetry(s: Sample) -> schemas.Telemetry:
         mem_total_bytes=s.mem_total_bytes, mem_pct=s.mem_pct, disk_used_bytes=s.disk_used_bytes,
         disk_total_bytes=s.disk_total_bytes, disk_pct=s.disk_pct, swap_pct=s.swap_pct, net_rx_bps=s.net_rx_bps,
         net_tx_bps=s.net_tx_bps, load_avg=load, uptime_s=s.uptime_s,
+        openclaw=schemas.OpenClawState(installed=True, up=s.openclaw_up) if s.openclaw_up is not None else None,
     )
 
 

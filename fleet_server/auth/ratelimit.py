@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable
 
 from fleet_server.auth.lockout import ADDRESS_WIDE, MAX_ADDRESS, MAX_USERNAME
+from fleet_server.store.migrations import write_transaction
 from fleet_server.store.models import LoginThrottle, db
 
 PRUNE_EVERY = 256
@@ -96,7 +97,7 @@ class LoginRateLimiter:
         (nothing is counted). Atomic: check and count happen under one lock and in one transaction.
         """
         now_ms = int(self.clock() * 1000)
-        with self._lock, db.atomic():
+        with self._lock, write_transaction(db.obj):  # IMMEDIATE: waits for a writer, no deadlock
             rows = self._rows(username, ip, now_ms)
             wait_s = self._wait_s(rows, now_ms)
             if wait_s > 0:
@@ -120,7 +121,7 @@ class LoginRateLimiter:
         attempt back out of the address count."""
         now_ms = int(self.clock() * 1000)
         name, address = self._keys(username, ip)[0]
-        with self._lock, db.atomic():
+        with self._lock, write_transaction(db.obj):  # IMMEDIATE: waits for a writer, no deadlock
             LoginThrottle.delete().where((LoginThrottle.username == name)
                                          & (LoginThrottle.address == address)).execute()
             row = LoginThrottle.get_or_none((LoginThrottle.username == ADDRESS_WIDE)

@@ -18,26 +18,17 @@ from fleet_server.dashboard.api_settings import render_api_settings
 from fleet_server.dashboard.audit import render_audit
 from fleet_server.dashboard.device_detail import render_device
 from fleet_server.dashboard.devices import render_devices
+from fleet_server.dashboard.fleet.overview import render_overview
+from fleet_server.dashboard.frame import frame as _frame
+from fleet_server.dashboard.frame import install_not_found
 from fleet_server.dashboard.health import install_health
 from fleet_server.dashboard.integrations import render_integrations
-from fleet_server.dashboard.login import install_auth, user_menu
+from fleet_server.dashboard.login import install_auth
 from fleet_server.dashboard.logs import render_logs
-from fleet_server.dashboard.overview import render_overview
 from fleet_server.dashboard.tokens import render_tokens
 from fleet_server.devices.actions import DeviceActions
 from fleet_server.server import ServerHealth
 from fleet_server.state import FleetState
-
-
-def _frame(title: str) -> None:
-    ui.page_title(f"{title} · ClawFleet")
-    with ui.header().classes("items-center bg-slate-800"):
-        ui.link("ClawFleet", "/").classes("text-white text-lg font-bold no-underline")
-        ui.link("Devices", "/devices").classes("text-white no-underline ml-4")
-        ui.link("Tokens", "/tokens").classes("text-white no-underline ml-4")
-        ui.link("Logs", "/logs").classes("text-white no-underline ml-4")
-        ui.space()
-        user_menu()  # auth: who is logged in, audit link (admins), log out, session check
 
 
 def register_pages(state: FleetState, *, limiter: LoginRateLimiter | None = None,
@@ -59,6 +50,7 @@ def register_pages(state: FleetState, *, limiter: LoginRateLimiter | None = None
     if health is not None:
         install_health(health)
     install_api(app, state)  # api: /api/v1/…, /api/openapi.json, /api/docs
+    install_not_found()  # unknown pages: the dashboard's 404 page with a way back
 
     @ui.page("/tokens")
     def tokens_page(tz: str = "", start: str = "", end: str = "") -> None:

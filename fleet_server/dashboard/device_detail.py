@@ -15,6 +15,7 @@ from nicegui import ui
 from fleet_server.auth.accounts import current_user
 from fleet_server.dashboard.availability import render_availability_live
 from fleet_server.dashboard.devices import status_badge
+from fleet_server.dashboard.fleet.rows import STALE_ERROR_MS, token_breakdown
 from fleet_server.dashboard.format import (
     NA,
     ago_h,
@@ -24,11 +25,11 @@ from fleet_server.dashboard.format import (
     duration_h,
     pct_h,
     rate_h,
+    status_words,
     tokens_h,
 )
 from fleet_server.dashboard.history_charts import render_history
 from fleet_server.dashboard.live import redraw_on_change
-from fleet_server.dashboard.overview import STALE_ERROR_MS, token_breakdown
 from fleet_server.dashboard.timezone import browser_zone
 from fleet_server.state import DeviceView, FleetState
 from fleet_server.store.models import RejectCount
@@ -42,7 +43,7 @@ def _time(ts_ms: int | None) -> str:
 
 
 def _fields(title: str, rows: list[tuple[str, str]]) -> None:
-    with ui.card().classes("p-3 min-w-72 gap-1"):
+    with ui.card().classes("p-3 min-w-0 w-full sm:w-auto sm:min-w-72 gap-1"):
         ui.label(title).classes("text-xs uppercase text-gray-500")
         with ui.grid(columns="auto 1fr").classes("gap-x-4 gap-y-1"):
             for k, v in rows:
@@ -88,7 +89,8 @@ def _rejects(device_id: str, counts: dict[str, int]) -> None:
         if not rows and not counts:
             ui.label("none").classes("text-sm text-gray-600").mark("rejects-none")
             return
-        with ui.grid(columns="auto auto auto 1fr").classes("gap-x-4 gap-y-1 w-full"):
+        with ui.element("div").classes("w-full overflow-x-auto"), ui.grid(columns="auto auto auto 1fr").classes(
+                "gap-x-4 gap-y-1 w-full min-w-[32rem]"):
             for col in ("Reason", "Count", "Last", "Last error"):
                 ui.label(col).classes("text-xs uppercase text-gray-500")
             for reason in sorted(set(rows) | set(counts)):
@@ -103,11 +105,12 @@ def _body(state: FleetState, d: DeviceView, tz: ZoneInfo | None = None) -> None:
     with ui.row().classes("items-center gap-3"):
         ui.label(d.name).classes("text-2xl font-semibold")
         status_badge(d)
-        if d.status_reason:
-            ui.label(d.status_reason).classes("text-sm text-gray-600")
+        reason = status_words(d.display_status, d.status_reason)[1]
+        if reason:
+            ui.label(reason).classes("text-sm text-gray-600").mark("status-reason")
     ui.label(f"{d.device_id} · tags {d.tags or '–'} · key …{d.key_hint or '?'} · last seen {ago_h(d.last_seen_ms)}"
              f" · status since {_time(d.status_since_ms or d.status_ms)}").classes("text-sm text-gray-600")
-    with ui.row().classes("w-full gap-4 items-stretch"):
+    with ui.row().classes("w-full gap-4 items-stretch"):  # wraps: one card per line on a phone
         _fields("Machine", _meta_rows(d))
         _fields("Latest sample", _telemetry_rows(d))
         today = (usage_between(*usage_day_bounds(tz, 0), device_id=d.device_id).get(d.device_id, TokenSums())
@@ -148,6 +151,7 @@ def render_device(state: FleetState, device_id: str) -> None:
         d = state.get(device_id)
         if d is None:
             ui.label(f"No device {device_id!r}. It may have been deleted.").classes("text-gray-600")
+            ui.link("Back to the fleet overview", "/").mark("go-overview")
             return
         _body(state, d, viewer.get("tz"))
 
@@ -156,5 +160,5 @@ def render_device(state: FleetState, device_id: str) -> None:
         if state.get(device_id) is not None:  # history: charts and availability (not redrawn with the body)
             render_history(state, device_id)
             render_availability_live(device_id)
-    redraw_on_change(state, body)
+    redraw_on_change(state, body, device_id=device_id)
     ui.timer(0.05, learn_zone, once=True)

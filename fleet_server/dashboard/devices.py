@@ -21,7 +21,7 @@ from qrcode.exceptions import DataOverflowError
 
 from broker.dynsec import DynSecConnectionError, DynSecError
 from fleet_server.auth.accounts import admin_only, current_user
-from fleet_server.dashboard.format import STATUS_COLORS, ago_h
+from fleet_server.dashboard.format import STATUS_COLORS, ago_h, count_h, status_words
 from fleet_server.dashboard.live import redraw_on_change
 from fleet_server.devices.actions import DeviceActions, RevokeResult
 from fleet_server.devices.registry import DeviceError, NewDevice
@@ -32,6 +32,9 @@ from shared.topics import suggest_device_id
 log = logging.getLogger("clawfleet.dashboard")
 
 COLUMNS = ("Status", "Name", "ID", "Tags", "Key", "Created", "Last seen", "Rejects")
+REDRAW_S = 5.0
+"""The registry table is redrawn at most this often for changes made elsewhere (ingest, the CLI),
+seconds; the whole list is rebuilt, so not every second while a fleet reports."""
 
 
 def qr_data_uri(text: str) -> str | None:
@@ -56,10 +59,11 @@ shell history (``clawfleet-agent enroll -`` reads it from stdin, ``--token-file`
 
 
 def status_badge(d: DeviceView) -> ui.badge:
-    """Status pill: ``revoked`` for a revoked device, else its status; the reason as tooltip."""
+    """Status pill: ``revoked`` for a revoked device, else its status in plain words
+    (:func:`fleet_server.dashboard.format.status_words`); the recorded reason as tooltip."""
     status = d.display_status
-    badge = ui.badge(status, color=STATUS_COLORS.get(status, "grey")).classes("text-sm px-2").props(
-        f'data-testid="status-{status}"').mark(f"status-{status}")
+    badge = ui.badge(status_words(status, None)[0], color=STATUS_COLORS.get(status, "grey")).classes(
+        "text-sm px-2").props(f'data-testid="status-{status}"').mark(f"status-{status}")
     badge.tooltip(d.status_reason or status)
     return badge
 
@@ -177,16 +181,32 @@ def render_devices(state: FleetState, actions: DeviceActions | None) -> None:
             tags = ui.input("Tags (optional, comma-separated)").classes("w-full").mark("add-tags")
             preview = ui.label("").classes("text-xs text-gray-500")
             name.on_value_change(lambda e: preview.set_text(_id_preview(e.value)))
+            error = ui.label("").classes("text-sm text-red-700").mark("add-error")
             with ui.row().classes("w-full justify-end"):
                 ui.button("Cancel", on_click=lambda: dialog.submit(None)).props("flat")
-                ui.button("Add", on_click=lambda: dialog.submit((name.value or "", tags.value or ""))).mark(
-                    "add-submit")
-        result = await dialog
+                add = ui.button("Add").mark("add-submit")
+
+        async def submit() -> None:
+            """Add the device; a refused name or tags (or a broker error) is shown in the dialog, which
+            stays open with what was typed."""
+            actor = _actor()
+            if actor is None or actions is None:
+                dialog.submit(None)
+                return
+            add.disable()
+            try:
+                dialog.submit(await run.io_bound(actions.add, actor, name.value or "", tags.value or ""))
+            except DeviceError as exc:
+                error.set_text(str(exc))
+            except (DynSecError, DynSecConnectionError) as exc:
+                log.warning("adding the device failed: %s", exc)
+                error.set_text(f"adding the device failed: the broker said: {exc}")
+            finally:
+                add.enable()
+
+        add.on_click(submit)
+        new = await dialog
         dialog.delete()
-        actor = _actor()
-        if result is None or actor is None or actions is None:
-            return
-        new = await _call("adding the device", actions.add, actor, result[0], result[1])
         if isinstance(new, NewDevice):
             table.refresh()
             show_secret(host, f"Device {new.device.name} added", new)
@@ -263,8 +283,9 @@ def render_devices(state: FleetState, actions: DeviceActions | None) -> None:
     def row(d: DeviceView) -> None:
         with ui.row().classes("items-center gap-1 no-wrap"):
             status_badge(d)
-            if d.status_reason and d.status != "online":
-                ui.label(d.status_reason).classes("text-xs text-gray-500")
+            reason = status_words(d.display_status, d.status_reason)[1]
+            if reason and d.status != "online":
+                ui.label(reason).classes("text-xs text-gray-500").mark("status-reason")
         ui.link(d.name, f"/device/{d.device_id}").classes("font-medium")
         ui.label(d.device_id).classes("font-mono text-sm")
         with ui.row().classes("gap-1"):
@@ -293,20 +314,21 @@ def render_devices(state: FleetState, actions: DeviceActions | None) -> None:
     @ui.refreshable
     def table() -> None:
         devices = state.snapshot()
-        count.set_text(f"{len(devices)} devices")
+        count.set_text(count_h(len(devices), "device"))
         if not devices:
             ui.label("No devices yet." + (" Add one with the button above." if admin else "")).classes(
                 "px-4 text-gray-500")
             return
         cols = "auto 2fr 2fr 2fr auto auto auto auto" + (" auto" if admin else "")
-        with ui.grid(columns=cols).classes("w-full items-center gap-x-4 gap-y-2 px-4"):
+        with ui.element("div").classes("w-full overflow-x-auto px-4").mark("devices-scroll"), ui.grid(
+                columns=cols).classes("w-full min-w-[56rem] items-center gap-x-4 gap-y-2"):
             for col in COLUMNS + (("Actions",) if admin else ()):
                 ui.label(col).classes("text-xs uppercase text-gray-500")
             for d in devices:
                 row(d)
 
     table()
-    redraw_on_change(state, table)
+    redraw_on_change(state, table, check_s=REDRAW_S, full_every=1)  # actions on this page redraw at once
 
 
 def _id_preview(name: str | None) -> str:

@@ -130,6 +130,40 @@ STATUS_COLORS = {
 }
 """Quasar color name for each device status pill."""
 
+STATUS_WORDS = {"shutdown": "shut down", "unknown": "no data yet"}
+"""Pill text of a status where the wire term is not plain English (others are shown as they are)."""
+
+REASON_WORDS = {
+    "last-will": "lost connection",
+    "agent stopped": "stopped",
+    "revoked": "key revoked",
+    "key rotated": "key rotated",
+    "needs new key": "needs a new key",
+    "no data for 3 intervals": "stopped reporting",
+    "data resumed": "reporting again",
+}
+"""Plain words for the status reasons the agent, broker and server record (``Device.status_reason``);
+a reason not listed (a device may send its own, up to 200 characters) is shown as it is."""
+
+
+def status_words(status: str, reason: str | None) -> tuple[str, str]:
+    """``(pill text, reason text)`` for a device status (its ``display_status``) and its recorded
+    reason, in plain words: ``("offline", "lost connection")`` for a last will, ``("revoked", "")`` for
+    a revoked device (its reason would only repeat the pill), ``("online", "")`` for a reason that
+    says nothing more. The one mapping every page uses where a status is shown."""
+    pill = STATUS_WORDS.get(status, status)
+    text = REASON_WORDS.get(reason, reason) if reason else ""
+    if status == "online" and reason in ("data resumed", None):
+        text = ""
+    if text and (pill in text or text in pill):
+        text = ""
+    return pill, text
+
+
+def count_h(n: int, noun: str, plural: str | None = None) -> str:
+    """``count_h(1, "device")`` -> ``"1 device"``, ``count_h(1234, "device")`` -> ``"1,234 devices"``."""
+    return f"{n:,} {noun if n == 1 else plural or noun + 's'}"
+
 
 def day_bounds_ms(offset_days: int = 0, now: datetime | None = None) -> tuple[int, int]:
     """``(start, end)`` epoch ms of a local calendar day: 0 today, -1 yesterday (server's zone)."""

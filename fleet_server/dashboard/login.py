@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from urllib.parse import quote
 
 from nicegui import app, run, ui
+from peewee import OperationalError
 from starlette.middleware import Middleware
 from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
 from starlette.middleware.sessions import SessionMiddleware
@@ -247,6 +248,9 @@ def login_page(redirect_to: str = "/") -> RedirectResponse | None:
         button.disable()
         try:
             user, message = await authenticate(name, pw, ip)
+        except OperationalError as exc:  # e.g. SQLite locked by a long writer beyond busy_timeout
+            log.warning("login of %s could not be checked: %s", name, exc)
+            user, message = None, "the server is busy; try again in a few seconds"
         finally:
             button.enable()
         if user is None:
@@ -274,12 +278,13 @@ def user_menu() -> None:
     user = current_user()
     if user is None:
         return
-    with ui.row().classes("items-center gap-4 text-white"):
-        if user.is_admin:
-            ui.link("Audit log", "/audit").classes("text-white no-underline")
-            ui.link("API tokens", "/settings/api").classes("text-white no-underline")
-            ui.link("MQTT", "/settings/integrations").classes("text-white no-underline")
-        ui.label(f"{user.username} ({user.role})").classes("text-sm opacity-80")
+    with ui.row().classes("items-center gap-4 text-white no-wrap"):
+        if user.is_admin:  # on a phone these are in the header's menu (fleet_server.dashboard.frame)
+            with ui.row().classes("gt-sm items-center gap-4 no-wrap"):
+                ui.link("Audit log", "/audit").classes("text-white no-underline")
+                ui.link("API tokens", "/settings/api").classes("text-white no-underline")
+                ui.link("MQTT", "/settings/integrations").classes("text-white no-underline")
+        ui.label(f"{user.username} ({user.role})").classes("gt-xs text-sm opacity-80")
         with ui.element("form").props('method="post" action="/logout"').classes("m-0"):
             ui.button("Log out").props('type="submit" flat dense no-caps color="white"').mark("logout")
 

@@ -41,7 +41,9 @@ async def test_offline_rows_show_greyed_last_values_and_status_since_the_transit
         await user.open("/")
         await user.should_see("for 1h 0m")  # not "for 0s": since the transition
         await user.should_see("for 2m ")
-        assert len(user.find(marker="stale-value").elements) == 6  # only the offline device's six figures
+        rows = {r["id"]: r for r in user.find(marker="fleet-table").elements.pop().rows}
+        assert rows["gone"]["stale"] and not rows["live"]["stale"]  # only the offline device's figures are greyed
+        assert rows["gone"]["cpu"] == "42%" and "last value" in rows["gone"]["stale_tip"]
 
 
 async def test_device_page_has_charts_and_availability(tmp_path, log_in):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from usage_seed import DEVICES, expected_by_agent, seed_fixture_usage
 
-from fleet_server.dashboard.overview import cost_h
+from fleet_server.dashboard.fleet.tiles import cost_h
 from fleet_server.dashboard.tokens import cost_text
 from fleet_server.dashboard.usage_csv import from_csv, to_csv
 from fleet_server.state import FleetState

@@ -1,0 +1,105 @@
+"""What every dashboard page shares: the header (navigation that folds into a menu on a phone,
+dark-mode toggle, the user menu with "Log out"), dark-mode colours, and the "not found" page.
+
+Dark mode is remembered per user in ``app.storage.user["dark_mode"]`` (the server-side session
+store NiceGUI keeps per browser), so every page and every later visit opens in the chosen mode.
+"""
+
+from __future__ import annotations
+
+from nicegui import Client, app, ui
+from nicegui.page import page
+from starlette.requests import Request
+from starlette.responses import Response
+
+from fleet_server.dashboard.login import user_menu
+
+DARK_KEY = "dark_mode"
+NAV = (("Overview", "/"), ("Devices", "/devices"), ("Tokens", "/tokens"), ("Logs", "/logs"))
+
+# Tailwind's fixed greys and black are unreadable on Quasar's dark background: lighten them there.
+DARK_CSS = """
+.body--dark .text-black { color: #f3f4f6 !important; }
+.body--dark .text-gray-400 { color: #9ca3af !important; }
+.body--dark .text-gray-500, .body--dark .text-gray-600 { color: #b6bcc6 !important; }
+.body--dark .text-red-700 { color: #fca5a5 !important; }
+.body--dark .text-orange-800 { color: #fdba74 !important; }
+.body--dark .bg-gray-100 { background-color: #1f2937 !important; }
+.body--dark a:not(.text-white) { color: #93c5fd; }
+"""
+
+
+def dark_mode_toggle() -> None:
+    """The header's dark-mode button; the choice is stored in the user's session storage."""
+    dark = ui.dark_mode(bool(app.storage.user.get(DARK_KEY, False)))
+
+    def flip() -> None:
+        dark.set_value(not dark.value)
+        app.storage.user[DARK_KEY] = bool(dark.value)
+        button.props(f"icon={'light_mode' if dark.value else 'dark_mode'}")
+
+    button = ui.button(icon="light_mode" if dark.value else "dark_mode", on_click=flip).props(
+        'flat round dense color="white" aria-label="toggle dark mode"').tooltip("dark / light").mark("dark-toggle")
+
+
+def frame(title: str) -> None:
+    """Page title and header. Wide screens show the navigation links; below 600 px they fold into a
+    menu button (which also holds the admin pages below 1024 px), so the header (brand, menu, dark
+    mode, "Log out") fits a 390 px phone."""
+    ui.page_title(f"{title} · ClawFleet")
+    ui.add_css(DARK_CSS)
+    with ui.header().classes("items-center bg-slate-800 px-2 sm:px-4 gap-1 no-wrap"):
+        with ui.button(icon="menu").props('flat round dense color="white" aria-label="menu"').classes(
+                "lt-md").mark("nav-menu"):
+            with ui.menu():
+                for label, href in NAV:
+                    ui.menu_item(label, lambda href=href: ui.navigate.to(href))
+                for label, href in admin_links():
+                    ui.menu_item(label, lambda href=href: ui.navigate.to(href))
+        ui.link("ClawFleet", "/").classes("text-white text-lg font-bold no-underline")
+        with ui.row().classes("gt-xs items-center gap-4 ml-4 no-wrap"):
+            for label, href in NAV[1:]:
+                ui.link(label, href).classes("text-white no-underline")
+        ui.space()
+        dark_mode_toggle()
+        user_menu()  # auth: who is logged in, admin links (wide screens), log out, session check
+
+
+def admin_links() -> list[tuple[str, str]]:
+    """The admin pages' links for the phone menu (none for a viewer)."""
+    from fleet_server.auth.accounts import current_user
+
+    user = current_user()
+    if user is None or not user.is_admin:
+        return []
+    return [("Audit log", "/audit"), ("API tokens", "/settings/api"), ("MQTT integrations", "/settings/integrations")]
+
+
+def not_found_content(path: str) -> None:
+    """The body of a "not found" page: what was asked for and the ways back."""
+    with ui.column().classes("w-full items-center gap-3 p-8 text-center"):
+        ui.label("404").classes("text-5xl text-gray-500")
+        ui.label("This page doesn't exist.").classes("text-xl")
+        ui.label(path[:200]).classes("font-mono text-sm text-gray-600 break-all")
+        with ui.row().classes("gap-2 justify-center"):
+            ui.button("Fleet overview", icon="home", on_click=lambda: ui.navigate.to("/")).mark("go-overview")
+            ui.button("Back", icon="arrow_back", on_click=ui.navigate.back).props("flat").mark("go-back")
+
+
+def install_not_found() -> None:
+    """Answer unknown pages with the dashboard's own 404 page (header, overview link, back button)
+    instead of NiceGUI's bare one; API and NiceGUI resource paths keep NiceGUI's answer (JSON)."""
+    nicegui_404 = app.exception_handlers.get(404)
+
+    async def not_found(request: Request, exc: Exception) -> Response:
+        path = request.url.path
+        endpoint = request.scope.get("endpoint")
+        if nicegui_404 is not None and (path.startswith(("/api/", "/_nicegui")) or path in ("/api", "/metrics")
+                                        or endpoint not in (None, app) and not request.scope.get("nicegui_page_path")):
+            return await nicegui_404(request, exc)
+        with Client(page(""), request=request) as client:
+            frame("Not found")
+            not_found_content(path)
+        return client.build_response(request, 404)
+
+    app.add_exception_handler(404, not_found)
