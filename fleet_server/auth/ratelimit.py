@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 
 from fleet_server.auth.lockout import ADDRESS_WIDE, MAX_ADDRESS, MAX_USERNAME
-from fleet_server.store.migrations import write_transaction
+from fleet_server.store.locks import write_transaction
 from fleet_server.store.models import LoginThrottle, db
 
 PRUNE_EVERY = 256

@@ -22,7 +22,7 @@ from fleet_server.ingest.messages import CacheChange, Item, Rejected
 from fleet_server.ingest.rejects import RejectLog, store_rejects
 from fleet_server.ingest.writers import WRITERS, write_last_seen
 from fleet_server.state import FleetState, now_ms
-from fleet_server.store.migrations import write_transaction
+from fleet_server.store.locks import write_transaction
 from fleet_server.store.models import Device, db
 
 log = logging.getLogger("clawfleet.ingest")

@@ -36,8 +36,10 @@ def open_database(data_dir: Path, url: str | None = None) -> Database:
         data_dir: server data dir; the default SQLite file is ``<data_dir>/clawfleet.sqlite``.
         url: optional database URL (``postgresql://user:pass@host/db`` or ``sqlite:///path``).
 
-    An SQLite file (and its ``-wal``/``-shm`` files, which SQLite creates with the same mode) is
-    readable by its owner only (0600); an existing file with wider permissions is tightened.
+    SQLite transactions take the write lock at their start (``BEGIN IMMEDIATE``, see
+    :mod:`fleet_server.store.locks`). An SQLite file (and its ``-wal``/``-shm`` files, which SQLite
+    creates with the same mode) is readable by its owner only (0600); an existing file with wider
+    permissions is tightened.
     Tables of an older version are upgraded (:mod:`fleet_server.store.migrations`).
 
     Returns:
@@ -47,7 +49,8 @@ def open_database(data_dir: Path, url: str | None = None) -> Database:
         fleet_server.store.migrations.SchemaTooNew: the database was written by a newer ClawFleet.
     """
     if url:
-        database = connect(url)
+        sqlite = url.split(":", 1)[0].startswith("sqlite")
+        database = connect(url, lock_type="IMMEDIATE") if sqlite else connect(url)
         if isinstance(database, SqliteDatabase):
             _private_file(Path(database.database))
             for k, v in SQLITE_PRAGMAS.items():
@@ -55,7 +58,7 @@ def open_database(data_dir: Path, url: str | None = None) -> Database:
     else:
         data_dir.mkdir(parents=True, exist_ok=True)
         _private_file(data_dir / "clawfleet.sqlite")
-        database = SqliteDatabase(str(data_dir / "clawfleet.sqlite"), pragmas=SQLITE_PRAGMAS)
+        database = SqliteDatabase(str(data_dir / "clawfleet.sqlite"), pragmas=SQLITE_PRAGMAS, lock_type="IMMEDIATE")
     db.initialize(database)
     database.connect(reuse_if_open=True)
     upgrade(database)

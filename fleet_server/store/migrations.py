@@ -25,9 +25,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from peewee import BigIntegerField, BooleanField, CharField, Database, Field, FloatField, SqliteDatabase
+from peewee import BigIntegerField, BooleanField, CharField, Database, Field, FloatField
 from playhouse.migrate import SchemaMigrator, migrate
 
+from fleet_server.store.locks import write_transaction
 from fleet_server.store.models import (
     ALL_MODELS,
     RollupWatermark,
@@ -85,13 +86,6 @@ MIGRATIONS: list[Migration] = [
               _tokens_and_logs_columns),
 ]
 """Every schema step, in order. Append new ones at the end with the next version number."""
-
-
-def write_transaction(database: Database) -> object:
-    """A transaction that takes SQLite's write lock at its start (``BEGIN IMMEDIATE``), so a running
-    server's commits are waited for (busy_timeout) instead of failing a read-then-write transaction
-    with "database is locked" (the CLI opens the database while the server writes)."""
-    return database.atomic(lock_type="IMMEDIATE") if isinstance(database, SqliteDatabase) else database.atomic()
 
 
 def latest_version() -> int:

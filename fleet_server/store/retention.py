@@ -17,6 +17,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, fields, replace
 
+from fleet_server.store.locks import TakeTurns
 from fleet_server.store.models import (
     Device,
     LogRecord,
@@ -118,6 +119,7 @@ def apply_retention(policy: RetentionPolicy, now_ms: int, database: object | Non
     deleted = dict.fromkeys(("raw", "rollup_5m", "rollup_1h", "status_events", "logs", "usage_records",
                              "usage_hourly"), 0)
     devices = [d for (d,) in Device.select(Device.id).tuples()]
+    pace = TakeTurns(db)  # many short transactions: leave the write lock to ingest now and then
     raw_cut = _cutoff(now_ms, policy.raw)
     if raw_cut is not None:
         marks = dict(RollupWatermark.select(RollupWatermark.device, RollupWatermark.sample_ts).tuples())
@@ -127,6 +129,7 @@ def apply_retention(policy: RetentionPolicy, now_ms: int, database: object | Non
             limit = min(raw_cut, marks[device_id] + 1)
             with db.atomic():
                 deleted["raw"] += Sample.delete().where((Sample.device == device_id) & (Sample.ts < limit)).execute()
+            pace.turn()
     for key, model in (("rollup_5m", SampleRollup5m), ("rollup_1h", SampleRollup1h)):
         cut = _cutoff(now_ms, getattr(policy, key))
         if cut is None:
@@ -134,6 +137,7 @@ def apply_retention(policy: RetentionPolicy, now_ms: int, database: object | Non
         for device_id in devices:
             with db.atomic():
                 deleted[key] += model.delete().where((model.device == device_id) & (model.bucket_ms < cut)).execute()
+            pace.turn()
     for key, model, col in (("status_events", StatusEvent, StatusEvent.ts), ("logs", LogRecord, LogRecord.ts),
                             ("usage_records", UsageRecord, UsageRecord.ts),
                             ("usage_hourly", UsageHourly, UsageHourly.hour_ms)):

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 from peewee import EXCLUDED, Case, fn
 
-from fleet_server.store.migrations import write_transaction
+from fleet_server.store.locks import TakeTurns, write_transaction
 from fleet_server.store.models import (
     ROLLUP_METRICS,
     Device,
@@ -108,17 +108,12 @@ def roll_up_device(device_id: str) -> int:
     return count
 
 
-CHUNK_DEVICES = 200
-"""Devices rolled up per write transaction (one commit per chunk, not per device)."""
-
-
 def roll_up_all(database: object | None = None) -> int:
     """Roll up every device that has samples newer than its watermark.
 
     Finding those devices only reads (one indexed lookup per device, outside any transaction);
-    the rollups are written in transactions of :data:`CHUNK_DEVICES` devices that take SQLite's
-    write lock at their start, so a busy ingest writer is waited for (busy timeout) instead of
-    failing the job with "database is locked".
+    the rollups are written one device per transaction, pacing itself with
+    :class:`fleet_server.store.locks.TakeTurns` so ingest never waits long for the write lock.
 
     Args:
         database: the peewee database (for transactions); default the models' bound database.
@@ -130,9 +125,11 @@ def roll_up_all(database: object | None = None) -> int:
     marks = dict(RollupWatermark.select(RollupWatermark.device, RollupWatermark.sample_ts).tuples())
     due = [d for (d,) in Device.select(Device.id).tuples() if _has_new_samples(d, marks.get(d, -1))]
     total = 0
-    for k in range(0, len(due), CHUNK_DEVICES):
+    pace = TakeTurns(db)
+    for device_id in due:
         with write_transaction(db):
-            total += sum(roll_up_device(d) for d in due[k:k + CHUNK_DEVICES])
+            total += roll_up_device(device_id)
+        pace.turn()
     if total:
         log.debug("rolled up %d samples of %d devices", total, len(due))
     return total
