@@ -19,11 +19,12 @@ than the device's watermark (the device's clock jumped back) are stored raw but 
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 
 from peewee import EXCLUDED, Case, fn
 
-from fleet_server.store.locks import TakeTurns, write_transaction
+from fleet_server.store.locks import HOLD_S, TakeTurns, write_transaction
 from fleet_server.store.models import (
     ROLLUP_METRICS,
     Device,
@@ -54,8 +55,12 @@ TIERS = (Tier("5m", SampleRollup5m, FIVE_MIN_MS), Tier("1h", SampleRollup1h, HOU
 
 def _new_samples(device_id: str, after_ts: int) -> tuple[int, int | None]:
     """How many raw samples the device has with ``ts > after_ts``, and the newest ts (None: none)."""
-    count, newest = (Sample.select(fn.COUNT(Sample.ts), fn.MAX(Sample.ts))
-                     .where((Sample.device == device_id) & (Sample.ts > after_ts)).tuples().get())
+    db = Sample._meta.database
+    # one indexed lookup per device per pass (10,000 a minute in a big fleet): plain SQL, built once,
+    # instead of building the same peewee query every time (names from the model, values bound)
+    ts, device, table = Sample.ts.column_name, Sample.device.column_name, Sample._meta.table_name
+    sql = f'SELECT COUNT(*), MAX("{ts}") FROM "{table}" WHERE "{device}" = {db.param} AND "{ts}" > {db.param}'  # noqa: S608
+    count, newest = db.execute_sql(sql, (device_id, after_ts)).fetchone()
     return int(count or 0), newest
 
 
@@ -112,7 +117,8 @@ def roll_up_all(database: object | None = None) -> int:
     """Roll up every device that has samples newer than its watermark.
 
     Finding those devices only reads (one indexed lookup per device, outside any transaction);
-    the rollups are written one device per transaction, pacing itself with
+    the rollups are written in transactions of as many devices as fit in
+    :data:`fleet_server.store.locks.HOLD_S`, pacing itself with
     :class:`fleet_server.store.locks.TakeTurns` so ingest never waits long for the write lock.
 
     Args:
@@ -123,17 +129,16 @@ def roll_up_all(database: object | None = None) -> int:
     """
     db = database or Sample._meta.database
     marks = dict(RollupWatermark.select(RollupWatermark.device, RollupWatermark.sample_ts).tuples())
-    due = [d for (d,) in Device.select(Device.id).tuples() if _has_new_samples(d, marks.get(d, -1))]
-    total = 0
+    due = [d for (d,) in Device.select(Device.id).tuples() if _new_samples(d, marks.get(d, -1))[0]]
+    total, k = 0, 0
     pace = TakeTurns(db)
-    for device_id in due:
+    while k < len(due):  # as many devices per transaction as fit in the lock-holding budget
         with write_transaction(db):
-            total += roll_up_device(device_id)
+            started = time.monotonic()
+            while k < len(due) and time.monotonic() - started < HOLD_S:
+                total += roll_up_device(due[k])
+                k += 1
         pace.turn()
     if total:
         log.debug("rolled up %d samples of %d devices", total, len(due))
     return total
-
-
-def _has_new_samples(device_id: str, after_ts: int) -> bool:
-    return Sample.select(Sample.ts).where((Sample.device == device_id) & (Sample.ts > after_ts)).exists()
