@@ -50,7 +50,9 @@ def _stored(device_id: str) -> int:
 
 def test_plugin_makes_a_finished_turn_fresh(plugin_gateway, fleet: FleetServer, tmp_path, openclaw_say) -> None:
     gw, bridge_port = plugin_gateway
-    assert "clawfleet" in gw.console_out.read_text(errors="replace"), "the gateway did not load the plugin"
+    # the gateway logs its plugins once loaded, which can come after it reports healthy (seen on a busy machine)
+    wait_for(lambda: "clawfleet" in gw.console_out.read_text(errors="replace"), 60,
+             what="the gateway's log line saying it loaded the clawfleet plugin")
     new = add_device(fleet.dynsec, "plugin-host", fleet.broker_url)
     cfg = AgentConfig(device_id="plugin-host", broker_url=fleet.broker_url, api_key=new.api_key,
                       interval_s=INTERVAL_S, data_dir=str(tmp_path / "agent"), bridge_port=bridge_port,
