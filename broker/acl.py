@@ -117,11 +117,25 @@ def same_acls(a: Iterable[dict[str, Any]], b: Iterable[dict[str, Any]]) -> bool:
     return key(a) == key(b)
 
 
+SERVER_CLIENT_ID_PREFIXES = ("clawfleet-server", "clawfleet-ingest", "clawfleet-dynsec", "clawfleet-cli")
+"""Client ids of the server's own MQTT connections start with one of these (``clawfleet-ingest``,
+``clawfleet-ingest-<n>``, ``clawfleet-dynsec``, ``clawfleet-cli-<random>``, ``clawfleet-server-dynsec-…``).
+They all log in as the server account, which has no fixed client id; no device may have such an id,
+because a device's client id is its id (see :func:`is_server_client_id`)."""
+
+
+def is_server_client_id(client_id: str) -> bool:
+    """True for a client id reserved for the server's own connections (:data:`SERVER_CLIENT_ID_PREFIXES`)."""
+    return client_id.startswith(SERVER_CLIENT_ID_PREFIXES)
+
+
 def check_device_account(device_id: str) -> str:
-    """Return ``device_id`` or raise :class:`TopicError`: invalid, or the reserved server username."""
+    """Return ``device_id`` or raise :class:`TopicError`: invalid, or reserved for the server's own
+    account and connections (:func:`is_server_client_id`)."""
     check_device_id(device_id)
-    if device_id == SERVER_USERNAME:
-        raise TopicError(f"device id {device_id!r} is reserved for the server's own broker account")
+    if is_server_client_id(device_id):
+        raise TopicError(f"device id {device_id!r} is reserved for the server's own broker connections "
+                         f"(ids starting with {', '.join(SERVER_CLIENT_ID_PREFIXES)}); choose another id")
     return device_id
 
 
@@ -132,6 +146,11 @@ INTEGRATION_PREFIX = "integration."
 INTEGRATION_CHANNELS = (Channel.STATUS, Channel.META, Channel.TELEMETRY, Channel.USAGE, Channel.LOGS)
 """Device channels an integration account may be allowed to read."""
 DEFAULT_INTEGRATION_CHANNELS = (Channel.STATUS, Channel.META, Channel.TELEMETRY)
+
+
+def is_integration_username(username: str) -> bool:
+    """True for ``integration.<name>`` usernames (:func:`integration_username`)."""
+    return username.startswith(INTEGRATION_PREFIX)
 
 
 def integration_username(name: str) -> str:

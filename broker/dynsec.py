@@ -454,14 +454,16 @@ class DynSecClient:
 
     # read-only integration accounts (see broker.acl.integration_role_acls)
     def create_integration(self, username: str, password: str, acls: list[dict[str, Any]]) -> None:
-        """Create a read-only client ``username`` with its own role (same name) holding ``acls``.
+        """Create a read-only client ``username`` with its own role (same name) holding ``acls``,
+        bound to client id = ``username`` (the broker refuses it under any other id, so it cannot
+        take over the server's or a device's session).
 
         Raises:
             ValueError: empty password.  DynSecError: the client exists already, or as :meth:`execute`.
         """
         _check_password(password)
         self._ensure_role(username, acls, f"ClawFleet integration {username}")
-        self._one({"command": "createClient", "username": username, "password": password,
+        self._one({"command": "createClient", "username": username, "password": password, "clientid": username,
                    "textname": f"ClawFleet integration {username}", "roles": [{"rolename": username}]})
 
     def delete_integration(self, username: str) -> bool:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from peewee import Database
 
+from broker.client_ids import bind_client_ids
 from broker.config import DEFAULT_TLS_PORT
 from broker.dynsec import DynSecClient
 from broker.fdlimit import raise_nofile_limit
@@ -141,6 +142,7 @@ class FleetServer:
                                    client_id="clawfleet-dynsec")
         self.dynsec.ensure_server_role()
         self.reconciled = reconcile(self.dynsec)  # broker clients follow the devices table
+        bind_client_ids(self.dynsec, account.username)  # no account but the server's may use any client id
         self.state.load_from_db()
         self.jobs = ServerJobs(self.database, self.state, opts.retention)
         self.jobs.check_stale_now()  # before ingest: a device silent while the server was down is offline now

@@ -18,6 +18,8 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from broker.dynsec import DynSecClient
@@ -120,9 +122,14 @@ class Probe:
                 raise TimeoutError(f"no {what} within {timeout} s")
 
     # actions
-    def connect(self, timeout: float = TIMEOUT) -> ReasonCode:
-        """Connect, wait for CONNACK, return its reason code (0 = success, 0x87 not authorized...)."""
-        self.client.connect(self.host, self.port, keepalive=30)
+    def connect(self, timeout: float = TIMEOUT, clean_start: bool = True) -> ReasonCode:
+        """Connect, wait for CONNACK, return its reason code (0 = success, 0x87 not authorized...).
+        ``clean_start`` False asks to resume the client id's session (kept 1 h)."""
+        props = None
+        if not clean_start:
+            props = Properties(PacketTypes.CONNECT)
+            props.SessionExpiryInterval = 3600
+        self.client.connect(self.host, self.port, keepalive=30, clean_start=clean_start, properties=props)
         self._running = True
         self._thread = threading.Thread(target=self._loop, daemon=True, name="mqtt-probe")
         self._thread.start()
@@ -183,7 +190,8 @@ class Probe:
 
 
 def connect_probe(host: str, port: int, username: str | None, password: str | None,
-                  client_id: str | None = None, timeout: float = TIMEOUT) -> tuple[Probe, ReasonCode]:
+                  client_id: str | None = None, timeout: float = TIMEOUT,
+                  clean_start: bool = True) -> tuple[Probe, ReasonCode]:
     """Connect a :class:`Probe` and return it with the CONNACK reason code (the caller closes it)."""
     probe = Probe(host, port, username, password, client_id)
-    return probe, probe.connect(timeout)
+    return probe, probe.connect(timeout, clean_start)

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from fleet_server.cli.options import DataDirOpt, DbUrlOpt, default_data_dir, fail
+from fleet_server.cli.options import DataDirOpt, DbUrlOpt, SavedMqttPortOpt, default_data_dir, fail
 from fleet_server.devices.actions import DeviceActions
 
 if TYPE_CHECKING:
@@ -27,8 +27,7 @@ if TYPE_CHECKING:
 device_app = typer.Typer(help="Enroll, rename, rotate keys of, revoke and delete devices.", no_args_is_help=True)
 
 DeviceIdArg = Annotated[str, typer.Argument(help="device id (see 'clawfleet-server device list')")]
-MqttPortOpt = Annotated[int | None, typer.Option("--mqtt-port", help="loopback port of the managed Mosquitto "
-                        "(default: the one the last 'run' saved in <data dir>/server.json, else 18830)")]
+MqttPortOpt = SavedMqttPortOpt
 
 
 def mqtt_port_for(data_dir: Path, given: int | None) -> int:

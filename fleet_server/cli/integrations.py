@@ -11,7 +11,8 @@ from typing import Annotated
 
 import typer
 
-from fleet_server.cli.options import DataDirOpt, DbUrlOpt, MqttPortOpt, default_data_dir, fail
+from fleet_server.cli.options import DataDirOpt, DbUrlOpt, default_data_dir, fail
+from fleet_server.cli.options import SavedMqttPortOpt as MqttPortOpt
 
 integration_app = typer.Typer(help="Read-only MQTT accounts for other tools (see docs/mqtt.md).",
                               no_args_is_help=True)
@@ -25,15 +26,16 @@ def _when(ts_ms: int) -> str:
 def add(name: Annotated[str, typer.Argument(help="a-z, 0-9, '-': e.g. 'home-assistant'")],
         channels: Annotated[str, typer.Option(help="comma-separated device channels it may read: status, meta, "
                                               "telemetry, usage, logs")] = "status,meta,telemetry",
-        data_dir: DataDirOpt = None, mqtt_port: MqttPortOpt = 18830, database_url: DbUrlOpt = None) -> None:
+        data_dir: DataDirOpt = None, mqtt_port: MqttPortOpt = None, database_url: DbUrlOpt = None) -> None:
     """Create a read-only MQTT account and print its password ONCE."""
     from broker.dynsec import DynSecConnectionError, DynSecError
-    from fleet_server.cli.devices import _dynsec, endpoint_for
+    from fleet_server.cli.devices import _dynsec, endpoint_for, mqtt_port_for
     from fleet_server.integrations.accounts import IntegrationError, add_integration, parse_channels
     from fleet_server.store import audit
     from fleet_server.store.db import open_database
 
     data_dir = data_dir or default_data_dir()
+    mqtt_port = mqtt_port_for(data_dir, mqtt_port)  # the port the last 'run' saved, like 'device' commands
     open_database(data_dir, database_url)
     try:
         chans = parse_channels(channels)
@@ -45,7 +47,8 @@ def add(name: Annotated[str, typer.Argument(help="a-z, 0-9, '-': e.g. 'home-assi
         fail(f"broker: {exc}")
     url = endpoint_for(data_dir, mqtt_port).url
     typer.echo(f"integration {row.name} created (shown once; keep the password secret)\n"
-               f"  broker:   {url}\n  username: {row.username}\n  password: {password}\n"
+               f"  broker: {url}\n  username: {row.username}\n  client id: {row.username} (the broker refuses any "
+               f"other)\n  password: {password}\n"
                f"  may subscribe to: " + ", ".join(f"clawfleet/v1/+/{c}" for c in row.channels.split(",")))
 
 
@@ -66,15 +69,16 @@ def list_cmd(data_dir: DataDirOpt = None, database_url: DbUrlOpt = None) -> None
 
 @integration_app.command("revoke")
 def revoke(name: Annotated[str, typer.Argument(help="the name shown by 'integration list'")],
-           data_dir: DataDirOpt = None, mqtt_port: MqttPortOpt = 18830, database_url: DbUrlOpt = None) -> None:
+           data_dir: DataDirOpt = None, mqtt_port: MqttPortOpt = None, database_url: DbUrlOpt = None) -> None:
     """Delete an integration account; its live session is closed at once."""
     from broker.dynsec import DynSecConnectionError, DynSecError
-    from fleet_server.cli.devices import _dynsec
+    from fleet_server.cli.devices import _dynsec, mqtt_port_for
     from fleet_server.integrations.accounts import IntegrationError, revoke_integration
     from fleet_server.store import audit
     from fleet_server.store.db import open_database
 
     data_dir = data_dir or default_data_dir()
+    mqtt_port = mqtt_port_for(data_dir, mqtt_port)
     open_database(data_dir, database_url)
     try:
         with _dynsec(data_dir, mqtt_port) as ds:

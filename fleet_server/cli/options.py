@@ -21,6 +21,9 @@ DataDirOpt = Annotated[Path | None, typer.Option("--data-dir", help="server data
                        "and state (default: $CLAWFLEET_DATA_DIR or the per-user data dir)")]
 MqttPortOpt = Annotated[int, typer.Option("--mqtt-port", help="loopback port of the managed Mosquitto "
                         "(not 1883, so it never collides with a distribution's own mosquitto service)")]
+SavedMqttPortOpt = Annotated[int | None, typer.Option("--mqtt-port", help="loopback port of the managed Mosquitto "
+                             "(default: the one the last 'run' saved in <data dir>/server.json, else 18830)")]
+"""``--mqtt-port`` of the commands that talk to a server's broker: None means the port ``run`` saved."""
 DbUrlOpt = Annotated[str | None, typer.Option("--database-url", envvar="CLAWFLEET_DATABASE_URL",
                      help="postgresql://user:pass@host/db for PostgreSQL; default SQLite in the data dir")]
 

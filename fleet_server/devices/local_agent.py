@@ -18,6 +18,7 @@ from pathlib import Path
 
 from agent_tray.config import AgentConfig, ConfigError, load_config, save_config
 from agent_tray.service import EXIT_WITH_PARENT_ENV
+from broker.acl import is_server_client_id
 from broker.dynsec import DynSecClient
 from fleet_server.devices.reconcile import NEEDS_NEW_KEY
 from fleet_server.devices.registry import add_device
@@ -39,6 +40,8 @@ def ensure_local_device(dynsec: DynSecClient, data_dir: Path, broker_url: str, i
     cfg_path = data_dir / "local-agent" / "agent.json"
     name = socket.gethostname() or "localhost"
     device_id = suggest_device_id(name)
+    if is_server_client_id(device_id):  # a host named e.g. "clawfleet-server": that id is the server's own
+        device_id = f"host-{device_id}"[:63]
     try:
         cfg = load_config(cfg_path)
         dev = Device.get_or_none(Device.id == device_id)

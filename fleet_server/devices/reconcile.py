@@ -15,6 +15,8 @@ active, client disabled                       enabled (the database says it is n
 revoked, client enabled                       disabled (kicks a live session)
 revoked, client missing or disabled           nothing to do
 no device row, client present                 client and role deleted, with a warning
+active, id reserved for the server's own      revoked (audited as ``server``) and disabled: its
+connections (``clawfleet-ingest`` …)           client id would take over the server's session
 ============================================  ==================================================
 
 Only clients that look like ClawFleet devices (a username that is a valid device id holding the
@@ -26,9 +28,11 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
-from broker.acl import DEVICE_ROLE_PREFIX, SERVER_USERNAME
+from broker.acl import DEVICE_ROLE_PREFIX, SERVER_USERNAME, is_server_client_id
 from broker.dynsec import DynSecClient
+from fleet_server.devices.registry import mark_revoked
 from fleet_server.state import now_ms
+from fleet_server.store import audit
 from fleet_server.store.models import Device, StatusEvent, db
 from shared.topics import is_valid_device_id
 
@@ -52,6 +56,8 @@ class ReconcileSummary:
     """Active devices whose client was disabled on the broker, now enabled."""
     disabled: list[str] = field(default_factory=list)
     """Revoked devices whose client was still enabled, now disabled."""
+    reserved: list[str] = field(default_factory=list)
+    """Active devices with an id the server's own connections use, now revoked."""
     deleted: list[str] = field(default_factory=list)
     """Broker clients without a device row, now deleted."""
     errors: list[str] = field(default_factory=list)
@@ -92,6 +98,9 @@ def reconcile(dynsec: DynSecClient) -> ReconcileSummary:
     """
     summary = ReconcileSummary()
     clients = broker_device_clients(dynsec)
+    for dev in Device.select(Device.id).where(Device.revoked_ms.is_null()):
+        if is_server_client_id(dev.id):
+            _revoke_reserved(dev.id, summary)
     rows = list(Device.select(Device.id, Device.revoked_ms, Device.status, Device.status_reason))
     summary.checked = len(rows)
     for dev in sorted(rows, key=lambda d: d.id):
@@ -109,7 +118,7 @@ def reconcile(dynsec: DynSecClient) -> ReconcileSummary:
                 summary.enabled.append(dev.id)
             elif dev.revoked_ms is not None and disabled is False:
                 log.warning("revoked device %s was still enabled on the broker; disabling it", dev.id)
-                dynsec.disable_device(dev.id)
+                dynsec.execute([{"command": "disableClient", "username": dev.id}])  # also a reserved id
                 summary.disabled.append(dev.id)
             else:
                 summary.ok += 1
@@ -128,6 +137,18 @@ def reconcile(dynsec: DynSecClient) -> ReconcileSummary:
             summary.errors.append(f"{device_id}: {exc}")
     log.info("%s", summary.line())
     return summary
+
+
+def _revoke_reserved(device_id: str, summary: ReconcileSummary) -> None:
+    """Revoke (database + audit) a device enrolled under an id the server's own connections use."""
+    log.error("device %s has an id the server's own broker connections use: its client id would take over the "
+              "server's session, so it is revoked. Delete it ('clawfleet-server device delete %s --keep-data') and "
+              "enroll the machine again under another id", device_id, device_id)
+    with db.atomic():
+        mark_revoked(device_id)
+        audit.record("server", "device.revoke", target=device_id,
+                     detail="id reserved for the server's own broker connections")
+    summary.reserved.append(device_id)
 
 
 def _mark_needs_new_key(dev: Device) -> None:

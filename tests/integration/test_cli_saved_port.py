@@ -24,3 +24,23 @@ def test_device_add_uses_the_saved_mqtt_port(fleet: FleetServer) -> None:
     probe.close()
     assert rc.value == 0
     assert "clawfleet-agent enroll\n" in res.output  # the advice keeps the token off the command line
+
+
+def test_integration_commands_use_the_saved_mqtt_port(fleet: FleetServer) -> None:
+    """``integration add/revoke`` used to connect to 18830 whatever ``run`` saved (a listener there got
+    the broker admin's password); they now talk to the server's own broker."""
+    data_dir, port = fleet.opts.data_dir, fleet.opts.mqtt_port
+    save_settings(data_dir, port, 8883, None, None, None)
+    res = server_cli("integration", "add", "grafana", "--data-dir", str(data_dir))
+    assert res.exit_code == 0, res.output
+    assert f"mqtt://127.0.0.1:{port}" in res.output
+    username = res.output.split("username:")[1].split()[0]
+    password = res.output.split("password:")[1].split()[0]
+    probe, rc = connect_probe("127.0.0.1", port, username, password)
+    probe.close()
+    assert rc.value == 0, "the account exists on the server's broker"
+    res = server_cli("integration", "revoke", "grafana", "--data-dir", str(data_dir))
+    assert res.exit_code == 0, res.output
+    probe, rc = connect_probe("127.0.0.1", port, username, password)
+    probe.close()
+    assert rc.is_failure

@@ -69,6 +69,7 @@ def render_integrations(dynsec: Callable[[], DynSecClient | None], broker_url: C
             with shown, ui.card().classes("w-full bg-amber-50"):
                 ui.label(f"Integration {row.name!r} — copy the password now, it is not shown again:").classes("text-sm")
                 ui.label(f"username: {row.username}").classes("font-mono text-sm")
+                ui.label(f"client id: {row.username} (the broker refuses any other)").classes("font-mono text-sm")
                 ui.label(f"password: {password}").classes("font-mono text-sm break-all")
             table.refresh()
 
