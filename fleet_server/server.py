@@ -13,12 +13,13 @@ from peewee import Database
 
 from broker.client_ids import bind_client_ids
 from broker.config import DEFAULT_TLS_PORT
-from broker.dynsec import DynSecClient
+from broker.dynsec import DynSecClient, DynSecConnectionError, DynSecError
 from broker.fdlimit import raise_nofile_limit
 from broker.mosquitto import ManagedMosquitto
 from fleet_server.devices.actions import DeviceActions
 from fleet_server.devices.local_agent import LocalAgentProcess, ensure_local_device
 from fleet_server.devices.reconcile import ReconcileSummary, reconcile
+from fleet_server.devices.registry import disable_on_broker
 from fleet_server.endpoints.broker_link import AgentEndpoint, ExternalBroker, agent_endpoint, managed_broker_config
 from fleet_server.ingest import BrokerAccount, Ingest
 from fleet_server.jobs.runner import ServerJobs
@@ -91,6 +92,7 @@ class FleetServer:
         self.devices: DeviceActions | None = None  # device actions for the dashboard (after start)
         self.reconciled: ReconcileSummary | None = None  # what the start-up reconciliation did
         self._sync_stop = threading.Event()
+        self._to_disable: set[str] = set()  # revoked devices to disable on the broker (see sync_registry)
         self._sync_thread: threading.Thread | None = None
         self.jobs: ServerJobs | None = None  # rollups, retention, stale devices
 
@@ -171,14 +173,39 @@ class FleetServer:
 
     def sync_registry(self) -> list[str]:
         """Apply device changes made outside this process (the CLI) to the cache and ingest: one
-        SELECT of the devices table (:meth:`FleetState.sync_registry`). Returns the changed ids."""
+        SELECT of the devices table (:meth:`FleetState.sync_registry`). Returns the changed ids.
+
+        A device the CLI revoked is also disabled on the broker from here (the CLI stores a
+        revocation first and may not have reached the broker): retried every round until the broker
+        confirms, so a revocation made while the broker was frozen applies once it answers."""
         changed = self.state.sync_registry()
         if self.ingest is not None:
             for device_id in changed:
                 self.ingest.forget_device(device_id)
         if changed:
             log.info("device registry changed outside the dashboard: %s", ", ".join(changed[:20]))
+        for device_id in changed:
+            view = self.state.get(device_id)
+            if view is not None and view.revoked_ms is not None:
+                self._to_disable.add(device_id)
+        self._disable_revoked()
         return changed
+
+    def _disable_revoked(self) -> None:
+        """Disable on the broker the revoked devices waiting in :attr:`_to_disable` (one command each)."""
+        for device_id in sorted(self._to_disable):
+            view = self.state.get(device_id)
+            if view is None or view.revoked_ms is None or self.dynsec is None:  # deleted or re-enabled since
+                self._to_disable.discard(device_id)
+                continue
+            try:
+                disable_on_broker(self.dynsec, device_id)
+            except (DynSecConnectionError, DynSecError) as exc:
+                log.warning("revoked device %s is not disabled on the broker yet (%s); retrying", device_id, exc)
+                return
+            except ValueError:  # an id no device may have: start-up reconciliation handles it
+                pass
+            self._to_disable.discard(device_id)
 
     def _sync_loop(self) -> None:
         assert self.database is not None

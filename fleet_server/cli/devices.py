@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -73,10 +74,12 @@ def _server_session(data_dir: Path, mqtt_port: int) -> Iterator[object]:
 
 @contextlib.contextmanager
 def device_actions(data_dir: Path | None, mqtt_port: int | None, database_url: str | None,
-                   publisher: bool = False) -> Iterator[DeviceActions]:
+                   publisher: bool = False, without_broker: bool = False) -> Iterator[DeviceActions]:
     """Open the database and an admin broker connection (the running broker, or a temporary one);
     yield :class:`DeviceActions` for them. ``publisher``: also open a server-account MQTT session
-    (to clear retained topics). Exits with code 2 and the message on a device error."""
+    (to clear retained topics). ``without_broker``: a broker that cannot be reached (frozen,
+    stopped) is no error: the actions get ``broker_down`` (for ``revoke``, which is stored first).
+    Exits with code 2 and the message on a device error."""
     from broker.dynsec import DynSecConnectionError, DynSecError
     from fleet_server.devices.registry import DeviceError
     from fleet_server.store.db import open_database
@@ -84,10 +87,17 @@ def device_actions(data_dir: Path | None, mqtt_port: int | None, database_url: s
     data_dir = data_dir or default_data_dir()
     mqtt_port = mqtt_port_for(data_dir, mqtt_port)
     open_database(data_dir, database_url)
-    with _dynsec(data_dir, mqtt_port) as ds, contextlib.ExitStack() as stack:
-        client = stack.enter_context(_server_session(data_dir, mqtt_port)) if publisher else None
+    with contextlib.ExitStack() as stack:
+        ds, down = None, None
         try:
-            yield DeviceActions(ds, lambda: endpoint_for(data_dir, mqtt_port), publisher=client)
+            ds = stack.enter_context(_dynsec(data_dir, mqtt_port))
+        except DynSecConnectionError as exc:
+            if not without_broker:
+                fail(f"broker: {exc}")
+            down = str(exc)
+        client = stack.enter_context(_server_session(data_dir, mqtt_port)) if publisher and ds is not None else None
+        try:
+            yield DeviceActions(ds, lambda: endpoint_for(data_dir, mqtt_port), publisher=client, broker_down=down)
         except DeviceError as exc:
             fail(str(exc))
         except (DynSecError, DynSecConnectionError) as exc:
@@ -121,12 +131,12 @@ def device_revoke(device_id: DeviceIdArg, data_dir: DataDirOpt = None, mqtt_port
     (its data stays). Undo with rotate-key."""
     from fleet_server.store import audit
 
-    with device_actions(data_dir, mqtt_port, database_url, publisher=True) as actions:
+    with device_actions(data_dir, mqtt_port, database_url, publisher=True, without_broker=True) as actions:
         res = actions.revoke(audit.cli_actor(), device_id)
     if not res.broker_confirmed:
         typer.echo(f"device {device_id} is revoked in the database, but the broker did not confirm "
-                   f"({res.broker_error}); it applies the command once it answers, and the server disables the "
-                   "device there at its next start", err=True)
+                   f"({res.broker_error}); a running server disables it there as soon as the broker answers, "
+                   "else the server does at its next start", err=True)
     typer.echo(f"device {device_id} revoked; 'clawfleet-server device rotate-key {device_id}' lets it back in")
 
 
@@ -155,20 +165,27 @@ def device_rename(
 @contextlib.contextmanager
 def _dynsec(data_dir: Path, mqtt_port: int) -> Iterator[object]:
     """Admin connection to the broker: the external one saved by ``run`` (server.json), else the
-    managed one: running, or started for this command."""
-    from broker.dynsec import DynSecClient, DynSecConnectionError
+    managed one: running, or started for this command. Its client id is ``clawfleet-cli-<random>``
+    (reserved for the server's connections: no device may use it; two commands never kick each other).
+
+    Raises:
+        DynSecConnectionError: the broker does not answer or refuses the admin account (the caller
+            decides whether that ends the command).
+    """
+    from broker.dynsec import DynSecClient
     from broker.mosquitto import BrokerConfig, BrokerSetupError, ManagedMosquitto
     from fleet_server.endpoints.broker_link import ServerSettings
 
     settings = ServerSettings.load(data_dir)
+    cid = f"clawfleet-cli-{uuid.uuid4().hex[:8]}"
     if settings.broker_url:
         try:
             ext = settings.external()
             assert ext is not None
-            client = DynSecClient(ext.host, ext.port, ext.username, ext.password, tls=ext.ssl_context(),
-                                  client_id="clawfleet-cli")
-        except (ValueError, DynSecConnectionError) as exc:
+            tls = ext.ssl_context()
+        except ValueError as exc:
             fail(f"external broker: {exc}")
+        client = DynSecClient(ext.host, ext.port, ext.username, ext.password, tls=tls, client_id=cid)
         with client as ds:
             yield ds
         return
@@ -179,7 +196,7 @@ def _dynsec(data_dir: Path, mqtt_port: int) -> Iterator[object]:
         if not running:
             broker.start()
         admin = broker.admin
-        with DynSecClient("127.0.0.1", mqtt_port, admin.username, admin.password, client_id="clawfleet-cli") as ds:
+        with DynSecClient("127.0.0.1", mqtt_port, admin.username, admin.password, client_id=cid) as ds:
             yield ds
     except BrokerSetupError as exc:
         fail(str(exc))

@@ -91,6 +91,9 @@ class DeviceActions:
         ingest: the server's ingest (anything with ``forget_device(id)``), or None (CLI).
         publisher: a connected paho client of the server account, used to clear a device's
             retained topics (ingest's own session in the server); None: they are not cleared.
+        broker_down: why ``dynsec`` is None when a broker connection was attempted and failed (the
+            CLI with a frozen or stopped broker): :meth:`revoke` then still stores the revocation and
+            reports this as the broker's error.
 
     Every method takes ``actor`` (a username, or :func:`fleet_server.store.audit.cli_actor`) for the
     audit row and raises :class:`fleet_server.devices.registry.DeviceError` for a bad request (unknown
@@ -101,8 +104,10 @@ class DeviceActions:
 
     def __init__(self, dynsec: DynSecClient | None, target: Callable[[], AgentEndpoint | None],
                  state: FleetState | None = None,
-                 ingest: ForgetsDevices | None = None, publisher: mqtt.Client | None = None) -> None:
+                 ingest: ForgetsDevices | None = None, publisher: mqtt.Client | None = None,
+                 broker_down: str | None = None) -> None:
         self.dynsec = dynsec
+        self.broker_down = broker_down
         self.target = target
         self.state = state
         self.ingest = ingest
@@ -186,20 +191,25 @@ class DeviceActions:
         the client (the live session is kicked with 0x98, logins are refused with 0x87) and its
         retained status/meta/telemetry are cleared (so ingest does not replay them as rejects).
 
-        A broker that does not answer does not undo the revocation: the result says so, and the
-        audit row's detail records it.
+        A broker that does not answer (or, with ``broker_down``, could not be reached at all) does
+        not undo the revocation: the result says so, and the audit row's detail records it; a
+        running server disables the client once the broker answers (its registry sync), else its
+        next start does.
 
         Raises:
             DeviceError: no such device.
-            RuntimeError: these actions have no broker connection (nothing is changed).
+            RuntimeError: these actions have no broker connection and no ``broker_down`` reason
+                (nothing is changed).
         """
-        dynsec = self._dynsec  # no broker connection at all: refuse before changing anything
+        dynsec = self.dynsec if self.broker_down is not None else self._dynsec  # refuse before any change
         with self._registry():
             with db.atomic():
                 ts = devices.mark_revoked(device_id)
                 event = audit.record(actor, "device.revoke", target=device_id, detail="key revoked", strict=True)
             self._cache(device_id)
             try:
+                if dynsec is None:
+                    raise DynSecConnectionError(self.broker_down or "no broker connection")
                 devices.disable_on_broker(dynsec, device_id)
                 broker_error = None
             except (DynSecConnectionError, DynSecError) as exc:
