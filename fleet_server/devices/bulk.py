@@ -21,6 +21,7 @@ from broker.config import BrokerAdmin, BrokerConfig, pbkdf2_fields, prepare_dyns
 from broker.dynsec_file import add_devices
 from fleet_server.devices.keys import generate_api_key, hash_api_key, key_hint
 from fleet_server.devices.registry import DeviceError, NewDevice, plan_device
+from fleet_server.exports.csv_cells import SafeCsvWriter
 from fleet_server.state import now_ms
 from fleet_server.store import audit
 from fleet_server.store.models import AuditEvent, BaseModel, Device, db
@@ -178,7 +179,7 @@ def keys_csv_line(new: NewDevice) -> str:
 
 def _csv_line(cells: list[str]) -> str:
     buf = io.StringIO()
-    csv.writer(buf, lineterminator="\n").writerow(cells)
+    SafeCsvWriter(buf, lineterminator="\n").writerow(cells)  # a device name may start with "=" or "@"
     return buf.getvalue()
 
 

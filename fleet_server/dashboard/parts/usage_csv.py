@@ -2,7 +2,9 @@
 
 Columns: the group keys, then ``input_tokens, output_tokens, cache_read_tokens, cache_write_tokens,
 total_tokens, messages, failed_turns, cost_usd, priced_messages, unpriced_tokens``. ``cost_usd`` is empty when
-nothing in the row was priced (unpriced is not $0); costs are written with full precision.
+nothing in the row was priced (unpriced is not $0); costs are written with full precision. Text
+cells that a spreadsheet would run as a formula are neutralised
+(:mod:`fleet_server.exports.csv_cells`).
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import csv
 import io
 
+from fleet_server.exports.csv_cells import SafeCsvWriter, unsafe_cell
 from fleet_server.store.usage.summary import UsageRow
 
 SUM_COLUMNS = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "total_tokens",
@@ -19,7 +22,7 @@ SUM_COLUMNS = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_writ
 def to_csv(rows: list[UsageRow], keys: list[str]) -> str:
     """The rows as CSV text (header line first, ``\\r\\n`` line ends as RFC 4180)."""
     out = io.StringIO()
-    w = csv.writer(out)
+    w = SafeCsvWriter(out)
     w.writerow([*keys, *SUM_COLUMNS])
     for r in rows:
         d = r.as_json()
@@ -39,6 +42,6 @@ def from_csv(text: str) -> list[dict]:
             elif k in SUM_COLUMNS:
                 row[k] = int(v)
             else:
-                row[k] = v
+                row[k] = unsafe_cell(v)
         rows.append(row)
     return rows

@@ -1,0 +1,1 @@
+"""Files the server hands out for other programs to open (CSV exports)."""
