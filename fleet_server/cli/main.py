@@ -49,6 +49,9 @@ def run(
     https_keyfile: Annotated[Path | None, typer.Option(help="private key (PEM) of --https-certfile")] = None,
     behind_proxy: Annotated[bool, typer.Option("--behind-proxy", help="a TLS-terminating reverse proxy (Caddy, "
                             "nginx) serves the dashboard over HTTPS; turns on secure cookies")] = False,
+    trusted_proxy: Annotated[str | None, typer.Option("--trusted-proxy", help="with --behind-proxy: the proxy's "
+                             "address(es), comma-separated IPs or networks; only their X-Forwarded-For/-Proto "
+                             "headers are believed (default 127.0.0.1)")] = None,
     mqtt_tls_port: Annotated[int, typer.Option("--mqtt-tls-port", help="TLS port of the managed Mosquitto on all "
                              "interfaces, opened when 'clawfleet-server tls init' has made a certificate")] = 8883,
     mqtt_tls_bind: Annotated[str | None, typer.Option("--mqtt-tls-bind", help="bind the TLS listener to this "
@@ -97,7 +100,7 @@ def run(
     from fleet_server.store.migrations import SchemaTooNew
 
     try:
-        web = dashboard_tls(host, port, https_certfile, https_keyfile, behind_proxy)
+        web = dashboard_tls(host, port, https_certfile, https_keyfile, behind_proxy, trusted_proxy)
         external = external_broker(broker_url, broker_admin_user, broker_admin_password_file, broker_ca_file)
         policy = RetentionPolicy.parse(retention or [])
     except ValueError as exc:
@@ -123,7 +126,8 @@ def run(
         raise
     configure_session_storage(opts.data_dir)  # auth: session files in <data dir>/sessions
     register_pages(server.state, devices=server.devices, health=server.health,  # devices: actions on /devices
-                   dynsec=lambda: server.dynsec, broker_url=lambda: server.broker_url)  # integrations page
+                   dynsec=lambda: server.dynsec, broker_url=lambda: server.broker_url,  # integrations page
+                   behind_proxy=behind_proxy)
     if metrics:
         from fleet_server.api.metrics import install_metrics
 

@@ -7,6 +7,7 @@ next ``run`` opens the managed broker's TLS listener and enrollment tokens switc
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -85,7 +86,8 @@ def tls_show(data_dir: DataDirOpt = None) -> None:
 @dataclass
 class DashboardTls:
     """How the dashboard is served: ``scheme`` (http/https), extra ``uvicorn`` keyword arguments
-    (``ssl_certfile``/``ssl_keyfile``), whether the session cookie must be Secure, and warnings."""
+    (``ssl_certfile``/``ssl_keyfile``, ``proxy_headers``/``forwarded_allow_ips``), whether the session
+    cookie must be Secure, and warnings."""
 
     scheme: str = "http"
     uvicorn_kwargs: dict[str, Any] = field(default_factory=dict)
@@ -94,26 +96,57 @@ class DashboardTls:
 
 
 
+DEFAULT_TRUSTED_PROXY = "127.0.0.1"
+"""Address whose ``X-Forwarded-For``/``-Proto`` headers ``--behind-proxy`` trusts unless ``--trusted-proxy`` says."""
+
+
+def trusted_proxies(value: str | None) -> str:
+    """``--trusted-proxy`` as uvicorn's ``forwarded_allow_ips``: comma-separated IP addresses or
+    networks (``10.0.0.0/8``), default :data:`DEFAULT_TRUSTED_PROXY`.
+
+    Raises:
+        ValueError: an entry that is no IP address or network (names the option), or ``*``.
+    """
+    items = [v.strip() for v in (value or DEFAULT_TRUSTED_PROXY).split(",") if v.strip()]
+    for item in items:
+        try:
+            ipaddress.ip_network(item, strict=False)
+        except ValueError:
+            raise ValueError(f"--trusted-proxy {item!r}: give the reverse proxy's IP address or network (e.g. "
+                             "127.0.0.1 or 10.0.0.0/8), comma-separated") from None
+    return ",".join(items)
+
+
 def dashboard_tls(host: str, port: int, certfile: Path | None, keyfile: Path | None,
-                  behind_proxy: bool) -> DashboardTls:
-    """Check the dashboard's bind address against its TLS set-up.
+                  behind_proxy: bool, trusted_proxy: str | None = None) -> DashboardTls:
+    """Check the dashboard's bind address against its TLS set-up, and who may name the client.
 
     A non-loopback ``host`` needs HTTPS: a certificate and key for uvicorn, or ``behind_proxy``
     (a TLS-terminating reverse proxy in front). Either also makes the session cookie Secure.
+    The client address (login limits, audit) comes from the TCP connection; ``X-Forwarded-For`` and
+    ``X-Forwarded-Proto`` are believed only with ``behind_proxy`` and only from ``trusted_proxy``
+    (:func:`trusted_proxies`; uvicorn alone would trust them from 127.0.0.1, so any local user or SSH
+    tunnel could pick a new address for every login guess).
 
     Raises:
-        ValueError: only one of certfile/keyfile, a file that does not exist, or a non-loopback
-            bind without HTTPS (the message names the flags).
+        ValueError: only one of certfile/keyfile, a file that does not exist, a non-loopback
+            bind without HTTPS, ``trusted_proxy`` without ``behind_proxy`` or a bad address (the
+            message names the flags).
     """
     if (certfile is None) != (keyfile is None):
         raise ValueError("--https-certfile and --https-keyfile go together")
+    if trusted_proxy and not behind_proxy:
+        raise ValueError("--trusted-proxy needs --behind-proxy")
     out = DashboardTls()
+    out.uvicorn_kwargs["proxy_headers"] = behind_proxy
+    if behind_proxy:
+        out.uvicorn_kwargs["forwarded_allow_ips"] = trusted_proxies(trusted_proxy)
     if certfile is not None and keyfile is not None:
         for path in (certfile, keyfile):
             if not Path(path).is_file():
                 raise ValueError(f"{path} does not exist")
         out.scheme, out.secure_cookies = "https", True
-        out.uvicorn_kwargs = {"ssl_certfile": str(certfile), "ssl_keyfile": str(keyfile)}
+        out.uvicorn_kwargs.update(ssl_certfile=str(certfile), ssl_keyfile=str(keyfile))
     if behind_proxy:
         out.secure_cookies = True
         out.warnings.append(f"--behind-proxy: the dashboard serves {out.scheme} on {host}:{port} and marks its "

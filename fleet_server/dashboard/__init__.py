@@ -16,6 +16,7 @@ from fleet_server.api.health import install_health
 from fleet_server.api.routes import install_api
 from fleet_server.auth.gate import install_auth
 from fleet_server.auth.ratelimit import LoginRateLimiter
+from fleet_server.auth.sockets import install_socket_guard
 from fleet_server.dashboard.pages.api_settings import render_api_settings
 from fleet_server.dashboard.pages.audit import render_audit
 from fleet_server.dashboard.pages.device import render_device
@@ -35,7 +36,7 @@ from fleet_server.state import FleetState
 def register_pages(state: FleetState, *, limiter: LoginRateLimiter | None = None,
                    devices: DeviceActions | None = None, health: Callable[[], ServerHealth] | None = None,
                    dynsec: Callable[[], DynSecClient | None] | None = None,
-                   broker_url: Callable[[], str] | None = None) -> None:
+                   broker_url: Callable[[], str] | None = None, behind_proxy: bool = False) -> None:
     """Register the dashboard's pages on the NiceGUI app. Call before ``ui.run``.
 
     Args:
@@ -46,8 +47,11 @@ def register_pages(state: FleetState, *, limiter: LoginRateLimiter | None = None
         health: ``FleetServer.health``: ``/healthz`` then reports ingest's liveness (503 when dead).
         dynsec: the broker admin client (``FleetServer.dynsec``) for MQTT integration accounts.
         broker_url: the URL integrations connect to (``FleetServer.broker_url``).
+        behind_proxy: a reverse proxy is in front (``run --behind-proxy``): its ``X-Forwarded-Host``
+            counts as this dashboard's host in the socket origin check.
     """
     install_auth(limiter)  # auth: login gate, /login/finish, /logout, /api/v1/whoami
+    install_socket_guard(behind_proxy=behind_proxy)  # auth: page sockets bound to the page's session, same origin
     install_login_page()  # /login
     install_health(health)  # /healthz
     install_api(app, state)  # api: /api/v1/…, /api/openapi.json, /api/docs

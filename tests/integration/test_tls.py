@@ -240,9 +240,17 @@ def test_dashboard_on_all_interfaces_needs_https_or_proxy(tmp_path: Path) -> Non
     files = TlsFiles.for_data_dir(tmp_path)
     https = dashboard_tls(ALL_INTERFACES, 8443, files.server_pem, files.server_key, behind_proxy=False)
     assert https.scheme == "https" and https.secure_cookies
-    assert https.uvicorn_kwargs == {"ssl_certfile": str(files.server_pem), "ssl_keyfile": str(files.server_key)}
+    assert https.uvicorn_kwargs == {"ssl_certfile": str(files.server_pem), "ssl_keyfile": str(files.server_key),
+                                    "proxy_headers": False}
     proxied = dashboard_tls(ALL_INTERFACES, 8080, None, None, behind_proxy=True)
-    assert proxied.secure_cookies and proxied.uvicorn_kwargs == {} and "reverse proxy" in proxied.warnings[0]
+    assert proxied.secure_cookies and "reverse proxy" in proxied.warnings[0]
+    assert proxied.uvicorn_kwargs == {"proxy_headers": True, "forwarded_allow_ips": "127.0.0.1"}
+    assert dashboard_tls(ALL_INTERFACES, 8080, None, None, True, "10.0.0.5, 10.1.0.0/16").uvicorn_kwargs[
+        "forwarded_allow_ips"] == "10.0.0.5,10.1.0.0/16"
+    with pytest.raises(ValueError, match="--trusted-proxy 'proxy.lan'"):
+        dashboard_tls(ALL_INTERFACES, 8080, None, None, True, "proxy.lan")
+    with pytest.raises(ValueError, match="needs --behind-proxy"):
+        dashboard_tls("127.0.0.1", 8080, None, None, False, "10.0.0.5")
     assert not dashboard_tls("127.0.0.1", 8080, None, None, behind_proxy=False).secure_cookies
     with pytest.raises(ValueError, match="go together"):
         dashboard_tls(ALL_INTERFACES, 8080, files.server_pem, None, behind_proxy=False)
