@@ -21,6 +21,7 @@ from fleet_server.store.models import ApiToken, AuditEvent
 
 pytestmark = pytest.mark.browser
 
+LOGIN_ERROR = '[data-testid="login-error"]'
 PAGE_IDS_JS = """
 const out = {client: window.clientId};
 for (const [id, e] of Object.entries(mounted_app.elements)) {
@@ -78,7 +79,8 @@ def test_a_foreign_socket_cannot_act_on_an_admin_page(tmp_path, browser):
         assert ApiToken.select().count() == 0
         assert not AuditEvent.select().where(AuditEvent.action == "api_token.create").exists()
         # the admin's own page still works
-        field = browser.find_element(By.CSS_SELECTOR, 'input[data-testid="token-name"], [data-testid="token-name"] input')
+        field = browser.find_element(By.CSS_SELECTOR, 'input[data-testid="token-name"], '
+                                                      '[data-testid="token-name"] input')
         field.send_keys("grafana")
         browser.find_element(By.XPATH, "//button[contains(., 'Create token')]").click()
         wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, '[data-testid="new-token"]'))
@@ -106,8 +108,7 @@ def failed_logins_from(browser, port: int, addresses: list[str]) -> list[str]:
             d.find_elements(By.CSS_SELECTOR, "input")) >= 2 else False)
         fields[0].send_keys("admin")
         fields[1].send_keys("not the password" + Keys.ENTER)
-        error = '[data-testid="login-error"]'
-        messages.append(wait.until(lambda d: d.find_element(By.CSS_SELECTOR, error).text or False))
+        messages.append(wait.until(lambda d: d.find_element(By.CSS_SELECTOR, LOGIN_ERROR).text or False))
     browser.execute_cdp_cmd("Network.setExtraHTTPHeaders", {"headers": {}})
     return messages
 
