@@ -96,7 +96,10 @@ def main() -> None:
         server_module.managed_broker_config = lambda *a, **kw: dataclasses.replace(
             shipped(*a, **kw), autosave_changes=args.broker_autosave_changes)
     creds = seed_fleet(args.data_dir, args.devices)
-    server = FleetServer(ServerOptions(data_dir=args.data_dir, mqtt_port=args.mqtt_port, local_agent=False))
+    opts = ServerOptions(data_dir=args.data_dir, mqtt_port=args.mqtt_port, local_agent=False)
+    if hasattr(opts, "device_budgets"):  # throughput runs offer each device far more than a real agent sends
+        opts.device_budgets = None
+    server = FleetServer(opts)
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())
     server.start()

@@ -22,11 +22,13 @@ from fleet_server.devices.reconcile import ReconcileSummary, reconcile
 from fleet_server.devices.registry import disable_on_broker
 from fleet_server.endpoints.broker_link import AgentEndpoint, ExternalBroker, agent_endpoint, managed_broker_config
 from fleet_server.ingest import BrokerAccount, Ingest
+from fleet_server.ingest.limits import DEFAULT_BUDGETS, Budget, DeviceLimits
 from fleet_server.jobs.runner import ServerJobs
 from fleet_server.state import FleetState
 from fleet_server.store.db import open_database
 from fleet_server.store.history.retention import DEFAULTS as RETENTION_DEFAULTS
 from fleet_server.store.history.retention import RetentionPolicy
+from shared.topics import Channel
 
 log = logging.getLogger("clawfleet.server")
 
@@ -55,6 +57,8 @@ class ServerOptions:
     """Use this broker instead of starting a managed Mosquitto."""
     retention: RetentionPolicy = RETENTION_DEFAULTS
     """How long each kind of history is kept (``--retention``)."""
+    device_budgets: dict[Channel, Budget] | None = field(default_factory=lambda: dict(DEFAULT_BUDGETS))
+    """What each device may send per channel before ingest rejects it (``--device-rate-limit``; None: off)."""
 
 
 @dataclass(frozen=True)
@@ -148,7 +152,8 @@ class FleetServer:
         self.state.load_from_db()
         self.jobs = ServerJobs(self.database, self.state, opts.retention)
         self.jobs.check_stale_now()  # before ingest: a device silent while the server was down is offline now
-        self.ingest = Ingest(self.database, account, self.state)
+        limits = DeviceLimits(opts.device_budgets) if opts.device_budgets is not None else None
+        self.ingest = Ingest(self.database, account, self.state, limits=limits)
         self.ingest.start()
         self.jobs.start()
         self.devices = DeviceActions(self.dynsec, lambda: self.endpoint, self.state, self.ingest, self.ingest.client)

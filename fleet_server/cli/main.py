@@ -74,6 +74,12 @@ def run(
                          "logs 90d, usage records 400d, hourly usage sums forever")] = None,
     admin_password_file: Annotated[Path | None, typer.Option(help="on the first run, write the new 'admin' "
                                    "password to this file (mode 0600) instead of printing it")] = None,
+    device_rate_limit: Annotated[list[str] | None, typer.Option("--device-rate-limit", metavar="CHANNEL=RATE/s[:BURST]",
+                                 help="what each device may send per channel (repeatable): messages, e.g. "
+                                 "telemetry=20/s:2000, or bytes for usage/logs, e.g. usage=2MiB/s:32MiB; 'off' turns "
+                                 "the budgets off. Defaults: status and meta 1/s (burst 60), telemetry 10/s (1000), "
+                                 "usage and logs 20/s (1000) and 256KiB/s (1 MiB). Over budget: rejected as "
+                                 "rate_limited, sent again by the agent later")] = None,
 ) -> None:
     """Run the server: managed Mosquitto, ingest, dashboard (and a local agent). Ctrl-C stops all.
 
@@ -96,6 +102,7 @@ def run(
     from broker.dynsec import DynSecConnectionError, DynSecError
     from fleet_server.cli.tls import dashboard_tls, external_broker, save_settings, startup_warnings
     from fleet_server.endpoints.tls import TlsError
+    from fleet_server.ingest.limits import parse_budgets
     from fleet_server.store.history.retention import RetentionPolicy
     from fleet_server.store.migrations import SchemaTooNew
 
@@ -103,6 +110,7 @@ def run(
         web = dashboard_tls(host, port, https_certfile, https_keyfile, behind_proxy, trusted_proxy)
         external = external_broker(broker_url, broker_admin_user, broker_admin_password_file, broker_ca_file)
         policy = RetentionPolicy.parse(retention or [])
+        budgets = parse_budgets(device_rate_limit or [])
     except ValueError as exc:
         fail(str(exc))
     secure_cookies = secure_cookies or web.secure_cookies
@@ -110,7 +118,7 @@ def run(
                          local_agent=local_agent, local_agent_interval_s=local_agent_interval,
                          local_agent_bridge_port=local_agent_bridge_port, tls_port=mqtt_tls_port,
                          tls_host=mqtt_tls_bind, public_host=public_host, external_broker=external,
-                         retention=policy)
+                         retention=policy, device_budgets=budgets)
     for warning in web.warnings + startup_warnings(opts.data_dir, public_host, external):
         log.warning("%s", warning)
     server = FleetServer(opts)

@@ -8,6 +8,7 @@
 - :mod:`.writers`: one write per channel (``write_telemetry``, ``write_status``, ``write_meta``,
   ``write_usage``, ``write_logs``), each returning the cache change.
 - :mod:`.rejects`: reject counters per device and reason, rate-limited reject log lines.
+- :mod:`.limits`: per-device budgets per channel, checked before validation (``rate_limited``).
 
 Inserts are idempotent: samples on ``(device, ts)``, usage and log records on ``(device, id)``.
 """
@@ -21,6 +22,7 @@ from dataclasses import dataclass, field
 import paho.mqtt.client as mqtt
 from peewee import Database
 
+from fleet_server.ingest.limits import DeviceLimits
 from fleet_server.ingest.subscriber import BrokerAccount, Subscriber
 from fleet_server.ingest.writer import BatchWriter
 from fleet_server.state import FleetState
@@ -48,6 +50,7 @@ class Ingest:
         state: the latest-state cache to update after each commit.
         client_id: MQTT client id; keep it stable so the persistent session is resumed.
         shared_group: when set, subscribe as ``$share/<group>/…`` (several ingest workers).
+        limits: per-device budgets checked before validation (:mod:`.limits`); None: none.
     """
 
     DISCONNECTED_GRACE_S = 30.0
@@ -56,9 +59,10 @@ class Ingest:
     """A batch taking longer than this to store makes :meth:`health` report a stalled writer, seconds."""
 
     def __init__(self, database: Database, account: BrokerAccount, state: FleetState,
-                 client_id: str = "clawfleet-ingest", shared_group: str | None = None) -> None:
+                 client_id: str = "clawfleet-ingest", shared_group: str | None = None,
+                 limits: DeviceLimits | None = None) -> None:
         self.state = state
-        self.subscriber = Subscriber(account, client_id, shared_group)
+        self.subscriber = Subscriber(account, client_id, shared_group, limits)
         self.counters = self.subscriber.counters
         self.connected = self.subscriber.connected
         self.writer = BatchWriter(database, self.subscriber.items, state, self.subscriber.ack, self.counters)

@@ -37,13 +37,19 @@ class Received:
 @dataclass(frozen=True)
 class Rejected:
     """A message that is not stored: ``reason`` ``""`` means "ignore quietly" (our own server
-    status, a cleared retained topic), anything else is counted per device and reason."""
+    status, a cleared retained topic), anything else is counted per device and reason.
+
+    ``resend``: the message was not looked at (over the device's budget, reason ``rate_limited``,
+    see :mod:`fleet_server.ingest.limits`): it does NOT count as received, so a delivery receipt
+    must not cover it and the agent sends it again later. Every other reject counts as received
+    (a poison message must not stall the sender)."""
 
     mid: int
     qos: int
     device_id: str
     reason: str
     error: str
+    resend: bool = False
 
 
 Item = Received | Rejected

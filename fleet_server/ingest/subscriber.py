@@ -26,6 +26,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
+from fleet_server.ingest.limits import DeviceLimits
 from fleet_server.ingest.messages import Item, Received, Rejected
 from fleet_server.state import now_ms
 from shared import schemas
@@ -81,11 +82,13 @@ class Subscriber:
         account: broker connection details (the server's own dynsec account).
         client_id: MQTT client id; keep it stable so the persistent session is resumed.
         shared_group: when set, subscribe as ``$share/<group>/…`` (several ingest workers).
+        limits: per-device budgets (:mod:`fleet_server.ingest.limits`); None: no budgets.
     """
 
     def __init__(self, account: BrokerAccount, client_id: str = "clawfleet-ingest",
-                 shared_group: str | None = None) -> None:
+                 shared_group: str | None = None, limits: DeviceLimits | None = None) -> None:
         self.account = account
+        self.limits = limits  # per-device budgets, checked before a payload is parsed (None: none)
         self.items: queue.Queue[Item] = queue.Queue()
         self.counters: Counter[str] = Counter()
         self.connected = threading.Event()
@@ -160,7 +163,7 @@ class Subscriber:
     def _on_message(self, _c: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
         self.counters["received"] += 1
         try:
-            item = classify(msg, now_ms())
+            item = (self.limits.check(msg) if self.limits is not None else None) or classify(msg, now_ms())
         except Exception as exc:  # a bug must not end the network thread: count it, ack it
             device_id = _device_of(msg)
             log.exception("unexpected error on a message from %s", device_id or "(unknown)")

@@ -1,0 +1,69 @@
+"""One device flooding must not slow the fleet down: a real Mosquitto, a real FleetServer and SQLite,
+the flood from the benchmarks' load generator in its own process (usage batches of 500 records as
+fast as the broker takes them), a canary device publishing a sample every half second. The canary's
+publish→stored latency stays under 2 s; what the flooder sends over its budget is rejected as
+``rate_limited``, counted, and shown on its device view."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from e2e_helpers import wait_for
+from payload_helpers import DeviceConn, now_ms, telemetry
+
+from benchmarks.loadgen import DeviceCreds, LoadSpec, run_load
+from fleet_server.devices.registry import add_device
+from fleet_server.server import FleetServer
+from fleet_server.store.models import RejectCount, UsageRecord
+from shared.topics import Channel
+
+FLOOD_S = 20.0
+MAX_LATENCY_S = 2.0
+
+
+def canary_latencies(fleet: FleetServer, canary: DeviceConn, stop: threading.Event, out: list[float]) -> None:
+    """Publish a sample every 0.5 s; record seconds from publish until the server has stored it."""
+    while not stop.is_set():
+        ts = now_ms()
+        sent = time.monotonic()
+        canary.publish(Channel.TELEMETRY, telemetry(canary.device_id, ts=ts))
+        while time.monotonic() - sent < 30:
+            view = fleet.state.get(canary.device_id)
+            if view is not None and view.telemetry is not None and view.telemetry.ts >= ts:
+                break
+            time.sleep(0.01)
+        out.append(time.monotonic() - sent)
+        stop.wait(max(0.0, 0.5 - (time.monotonic() - sent)))
+
+
+def test_a_flooding_device_is_limited_and_the_canary_stays_fast(fleet: FleetServer):
+    assert fleet.dynsec is not None
+    flooder = add_device(fleet.dynsec, "flooder", fleet.broker_url)
+    latencies: list[float] = []
+    stop = threading.Event()
+    with DeviceConn(fleet, "canary") as canary:
+        watcher = threading.Thread(target=canary_latencies, args=(fleet, canary, stop, latencies), daemon=True)
+        watcher.start()
+        spec = LoadSpec(port=fleet.opts.mqtt_port, devices=[DeviceCreds(flooder.device.id, flooder.api_key)],
+                        rate_per_s=400, duration_s=FLOOD_S, mix={"usage": 1.0}, usage_records=500, processes=1,
+                        settle_s=10, announce=False)
+        result = run_load(spec, progress=False)
+        time.sleep(2)
+        stop.set()
+        watcher.join(40)
+    flood_records = result.published["usage"] * 500
+    stored = UsageRecord.select().where(UsageRecord.device == flooder.device.id).count()
+    limited = RejectCount.get_or_none((RejectCount.device == flooder.device.id)
+                                      & (RejectCount.reason == "rate_limited"))
+    print(f"flood: {flood_records:,} records offered, {stored:,} stored, "
+          f"{limited.count if limited else 0:,} messages rate_limited; "
+          f"canary p50 {sorted(latencies)[len(latencies) // 2]:.3f} s, max {max(latencies):.3f} s "
+          f"over {len(latencies)} samples")
+    assert len(latencies) >= FLOOD_S, latencies
+    assert max(latencies) < MAX_LATENCY_S, latencies
+    # the budget: a 1 MiB burst and 256 KiB/s of usage batches (about 128 KiB each)
+    assert stored <= (1 + (FLOOD_S + 20) / 4) * 8 * 500 and stored < flood_records / 10
+    assert limited is not None and limited.count > 0 and "usage budget" in limited.last_error
+    wait_for(lambda: fleet.state.get(flooder.device.id).rejects.get("rate_limited", 0) > 0, 10,
+             what="the device view to count it")
