@@ -19,10 +19,20 @@ Series (labels in braces):
 - ``clawfleet_ingest_messages_received_total``, ``clawfleet_ingest_messages_stored_total{channel}``,
   ``clawfleet_ingest_messages_rejected_total{reason}``, ``clawfleet_ingest_batch_duration_seconds``
   (summary: ``_count``, ``_sum``)
+- ``clawfleet_usage_label_sets_folded`` (gauge): ``{device,agent,model}`` label sets summed into the
+  ``(other)`` series
+
+Bounded: the usage families carry at most :data:`MAX_USAGE_SERIES` ``{device,agent,model}`` label
+sets, the ones with the most tokens; the rest are summed into one series labelled ``(other)``
+(devices choose their agent and model names). The whole exposition is computed at most once per
+:data:`CACHE_S` seconds, however many scrapers ask.
 """
 
 from __future__ import annotations
 
+import math
+import threading
+import time
 from collections.abc import Callable, Iterator
 
 from fastapi import FastAPI
@@ -34,8 +44,14 @@ from prometheus_client.registry import Collector
 from fleet_server.ingest import Ingest
 from fleet_server.state import FleetState
 from fleet_server.store.usage import summary as queries
+from fleet_server.store.usage.summary import UsageRow
 
 TOKEN_TYPES = ("input", "output", "cache_read", "cache_write")
+MAX_USAGE_SERIES = 1000
+"""``{device,agent,model}`` label sets per usage family at most; the rest become one ``(other)`` series."""
+CACHE_S = 5.0
+"""Seconds a computed exposition is served again (Prometheus scrapes every 15-60 s)."""
+OTHER = "(other)"
 _DEVICE_GAUGES = (
     ("cpu_usage_ratio", "CPU busy over the last interval, all cores (0-1)", lambda t: t.cpu_pct / 100),
     ("memory_used_bytes", "memory in use", lambda t: t.mem_used_bytes),
@@ -94,7 +110,8 @@ class FleetCollector(Collector):
         cost = CounterMetricFamily("clawfleet_cost_usd", "cost of priced messages, US dollars", labels=labels)
         unpriced = CounterMetricFamily("clawfleet_unpriced_tokens", "tokens with no price rule and no recorded cost",
                                        labels=labels)
-        for r in queries.usage_summary(["device", "agent", "model"]):
+        rows, folded = fold_usage(queries.usage_summary(["device", "agent", "model"]), MAX_USAGE_SERIES)
+        for r in rows:
             key = [r.key["device"], r.key["agent"], r.key["model"]]
             for t in TOKEN_TYPES:
                 tokens.add_metric([*key, t], getattr(r, f"{t}_tokens"))
@@ -102,7 +119,10 @@ class FleetCollector(Collector):
             failed.add_metric(key, r.failed_turns)
             cost.add_metric(key, r.cost_usd)
             unpriced.add_metric(key, r.unpriced_tokens)
-        yield from (tokens, messages, failed, cost, unpriced)
+        folded_sets = GaugeMetricFamily("clawfleet_usage_label_sets_folded",
+                                        "device/agent/model label sets summed into the (other) series")
+        folded_sets.add_metric([], folded)
+        yield from (tokens, messages, failed, cost, unpriced, folded_sets)
 
     def _ingest(self) -> Iterator[Metric]:
         ing = self.ingest()
@@ -125,12 +145,42 @@ class FleetCollector(Collector):
         yield from (received, stored, rejected, batch)
 
 
+def fold_usage(rows: list[UsageRow], keep: int) -> tuple[list[UsageRow], int]:
+    """The ``keep`` rows with the most tokens (ties: by key), plus one row keyed ``(other)`` summing the
+    rest (when there is a rest). Returns ``(rows, number of rows folded)``."""
+    if len(rows) <= keep:
+        return rows, 0
+    ranked = sorted(rows, key=lambda r: (-r.total_tokens, tuple(r.key.values())))
+    other = UsageRow({k: OTHER for k in rows[0].key})
+    for r in ranked[keep:]:
+        other.add(r)
+    return [*ranked[:keep], other], len(rows) - keep
+
+
+class CachedExposition:
+    """The registry's text exposition, computed at most once per ``ttl_s`` seconds (thread-safe: a
+    scrape that arrives while another computes waits for it instead of computing again)."""
+
+    def __init__(self, registry: CollectorRegistry, ttl_s: float = CACHE_S) -> None:
+        self.registry, self.ttl_s = registry, ttl_s
+        self._lock = threading.Lock()
+        self._body, self._at = b"", -math.inf
+
+    def get(self) -> bytes:
+        """The exposition bytes (recomputed when older than ``ttl_s``)."""
+        with self._lock:
+            if time.monotonic() - self._at >= self.ttl_s:
+                self._body, self._at = generate_latest(self.registry), time.monotonic()
+            return self._body
+
+
 def install_metrics(app: FastAPI, state: FleetState, ingest: Callable[[], Ingest | None]) -> None:
-    """Serve ``/metrics`` from a registry holding only :class:`FleetCollector`."""
+    """Serve ``/metrics`` from a registry holding only :class:`FleetCollector` (cached :data:`CACHE_S` s)."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(FleetCollector(state, ingest))
+    cached = CachedExposition(registry)
 
     def metrics() -> Response:
-        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+        return Response(cached.get(), media_type=CONTENT_TYPE_LATEST)
 
     app.add_api_route("/metrics", metrics, methods=["GET"], include_in_schema=False)

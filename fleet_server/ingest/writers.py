@@ -12,8 +12,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
+from fleet_server.ingest.cardinality import USAGE_NAMES
 from fleet_server.ingest.messages import CacheChange, Received
-from fleet_server.state import SAMPLE_COLUMNS, FleetState, LatestError, meta_json, telemetry_values
+from fleet_server.state import SAMPLE_COLUMNS, FleetState, LatestError, meta_json, now_ms, telemetry_values
 from fleet_server.store import bulk
 from fleet_server.store.bulk import CHUNK
 from fleet_server.store.logs import insert_logs, is_hint
@@ -99,9 +100,12 @@ def write_meta(items: list[Received], state: FleetState) -> CacheChange:
 
 
 def write_usage(items: list[Received], state: FleetState) -> CacheChange:
-    """Store usage records not stored yet, with the hourly rollup; the change carries the added sums."""
+    """Store usage records not stored yet, with the hourly rollup; the change carries the added sums.
+    Model, agent and session names beyond a device's daily budget are kept as ``(other)``
+    (:mod:`fleet_server.ingest.cardinality`)."""
     change = CacheChange(stored={"usage": len(items)})
     rows = [{"device": i.device_id, **r.model_dump()} for i in items for r in i.payload.records]
+    USAGE_NAMES.bound(rows, change, now_ms())
     conflicts: list[dict] = []
     change.usage = insert_usage(rows, conflicts) if rows else {}
     for row in conflicts:

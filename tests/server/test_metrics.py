@@ -67,3 +67,59 @@ async def test_metrics_parse_and_carry_the_expected_series(db, tmp_path):
     batch = {s.name: s.value for s in fams["clawfleet_ingest_batch_duration_seconds"].samples}
     assert batch == {"clawfleet_ingest_batch_duration_seconds_count": 3,
                      "clawfleet_ingest_batch_duration_seconds_sum": 0.042}
+
+
+def hostile_usage(records: int = 20_000, models: int = 10_000) -> None:
+    """``records`` usage records of one device with ``models`` distinct model names (stored directly, as
+    data from before the ingest bounds or from many devices would be)."""
+    from usage_seed import add_device
+
+    from fleet_server.store.models import db
+    from fleet_server.store.usage.ledger import insert_usage
+
+    add_device("namer")
+    rows = [{"device": "namer", "id": f"record-{i:06d}", "ts": 1_795_000_000_000 + i, "agent_id": "main",
+             "session_id": "s", "provider": "evil", "model": f"model-{i % models}", "input_tokens": 10 + i % 7,
+             "output_tokens": 1, "cache_read_tokens": 0, "cache_write_tokens": 0, "total_tokens": 11 + i % 7,
+             "cost_usd": None, "source": "transcript"} for i in range(records)]
+    with db.atomic():
+        for k in range(0, len(rows), 2000):
+            insert_usage(rows[k:k + 2000])
+
+
+async def test_metrics_under_hostile_cardinality_are_bounded_and_cached(db, monkeypatch):
+    from fleet_server.api import metrics as metrics_module
+
+    hostile_usage()
+    state = FleetState()
+    state.load_from_db()
+    _, token = api_tokens.create_token("prometheus", "test")
+    calls = []
+    real = metrics_module.queries.usage_summary
+    monkeypatch.setattr(metrics_module.queries, "usage_summary", lambda *a, **kw: calls.append(1) or real(*a, **kw))
+    async with user_simulation() as user:
+        register_pages(state)
+        install_metrics(app, state, lambda: FakeIngest())
+        auth = {"Authorization": f"Bearer {token}"}
+        first = await user.http_client.get("/metrics", headers=auth)
+        second = await user.http_client.get("/metrics", headers=auth)
+    assert first.status_code == second.status_code == 200
+    assert len(calls) == 1, "a second scrape within a few seconds is served from the cache"
+    fams = families(first.text)
+    series = sum(len(f.samples) for f in fams.values())
+    assert series <= 8 * (metrics_module.MAX_USAGE_SERIES + 1) + 100, series  # 4 token types + 4 families
+    tokens = fams["clawfleet_tokens"].samples
+    assert {s.labels["model"] for s in tokens} >= {"(other)"}
+    assert sum(s.value for s in tokens) == sum(11 + i % 7 for i in range(20_000))  # nothing lost in the fold
+    assert fams["clawfleet_usage_label_sets_folded"].samples[0].value == 10_000 - metrics_module.MAX_USAGE_SERIES
+
+
+def test_tokens_chart_draws_the_top_series_and_others():
+    from fleet_server.dashboard.pages.tokens import CHART_SERIES, chart_options
+    from fleet_server.store.usage.summary import UsageRow
+
+    rows = [UsageRow({"day": "2026-12-01", "model": f"model-{i}"}, total_tokens=i + 1) for i in range(10_000)]
+    opts = chart_options(rows, "model", ["2026-12-01"])
+    names = [s["name"] for s in opts["series"]]
+    assert len(names) == CHART_SERIES + 1 and names[0] == "model-9999" and names[-1] == "others (9,990)"
+    assert sum(s["data"][0] for s in opts["series"]) == sum(range(1, 10_001))

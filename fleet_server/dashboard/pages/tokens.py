@@ -60,12 +60,26 @@ def _summary(total: UsageRow, exact: bool) -> None:
                      ).classes("text-sm")
 
 
-def chart_options(rows: list[UsageRow], stack: str, days: list[str]) -> dict:
-    """ECharts options: one stacked bar series per ``stack`` value, x = days, y = total tokens."""
+CHART_SERIES = 10
+"""Stacked series the tokens chart draws at most; the rest are summed into "others"."""
+
+
+def chart_options(rows: list[UsageRow], stack: str, days: list[str], top_n: int = CHART_SERIES) -> dict:
+    """ECharts options: one stacked bar series per ``stack`` value (the ``top_n`` with the most
+    tokens over the range, the rest summed into one "others" series), x = days, y = total tokens."""
     series: dict[str, dict[str, int]] = {}
     for r in rows:
-        series.setdefault(r.key.get(stack, "") or "(none)", {})[r.key["day"]] = r.total_tokens
-    top = sorted(series, key=lambda k: -sum(series[k].values()))
+        per_day = series.setdefault(r.key.get(stack, "") or "(none)", {})
+        per_day[r.key["day"]] = per_day.get(r.key["day"], 0) + r.total_tokens
+    ranked = sorted(series, key=lambda k: (-sum(series[k].values()), k))
+    top = ranked[:top_n]
+    if len(ranked) > top_n:
+        others: dict[str, int] = {}
+        for name in ranked[top_n:]:
+            for day, n in series[name].items():
+                others[day] = others.get(day, 0) + n
+        series[f"others ({len(ranked) - top_n:,})"] = others
+        top.append(f"others ({len(ranked) - top_n:,})")
     return {
         "tooltip": {"trigger": "axis", "axisPointer": {"type": "shadow"}},
         "legend": {"type": "scroll", "bottom": 0},
