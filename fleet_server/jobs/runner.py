@@ -8,6 +8,7 @@ from peewee import Database
 
 from fleet_server.jobs.history import RETENTION_S, ROLLUP_S, enforce_retention
 from fleet_server.jobs.periodic import PeriodicJob
+from fleet_server.jobs.reprice import RepriceJob
 from fleet_server.jobs.stale import CHECK_S, StaleDetector
 from fleet_server.state import FleetState
 from fleet_server.store.history.retention import RetentionPolicy
@@ -17,7 +18,8 @@ log = logging.getLogger("clawfleet.jobs")
 
 
 class ServerJobs:
-    """Rollups (every minute), retention (hourly, first after 1 minute), stale check (every 2 s).
+    """Rollups (every minute), retention (hourly, first after 1 minute), stale check (every 2 s),
+    re-pricing whenever a price rule changed (:attr:`reprice`).
 
     ``check_stale_now()`` runs the stale check once in the caller's thread (the server does it at
     start-up, before ingest starts, so a restarted server never shows a silent device online).
@@ -31,6 +33,7 @@ class ServerJobs:
                         first_delay_s=60.0),
             PeriodicJob("stale-devices", CHECK_S, self.stale.check, database),
         ]
+        self.reprice = RepriceJob(database, state.add_usage)
         log.info("history retention: %s", retention.describe())
 
     def check_stale_now(self) -> list[tuple[str, str]]:
@@ -41,8 +44,10 @@ class ServerJobs:
         """Start every job's thread."""
         for job in self._jobs:
             job.start()
+        self.reprice.start()
 
     def stop(self) -> None:
         """Stop every job (each finishes its running call first)."""
+        self.reprice.stop()
         for job in self._jobs:
             job.stop()

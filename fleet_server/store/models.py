@@ -340,8 +340,18 @@ class IntegrationAccount(BaseModel):
 # --- end prices, API tokens, integrations ---
 
 
+class JobMark(BaseModel):
+    """A background job that is due: when it was last asked for and when the last run that covers
+    that began (epoch ms; None: never). ``job`` ``"reprice"``: :mod:`fleet_server.store.usage.reprice`."""
+
+    job = CharField(primary_key=True, max_length=32)
+    requested_ms = BigIntegerField()
+    finished_ms = BigIntegerField(null=True)
+
+
 ALL_MODELS = [Device, Sample, StatusEvent, UsageRecord, UsageHourly, LogRecord, RejectCount, User, AuditEvent,
               SampleRollup5m, SampleRollup1h, RollupWatermark,  # history
               LoginThrottle,  # failed logins
               PriceRule, ApiToken, IntegrationAccount,  # tokens and cost, API, integrations
+              JobMark,  # background jobs that are due (re-pricing)
               SchemaVersion]  # migrations

@@ -7,7 +7,7 @@
   (assistant messages with ``stopReason: "error"``) and cost. CSV export of the table.
 - Days are calendar days in the viewer's time zone (the browser's, read once per page; ``?tz=`` overrides).
 - Cost: rule price, else OpenClaw's recorded cost, else "unpriced (N tokens)" — never $0.
-- The price table below (admins edit; every change re-prices history).
+- The price table below (admins edit; every change re-prices history in the background, with progress).
 """
 
 from __future__ import annotations
@@ -116,7 +116,7 @@ def render_tokens(state: FleetState, tz: str = "", start_day: str = "", end_day:
             ui.switch("Exact numbers", on_change=lambda e: (opts.update(exact=e.value), body.refresh())).props(
                 'data-testid="exact"')
         body_box = ui.column().classes("w-full gap-3")
-        render_prices(lambda _n: (state.load_from_db(), body.refresh()))
+        render_prices(lambda: body.refresh(), state.add_usage)  # re-priced chunk by chunk: no reload
 
     def preset(back: int) -> None:
         now = datetime.now(queries.zone(opts["tz"]))

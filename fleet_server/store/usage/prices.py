@@ -2,9 +2,9 @@
 
 Cost of a record = the matching :class:`~fleet_server.store.models.PriceRule` (USD per million
 tokens of each type), else the cost OpenClaw recorded (``cost_usd``), else **unpriced** — never $0.
-The rule's result is stored in ``UsageRecord.priced_usd`` at insert time and again by
-:func:`reprice` whenever a rule changes, so history is re-priced; the hourly rollup's
-``cost_usd``, ``priced_records`` and ``unpriced_tokens`` follow.
+The rule's result is stored in ``UsageRecord.priced_usd`` at insert time and again, paced, by
+:func:`fleet_server.store.usage.reprice.reprice` whenever a rule changes, so history is re-priced;
+the hourly rollup's ``cost_usd``, ``priced_records`` and ``unpriced_tokens`` follow.
 
 No default price list ships: prices change often and a wrong one is worse than "unpriced".
 """
@@ -15,13 +15,9 @@ import fnmatch
 import time
 from dataclasses import dataclass
 
-from peewee import OP, SQL, Case, Expression, Value, fn
+from fleet_server.store.locks import write_transaction
+from fleet_server.store.models import JobMark, PriceRule, db
 
-from fleet_server.store.models import PriceRule, UsageHourly, UsageRecord, db
-from fleet_server.store.sql import total
-
-HOUR_MS = 3_600_000
-_EPS = 1e-12
 TOKEN_KINDS = ("input", "output", "cache_read", "cache_write")
 
 
@@ -103,86 +99,70 @@ class RuleInput:
                          int(self.effective_ms), self.note.strip()[:300])
 
 
-def add_rule(rule: RuleInput) -> tuple[PriceRule, int]:
-    """Store a rule and re-price history. Returns (the rule, records re-priced). Raises PriceError."""
+JOB = "reprice"
+"""``JobMark.job`` that says history must be re-priced (:mod:`fleet_server.store.usage.reprice`)."""
+
+
+def mark_due() -> None:
+    """Record that history must be re-priced (call in the transaction that changes a rule)."""
+    ts = int(time.time() * 1000)
+    JobMark.insert(job=JOB, requested_ms=ts, finished_ms=None).on_conflict(
+        conflict_target=[JobMark.job], update={JobMark.requested_ms: ts}).execute()
+
+
+def reprice_due() -> bool:
+    """True when a rule changed that no finished re-pricing pass covers (also one cut short by a restart)."""
+    mark = JobMark.get_or_none(JobMark.job == JOB)
+    return mark is not None and (mark.finished_ms is None or mark.requested_ms >= mark.finished_ms)
+
+
+def save_rule(rule: RuleInput) -> PriceRule:
+    """Store a new rule and mark history for re-pricing (one short transaction; the re-pricing job,
+    :mod:`fleet_server.jobs.reprice`, does the rest). Raises PriceError."""
     r = rule.validated()
-    with db.atomic():
+    with write_transaction(db.obj):
         row = PriceRule.create(**r.__dict__, created_ms=int(time.time() * 1000))
-        changed = reprice()
-    return row, changed
+        mark_due()
+    return row
+
+
+def replace_rule(rule_id: int, rule: RuleInput) -> None:
+    """Replace rule ``rule_id`` and mark history for re-pricing. Raises PriceError (also when unknown)."""
+    r = rule.validated()
+    with write_transaction(db.obj):
+        if PriceRule.update(**r.__dict__).where(PriceRule.id == rule_id).execute() == 0:
+            raise PriceError(f"no price rule {rule_id}")
+        mark_due()
+
+
+def remove_rule(rule_id: int) -> None:
+    """Delete a rule and mark history for re-pricing. Raises PriceError when unknown."""
+    with write_transaction(db.obj):
+        if PriceRule.delete().where(PriceRule.id == rule_id).execute() == 0:
+            raise PriceError(f"no price rule {rule_id}")
+        mark_due()
+
+
+def add_rule(rule: RuleInput) -> tuple[PriceRule, int]:
+    """:func:`save_rule`, then re-price history in this thread (paced); returns (the rule, records
+    re-priced). For scripts and tests; the dashboard leaves the re-pricing to the background job."""
+    from fleet_server.store.usage.reprice import reprice
+
+    row = save_rule(rule)
+    return row, reprice()
 
 
 def update_rule(rule_id: int, rule: RuleInput) -> int:
-    """Replace rule ``rule_id`` and re-price; returns records re-priced. Raises PriceError."""
-    r = rule.validated()
-    with db.atomic():
-        if PriceRule.update(**r.__dict__).where(PriceRule.id == rule_id).execute() == 0:
-            raise PriceError(f"no price rule {rule_id}")
-        return reprice()
+    """:func:`replace_rule`, then re-price here; returns records re-priced. Raises PriceError."""
+    from fleet_server.store.usage.reprice import reprice
+
+    replace_rule(rule_id, rule)
+    return reprice()
 
 
 def delete_rule(rule_id: int) -> int:
-    """Delete a rule and re-price; returns records re-priced. Raises PriceError when unknown."""
-    with db.atomic():
-        if PriceRule.delete().where(PriceRule.id == rule_id).execute() == 0:
-            raise PriceError(f"no price rule {rule_id}")
-        return reprice()
+    """:func:`remove_rule`, then re-price here; returns records re-priced. Raises PriceError."""
+    from fleet_server.store.usage.reprice import reprice
 
-
-def _cost_expr(rule: PriceRule):  # noqa: ANN202 - a peewee expression
-    def usd(v: float) -> Value:  # unconverted: the token columns' converter would make 0.3 an int
-        return Value(float(v), converter=False)
-
-    return (UsageRecord.input_tokens * usd(rule.input_usd_per_mtok)
-            + UsageRecord.output_tokens * usd(rule.output_usd_per_mtok)
-            + UsageRecord.cache_read_tokens * usd(rule.cache_read_usd_per_mtok)
-            + UsageRecord.cache_write_tokens * usd(rule.cache_write_usd_per_mtok)) / usd(1e6)
-
-
-def reprice() -> int:
-    """Recompute ``priced_usd`` of every usage record from the current rules, then the hourly
-    rollup's cost columns. Set-based: a few UPDATEs per distinct (provider, model).
-
-    Returns:
-        How many records' rule price changed (newly priced, re-priced or no longer priced).
-    """
-    rules = load_rules()
-    changed = 0
-    with db.atomic():
-        pairs = list(UsageRecord.select(UsageRecord.provider, UsageRecord.model).distinct().tuples())
-        for provider, model in pairs:
-            mine = [r for r in rules if matches(r.pattern, provider, model)]
-            # intervals [start, next start) each priced by the lowest-id rule of its effective date
-            starts: dict[int, PriceRule] = {}
-            for r in mine:
-                starts.setdefault(r.effective_ms, r)
-            bounds = sorted(starts)
-            same = (UsageRecord.provider == provider) & (UsageRecord.model == model)
-            first = bounds[0] if bounds else None
-            unpriced = same if first is None else same & (UsageRecord.ts < first)
-            changed += UsageRecord.update(priced_usd=None).where(
-                unpriced & UsageRecord.priced_usd.is_null(False)).execute()
-            for i, start in enumerate(bounds):
-                expr = _cost_expr(starts[start])
-                cond = same & (UsageRecord.ts >= start)
-                if i + 1 < len(bounds):
-                    cond &= UsageRecord.ts < bounds[i + 1]
-                changed += UsageRecord.update(priced_usd=expr).where(
-                    cond & (UsageRecord.priced_usd.is_null() | (fn.ABS(UsageRecord.priced_usd - expr) > _EPS))
-                ).execute()
-        rebuild_hourly_costs()
-    return changed
-
-
-def rebuild_hourly_costs() -> None:
-    """Recompute ``cost_usd``, ``priced_records`` and ``unpriced_tokens`` of the hourly rollup from
-    the records (one GROUP BY over the usage table)."""
-    cost = fn.COALESCE(UsageRecord.priced_usd, UsageRecord.cost_usd)
-    hour = (UsageRecord.ts - Expression(UsageRecord.ts, OP.MOD, HOUR_MS))  # peewee's % is LIKE
-    q = (UsageRecord.select(UsageRecord.device, hour.alias("h"), total(fn.COALESCE(cost, 0)),
-                            total(Case(None, [(cost.is_null(False), 1)], 0)),
-                            total(Case(None, [(cost.is_null(), UsageRecord.total_tokens)], 0)))
-         .group_by(UsageRecord.device, SQL("h")).tuples())
-    for device, h, usd, priced, unpriced in q:
-        UsageHourly.update(cost_usd=usd or 0.0, priced_records=priced or 0, unpriced_tokens=unpriced or 0).where(
-            (UsageHourly.device == device) & (UsageHourly.hour_ms == h)).execute()
+    remove_rule(rule_id)
+    return reprice()
