@@ -15,6 +15,8 @@ from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import HTMLResponse, JSONResponse
 
+from fleet_server.api import paging
+from fleet_server.api.params import EpochMsQuery, install_validation_errors
 from fleet_server.api.schemas import (
     DeviceOut,
     FingerprintOut,
@@ -98,23 +100,27 @@ def build_router() -> APIRouter:
     @r.get("/devices/{device_id}/status-events", response_model=list[StatusEventOut],
            summary="Availability changes, newest first")
     def get_status_events(device_id: str, limit: Annotated[int, Query(ge=1, le=1000)] = 200,
-                          before_ms: int | None = None) -> list[dict]:
+                          before_ms: EpochMsQuery = None) -> list[dict]:
         _device(device_id)
         return history.status_events(device_id, limit, before_ms)
 
-    @r.get("/usage", response_model=UsageOut, summary="Token usage and cost, grouped")
-    def get_usage(group_by: Annotated[str, Query(description="comma-separated: device, agent, model, session, day")]
-                  = "device", since: Annotated[int | None, Query(description="epoch ms UTC, inclusive")] = None,
-                  until: Annotated[int | None, Query(description="epoch ms UTC, exclusive")] = None,
+    @r.get("/usage", response_model=UsageOut, summary="Token usage and cost, grouped (cursor paging)")
+    def get_usage(group_by: Annotated[str, Query(max_length=200, description="comma-separated: device, agent, "
+                                                 "model, session, day")] = "device",
+                  since: Annotated[EpochMsQuery, Query(description="epoch ms UTC, inclusive")] = None,
+                  until: Annotated[EpochMsQuery, Query(description="epoch ms UTC, exclusive")] = None,
                   device: str | None = None,
-                  tz: Annotated[str, Query(description="IANA time zone of 'day' keys")] = "UTC") -> dict:
-        groups = [g.strip() for g in group_by.split(",") if g.strip()]
+                  tz: Annotated[str, Query(description="IANA time zone of 'day' keys")] = "UTC",
+                  cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
+                  limit: Annotated[int, Query(ge=1, le=paging.MAX_LIMIT)] = paging.DEFAULT_LIMIT) -> dict:
+        groups = list(dict.fromkeys(g.strip() for g in group_by.split(",") if g.strip()))  # each key once
         try:
             rows = queries.usage_summary(groups, since, until, device, tz)
-        except QueryError as exc:
+            chunk, next_cursor = paging.page(rows, lambda row: tuple(row.key.values()), cursor, limit)
+        except (QueryError, paging.CursorError) as exc:
             raise HTTPException(400, str(exc)) from None
         return {"group_by": groups, "since_ms": since, "until_ms": until, "tz": tz,
-                "rows": [row.as_json() for row in rows]}
+                "rows": [row.as_json() for row in chunk], "next_cursor": next_cursor}
 
     def _filter(device: str | None, level: str | None, since: int | None, until: int | None, q: str | None,
                 fingerprint: str | None) -> log_store.LogFilter:
@@ -126,7 +132,7 @@ def build_router() -> APIRouter:
     @r.get("/logs", response_model=LogPageOut, summary="OpenClaw warnings and errors, newest first (cursor paging)")
     def get_logs(device: str | None = None,
                  level: Annotated[str | None, Query(description="this level and above")] = None,
-                 since: int | None = None, until: int | None = None,
+                 since: EpochMsQuery = None, until: EpochMsQuery = None,
                  q: Annotated[str | None, Query(description="text the message contains (case-insensitive)")] = None,
                  fingerprint: str | None = None, cursor: str | None = None,
                  limit: Annotated[int, Query(ge=1, le=log_store.MAX_LIMIT)] = 100) -> dict:
@@ -137,8 +143,8 @@ def build_router() -> APIRouter:
         return {"rows": page.rows, "next_cursor": page.next_cursor}
 
     @r.get("/fingerprints", response_model=list[FingerprintOut], summary="Logs grouped by fingerprint")
-    def get_fingerprints(device: str | None = None, level: str | None = None, since: int | None = None,
-                         until: int | None = None, q: str | None = None,
+    def get_fingerprints(device: str | None = None, level: str | None = None, since: EpochMsQuery = None,
+                         until: EpochMsQuery = None, q: str | None = None,
                          limit: Annotated[int, Query(ge=1, le=log_store.MAX_LIMIT)] = 100) -> list[dict]:
         return log_store.fingerprint_groups(_filter(device, level, since, until, q, None), limit)
 
@@ -160,6 +166,7 @@ def install_api(app: FastAPI, state: FleetState) -> None:
     _current["state"] = state
     if any(getattr(rt, "path", "") == f"{API_PREFIX}/devices" for rt in app.routes):
         return
+    install_validation_errors(app)  # bad parameters: 400 with the field, never a 500
     for rt in build_router().routes:  # one app route each (FastAPI >= 0.141 keeps an included router as one lazy route)
         app.add_api_route(rt.path, rt.endpoint, methods=list(rt.methods), response_model=rt.response_model,
                           summary=rt.summary, tags=rt.tags)

@@ -88,13 +88,15 @@ class UsageRowOut(BaseModel):
 
 
 class UsageOut(BaseModel):
-    """``GET /api/v1/usage``: rows and the range they cover."""
+    """``GET /api/v1/usage``: a page of rows (sorted by group key) and the range they cover; pass
+    ``next_cursor`` as ``cursor`` for the next page (None: the last one)."""
 
     group_by: list[str]
     since_ms: int | None
     until_ms: int | None
     tz: str
     rows: list[UsageRowOut]
+    next_cursor: str | None = None
 
 
 class LogOut(BaseModel):

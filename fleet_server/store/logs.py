@@ -119,6 +119,8 @@ def decode_cursor(cursor: str) -> tuple[int, str, str]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         ts, device, record_id = raw.split(":", 2)
+        if not 0 <= int(ts) < 2**63:  # beyond what the database stores
+            raise ValueError(ts)
         return int(ts), device, record_id
     except (ValueError, UnicodeDecodeError):
         raise LogQueryError("bad cursor; pass the next_cursor of the previous page") from None

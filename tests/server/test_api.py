@@ -138,3 +138,47 @@ def test_cli_creates_lists_and_revokes_tokens(tmp_path):
     actions = [e.action for e in AuditEvent.select().order_by(AuditEvent.id)]
     assert actions == ["api_token.create", "api_token.revoke"]
     assert all(token not in (e.detail + e.target) for e in AuditEvent.select())
+
+
+async def test_hostile_parameters_get_400_not_500(fleet_state):
+    """Integers the database cannot hold and a group_by repeated 2,000 times: a 400 naming the field,
+    never a traceback."""
+    import base64
+
+    _, token = api_tokens.create_token("fuzzer", "test")
+    huge = str(2**63)
+    bad_cursor = base64.urlsafe_b64encode(f"{2**64}:oc-latest:x".encode()).decode()
+    async with user_simulation() as user:
+        register_pages(fleet_state)
+        get = user.http_client.get
+        for path, params in (("/api/v1/usage", {"since": huge}), ("/api/v1/usage", {"until": huge}),
+                             ("/api/v1/logs", {"since": huge}), ("/api/v1/logs", {"until": "-1"}),
+                             ("/api/v1/logs", {"cursor": bad_cursor}), ("/api/v1/fingerprints", {"until": huge}),
+                             ("/api/v1/devices/oc-latest/status-events", {"before_ms": huge}),
+                             ("/api/v1/usage", {"group_by": ",".join(["device"] * 2000)}),
+                             ("/api/v1/usage", {"cursor": "!!"}), ("/api/v1/logs", {"limit": "0"})):
+            r = await get(path, params=params, headers=bearer(token))
+            assert r.status_code == 400, (path, params, r.status_code, r.text[:200])
+            assert "Traceback" not in r.text and r.json()
+        r = await get("/api/v1/usage", params={"group_by": "device,device,agent"}, headers=bearer(token))
+        assert r.status_code == 200 and r.json()["group_by"] == ["device", "agent"]
+
+
+async def test_usage_is_paged_by_cursor(fleet_state):
+    _, token = api_tokens.create_token("script", "test")
+    async with user_simulation() as user:
+        register_pages(fleet_state)
+        get = user.http_client.get
+        everything = (await get("/api/v1/usage", params={"group_by": "device,agent,model,session"},
+                                headers=bearer(token))).json()
+        assert everything["next_cursor"] is None and len(everything["rows"]) > 3
+        seen, cursor = [], None
+        while True:
+            params = {"group_by": "device,agent,model,session", "limit": 2, **({"cursor": cursor} if cursor else {})}
+            page = (await get("/api/v1/usage", params=params, headers=bearer(token))).json()
+            assert len(page["rows"]) <= 2
+            seen += page["rows"]
+            cursor = page["next_cursor"]
+            if cursor is None:
+                break
+        assert seen == everything["rows"]
