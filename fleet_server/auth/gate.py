@@ -14,8 +14,9 @@ route gives the browser a new session id (no session fixation) and the next requ
 login in ``app.storage.user``.
 
 Logout is a POST (the header's "Log out" button submits a form), so another site cannot log a user
-out with a link or an image; a cross-site POST carries no session cookie (``SameSite=Lax``) and
-is refused when the browser says it is cross-site (``Sec-Fetch-Site``).
+out with a link or an image; a cross-site POST carries no session cookie (``SameSite=Lax``), and a
+POST is accepted only when the browser says it comes from this site (``Sec-Fetch-Site``, or
+``Origin``/``Referer`` from clients without it).
 
 Routes added here: ``/login/finish``, ``/logout`` and ``GET /api/v1/whoami`` →
 ``{"username": …, "role": …}`` (login required).
@@ -28,7 +29,7 @@ import secrets
 import time
 import uuid
 from dataclasses import dataclass
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from nicegui import app, run
 from starlette.middleware import Middleware
@@ -46,6 +47,7 @@ from fleet_server.auth.accounts import (
     now_ms,
     safe_redirect_target,
 )
+from fleet_server.auth.headers import HSTS, SECURITY_HEADERS
 from fleet_server.auth.ratelimit import LoginRateLimiter
 from fleet_server.store import audit
 from fleet_server.store.models import User
@@ -55,8 +57,6 @@ log = logging.getLogger("clawfleet.auth")
 PUBLIC_PATHS = frozenset({"/login", "/login/finish", "/logout", "/healthz", "/favicon.ico"})
 PUBLIC_PREFIXES = ("/_nicegui/", "/_nicegui_ws/")
 HANDOFF_TTL_S = 60.0
-SECURITY_HEADERS = {"X-Frame-Options": "DENY", "X-Content-Type-Options": "nosniff",
-                    "Referrer-Policy": "same-origin"}
 
 
 @dataclass
@@ -98,9 +98,10 @@ def _adopt_handoff(request: Request) -> None:
 class AuthGate(BaseHTTPMiddleware):
     """Lets public routes through, sends everything else to the login page (or 401 for ``/api``).
 
-    Also adds ``X-Frame-Options: DENY``, ``X-Content-Type-Options: nosniff`` and
-    ``Referrer-Policy: same-origin`` to every response, and ``Cache-Control: no-store`` to private
-    ones. Sets ``request.state.user`` (:class:`fleet_server.auth.accounts.SessionUser`) for private routes.
+    Also adds :data:`fleet_server.auth.headers.SECURITY_HEADERS` (Content-Security-Policy,
+    X-Frame-Options, nosniff, Referrer-Policy, …) to every response, ``Strict-Transport-Security``
+    over HTTPS, and ``Cache-Control: no-store`` to private ones. Sets ``request.state.user``
+    (:class:`fleet_server.auth.accounts.SessionUser`) for private routes.
     """
 
     async def dispatch(self, request: Request, call_next: RequestResponseEndpoint) -> Response:
@@ -130,6 +131,8 @@ class AuthGate(BaseHTTPMiddleware):
         response = await call_next(request)
         for k, v in SECURITY_HEADERS.items():
             response.headers.setdefault(k, v)
+        if request.url.scheme == "https":
+            response.headers.setdefault("Strict-Transport-Security", HSTS)
         if not public:
             response.headers.setdefault("Cache-Control", "no-store")
         return response
@@ -178,11 +181,27 @@ async def login_finish(request: Request, token: str = "", redirect_to: str = "/"
     return RedirectResponse(safe_redirect_target(redirect_to), status_code=303)
 
 
+def same_site_request(request: Request) -> bool:
+    """True when the browser says the request comes from this site: ``Sec-Fetch-Site`` ``same-origin``
+    (or ``none``: typed by the user); without ``Sec-Fetch-*`` headers (an older browser, a script) the
+    ``Origin`` header, else the ``Referer``, must name this host. Nothing at all: refused."""
+    site = request.headers.get("sec-fetch-site")
+    if site is not None:
+        return site in ("same-origin", "none")
+    source = request.headers.get("origin") or request.headers.get("referer")
+    if not source or source == "null":
+        return False
+    host = request.headers.get("host", "")
+    return urlsplit(source).netloc.lower() == host.lower() and bool(host)
+
+
 async def logout(request: Request) -> Response:
     """``POST /logout``: end the session (server side) and go to the login page (303). Audited as
-    ``logout``. A request the browser marks cross-site gets 403 and changes nothing."""
-    if request.headers.get("sec-fetch-site") == "cross-site":
-        return JSONResponse({"error": "cross-site logout refused"}, status_code=403, headers=SECURITY_HEADERS)
+    ``logout``. A request that does not come from this site (:func:`same_site_request`) gets 403 and
+    changes nothing."""
+    if not same_site_request(request):
+        return JSONResponse({"error": "logout is accepted from this dashboard's own pages only"}, status_code=403,
+                            headers=SECURITY_HEADERS)
     user = current_user()
     app.storage.user.clear()
     if user is not None:

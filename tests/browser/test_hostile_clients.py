@@ -147,3 +147,45 @@ def test_forwarded_for_is_believed_from_the_configured_proxy_only(tmp_path, brow
     finally:
         other.stop()
     assert PASSWORD
+
+
+CSP_WATCH_JS = ("window.__csp = []; document.addEventListener('securitypolicyviolation', "
+                "(e) => window.__csp.push(e.violatedDirective + ' ' + e.blockedURI));")
+
+
+def test_pages_work_under_the_csp_and_long_names_do_not_widen_the_device_page(tmp_path, browser):
+    """Every page renders with the Content-Security-Policy on (no violation reported by Chromium), and a
+    199-character agent name wraps instead of widening the device page (it used to be 2,597 px wide)."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from fleet_server.store.models import Device
+
+    srv = server(tmp_path)
+    open_database(srv.data_dir)
+    long_name = "a" * 199
+    meta = {"v": 1, "device_id": "wide", "ts": 1_795_000_000_000, "hostname": "h" * 150, "os": "Linux",
+            "agent_version": "1", "cpu_count": 1, "mem_total_bytes": 1, "disk_total_bytes": 1,
+            "boot_time_ms": 1_795_000_000_000, "agents": [long_name, "b" * 199]}
+    Device.create(id="wide", name="Wide box", key_hash="x", key_hint="abcd", created_ms=1_795_000_000_000,
+                  meta_json=json.dumps(meta))
+    browser.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": CSP_WATCH_JS})
+    try:
+        srv.start()
+        log_in(browser, f"http://127.0.0.1:{srv.port}/")
+        wait = WebDriverWait(browser, 30)
+        violations = {}
+        for path in ("/", "/devices", "/device/wide", "/tokens", "/logs", "/settings/api", "/audit"):
+            browser.get(f"http://127.0.0.1:{srv.port}{path}")
+            wait.until(lambda d: d.execute_script("return window.did_handshake === true"))
+            browser.implicitly_wait(0)
+            wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "header"))
+            if path == "/device/wide":
+                wait.until(lambda d: long_name in d.find_element(By.TAG_NAME, "body").text.replace("\n", ""))
+                width = browser.execute_script("return document.documentElement.scrollWidth")
+                viewport = browser.execute_script("return window.innerWidth")
+                assert width <= viewport, f"the device page is {width} px wide in a {viewport} px window"
+            violations[path] = browser.execute_script("return window.__csp")
+        assert all(v == [] for v in violations.values()), violations
+    finally:
+        srv.stop()

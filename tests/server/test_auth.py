@@ -116,8 +116,14 @@ async def test_right_password_reaches_overview_then_logout_ends_session(db, logi
         assert r.status_code == 405
         r = await user.http_client.post("/logout", headers={"Sec-Fetch-Site": "cross-site"}, follow_redirects=False)
         assert r.status_code == 403
+        # a client without Sec-Fetch-* headers (an old browser, a script): only with this site's Origin/Referer
+        for headers in ({}, {"Origin": "http://evil.example"}, {"Referer": "http://evil.example/x"},
+                        {"Origin": "null"}):
+            r = await user.http_client.post("/logout", headers=headers, follow_redirects=False)
+            assert r.status_code == 403, headers
         assert (await user.http_client.get("/", follow_redirects=False)).status_code == 200  # still logged in
-        r = await user.http_client.post("/logout", follow_redirects=False)  # what the "Log out" button sends
+        r = await user.http_client.post("/logout", headers={"Sec-Fetch-Site": "same-origin", "Origin": "http://test"},
+                                        follow_redirects=False)  # what the "Log out" button sends
         assert r.status_code == 303 and r.headers["location"] == "/login"
         r = await user.http_client.get("/", follow_redirects=False)
         assert r.status_code == 303

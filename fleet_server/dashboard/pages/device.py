@@ -43,12 +43,12 @@ def _time(ts_ms: int | None) -> str:
 
 
 def _fields(title: str, rows: list[tuple[str, str]]) -> None:
-    with ui.card().classes("p-3 min-w-0 w-full sm:w-auto sm:min-w-72 gap-1"):
+    with ui.card().classes("p-3 min-w-0 max-w-full w-full sm:w-auto sm:min-w-72 gap-1"):
         ui.label(title).classes("text-xs uppercase text-gray-500")
-        with ui.grid(columns="auto 1fr").classes("gap-x-4 gap-y-1"):
+        with ui.grid(columns="auto minmax(0, 1fr)").classes("gap-x-4 gap-y-1"):
             for k, v in rows:
                 ui.label(k).classes("text-sm text-gray-600")
-                ui.label(v).classes("text-sm")
+                ui.label(v).classes("text-sm break-all")  # a device's own names can be long: wrap, never widen
 
 
 def _meta_rows(d: DeviceView) -> list[tuple[str, str]]:
