@@ -18,6 +18,7 @@ import platformdirs
 
 from agent_tray.checks import Rule
 from shared.broker_url import parse_broker_url
+from shared.private_dirs import ensure_private_dir
 from shared.topics import DEVICE_ID_RE
 
 APP = "clawfleet"
@@ -160,8 +161,8 @@ def load_config(path: Path) -> AgentConfig:
 
 
 def save_config(cfg: AgentConfig, path: Path) -> None:
-    """Write the config atomically with mode 0600 (owner read/write only)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write the config atomically with mode 0600 (owner read/write only), in a 0700 directory."""
+    ensure_private_dir(path.parent)
     tmp = path.with_suffix(".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as fh:

@@ -28,6 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from shared.private_dirs import ensure_private_dir
+
 log = logging.getLogger("clawfleet.agent.outbox")
 
 DROPPABLE = ("telemetry",)
@@ -110,7 +112,7 @@ class Outbox:
     """
 
     def __init__(self, path: Path, max_bytes: int = 64 * 1024 * 1024) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        ensure_private_dir(path.parent)  # 0700: the agent's data dir
         _create_private(path)
         self.path = path
         self.max_bytes = max_bytes

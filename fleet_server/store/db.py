@@ -12,6 +12,7 @@ from playhouse.db_url import connect
 
 from fleet_server.store.migrations import upgrade
 from fleet_server.store.models import db
+from shared.private_dirs import ensure_private_dir
 
 log = logging.getLogger("clawfleet.store")
 
@@ -56,7 +57,7 @@ def open_database(data_dir: Path, url: str | None = None) -> Database:
             for k, v in SQLITE_PRAGMAS.items():
                 database.pragma(k, v, permanent=True)
     else:
-        data_dir.mkdir(parents=True, exist_ok=True)
+        ensure_private_dir(data_dir)  # 0700: database, broker credentials, TLS keys, sessions
         _private_file(data_dir / "clawfleet.sqlite")
         database = SqliteDatabase(str(data_dir / "clawfleet.sqlite"), pragmas=SQLITE_PRAGMAS, lock_type="IMMEDIATE")
     db.initialize(database)
