@@ -27,6 +27,7 @@ import socket
 import subprocess
 import threading
 import time
+from pathlib import Path
 from typing import IO
 
 import psutil
@@ -64,6 +65,14 @@ _SIGNAL_EXITS = {0, -signal.SIGINT, -signal.SIGTERM}  # asked to stop: Ctrl-C on
 _CHATTER = ("New connection from", "New client connected", "Client ", "Socket error on client", "dynsec: ",
             "Saving in-memory database")
 """Per-connection and per-command lines: DEBUG, or a fleet of thousands would flood the server log."""
+
+
+def _holds(path: Path, text: str) -> bool:
+    """True when the file at ``path`` exists with exactly ``text`` and is private (0600)."""
+    try:
+        return path.stat().st_mode & 0o077 == 0 and path.read_text(encoding="utf-8") == text
+    except (OSError, UnicodeDecodeError):
+        return False
 
 
 def _level(line: str) -> int:
@@ -176,7 +185,9 @@ class ManagedMosquitto:
             if prepare_dynsec_file(self.cfg.dynsec_path, self._admin):
                 log.info("dynamic-security file %s prepared for %s", self.cfg.dynsec_path, self._admin.username)
             nofile = raise_nofile_limit()  # the broker inherits it: one descriptor per connection
-            write_private(self.cfg.conf_path, render_config(self.cfg, install, nofile.soft))
+            conf = render_config(self.cfg, install, nofile.soft)
+            if not _holds(self.cfg.conf_path, conf):  # unchanged: no write (a full disk does not stop a restart)
+                write_private(self.cfg.conf_path, conf)
             self._reclaim_orphan()
             self._launch(timeout)
             atexit.register(self.stop)
@@ -253,8 +264,12 @@ class ManagedMosquitto:
                                  daemon=True)
             t.start()
             self._readers.append(t)
-        write_private(cfg.pid_path, json.dumps({"pid": proc.pid, "parent_pid": os.getpid(),
-                                                "conf": str(cfg.conf_path)}) + "\n")
+        try:
+            write_private(cfg.pid_path, json.dumps({"pid": proc.pid, "parent_pid": os.getpid(),
+                                                    "conf": str(cfg.conf_path)}) + "\n")
+        except OSError as exc:  # e.g. a full disk: the broker runs; only an orphan could not be found later
+            log.warning("could not write %s (%s): a broker left behind by a killed server will not be found "
+                        "at the next start", cfg.pid_path, exc)
         try:
             self._wait_listening(proc, timeout)
         except BrokerSetupError:

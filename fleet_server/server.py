@@ -5,11 +5,12 @@ by the CLI (``ui.run`` owns the main thread).
 from __future__ import annotations
 
 import logging
+import shutil
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from peewee import Database
+from peewee import Database, OperationalError
 
 from broker.client_ids import bind_client_ids
 from broker.config import DEFAULT_TLS_PORT
@@ -23,8 +24,10 @@ from fleet_server.devices.registry import disable_on_broker
 from fleet_server.endpoints.broker_link import AgentEndpoint, ExternalBroker, agent_endpoint, managed_broker_config
 from fleet_server.ingest import BrokerAccount, Ingest
 from fleet_server.ingest.limits import DEFAULT_BUDGETS, Budget, DeviceLimits
+from fleet_server.ingest.writer import database_unavailable
 from fleet_server.jobs.runner import ServerJobs
 from fleet_server.state import FleetState
+from fleet_server.store import write_health
 from fleet_server.store.db import open_database
 from fleet_server.store.history.retention import DEFAULTS as RETENTION_DEFAULTS
 from fleet_server.store.history.retention import RetentionPolicy
@@ -79,6 +82,21 @@ class ServerHealth:
         if self.reason:
             body["reason"] = self.reason
         return body
+
+
+MIN_FREE_BYTES = 8 * 1024 * 1024
+"""Below this much free space on the data dir's disk ``/healthz`` says the disk is full."""
+
+
+def disk_full(data_dir: Path) -> str | None:
+    """``"only 3 MiB free on the disk of /var/lib/clawfleet"`` when under :data:`MIN_FREE_BYTES`, else None."""
+    try:
+        free = shutil.disk_usage(data_dir).free
+    except OSError:
+        return None
+    if free >= MIN_FREE_BYTES:
+        return None
+    return f"only {free // (1024 * 1024)} MiB free on the disk of {data_dir}: nothing can be stored"
 
 
 class FleetServer:
@@ -151,7 +169,13 @@ class FleetServer:
         bind_client_ids(self.dynsec, account.username)  # no account but the server's may use any client id
         self.state.load_from_db()
         self.jobs = ServerJobs(self.database, self.state, opts.retention)
-        self.jobs.check_stale_now()  # before ingest: a device silent while the server was down is offline now
+        try:
+            self.jobs.check_stale_now()  # before ingest: a device silent while the server was down is offline now
+        except OperationalError as exc:  # e.g. a full disk: start anyway, /healthz says why; the job retries
+            if not database_unavailable(exc):
+                raise
+            write_health.failed(exc)
+            log.warning("could not mark silent devices offline at start-up (%s); the stale check retries", exc)
         limits = DeviceLimits(opts.device_budgets) if opts.device_budgets is not None else None
         self.ingest = Ingest(self.database, account, self.state, limits=limits)
         self.ingest.start()
@@ -162,19 +186,30 @@ class FleetServer:
         self._sync_thread.start()
         if opts.local_agent:
             local = self.endpoint if ext is not None else AgentEndpoint(f"mqtt://127.0.0.1:{opts.mqtt_port}")
-            cfg_path = ensure_local_device(self.dynsec, opts.data_dir, local.url, opts.local_agent_interval_s,
-                                           ca_pem=local.ca_pem, bridge_port=opts.local_agent_bridge_port)
+            try:
+                cfg_path = ensure_local_device(self.dynsec, opts.data_dir, local.url, opts.local_agent_interval_s,
+                                               ca_pem=local.ca_pem, bridge_port=opts.local_agent_bridge_port)
+            except (OSError, OperationalError) as exc:  # e.g. a full disk: the rest of the server runs
+                if isinstance(exc, OperationalError) and not database_unavailable(exc):
+                    raise
+                log.error("the local agent is not started: its config could not be written (%s)", exc)
+                return
             self.state.load_from_db()
             self.agent = LocalAgentProcess(cfg_path)
             self.agent.start()
 
     def health(self) -> ServerHealth:
         """Liveness for ``/healthz``: not ok when ingest is not running, has lost its network thread
-        or writer, has been without a broker connection for a while, or is stuck on a batch."""
+        or writer, has been without a broker connection for a while, or is stuck on a batch; when
+        the database has refused writes for a few seconds (:mod:`fleet_server.store.write_health`);
+        or when the disk holding the data dir is (nearly) full."""
         if self.ingest is None:
             return ServerHealth(False, "ingest is not running")
         h = self.ingest.health()
-        return ServerHealth(h.ok, h.reason, h.detail)
+        if not h.ok:
+            return ServerHealth(h.ok, h.reason, h.detail)
+        problem = write_health.problem() or disk_full(self.opts.data_dir)
+        return ServerHealth(problem is None, problem or "", h.detail)
 
     def sync_registry(self) -> list[str]:
         """Apply device changes made outside this process (the CLI) to the cache and ingest: one

@@ -95,13 +95,16 @@ def user_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if k != "PYTEST_CURRENT_TEST"}
 
 
-def http_ok(url: str) -> bool:
-    """True when ``url`` answers 200 within 2 s."""
+def http_ok(url: str, any_status: bool = False) -> bool:
+    """True when ``url`` answers 200 within 2 s (with ``any_status``: answers at all, e.g. a 503)."""
+    import urllib.error
     import urllib.request
 
     try:
         with urllib.request.urlopen(url, timeout=2) as r:  # noqa: S310 - loopback URL built by the test
             return r.status == 200
+    except urllib.error.HTTPError:
+        return any_status
     except OSError:
         return False
 
@@ -115,8 +118,9 @@ class ServerProcess:
         self.data_dir, self.port, self.mqtt_port, self.log_path, self.extra = data_dir, port, mqtt_port, log_path, extra
         self.proc: subprocess.Popen | None = None
 
-    def start(self, timeout: float = 60) -> ServerProcess:
-        """Start and wait until ``/healthz`` answers. Raises AssertionError (with the log's tail) if it exits."""
+    def start(self, timeout: float = 60, healthy: bool = True) -> ServerProcess:
+        """Start and wait until ``/healthz`` answers (200; any status when not ``healthy``). Raises
+        AssertionError (with the log's tail) if it exits."""
         log = open(self.log_path, "ab")  # noqa: SIM115 - the child keeps its own copy of the descriptor
         self.proc = subprocess.Popen([sys.executable, "-m", "fleet_server.cli.main", "run", "--data-dir",
                                       str(self.data_dir), "--port", str(self.port), "--mqtt-port", str(self.mqtt_port),
@@ -124,8 +128,8 @@ class ServerProcess:
                                      env=user_env())
         log.close()
         proc = self.proc
-        wait_for(lambda: http_ok(f"http://127.0.0.1:{self.port}/healthz") or proc.poll() is not None, timeout,
-                 what="the dashboard to answer")
+        wait_for(lambda: http_ok(f"http://127.0.0.1:{self.port}/healthz", not healthy) or proc.poll() is not None,
+                 timeout, what="the dashboard to answer")
         assert proc.poll() is None, self.log_path.read_text()[-3000:]
         return self
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 from pathlib import Path
 from typing import Annotated
@@ -126,7 +127,14 @@ def run(
         server.start()
     except (BrokerSetupError, DynSecConnectionError, DynSecError, TlsError, SchemaTooNew) as exc:
         fail(str(exc))
-    save_settings(opts.data_dir, mqtt_port, mqtt_tls_port, public_host, external, broker_admin_password_file)
+    except OSError as exc:
+        if exc.errno != errno.ENOSPC:
+            raise
+        fail(f"no space left on the disk of {opts.data_dir} ({exc}): free some space and start again")
+    try:
+        save_settings(opts.data_dir, mqtt_port, mqtt_tls_port, public_host, external, broker_admin_password_file)
+    except OSError as exc:  # e.g. a full disk: the device commands then use the settings saved before
+        log.warning("could not save the broker settings for the device commands: %s", exc)
     try:
         first_run_admin(admin_password_file)  # auth: no user yet -> create 'admin', show its password once
     except typer.Exit:

@@ -22,6 +22,7 @@ from fleet_server.ingest.messages import CacheChange, Item, Rejected
 from fleet_server.ingest.rejects import RejectLog, store_rejects
 from fleet_server.ingest.writers import WRITERS, write_last_seen
 from fleet_server.state import FleetState, now_ms
+from fleet_server.store import write_health
 from fleet_server.store.locks import write_transaction
 from fleet_server.store.models import Device, db
 
@@ -111,6 +112,7 @@ class BatchWriter:
                     change = self._write(batch)
             except Exception as exc:
                 if database_unavailable(exc):
+                    write_health.failed(exc)  # /healthz: not ok while this lasts (e.g. a full disk)
                     if self.stopping.is_set():
                         log.warning("stopping with %d messages not stored (the broker keeps them)", len(batch))
                         return
@@ -189,6 +191,7 @@ class BatchWriter:
         return None if self._known[device_id] else "revoked_device"
 
     def _finish(self, batch: list[Item], change: CacheChange) -> None:
+        write_health.succeeded()
         for item in batch:
             if item.qos > 0:
                 self._ack(item.mid, item.qos)

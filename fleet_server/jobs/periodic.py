@@ -8,6 +8,9 @@ from collections.abc import Callable
 
 from peewee import Database
 
+from fleet_server.ingest.writer import database_unavailable
+from fleet_server.store import write_health
+
 log = logging.getLogger("clawfleet.jobs")
 
 
@@ -41,7 +44,9 @@ class PeriodicJob:
                 delay = self.interval_s
                 try:
                     self._fn()
-                except Exception:
+                except Exception as exc:
+                    if database_unavailable(exc):  # e.g. a full disk: /healthz says so
+                        write_health.failed(exc)
                     log.exception("background job %s failed; trying again in %.0f s", self.name, self.interval_s)
 
     def stop(self, timeout: float = 30.0) -> None:
