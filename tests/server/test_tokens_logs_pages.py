@@ -64,3 +64,28 @@ async def test_logs_page_filters_and_groups(fleet_state, log_in):
         await user.open("/logs?view=groups&level=error&range=all")
         await user.should_see("Sample")
         await user.should_see("First seen")
+
+
+async def test_price_change_is_repriced_by_the_server_job_with_progress(fleet_state, log_in, db):
+    """With the server's re-pricing job running, adding a rule stores it at once and the card reports
+    the background pass ("re-priced N of M records"); the figures follow without a reload."""
+    from fleet_server.jobs.reprice import RepriceJob
+    from fleet_server.store.models import UsageRecord
+
+    job = RepriceJob(db, fleet_state.add_usage)
+    job.start()
+    try:
+        async with user_simulation() as user:
+            register_pages(fleet_state)
+            await log_in(user)
+            await user.open("/tokens?tz=UTC&start=2026-11-15&end=2026-11-22")
+            await user.should_see("unpriced (127,044 tokens)", retries=20)
+            user.find(kind=ui.input, content="Model glob").type("stubllm/*")
+            user.find(kind=ui.number, content="Input").type("3")
+            user.find(kind=ui.button, content="Add rule").click()
+            total = UsageRecord.select().count()
+            await user.should_see(f"re-priced 21 of {total:,} records", retries=100)
+            await user.should_not_see("unpriced (127,044 tokens)", retries=50)
+        assert fleet_state.usage(None).unpriced_tokens < 127_044
+    finally:
+        job.stop()
