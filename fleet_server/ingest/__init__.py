@@ -100,7 +100,7 @@ class Ingest:
         sub, w = self.subscriber, self.writer
         last = w.last_commit_monotonic
         detail = {"connected": sub.connected.is_set(), "network_thread": sub.network_alive,
-                  "writer_thread": self._writer_thread.is_alive(), "queued": sub.items.qsize(),
+                  "writer_thread": self._writer_thread.is_alive(), "queued": sub.items.qsize() + w.batcher.waiting,
                   "last_commit_age_s": None if last is None else round(now - last, 1)}
         if not detail["network_thread"]:
             return IngestHealth(False, "ingest's MQTT network thread is not running", detail)

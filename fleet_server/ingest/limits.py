@@ -16,8 +16,8 @@ at least 1 s, about 600 bytes); ``status`` on every (re)connect and state change
 connect and when OpenClaw's version or agents change; per channel at most one ``usage`` and one
 ``logs`` batch per interval (up to 500 records, 256 KiB), more while it empties its outbox after an
 outage. The defaults (:data:`DEFAULT_BUDGETS`) are 10 to 20 times the steady rate of an agent
-sampling every second (usage and logs: about 1,000 records/s sustained), with message bursts that
-cover a ten-minute outage of such an agent.
+sampling every second (usage and logs: about 2,000 records/s sustained), with bursts that cover a
+ten-minute outage of such an agent.
 """
 
 from __future__ import annotations
@@ -62,13 +62,14 @@ DEFAULT_BUDGETS: dict[Channel, Budget] = {
     Channel.STATUS: Budget(1, 60),
     Channel.META: Budget(1, 60),
     Channel.TELEMETRY: Budget(10, 1000),
-    Channel.USAGE: Budget(20, 1000, MIB / 4, 1 * MIB),
-    Channel.LOGS: Budget(20, 1000, MIB / 4, 1 * MIB),
+    Channel.USAGE: Budget(20, 1000, MIB / 2, 4 * MIB),
+    Channel.LOGS: Budget(20, 1000, MIB / 2, 4 * MIB),
 }
-"""Budgets per device and channel when ``run`` is given no :data:`OPTION`. Usage and logs: 256 KiB/s
-(about 1,000 records/s) with a 1 MiB burst (about 4,000 records): storing that burst took 0.8 s of
-the writer on a busy 2-core machine (measured with ``tests/ingest/test_flood.py``), so a canary's
-sample queued behind it still lands within 2 s; the 16 MiB burst tried first held it up 12 s."""
+"""Budgets per device and channel when ``run`` is given no :data:`OPTION`. Usage and logs: 512 KiB/s
+(about 2,000 records/s) with a 4 MiB burst (about 16,000 records: an agent emptying a few MB of
+outbox after an outage, ``tests/integration/test_outbox_full.py``). Other devices do not wait
+behind such a burst: the writer builds its batches round-robin over devices
+(:mod:`fleet_server.ingest.fairness`); the budget bounds what one device adds to the database."""
 
 _UNITS = {"": 1, "b": 1, "kib": 1024, "kb": 1000, "mib": MIB, "mb": 1000**2, "gib": 1024**3, "gb": 1000**3}
 _SPEC = re.compile(r"^\s*(?P<channel>[a-z]+)\s*=\s*(?P<rate>[0-9.]+)\s*(?P<unit>[a-z]*)\s*/\s*s"

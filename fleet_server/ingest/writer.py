@@ -18,6 +18,7 @@ from collections.abc import Callable
 
 from peewee import Database, InterfaceError, OperationalError
 
+from fleet_server.ingest.fairness import FairBatcher
 from fleet_server.ingest.messages import CacheChange, Item, Rejected
 from fleet_server.ingest.rejects import RejectLog, store_rejects
 from fleet_server.ingest.writers import WRITERS, write_last_seen
@@ -72,6 +73,7 @@ class BatchWriter:
         self._known: dict[str, bool] = {}  # device id -> enrolled and not revoked
         self._unknown: dict[str, float] = {}  # device id not in the table -> monotonic time it was looked up
         self._log_reject = RejectLog(log)
+        self.batcher = FairBatcher(items, BATCH_MAX)
 
     def forget_device(self, device_id: str) -> None:
         """Drop a device from the known-device cache (after revoke, rotate or delete)."""
@@ -93,16 +95,8 @@ class BatchWriter:
                     return
 
     def _next_batch(self) -> list[Item]:
-        try:
-            batch = [self.items.get(timeout=BATCH_WAIT_S)]
-        except queue.Empty:
-            return []
-        while len(batch) < BATCH_MAX:
-            try:
-                batch.append(self.items.get_nowait())
-            except queue.Empty:
-                break
-        return batch
+        # round-robin over devices, bounded by records: a backlog of one device never delays the others
+        return self.batcher.next_batch(BATCH_WAIT_S)
 
     def _store(self, batch: list[Item], split: bool = True) -> None:
         delay = 0.5

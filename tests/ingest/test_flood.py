@@ -14,6 +14,7 @@ from payload_helpers import DeviceConn, now_ms, telemetry
 
 from benchmarks.loadgen import DeviceCreds, LoadSpec, run_load
 from fleet_server.devices.registry import add_device
+from fleet_server.ingest.limits import DEFAULT_BUDGETS
 from fleet_server.server import FleetServer
 from fleet_server.store.models import RejectCount, UsageRecord
 from shared.topics import Channel
@@ -62,8 +63,10 @@ def test_a_flooding_device_is_limited_and_the_canary_stays_fast(fleet: FleetServ
           f"over {len(latencies)} samples")
     assert len(latencies) >= FLOOD_S, latencies
     assert max(latencies) < MAX_LATENCY_S, latencies
-    # the budget: a 1 MiB burst and 256 KiB/s of usage batches (about 128 KiB each)
-    assert stored <= (1 + (FLOOD_S + 20) / 4) * 8 * 500 and stored < flood_records / 10
+    # the budget: its burst and rate of bytes over the flood and the settling (usage batches of ~128 KiB)
+    budget = DEFAULT_BUDGETS[Channel.USAGE]
+    allowed_bytes = budget.burst_bytes + budget.bytes_per_s * (FLOOD_S + 20)
+    assert stored <= allowed_bytes / (120 * 1024) * 500 and stored < flood_records / 10
     assert limited is not None and limited.count > 0 and "usage budget" in limited.last_error
     wait_for(lambda: fleet.state.get(flooder.device.id).rejects.get("rate_limited", 0) > 0, 10,
              what="the device view to count it")

@@ -1,0 +1,107 @@
+"""Fair batches: one busy device cannot make the others wait behind its backlog.
+
+The subscriber queues messages in arrival order. Taken first-in first-out, a device that sent a
+burst (an agent emptying its outbox after an outage, or a flood within its budget) fills the next
+batches, and a sample of any other device waits until all of it is stored — seconds, for tens of
+thousands of records. :class:`FairBatcher` moves what is queued into one lane per device and
+builds each batch round-robin over the lanes: at most :data:`PER_DEVICE_RECORDS` records of one
+device per batch (always at least one message), at most :data:`MAX_RECORDS` records and
+``max_items`` messages in all, starting each batch with the device after the last one served. So
+every device with something waiting is in one of the next batches, and a batch's size (its
+commit time) is bounded by records, not messages. Each device's messages keep their order.
+
+Weights: a usage or logs message counts its records; every other message (and a reject) counts 1.
+"""
+
+from __future__ import annotations
+
+import queue
+from collections import OrderedDict, deque
+
+from fleet_server.ingest.messages import Item, Received
+
+PER_DEVICE_RECORDS = 500
+"""Records of one device a batch takes at most (one full usage or logs message)."""
+MAX_RECORDS = 5000
+"""Records a batch holds at most (messages of other channels count 1)."""
+DRAIN_MAX = 20_000
+"""Messages moved from the queue into lanes per batch at most (bounds the work per call)."""
+
+
+def weight(item: Item) -> int:
+    """Records of a usage or logs message, else 1."""
+    if isinstance(item, Received):
+        records = getattr(item.payload, "records", None)
+        if records is not None:
+            return max(1, len(records))
+    return 1
+
+
+class FairBatcher:
+    """Builds the writer's batches from the subscriber's queue, fairly across devices.
+
+    Only the writer thread calls :meth:`next_batch`; :attr:`waiting` may be read from any thread.
+
+    Args:
+        items: the subscriber's queue.
+        max_items: messages per batch at most.
+        max_records: records per batch at most (:func:`weight`).
+        per_device_records: records of one device per batch at most (one message at least).
+    """
+
+    def __init__(self, items: queue.Queue[Item], max_items: int = 1000, max_records: int = MAX_RECORDS,
+                 per_device_records: int = PER_DEVICE_RECORDS) -> None:
+        self.items, self.max_items = items, max_items
+        self.max_records, self.per_device_records = max_records, per_device_records
+        self._lanes: OrderedDict[str, deque[Item]] = OrderedDict()
+        self.waiting = 0
+        """Messages taken off the queue that no batch has taken yet."""
+
+    def _take(self, item: Item) -> None:
+        self._lanes.setdefault(item.device_id, deque()).append(item)
+        self.waiting += 1
+
+    def _drain(self, wait_s: float) -> None:
+        if not self._lanes:
+            try:
+                self._take(self.items.get(timeout=wait_s))
+            except queue.Empty:
+                return
+        for _ in range(DRAIN_MAX):
+            try:
+                self._take(self.items.get_nowait())
+            except queue.Empty:
+                break
+
+    def next_batch(self, wait_s: float) -> list[Item]:
+        """The next batch (empty when nothing arrived within ``wait_s`` seconds)."""
+        self._drain(wait_s)
+        batch: list[Item] = []
+        records = 0
+        served: list[str] = []
+        while self._lanes and len(batch) < self.max_items and records < self.max_records:
+            progressed = False
+            for device in list(self._lanes):
+                lane, mine = self._lanes[device], 0
+                while lane and len(batch) < self.max_items and (mine == 0 or mine + weight(lane[0])
+                                                                 <= self.per_device_records):
+                    item = lane.popleft()
+                    batch.append(item)
+                    mine += weight(item)
+                    progressed = True
+                if mine:
+                    records += mine
+                    served.append(device)
+                if not lane:
+                    del self._lanes[device]
+                if len(batch) >= self.max_items or records >= self.max_records:
+                    break
+            if not progressed:
+                break
+            if records >= self.max_records or not any(self._lanes):
+                break
+        for device in served:  # those served go to the back: the next batch starts with the others
+            if device in self._lanes:
+                self._lanes.move_to_end(device)
+        self.waiting -= len(batch)
+        return batch
