@@ -21,6 +21,7 @@ from fleet_server.devices.actions import DeviceActions
 from fleet_server.devices.local_agent import LocalAgentProcess, ensure_local_device
 from fleet_server.devices.reconcile import ReconcileSummary, reconcile
 from fleet_server.devices.registry import disable_on_broker
+from fleet_server.devices.throttle import ChannelBlocker, restore_blocked
 from fleet_server.endpoints.broker_link import AgentEndpoint, ExternalBroker, agent_endpoint, managed_broker_config
 from fleet_server.ingest import BrokerAccount, Ingest
 from fleet_server.ingest.limits import DEFAULT_BUDGETS, Budget, DeviceLimits
@@ -117,6 +118,7 @@ class FleetServer:
         self._to_disable: set[str] = set()  # revoked devices to disable on the broker (see sync_registry)
         self._sync_thread: threading.Thread | None = None
         self.jobs: ServerJobs | None = None  # rollups, retention, stale devices
+        self.blocker: ChannelBlocker | None = None  # floods stopped at the broker
 
     @property
     def endpoint(self) -> AgentEndpoint:
@@ -177,6 +179,11 @@ class FleetServer:
             write_health.failed(exc)
             log.warning("could not mark silent devices offline at start-up (%s); the stale check retries", exc)
         limits = DeviceLimits(opts.device_budgets) if opts.device_budgets is not None else None
+        restore_blocked(self.dynsec)  # channels a stopped server had blocked at the broker
+        if limits is not None:  # a device flooding far over budget is stopped at the broker for a while
+            self.blocker = ChannelBlocker(lambda: self.dynsec, self.database)
+            self.blocker.start()
+            limits.on_over = self.blocker.note
         self.ingest = Ingest(self.database, account, self.state, limits=limits)
         self.ingest.start()
         self.jobs.start()
@@ -271,6 +278,9 @@ class FleetServer:
         if self.ingest:
             self.ingest.stop()
             self.ingest = None
+        if self.blocker is not None:
+            self.blocker.stop()  # gives blocked devices their ACLs back
+            self.blocker = None
         if self.dynsec:
             self.dynsec.close()
             self.dynsec = None

@@ -79,7 +79,7 @@ def run(
                                  help="what each device may send per channel (repeatable): messages, e.g. "
                                  "telemetry=20/s:2000, or bytes for usage/logs, e.g. usage=2MiB/s:32MiB; 'off' turns "
                                  "the budgets off. Defaults: status and meta 1/s (burst 60), telemetry 10/s (1000), "
-                                 "usage and logs 20/s (1000) and 512KiB/s (4 MiB). Over budget: rejected as "
+                                 "usage and logs 20/s (1000) and 512KiB/s (2 MiB). Over budget: rejected as "
                                  "rate_limited, sent again by the agent later")] = None,
 ) -> None:
     """Run the server: managed Mosquitto, ingest, dashboard (and a local agent). Ctrl-C stops all.

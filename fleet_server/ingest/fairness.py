@@ -10,7 +10,9 @@ device per batch (always at least one message), at most :data:`MAX_RECORDS` reco
 every device with something waiting is in one of the next batches, and a batch's size (its
 commit time) is bounded by records, not messages. Each device's messages keep their order.
 
-Weights: a usage or logs message counts its records; every other message (and a reject) counts 1.
+Weights: a usage or logs message counts its records; every other message counts 1. Rejected
+messages cost nothing to store (one counter per device and reason per batch) and hold the broker's
+in-flight window until acknowledged, so they skip the lanes: every batch takes all of them.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from __future__ import annotations
 import queue
 from collections import OrderedDict, deque
 
-from fleet_server.ingest.messages import Item, Received
+from fleet_server.ingest.messages import Item, Received, Rejected
 
 PER_DEVICE_RECORDS = 500
 """Records of one device a batch takes at most (one full usage or logs message)."""
@@ -54,15 +56,19 @@ class FairBatcher:
         self.items, self.max_items = items, max_items
         self.max_records, self.per_device_records = max_records, per_device_records
         self._lanes: OrderedDict[str, deque[Item]] = OrderedDict()
+        self._rejected: list[Item] = []
         self.waiting = 0
         """Messages taken off the queue that no batch has taken yet."""
 
     def _take(self, item: Item) -> None:
-        self._lanes.setdefault(item.device_id, deque()).append(item)
+        if isinstance(item, Rejected):
+            self._rejected.append(item)
+        else:
+            self._lanes.setdefault(item.device_id, deque()).append(item)
         self.waiting += 1
 
     def _drain(self, wait_s: float) -> None:
-        if not self._lanes:
+        if not self._lanes and not self._rejected:
             try:
                 self._take(self.items.get(timeout=wait_s))
             except queue.Empty:
@@ -76,6 +82,7 @@ class FairBatcher:
     def next_batch(self, wait_s: float) -> list[Item]:
         """The next batch (empty when nothing arrived within ``wait_s`` seconds)."""
         self._drain(wait_s)
+        rejected, self._rejected = self._rejected, []
         batch: list[Item] = []
         records = 0
         served: list[str] = []
@@ -103,5 +110,6 @@ class FairBatcher:
         for device in served:  # those served go to the back: the next batch starts with the others
             if device in self._lanes:
                 self._lanes.move_to_end(device)
+        batch += rejected
         self.waiting -= len(batch)
         return batch

@@ -342,9 +342,10 @@ class IntegrationAccount(BaseModel):
 
 class JobMark(BaseModel):
     """A background job that is due: when it was last asked for and when the last run that covers
-    that began (epoch ms; None: never). ``job`` ``"reprice"``: :mod:`fleet_server.store.usage.reprice`."""
+    that began (epoch ms; None: never). ``job`` ``"reprice"``: :mod:`fleet_server.store.usage.reprice`;
+    ``"block/<device>/<channel>"``: a channel blocked at the broker (:mod:`fleet_server.devices.throttle`)."""
 
-    job = CharField(primary_key=True, max_length=32)
+    job = CharField(primary_key=True, max_length=120)
     requested_ms = BigIntegerField()
     finished_ms = BigIntegerField(null=True)
 

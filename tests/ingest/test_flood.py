@@ -2,7 +2,8 @@
 the flood from the benchmarks' load generator in its own process (usage batches of 500 records as
 fast as the broker takes them), a canary device publishing a sample every half second. The canary's
 publish→stored latency stays under 2 s; what the flooder sends over its budget is rejected as
-``rate_limited``, counted, and shown on its device view."""
+``rate_limited``, counted, and shown on its device view, and the broker refuses its usage for a
+while."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from benchmarks.loadgen import DeviceCreds, LoadSpec, run_load
 from fleet_server.devices.registry import add_device
 from fleet_server.ingest.limits import DEFAULT_BUDGETS
 from fleet_server.server import FleetServer
-from fleet_server.store.models import RejectCount, UsageRecord
+from fleet_server.store.models import AuditEvent, RejectCount, UsageRecord
 from shared.topics import Channel
 
 FLOOD_S = 20.0
@@ -70,3 +71,5 @@ def test_a_flooding_device_is_limited_and_the_canary_stays_fast(fleet: FleetServ
     assert limited is not None and limited.count > 0 and "usage budget" in limited.last_error
     wait_for(lambda: fleet.state.get(flooder.device.id).rejects.get("rate_limited", 0) > 0, 10,
              what="the device view to count it")
+    # it went on far over budget: the broker refused its usage for a while (audited)
+    assert AuditEvent.get((AuditEvent.action == "device.throttle") & (AuditEvent.target == flooder.device.id))
