@@ -7,11 +7,10 @@ while."""
 
 from __future__ import annotations
 
-import threading
 import time
 
 from e2e_helpers import wait_for
-from payload_helpers import DeviceConn, now_ms, telemetry
+from payload_helpers import CanaryWatch, DeviceConn
 
 from benchmarks.loadgen import DeviceCreds, LoadSpec, run_load
 from fleet_server.devices.registry import add_device
@@ -24,44 +23,24 @@ FLOOD_S = 20.0
 MAX_LATENCY_S = 2.0
 
 
-def canary_latencies(fleet: FleetServer, canary: DeviceConn, stop: threading.Event, out: list[float]) -> None:
-    """Publish a sample every 0.5 s; record seconds from publish until the server has stored it."""
-    while not stop.is_set():
-        ts = now_ms()
-        sent = time.monotonic()
-        canary.publish(Channel.TELEMETRY, telemetry(canary.device_id, ts=ts))
-        while time.monotonic() - sent < 30:
-            view = fleet.state.get(canary.device_id)
-            if view is not None and view.telemetry is not None and view.telemetry.ts >= ts:
-                break
-            time.sleep(0.01)
-        out.append(time.monotonic() - sent)
-        stop.wait(max(0.0, 0.5 - (time.monotonic() - sent)))
-
-
 def test_a_flooding_device_is_limited_and_the_canary_stays_fast(fleet: FleetServer):
     assert fleet.dynsec is not None
     flooder = add_device(fleet.dynsec, "flooder", fleet.broker_url)
-    latencies: list[float] = []
-    stop = threading.Event()
     with DeviceConn(fleet, "canary") as canary:
-        watcher = threading.Thread(target=canary_latencies, args=(fleet, canary, stop, latencies), daemon=True)
-        watcher.start()
+        watch = CanaryWatch(fleet, canary)
         spec = LoadSpec(port=fleet.opts.mqtt_port, devices=[DeviceCreds(flooder.device.id, flooder.api_key)],
                         rate_per_s=400, duration_s=FLOOD_S, mix={"usage": 1.0}, usage_records=500, processes=1,
                         settle_s=10, announce=False)
         result = run_load(spec, progress=False)
         time.sleep(2)
-        stop.set()
-        watcher.join(40)
+        watch.stop()
+    latencies = watch.latencies
     flood_records = result.published["usage"] * 500
     stored = UsageRecord.select().where(UsageRecord.device == flooder.device.id).count()
     limited = RejectCount.get_or_none((RejectCount.device == flooder.device.id)
                                       & (RejectCount.reason == "rate_limited"))
     print(f"flood: {flood_records:,} records offered, {stored:,} stored, "
-          f"{limited.count if limited else 0:,} messages rate_limited; "
-          f"canary p50 {sorted(latencies)[len(latencies) // 2]:.3f} s, max {max(latencies):.3f} s "
-          f"over {len(latencies)} samples")
+          f"{limited.count if limited else 0:,} messages rate_limited; {watch.summary()}")
     assert len(latencies) >= FLOOD_S, latencies
     assert max(latencies) < MAX_LATENCY_S, latencies
     # the budget: its burst and rate of bytes over the flood and the settling (usage batches of ~128 KiB)

@@ -6,10 +6,9 @@ rollup and the in-memory totals agree (updated chunk by chunk, no reload)."""
 
 from __future__ import annotations
 
-import threading
 import time
 
-from payload_helpers import DeviceConn, now_ms, telemetry
+from payload_helpers import CanaryWatch, DeviceConn, now_ms
 from peewee import fn
 from usage_seed import add_device
 
@@ -17,7 +16,6 @@ from fleet_server.server import FleetServer
 from fleet_server.store.models import UsageHourly, UsageRecord, db
 from fleet_server.store.usage import prices
 from fleet_server.store.usage.ledger import insert_usage
-from shared.topics import Channel
 
 RECORDS, MODELS = 100_000, 10_000
 MAX_LATENCY_S = 2.0
@@ -35,31 +33,12 @@ def seed(device: str) -> None:
             insert_usage(rows[k:k + 5000])
 
 
-def watch_canary(fleet: FleetServer, canary: DeviceConn, stop: threading.Event, latencies: list[float],
-                 health: list[bool]) -> None:
-    while not stop.is_set():
-        ts, sent = now_ms(), time.monotonic()
-        canary.publish(Channel.TELEMETRY, telemetry(canary.device_id, ts=ts))
-        while time.monotonic() - sent < 60:
-            view = fleet.state.get(canary.device_id)
-            if view is not None and view.telemetry is not None and view.telemetry.ts >= ts:
-                break
-            time.sleep(0.01)
-        latencies.append(time.monotonic() - sent)
-        health.append(fleet.health().ok)
-        stop.wait(max(0.0, 0.5 - (time.monotonic() - sent)))
-
-
 def test_repricing_100k_records_keeps_ingest_fast(fleet: FleetServer):
     assert fleet.jobs is not None
     seed("history")
     fleet.state.load_from_db()
-    latencies: list[float] = []
-    health: list[bool] = []
-    stop = threading.Event()
     with DeviceConn(fleet, "canary") as canary:
-        watcher = threading.Thread(target=watch_canary, args=(fleet, canary, stop, latencies, health), daemon=True)
-        watcher.start()
+        watch = CanaryWatch(fleet, canary)
         time.sleep(1.0)
         started = time.monotonic()
         prices.save_rule(prices.RuleInput("acme/model-1*", input_usd_per_mtok=3.0, output_usd_per_mtok=15.0))
@@ -67,11 +46,10 @@ def test_repricing_100k_records_keeps_ingest_fast(fleet: FleetServer):
         assert fleet.jobs.reprice.wait_idle(600), "the pass did not finish"
         took = time.monotonic() - started
         time.sleep(1.0)
-        stop.set()
-        watcher.join(70)
+        watch.stop()
+    latencies, health = watch.latencies, watch.health
     progress = fleet.jobs.reprice.progress
-    print(f"re-priced {progress.changed:,} of {progress.checked:,} records in {took:.1f} s; canary p50 "
-          f"{sorted(latencies)[len(latencies) // 2]:.3f} s, max {max(latencies):.3f} s over {len(latencies)} samples")
+    print(f"re-priced {progress.changed:,} of {progress.checked:,} records in {took:.1f} s; {watch.summary()}")
     assert progress.state == "done" and progress.checked == RECORDS
     matching = sum(1 for i in range(RECORDS) if str(i % MODELS).startswith("1"))
     assert progress.changed == matching
