@@ -151,6 +151,7 @@ class FleetServer:
     def _start(self) -> None:
         opts = self.opts
         raise_nofile_limit()  # soft -> hard, for the dashboard's sockets and, inherited, the managed broker
+        write_health.reset()  # what an earlier server in this process saw is not this one's health
         self.database = open_database(opts.data_dir, opts.database_url)
         ext = opts.external_broker
         if ext is None:  # managed: the server's own connections stay on loopback plain MQTT

@@ -39,6 +39,11 @@ def succeeded() -> None:
         _state["error"] = ""
 
 
+def reset() -> None:
+    """Forget earlier failures (a server starting in this process)."""
+    succeeded()
+
+
 def problem(clock: float | None = None) -> str | None:
     """``"the database refuses writes for 12 s: database or disk is full"`` while writes fail, else None."""
     now = time.monotonic() if clock is None else clock
