@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
@@ -65,7 +66,7 @@ def test_incremental_rollups_equal_raw_aggregates_across_bucket_boundaries(store
 
 def test_retention_deletes_exactly_what_is_older_and_rollups_survive_it(store):
     add_device("dev-a")
-    rows = add_samples("dev-a", T0, T0 + 4 * HOUR_MS, step_ms=60_000)
+    rows = add_samples("dev-a", T0, T0 + 4 * HOUR_MS, step_ms=60_000, on_time=True)
     roll_up_all(store)
     StatusEvent.create(device="dev-a", ts=T0 + HOUR_MS - 1, state="online")
     StatusEvent.create(device="dev-a", ts=T0 + HOUR_MS, state="offline")
@@ -93,10 +94,11 @@ def test_retention_deletes_exactly_what_is_older_and_rollups_survive_it(store):
 
 def test_raw_samples_not_rolled_up_yet_are_kept(store):
     add_device("dev-a")
-    add_samples("dev-a", T0, T0 + HOUR_MS, step_ms=60_000)
+    add_samples("dev-a", T0, T0 + HOUR_MS, step_ms=60_000, on_time=True)
     roll_up_all(store)
-    late = add_samples("dev-a", T0 + HOUR_MS, T0 + 2 * HOUR_MS, step_ms=60_000)  # not rolled up yet
-    deleted = apply_retention(RetentionPolicy.parse(["raw=6h"]), T0 + 20 * HOUR_MS, store)
+    late = add_samples("dev-a", T0 + HOUR_MS, T0 + 2 * HOUR_MS, step_ms=60_000)  # received now: not rolled up yet
+    # a retention run 20 h from now would delete them all by age; the watermark keeps the late ones
+    deleted = apply_retention(RetentionPolicy.parse(["raw=6h"]), int(time.time() * 1000) + 20 * HOUR_MS, store)
     assert deleted["raw"] == 60
     assert Sample.select().count() == len(late)
 
