@@ -4,9 +4,11 @@ agent outbox upgrades the same way."""
 from __future__ import annotations
 
 import sqlite3
+import time
 from pathlib import Path
 
 import pytest
+from peewee import fn
 
 from fleet_server.store import migrations
 from fleet_server.store.db import open_database
@@ -94,3 +96,30 @@ def test_v010_agent_outbox_upgrades_without_losing_messages(tmp_path):
     con = sqlite3.connect(path)
     assert con.execute("PRAGMA user_version").fetchone()[0] == OUTBOX_SCHEMA_VERSION
     con.close()
+
+
+def test_v4_database_rolls_up_what_its_watermarks_did_not_cover_once(tmp_path):
+    """Schema 4 kept a ts watermark per device (dev-a: 10 samples rolled up, 3 not; dev-b: none);
+    after the upgrade the next pass adds exactly the 8 that were not rolled up, and retention still
+    ages the older rows (they have no receive time) by their ts."""
+    from fleet_server.store.history.retention import RetentionPolicy, apply_retention
+    from fleet_server.store.history.rollups import roll_up_all
+    from fleet_server.store.models import SampleRollup5m
+
+    path = tmp_path / "clawfleet.sqlite"
+    con = sqlite3.connect(path)
+    con.executescript((DUMPS / "v4-sqlite.sql").read_text())
+    con.close()
+    database = open_database(tmp_path)
+    try:
+        assert "rollup_watermark" not in database.get_tables()
+        assert Sample.select().where(Sample.received_ms.is_null()).count() == 10
+        assert roll_up_all(database) == 8
+        assert roll_up_all(database) == 0
+        n = {d: c for d, c in SampleRollup5m.select(SampleRollup5m.device, fn.SUM(SampleRollup5m.n)).group_by(
+            SampleRollup5m.device).tuples()}
+        assert n == {"dev-a": 13, "dev-b": 5}
+        far = int(time.time() * 1000) + 3 * 86_400_000
+        assert apply_retention(RetentionPolicy(), far, database)["raw"] == 18
+    finally:
+        database.close()
