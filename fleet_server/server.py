@@ -142,7 +142,7 @@ class FleetServer:
         self.dynsec.ensure_server_role()
         self.reconciled = reconcile(self.dynsec)  # broker clients follow the devices table
         self.state.load_from_db()
-        self.jobs = ServerJobs(self.database, self.state, opts.retention)
+        self.jobs = ServerJobs(self.database, self.state, opts.retention, broker_connected=self._broker_connected)
         self.jobs.check_stale_now()  # before ingest: a device silent while the server was down is offline now
         self.ingest = Ingest(self.database, account, self.state)
         self.ingest.start()
@@ -158,6 +158,9 @@ class FleetServer:
             self.state.load_from_db()
             self.agent = LocalAgentProcess(cfg_path)
             self.agent.start()
+
+    def _broker_connected(self) -> bool:
+        return self.ingest is not None and self.ingest.connected.is_set()
 
     def health(self) -> ServerHealth:
         """Liveness for ``/healthz``: not ok when ingest is not running, has lost its network thread

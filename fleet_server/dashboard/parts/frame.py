@@ -13,6 +13,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from fleet_server.auth.accounts import current_user
+from fleet_server.dashboard.parts.server_banner import server_banner
 
 DARK_KEY = "dark_mode"
 SESSION_CHECK_S = 10.0
@@ -65,6 +66,7 @@ def frame(title: str) -> None:
         ui.space()
         dark_mode_toggle()
         user_menu()  # auth: who is logged in, admin links (wide screens), log out, session check
+    server_banner()  # "the server has lost its broker", while it has
 
 
 def admin_links() -> list[tuple[str, str]]:
