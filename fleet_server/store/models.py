@@ -278,6 +278,17 @@ class RollupMark(BaseModel):
     received_ms = BigIntegerField()
 
 
+class JobLease(BaseModel):
+    """Who runs the background jobs (:mod:`fleet_server.jobs.leader`): ``holder`` (host, pid and a
+    random part) until ``expires_ms`` (epoch ms, the database's clock); renewed by the holder, taken
+    over by another server process once expired. One row per lease ``name`` (``"jobs"``)."""
+
+    name = CharField(primary_key=True, max_length=32)
+    holder = CharField(max_length=200)
+    expires_ms = BigIntegerField()
+    acquired_ms = BigIntegerField()
+
+
 class SchemaVersion(BaseModel):
     """Applied schema migrations (:mod:`fleet_server.store.migrations`), one row each."""
 
@@ -363,7 +374,7 @@ class IntegrationAccount(BaseModel):
 
 
 ALL_MODELS = [Device, Sample, StatusEvent, UsageRecord, UsageHourly, LogRecord, RejectCount, User, AuditEvent,
-              SampleRollup5m, SampleRollup1h, RollupMark,  # history
+              SampleRollup5m, SampleRollup1h, RollupMark, JobLease,  # history, job lease
               LoginThrottle,  # failed logins
               PriceRule, ApiToken, IntegrationAccount,  # tokens and cost, API, integrations
               SchemaVersion]  # migrations

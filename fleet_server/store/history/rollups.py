@@ -111,6 +111,16 @@ def _merge_update(model: type) -> dict:
     return upd
 
 
+def _move_mark(after: int, end: int) -> bool:
+    """Move the watermark from ``after`` to ``end`` first thing in the pass's transaction (which
+    locks its row); False when it is no longer at ``after``."""
+    if after < 0 and not RollupMark.select().where(RollupMark.name == MARK).exists():
+        RollupMark.insert(name=MARK, received_ms=end).execute()  # a concurrent first insert fails on the key
+        return True
+    return RollupMark.update(received_ms=end).where(
+        (RollupMark.name == MARK) & (RollupMark.received_ms == after)).execute() == 1
+
+
 def _count(after: int, upto: int) -> int:
     rec = Sample.received_ms
     return Sample.select(fn.COUNT(Sample.ts)).where((rec > after) & (rec <= upto)).scalar() or 0
@@ -141,12 +151,13 @@ def roll_up_all(database: object | None = None) -> int:
         with write_transaction(db):
             started = time.monotonic()
             end = _chunk_end(after, upto, rows)
+            if not _move_mark(after, end):  # another process moved it (two leaders for a moment): leave it
+                log.warning("the rollup watermark moved under this pass; stopping it")
+                break
             added = _count(after, end)
             if added:
                 for tier in TIERS:
                     _aggregate_into(tier, after, end)
-            RollupMark.insert(name=MARK, received_ms=end).on_conflict(
-                conflict_target=[RollupMark.name], update={RollupMark.received_ms: EXCLUDED.received_ms}).execute()
             took = time.monotonic() - started
         total += added
         after = end
