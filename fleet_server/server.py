@@ -196,6 +196,9 @@ class FleetServer:
                                  client_id=f"clawfleet-ingest-{index}" if several else "clawfleet-ingest",
                                  shared_group=SHARED_GROUP if several else None, publish=publish)
             self.ingest.start()
+        self._sync_stop.clear()  # devices added, revoked or deleted by another process or the CLI
+        self._sync_thread = threading.Thread(target=self._sync_loop, name="clawfleet-registry-sync", daemon=True)
+        self._sync_thread.start()
         if worker is not None:
             return
         if opts.workers > 1:
@@ -206,9 +209,6 @@ class FleetServer:
         assert self.dynsec is not None
         self.devices = DeviceActions(self.dynsec, lambda: self.endpoint, self.state, self.ingest,
                                      self.ingest.client if self.ingest is not None else None)
-        self._sync_stop.clear()
-        self._sync_thread = threading.Thread(target=self._sync_loop, name="clawfleet-registry-sync", daemon=True)
-        self._sync_thread.start()
         if opts.local_agent:
             local = self.endpoint if ext is not None else AgentEndpoint(f"mqtt://127.0.0.1:{opts.mqtt_port}")
             cfg_path = ensure_local_device(self.dynsec, opts.data_dir, local.url, opts.local_agent_interval_s,
