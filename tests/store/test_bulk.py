@@ -1,0 +1,26 @@
+"""The ingest hot path's bulk inserts on SQLite and PostgreSQL: duplicates skipped by
+``insert_ignore``, refused by ``insert_new`` with peewee's IntegrityError; more rows than a chunk."""
+
+from __future__ import annotations
+
+import pytest
+from peewee import IntegrityError
+
+from fleet_server.store import bulk
+from fleet_server.store.models import StatusEvent, UsageHourly
+
+
+def test_insert_ignore_skips_existing_keys_and_insert_new_refuses_them(store):
+    cols = ("device", "hour_ms", "records", "total_tokens")
+    rows = [("dev", h, 1, 10) for h in range(bulk.CHUNK * 2 + 7)]  # three chunks
+    with store.atomic():
+        bulk.insert_ignore(UsageHourly, cols, rows)
+    with store.atomic():
+        bulk.insert_ignore(UsageHourly, cols, [("dev", 0, 5, 50), ("dev", 10_000, 1, None or 1)])
+    assert UsageHourly.select().count() == len(rows) + 1
+    assert UsageHourly.get(UsageHourly.hour_ms == 0).records == 1  # the first one kept
+    with pytest.raises(IntegrityError), store.atomic():
+        bulk.insert_new(UsageHourly, cols, [("dev", 1, 1, 1)])
+    with store.atomic():
+        bulk.insert_new(StatusEvent, ("device", "ts", "state", "reason"), [("dev", 1, "online", None)])
+    assert StatusEvent.get().reason is None
