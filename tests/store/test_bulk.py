@@ -11,16 +11,20 @@ from fleet_server.store.models import StatusEvent, UsageHourly
 
 
 def test_insert_ignore_skips_existing_keys_and_insert_new_refuses_them(store):
-    cols = ("device", "hour_ms", "records", "total_tokens")
-    rows = [("dev", h, 1, 10) for h in range(bulk.CHUNK * 2 + 7)]  # three chunks
+    cols = bulk.columns(UsageHourly)  # device, hour_ms, records, 6 sums, priced records, unpriced tokens
+
+    def row(hour: int, records: int) -> tuple:
+        return ("dev", hour, records, 1, 2, 3, 4, 10, 0.5, records, 0)
+
+    rows = [row(h, 1) for h in range(bulk.CHUNK * 2 + 7)]  # three chunks
     with store.atomic():
         bulk.insert_ignore(UsageHourly, cols, rows)
     with store.atomic():
-        bulk.insert_ignore(UsageHourly, cols, [("dev", 0, 5, 50), ("dev", 10_000, 1, None or 1)])
+        bulk.insert_ignore(UsageHourly, cols, [row(0, 5), row(10_000, 1)])
     assert UsageHourly.select().count() == len(rows) + 1
     assert UsageHourly.get(UsageHourly.hour_ms == 0).records == 1  # the first one kept
     with pytest.raises(IntegrityError), store.atomic():
-        bulk.insert_new(UsageHourly, cols, [("dev", 1, 1, 1)])
+        bulk.insert_new(UsageHourly, cols, [row(1, 1)])
     with store.atomic():
         bulk.insert_new(StatusEvent, ("device", "ts", "state", "reason"), [("dev", 1, "online", None)])
     assert StatusEvent.get().reason is None
