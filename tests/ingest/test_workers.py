@@ -7,13 +7,15 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from e2e_helpers import wait_for
+from e2e_helpers import user_env, wait_for
 from mqtt_helpers import free_port
 from peewee import fn
 from pg_helpers import PgServer, start_pg
@@ -82,3 +84,33 @@ def test_two_workers_store_everything_once_when_one_is_killed_mid_load(tmp_path:
         assert Sample.select().count() == sent["telemetry"]
     finally:
         server.stop()
+
+
+def test_a_dashboard_process_without_ingest_shows_what_a_worker_stores(tmp_path: Path, pg: PgServer) -> None:
+    url = pg.create_database()
+    dash = FleetServer(ServerOptions(data_dir=tmp_path / "server", mqtt_port=free_port(), local_agent=False,
+                                     database_url=url, workers=0))
+    dash.start()
+    worker = subprocess.Popen([sys.executable, "-m", "fleet_server.cli.main", "ingest", "--worker", "1", "--data-dir",
+                               str(dash.opts.data_dir), "--mqtt-port", str(dash.opts.mqtt_port)],
+                              env={**user_env(), "CLAWFLEET_DATABASE_URL": url}, stdout=subprocess.DEVNULL)
+    try:
+        assert dash.ingest is None and dash.health().ok
+        assert dash.leadership is not None and dash.leadership.leading  # started first: it runs the jobs
+        creds = []
+        for i in range(4):
+            new = add_device(dash.dynsec, f"dash load {i}", dash.broker_url)
+            creds.append(DeviceCreds(new.device.id, new.api_key))
+        spec = LoadSpec(port=dash.opts.mqtt_port, devices=creds, rate_per_s=40, duration_s=1.0, processes=1,
+                        settle_s=20)
+        deadline = time.monotonic() + 90
+        while not all(getattr(dash.state.get(c.device_id), "telemetry", None) for c in creds):  # a slow worker start
+            assert time.monotonic() < deadline, "the dashboard process never learnt the worker's samples"
+            run_load(spec, progress=False)
+            time.sleep(1)
+        assert worker.poll() is None and dash.listener is not None and dash.listener.applied > 0
+        assert Sample.select().count() > 0
+    finally:
+        worker.terminate()
+        worker.wait(30)
+        dash.stop()
