@@ -227,7 +227,11 @@ class FleetServer:
             self.jobs.stop()
 
     def _broker_connected(self) -> bool:
-        return self.ingest is not None and self.ingest.connected.is_set()
+        """For the stale check: ingest's broker connection; a process without ingest (``--workers 0``)
+        hears devices through the other processes, so it never holds the check back."""
+        if self.ingest is None:
+            return self.opts.workers == 0 and self.opts.worker_index is None
+        return self.ingest.connected.is_set()
 
     def health(self) -> ServerHealth:
         """Liveness for ``/healthz``: not ok when ingest is not running, has lost its network thread

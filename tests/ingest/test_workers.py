@@ -22,8 +22,9 @@ from pg_helpers import PgServer, start_pg
 
 from benchmarks.loadgen import DeviceCreds, LoadSpec, run_load
 from fleet_server.devices.registry import add_device
+from fleet_server.jobs.stale import STALE_REASON
 from fleet_server.server import FleetServer, ServerOptions, ServerSetupError
-from fleet_server.store.models import LogRecord, Sample, UsageHourly, UsageRecord
+from fleet_server.store.models import Device, LogRecord, Sample, UsageHourly, UsageRecord
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -110,6 +111,11 @@ def test_a_dashboard_process_without_ingest_shows_what_a_worker_stores(tmp_path:
             time.sleep(1)
         assert worker.poll() is None and dash.listener is not None and dash.listener.applied > 0
         assert Sample.select().count() > 0
+        # it runs the stale check, though it has no broker connection of its own
+        victim = creds[0].device_id
+        meta = dash.state.get(victim).meta.model_copy(update={"interval_s": 1.0})  # grace 3 s
+        dash.state.upsert(victim, status="online", meta=meta, heard_ms=int(time.time() * 1000) - 3_600_000)
+        wait_for(lambda: Device.get_by_id(victim).status_reason == STALE_REASON, 20, what="the stale check")
     finally:
         worker.terminate()
         worker.wait(30)
