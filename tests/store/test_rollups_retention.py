@@ -228,3 +228,10 @@ def test_every_retention_delete_is_paced_in_short_transactions(store, monkeypatc
     deleted = apply_retention(RetentionPolicy(logs=3600), T0 + 2 * HOUR_MS, store)
     assert deleted["logs"] == 1000 and LogRecord.select().count() == 0
     assert len(turns) >= 10
+
+
+def test_rollups_and_retention_on_the_bound_database_without_an_argument(store):
+    add_device("dev-a")
+    rows = add_samples("dev-a", T0, T0 + HOUR_MS, step_ms=60_000, on_time=True)
+    assert roll_up_all() == len(rows)
+    assert apply_retention(RetentionPolicy(), T0 + 3 * 86_400_000)["raw"] == len(rows)

@@ -147,7 +147,7 @@ def apply_retention(policy: RetentionPolicy, now_ms: int, database: object | Non
     ``bucket_ms``, event/record ``ts``, usage ``hour_ms``. Raw samples received after the rollup
     watermark (not yet in the tiers) are kept.
     """
-    db = database or Sample._meta.database
+    db = database or Sample._meta.database.obj  # the bound database, not the proxy (SQLite or not matters)
     deleted = dict.fromkeys(("raw", "rollup_5m", "rollup_1h", "status_events", "logs", "usage_records",
                              "usage_hourly"), 0)
     pace = TakeTurns(db)  # many short transactions: leave the write lock to ingest now and then

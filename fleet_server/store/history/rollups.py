@@ -140,7 +140,7 @@ def roll_up_all(database: object | None = None) -> int:
     Returns:
         How many raw samples were added to the tiers.
     """
-    db = database or Sample._meta.database
+    db = database or Sample._meta.database.obj  # the bound database, not the proxy (SQLite or not matters)
     after = watermark()
     upto = settled_bound(db)
     if upto <= after:
