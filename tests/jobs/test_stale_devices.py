@@ -26,8 +26,11 @@ def _status(device_id: str) -> tuple[str, str | None]:
 
 def _wait_status(server: FleetServer, device_id: str, want: tuple[str, str | None], timeout: float) -> float:
     start = time.monotonic()
-    wait_for(lambda: _status(device_id) == want and (server.state.get(device_id).status, server.state.get(
-        device_id).status_reason) == want, timeout, what=f"{device_id} {want}")
+    def cached() -> tuple[str, str | None] | None:  # the cache follows the commit a moment later
+        view = server.state.get(device_id)
+        return None if view is None else (view.status, view.status_reason)
+
+    wait_for(lambda: _status(device_id) == want and cached() == want, timeout, what=f"{device_id} {want}")
     return time.monotonic() - start
 
 
@@ -107,8 +110,8 @@ def test_while_the_server_has_no_broker_no_device_goes_stale_and_health_says_so(
         cfg = write_agent_config(tmp_path, "steady", new.api_key, opts.mqtt_port, keepalive_s=60)
         agent = start_agent(cfg, tmp_path / "steady.log")
         _wait_status(server, "steady", ("online", None), 20)
-        wait_for(lambda: server.state.get("steady").meta is not None and server.state.get("steady").meta.interval_s
-                 == 1, 10, what="meta with interval_s")
+        wait_for(lambda: getattr(server.state.get("steady").meta, "interval_s", None) == 1, 10,
+                 what="meta with interval_s")
         assert server.broker is not None and server.broker.pid
         server.broker.restart_backoff_s = 3 * GRACE_S + 6  # the supervisor's first restart comes this much later
         os.kill(server.broker.pid, signal.SIGKILL)  # the broker is gone (no last will): nobody can be heard
