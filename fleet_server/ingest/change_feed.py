@@ -10,8 +10,8 @@ cache is reloaded from the tables (changes sent while it was gone are not replay
 
 A notification is JSON, at most :data:`MAX_PAYLOAD` bytes (PostgreSQL's limit is 8,000), so a
 large change goes as several: ``{"o": origin, "d": {device: fields}, "u": {device: {hour_ms:
-sums}}, "r": [[device, reason], …]}``. Timestamps epoch ms; telemetry and meta as their
-``shared.schemas`` JSON.
+sums}}, "r": [[device, reason], …], "m": [device, …]}`` ("m": a meta too large to carry, read
+from the devices table). Timestamps epoch ms; telemetry and meta as their ``shared.schemas`` JSON.
 """
 
 from __future__ import annotations
@@ -24,9 +24,11 @@ from dataclasses import asdict
 from typing import Any
 
 from peewee import Database, PostgresqlDatabase
+from peewee import PeeweeException as PeeweeError
 
 from fleet_server.ingest.messages import CacheChange
 from fleet_server.state import FleetState, LatestError
+from fleet_server.store.models import Device
 from fleet_server.store.usage.ledger import TokenSums
 from shared import schemas
 
@@ -63,7 +65,14 @@ def encode(change: CacheChange, origin: str) -> list[str]:
     :data:`MAX_PAYLOAD` bytes."""
     parts: list[dict[str, Any]] = []
     for device, fields in change.devices.items():
-        parts.append({"d": {device: {k: _field(k, v) for k, v in fields.items()}}})
+        encoded = {k: _field(k, v) for k, v in fields.items()}
+        if len(json.dumps(encoded)) > MAX_PAYLOAD // 2:  # a large meta goes by name: read from the devices table
+            if encoded.pop("meta", None) is not None:
+                parts.append({"m": [device]})
+            err = encoded.get("latest_error")
+            if err is not None and len(json.dumps(encoded)) > MAX_PAYLOAD // 2:
+                encoded["latest_error"] = {**err, "message": err["message"][:1000]}
+        parts.append({"d": {device: encoded}})
     for device, hours in change.usage.items():
         parts.append({"u": {device: {str(h): asdict(s) for h, s in hours.items()}}})
     rejects = [[n.device_id, n.reason] for n in change.rejects if n.device_id]
@@ -78,8 +87,8 @@ def encode(change: CacheChange, origin: str) -> list[str]:
             out.append(json.dumps(cur, separators=(",", ":")))
             cur, size = {"o": origin}, 20 + len(origin)
         for key, value in part.items():
-            if key == "r":
-                cur.setdefault("r", []).extend(value)
+            if key in ("r", "m"):
+                cur.setdefault(key, []).extend(value)
             else:
                 cur.setdefault(key, {}).update(value)
         size += len(text)
@@ -104,6 +113,10 @@ def apply(payload: str, state: FleetState, origin: str) -> bool:
         cur = state.get(device)
         if cur is not None and (cur.last_seen_ms or 0) >= (fields.get("last_seen_ms") or 0):
             fields.pop("last_seen_ms", None)
+    for device in data.get("m", []):  # meta too large for a notification: from the devices table
+        text = Device.select(Device.meta_json).where(Device.id == device).scalar()
+        if text:
+            devices.setdefault(device, {})["meta"] = schemas.Meta.model_validate_json(text)
     state.upsert_many({d: f for d, f in devices.items() if f})
     state.add_usage(usage)
     for device, reason in data.get("r", []):
@@ -145,6 +158,10 @@ class ChangeListener:
         self._thread.join(5)
 
     def _run(self) -> None:
+        with self.database.connection_context():  # meta reads and reloads in this thread
+            self._listen()
+
+    def _listen(self) -> None:
         import psycopg2
 
         first = True
@@ -160,8 +177,7 @@ class ChangeListener:
                 conn.cursor().execute(f"LISTEN {CHANNEL}")
                 self.listening.set()
                 if not first:  # changes sent while the connection was gone are lost: read the tables again
-                    with self.database.connection_context():
-                        self.state.load_from_db()
+                    self.state.load_from_db()
                 first = False
                 while not self._stop.is_set():
                     if select.select([conn], [], [], 1.0)[0]:
@@ -169,8 +185,9 @@ class ChangeListener:
                         while conn.notifies:
                             if apply(conn.notifies.pop(0).payload, self.state, self.origin):
                                 self.applied += 1
-            except (psycopg2.Error, OSError) as exc:
+            except (psycopg2.Error, OSError, PeeweeError) as exc:
                 log.warning("change listener lost its connection (%s); reconnecting", str(exc).strip()[:200])
+                self.database.close()  # this thread's peewee connection too; the next query opens a new one
                 self._stop.wait(RECONNECT_S)
             finally:
                 self.listening.clear()
