@@ -29,11 +29,18 @@ CHUNK = 200
 def executemany(sql: str, rows: Sequence[Sequence[object]]) -> None:
     """Run ``sql`` once per row of ``rows`` on the models' database connection (inside the caller's
     transaction when there is one). ``sql`` is written with ``?`` placeholders and ``"…"``-quoted
-    names; it is converted once for the bound database (PostgreSQL: ``%s``)."""
+    names; it is converted once for the bound database (PostgreSQL: ``%s``, and :data:`CHUNK`
+    statements per round trip with psycopg2's ``execute_batch``)."""
     if not rows:
         return
+    if is_sqlite():
+        with _wrap_errors:
+            db.obj.cursor().executemany(sql, rows)
+        return
+    from psycopg2.extras import execute_batch  # many statements per round trip (executemany: one per row)
+
     with _wrap_errors:
-        db.obj.cursor().executemany(_for_database(db.obj, sql), rows)
+        execute_batch(db.obj.cursor(), _for_database(db.obj, sql), rows, page_size=CHUNK)
 
 
 def is_sqlite() -> bool:
