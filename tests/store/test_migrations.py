@@ -31,11 +31,17 @@ V010_ROWS = {Device: 2, Sample: 10, StatusEvent: 3, UsageRecord: 1, UsageHourly:
              User: 1, AuditEvent: 1}
 
 
+def _load_sqlite_dump(path: Path, dump: str) -> Path:
+    """A SQLite file at ``path`` made from the stored SQL dump ``dump``; returns ``path``."""
+    con = sqlite3.connect(path)
+    con.executescript((DUMPS / dump).read_text())
+    con.close()
+    return path
+
+
 def _load_v010(db_url: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
     if db_url.startswith("sqlite"):
-        con = sqlite3.connect(db_url.removeprefix("sqlite:///"))
-        con.executescript((DUMPS / "v0.1.0-sqlite.sql").read_text())
-        con.close()
+        _load_sqlite_dump(Path(db_url.removeprefix("sqlite:///")), "v0.1.0-sqlite.sql")
     else:
         pg = request.getfixturevalue("pg_server")
         pg.psql(db_url.rsplit("/", 1)[1], (DUMPS / "v0.1.0-postgresql.sql").read_text())
@@ -83,10 +89,7 @@ def test_database_from_a_newer_release_is_refused(store):
 def test_v010_agent_outbox_upgrades_without_losing_messages(tmp_path):
     from agent_tray.outbox import OUTBOX_SCHEMA_VERSION, Outbox
 
-    path = tmp_path / "outbox.sqlite"
-    con = sqlite3.connect(path)
-    con.executescript((DUMPS / "agent-outbox-v0.1.0-sqlite.sql").read_text())
-    con.close()
+    path = _load_sqlite_dump(tmp_path / "outbox.sqlite", "agent-outbox-v0.1.0-sqlite.sql")
     box = Outbox(path)
     try:
         assert [m.kind for m in box.pending()] == ["telemetry", "usage"]
@@ -106,10 +109,7 @@ def test_v4_database_rolls_up_what_its_watermarks_did_not_cover_once(tmp_path):
     from fleet_server.store.history.rollups import roll_up_all
     from fleet_server.store.models import SampleRollup5m
 
-    path = tmp_path / "clawfleet.sqlite"
-    con = sqlite3.connect(path)
-    con.executescript((DUMPS / "v4-sqlite.sql").read_text())
-    con.close()
+    _load_sqlite_dump(tmp_path / "clawfleet.sqlite", "v4-sqlite.sql")
     database = open_database(tmp_path)
     try:
         assert "rollup_watermark" not in database.get_tables()

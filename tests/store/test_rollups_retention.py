@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
@@ -124,6 +126,21 @@ class _Sql(logging.Handler):
         self.queries.append(str(record.msg[0]) if isinstance(record.msg, tuple) else str(record.msg))
 
 
+@contextmanager
+def _sql_log() -> Iterator[_Sql]:
+    """The SQL statements peewee runs inside the block."""
+    sql = _Sql()
+    logger = logging.getLogger("peewee")
+    old_level = logger.level
+    logger.addHandler(sql)
+    logger.setLevel(logging.DEBUG)
+    try:
+        yield sql
+    finally:
+        logger.removeHandler(sql)
+        logger.setLevel(old_level)
+
+
 def test_30_day_chart_reads_the_hourly_tier_with_window_edges_right_in_a_dst_zone(store):
     add_device("dev-a")
     tz = ZoneInfo("Europe/Berlin")  # DST ended 2026-10-25 03:00 local: that day has 25 hours
@@ -132,16 +149,8 @@ def test_30_day_chart_reads_the_hourly_tier_with_window_edges_right_in_a_dst_zon
     assert (end - start) == (30 * 24 + 1) * HOUR_MS
     add_samples("dev-a", start - 2 * HOUR_MS, end + 2 * HOUR_MS, step_ms=300_000)
     roll_up_all(store)
-    sql = _Sql()
-    logger = logging.getLogger("peewee")
-    old_level = logger.level
-    logger.addHandler(sql)
-    logger.setLevel(logging.DEBUG)
-    try:
+    with _sql_log() as sql:
         tier, rows = samples_for_window("dev-a", start, end)
-    finally:
-        logger.removeHandler(sql)
-        logger.setLevel(old_level)
     assert tier == "1h"
     assert len(sql.queries) == 1 and "sample_rollup1h" in sql.queries[0] and '"sample"' not in sql.queries[0]
     # Berlin midnight is 22:00 or 23:00 UTC: whole hours, so the buckets are exactly the window
@@ -181,16 +190,8 @@ def test_a_rollup_pass_is_the_same_few_statements_for_5_devices_or_50(store):
         for i in range(devices):
             add_device(f"{tag}-{i}")
             add_samples(f"{tag}-{i}", T0, T0 + 10 * 60_000, step_ms=60_000, seed=i)
-        sql = _Sql()
-        logger = logging.getLogger("peewee")
-        old_level = logger.level
-        logger.addHandler(sql)
-        logger.setLevel(logging.DEBUG)
-        try:
+        with _sql_log() as sql:
             assert roll_up_all(store) == devices * 10
-        finally:
-            logger.removeHandler(sql)
-            logger.setLevel(old_level)
         return len(sql.queries)
 
     add_device("first")
