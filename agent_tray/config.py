@@ -18,6 +18,7 @@ import platformdirs
 
 from agent_tray.checks import Rule
 from shared.broker_url import parse_broker_url
+from shared.private_files import write_private
 from shared.topics import DEVICE_ID_RE
 
 APP = "clawfleet"
@@ -161,10 +162,4 @@ def load_config(path: Path) -> AgentConfig:
 
 def save_config(cfg: AgentConfig, path: Path) -> None:
     """Write the config atomically with mode 0600 (owner read/write only)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(json.dumps(cfg.to_dict(), indent=2))
-    os.chmod(tmp, 0o600)
-    os.replace(tmp, path)
+    write_private(path, json.dumps(cfg.to_dict(), indent=2))

@@ -32,6 +32,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from agent_tray.config import AgentConfig
 from agent_tray.outbox import Outbox, StoredMessage
 from shared import payloads
+from shared.clock import now_ms
 from shared.topics import SERVER_STATUS_TOPIC, Channel, device_topic
 
 log = logging.getLogger("clawfleet.agent.mqtt")
@@ -47,11 +48,6 @@ FAIL_REPEAT_LOG_S = 600.0
 """A connection failure is logged when it first happens or changes, then again at most this often (seconds)."""
 X509_V_ERR_HOSTNAME_MISMATCH = 62
 """OpenSSL's verify code for a certificate that does not name the host."""
-
-
-def now_ms() -> int:
-    """Current time in epoch milliseconds UTC."""
-    return int(time.time() * 1000)
 
 
 def jittered_backoff(attempt: int, base: float = BACKOFF_MIN_S, cap: float = BACKOFF_MAX_S) -> float:

@@ -20,9 +20,10 @@ from agent_tray.collectors.system import SystemCollector
 from agent_tray.config import AgentConfig
 from agent_tray.openclaw_monitor import OpenClawMonitor
 from agent_tray.outbox import Outbox, OutMessage
-from agent_tray.publisher import Publisher, now_ms
+from agent_tray.publisher import Publisher
 from agent_tray.status import AgentStatus, TokenCounter, snapshot
 from shared import payloads
+from shared.clock import now_ms
 from shared.topics import Channel, device_topic
 from shared.version import __version__
 

@@ -40,11 +40,11 @@ from broker.config import (
     BrokerConfig,
     prepare_dynsec_file,
     render_config,
-    write_private,
 )
 from broker.dynsec import DynSecClient
 from broker.fdlimit import raise_nofile_limit
 from broker.install import BrokerSetupError, MosquittoInstall, find_mosquitto, install_command
+from shared.private_files import write_private
 
 __all__ = [
     "DEFAULT_MQTT_PORT", "DEFAULT_TLS_PORT", "PORT_FLAG", "TLS_PORT_FLAG", "BrokerAdmin", "BrokerConfig",

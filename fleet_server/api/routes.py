@@ -7,7 +7,6 @@ a dashboard session, or an API token as ``Authorization: Bearer cft_…``. Witho
 
 from __future__ import annotations
 
-import time
 from typing import Annotated
 
 from fastapi import APIRouter, FastAPI, HTTPException, Query
@@ -28,13 +27,10 @@ from fleet_server.store import logs as log_store
 from fleet_server.store.history import queries as history
 from fleet_server.store.sql import QueryError
 from fleet_server.store.usage import summary as queries
+from shared.clock import now_ms
 from shared.version import PROTOCOL_VERSION
 
 API_PREFIX = "/api/v1"
-
-
-def _now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 def device_json(d: DeviceView, state: FleetState) -> dict:
@@ -91,7 +87,7 @@ def build_router() -> APIRouter:
             history.WINDOWS_MS))] = "1h") -> dict:
         _device(device_id)
         try:
-            return history.samples_window(device_id, window, _now_ms())
+            return history.samples_window(device_id, window, now_ms())
         except QueryError as exc:
             raise HTTPException(400, str(exc)) from None
 

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from broker.config import BrokerAdmin, BrokerConfig, pbkdf2_fields, prepare_dynsec_file, write_private
+from broker.config import BrokerAdmin, BrokerConfig, pbkdf2_fields, prepare_dynsec_file
 from broker.dynsec_file import add_devices
 from fleet_server.devices.keys import generate_api_key, hash_api_key, key_hint
 from fleet_server.devices.registry import DeviceError, NewDevice, plan_device
@@ -25,6 +25,7 @@ from fleet_server.state import now_ms
 from fleet_server.store import audit
 from fleet_server.store.models import AuditEvent, BaseModel, Device, db
 from shared.enrollment import Enrollment, encode_token
+from shared.private_files import open_private, write_private
 
 MAX_ROWS = 100_000
 """Most devices one import takes."""
@@ -188,7 +189,4 @@ def open_keys_file(path: Path) -> io.TextIOWrapper:
     Raises:
         FileExistsError: it exists.  OSError: it cannot be created.
     """
-    import os
-
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    return open(fd, "w", encoding="utf-8", newline="")  # noqa: SIM115 - the caller closes it
+    return open_private(path, exclusive=True, newline="")

@@ -21,7 +21,6 @@ create a table whose later migrations alter it (write the DDL the step needs).
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -37,6 +36,7 @@ from fleet_server.store.models import (
     SchemaVersion,
 )
 from fleet_server.store.upgrade import scope_record_ids
+from shared.clock import now_ms
 
 log = logging.getLogger("clawfleet.store.migrations")
 
@@ -109,7 +109,7 @@ def upgrade(database: Database) -> list[int]:
     Raises:
         SchemaTooNew: the database has a version this code does not know.
     """
-    now = int(time.time() * 1000)
+    now = now_ms()
     with write_transaction(database):
         version = current_version(database)
         if version is None:
@@ -132,7 +132,7 @@ def upgrade(database: Database) -> list[int]:
             continue
         with write_transaction(database):
             m.apply(migrator, database)
-            SchemaVersion.create(version=m.version, name=m.name, applied_ms=int(time.time() * 1000))
+            SchemaVersion.create(version=m.version, name=m.name, applied_ms=now_ms())
         log.info("database schema upgraded to version %d: %s", m.version, m.name)
         applied.append(m.version)
     database.create_tables(ALL_MODELS, safe=True)  # tables of new models need no step; new columns do

@@ -12,13 +12,13 @@ No default price list ships: prices change often and a wrong one is worse than "
 from __future__ import annotations
 
 import fnmatch
-import time
 from dataclasses import dataclass
 
 from peewee import OP, SQL, Case, Expression, Value, fn
 
 from fleet_server.store.models import PriceRule, UsageHourly, UsageRecord, db
 from fleet_server.store.sql import total
+from shared.clock import now_ms
 
 HOUR_MS = 3_600_000
 _EPS = 1e-12
@@ -107,7 +107,7 @@ def add_rule(rule: RuleInput) -> tuple[PriceRule, int]:
     """Store a rule and re-price history. Returns (the rule, records re-priced). Raises PriceError."""
     r = rule.validated()
     with db.atomic():
-        row = PriceRule.create(**r.__dict__, created_ms=int(time.time() * 1000))
+        row = PriceRule.create(**r.__dict__, created_ms=now_ms())
         changed = reprice()
     return row, changed
 
