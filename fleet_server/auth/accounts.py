@@ -192,6 +192,29 @@ def check_credentials(username: str, password: str) -> User | None:
     return user
 
 
+@dataclass(frozen=True)
+class UserSettings:
+    """A user's dashboard settings: ``time_zone`` (IANA name; None: the browser's) and ``dark_mode``."""
+
+    time_zone: str | None = None
+    dark_mode: bool = False
+
+
+def user_settings(username: str) -> UserSettings:
+    """The settings of ``username`` (defaults for an unknown user)."""
+    row = User.select(User.time_zone, User.dark_mode).where(User.username == username).first()
+    return UserSettings() if row is None else UserSettings(row.time_zone or None, bool(row.dark_mode))
+
+
+def save_user_settings(username: str, **changes: object) -> None:
+    """Store some of a user's :class:`UserSettings` fields (``time_zone=None`` goes back to the
+    browser's zone). Raises AuthError for an unknown field."""
+    unknown = set(changes) - {"time_zone", "dark_mode"}
+    if unknown:
+        raise AuthError(f"unknown user setting(s): {', '.join(sorted(unknown))}")
+    User.update(**changes).where(User.username == username).execute()
+
+
 # --- sessions and roles -------------------------------------------------------------------------
 
 

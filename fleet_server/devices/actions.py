@@ -4,7 +4,7 @@ Each action combines :mod:`fleet_server.devices.registry` (database + broker cre
 follows from it: the audit row, the broker's retained topics, the in-memory
 :class:`~fleet_server.state.FleetState` and ingest's device cache. In the server process all of
 them are present; the CLI has no cache and no ingest (the running server's registry sync,
-:meth:`FleetState.sync_registry`, picks its changes up within seconds).
+:func:`fleet_server.state.registry.sync_registry`, picks its changes up within seconds).
 
 API keys and enrollment tokens are returned to the caller once; they never reach a log line or
 an audit row.

@@ -21,9 +21,9 @@ from broker.config import BrokerAdmin, BrokerConfig, pbkdf2_fields, prepare_dyns
 from broker.dynsec_file import add_devices
 from fleet_server.devices.keys import generate_api_key, hash_api_key, key_hint
 from fleet_server.devices.registry import DeviceError, NewDevice, plan_device
-from fleet_server.state import now_ms
 from fleet_server.store import audit
 from fleet_server.store.models import AuditEvent, BaseModel, Device, db
+from shared.clock import now_ms
 from shared.enrollment import Enrollment, encode_token
 from shared.private_files import open_private, write_private
 

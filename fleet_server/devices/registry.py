@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from broker.acl import check_device_account
 from broker.dynsec import DynSecClient, DynSecError
 from fleet_server.devices.keys import generate_api_key, hash_api_key, key_hint
-from fleet_server.state import now_ms
 from fleet_server.store.models import (
     Device,
     LogRecord,
@@ -26,6 +25,7 @@ from fleet_server.store.models import (
     UsageRecord,
     db,
 )
+from shared.clock import now_ms
 from shared.enrollment import Enrollment, encode_token
 from shared.topics import check_device_id, suggest_device_id
 

@@ -25,8 +25,8 @@ from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from fleet_server.ingest.messages import Item, Received, Rejected
-from fleet_server.state import now_ms
 from shared import schemas
+from shared.clock import now_ms
 from shared.mqtt_client import mqtt5_client
 from shared.topics import ALL_DEVICES_FILTER, SERVER_STATUS_TOPIC, Channel, TopicError, parse_device_topic
 

@@ -3,14 +3,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from nicegui import ui
 
 from fleet_server.dashboard.parts.format import STATUS_COLORS, duration_h
-from fleet_server.state import now_ms
 from fleet_server.store.history.availability import Period, status_periods, uptime_pct
+from shared.clock import now_ms
 
 UPTIME_WINDOWS = (("24 h", 86_400_000), ("7 d", 7 * 86_400_000), ("30 d", 30 * 86_400_000))
 HISTORY_ROWS = 50
@@ -58,19 +59,17 @@ def render_availability(device_id: str, tz: ZoneInfo) -> None:
                     ui.label(period_text(p, tz, now)).classes("text-sm").mark("status-period")
 
 
-def render_availability_live(device_id: str, refresh_s: float = 30.0) -> None:
-    """:func:`render_availability` once the browser has told its time zone, redrawn every ``refresh_s``."""
-    from fleet_server.dashboard.parts.timezone import browser_zone
-
+def render_availability_live(device_id: str, tz: Callable[[], ZoneInfo],
+                             refresh_s: float = 30.0) -> Callable[[], None]:
+    """:func:`render_availability` in the viewer's zone (``tz()``, asked at every draw), redrawn every
+    ``refresh_s``. Returns the redraw (call it when the page's zone changed)."""
     box = ui.column().classes("w-full")
-    tz: dict[str, ZoneInfo] = {}
 
-    async def draw() -> None:
-        if "zone" not in tz:
-            tz["zone"] = await browser_zone()
+    def draw() -> None:
         box.clear()
         with box:
-            render_availability(device_id, tz["zone"])
+            render_availability(device_id, tz())
 
-    ui.timer(0.05, draw, once=True)
+    draw()
     ui.timer(refresh_s, draw)
+    return draw

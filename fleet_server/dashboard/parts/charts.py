@@ -15,9 +15,10 @@ from dataclasses import dataclass
 
 from nicegui import ui
 
-from fleet_server.state import DeviceView, FleetState, now_ms
+from fleet_server.state import DeviceView, FleetState
 from fleet_server.store.history.availability import Period, status_periods
 from fleet_server.store.history.samples import TIER_WIDTH_MS, HistoryRow, samples_for_window, tokens_per_hour
+from shared.clock import now_ms
 
 WINDOWS = {"1h": 3_600_000, "6h": 6 * 3_600_000, "24h": 24 * 3_600_000, "7d": 7 * 86_400_000, "30d": 30 * 86_400_000}
 """Chart windows (label -> length in ms)."""

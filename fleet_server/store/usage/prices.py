@@ -4,7 +4,7 @@ Cost of a record = the matching :class:`~fleet_server.store.models.PriceRule` (U
 tokens of each type), else the cost OpenClaw recorded (``cost_usd``), else **unpriced** — never $0.
 The rule's result is stored in ``UsageRecord.priced_usd`` at insert time and again by
 :func:`reprice` whenever a rule changes, so history is re-priced; the hourly rollup's
-``cost_usd``, ``priced_records`` and ``unpriced_tokens`` follow.
+``cost_usd``, ``priced_records`` and ``unpriced_tokens`` follow, and so do the all-time rollup's.
 
 No default price list ships: prices change often and a wrong one is worse than "unpriced".
 """
@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from peewee import OP, SQL, Case, Expression, Value, fn
 
-from fleet_server.store.models import PriceRule, UsageHourly, UsageRecord, db
+from fleet_server.store.models import PriceRule, UsageHourly, UsageRecord, UsageTotal, db
 from fleet_server.store.sql import total
 from shared.clock import now_ms
 
@@ -171,6 +171,7 @@ def reprice() -> int:
                     cond & (UsageRecord.priced_usd.is_null() | (fn.ABS(UsageRecord.priced_usd - expr) > _EPS))
                 ).execute()
         rebuild_hourly_costs()
+        rebuild_total_costs()
     return changed
 
 
@@ -186,3 +187,13 @@ def rebuild_hourly_costs() -> None:
     for device, h, usd, priced, unpriced in q:
         UsageHourly.update(cost_usd=usd or 0.0, priced_records=priced or 0, unpriced_tokens=unpriced or 0).where(
             (UsageHourly.device == device) & (UsageHourly.hour_ms == h)).execute()
+
+
+def rebuild_total_costs() -> None:
+    """Recompute ``cost_usd``, ``priced_records`` and ``unpriced_tokens`` of the all-time rollup
+    (``UsageTotal``) from the hourly one (one GROUP BY over the hourly rollup)."""
+    q = (UsageHourly.select(UsageHourly.device, total(UsageHourly.cost_usd), total(UsageHourly.priced_records),
+                            total(UsageHourly.unpriced_tokens)).group_by(UsageHourly.device).tuples())
+    for device, usd, priced, unpriced in q:
+        UsageTotal.update(cost_usd=usd or 0.0, priced_records=int(priced or 0), unpriced_tokens=int(unpriced or 0)
+                          ).where(UsageTotal.device == device).execute()
