@@ -34,9 +34,9 @@ def seed(data_dir: Path, devices: int, live: int, mqtt_port: int, quiet: bool = 
     from broker.config import BrokerConfig
     from broker.mosquitto import ManagedMosquitto
     from fleet_server.devices.registry import add_device
-    from fleet_server.state import meta_json, telemetry_row
     from fleet_server.store.db import open_database
     from fleet_server.store.models import Device, Sample
+    from fleet_server.store.rows import meta_json, telemetry_row
 
     database = open_database(data_dir)
     keys: dict[str, str] = {}

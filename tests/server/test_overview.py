@@ -45,7 +45,7 @@ async def test_overview_shows_devices_and_updates_live(tmp_path, log_in):
                                    "session_id": "s", "provider": "p", "model": "m", "input_tokens": 1200,
                                    "output_tokens": 34, "cache_read_tokens": 0, "cache_write_tokens": 0,
                                    "total_tokens": 1234, "cost_usd": None, "source": "transcript"}])
-        state.add_usage(added)
+        state.note_usage(added)  # as ingest does after the commit
         await user.should_see("1.2k / 1.2k", retries=30)
 
 

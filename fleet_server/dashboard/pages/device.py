@@ -27,7 +27,6 @@ from fleet_server.dashboard.parts.format import (
     rate_h,
     status_words,
     token_breakdown,
-    tokens_h,
 )
 from fleet_server.dashboard.parts.live import redraw_on_change
 from fleet_server.dashboard.parts.timezone import Viewer, initial_zone, viewer_zone, zone_note
@@ -112,8 +111,8 @@ def _body(state: FleetState, d: DeviceView, viewer: Viewer) -> None:
         _fields("Latest sample", _telemetry_rows(d, tz))
         days, totals = devices_today_and_total(state, tz, [d.device_id])
         today, total = days.get(d.device_id, UsageSums()), totals.get(d.device_id, UsageSums())
-        _fields("Tokens", [("Today", tokens_h(today.total_tokens)), ("", token_breakdown(today)),
-                           ("All time", tokens_h(total.total_tokens)), ("", token_breakdown(total))])
+        _fields("Tokens", [("Today", f"{today.total_tokens:,} tokens"), ("", token_breakdown(today)),
+                           ("All time", f"{total.total_tokens:,} tokens"), ("", token_breakdown(total))])
     with ui.card().classes("p-3 w-full gap-1"):
         ui.label("Latest error").classes("text-xs uppercase text-gray-500")
         e = d.latest_error

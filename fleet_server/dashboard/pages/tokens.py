@@ -219,7 +219,7 @@ def render_tokens(state: FleetState, tz: str = "", start_day: str = "", end_day:
                           ).props('dense data-testid="group-toggle"')
                 ui.space()
                 ui.button("Export CSV", on_click=lambda: ui.download.content(
-                    to_csv(rows, list(rows[0].key) if rows else [group], names),
+                    to_csv(rows, list(rows[0].key) if rows else [group], names).encode(),
                     f"clawfleet-tokens-{group}-{start.value}-{end.value}.csv", "text/csv")).props(
                     'flat dense icon=download data-testid="csv"')
             columns = [{"name": "key", "label": GROUPS[group], "field": "key", "align": "left", "sortable": True}]

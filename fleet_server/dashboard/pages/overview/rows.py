@@ -137,7 +137,8 @@ def row(d: DeviceView, today: UsageSums, total: UsageSums, now_s: float | None =
         "since": f"for {duration_h(now_s - since / 1000)}" if since else "",
         "openclaw": oc_text, "openclaw_state": oc_state, "tags": tags_of(d),
         "tokens": f"{tokens_h(today.total_tokens)} / {tokens_h(total.total_tokens)}",
-        "tokens_tip": f"today: {token_breakdown(today)}\nall time: {token_breakdown(total)}",
+        "tokens_tip": f"today: {today.total_tokens:,} tokens · {token_breakdown(today)}\n"
+                      f"all time: {total.total_tokens:,} tokens · {token_breakdown(total)}",
         "last_seen": ago_h(d.last_seen_ms, now_s), "stale": stale,
         "stale_tip": f"last value, {ago_h(t.ts, now_s)}: the device is {pill}" if stale and t else "",
         "error": "", "error_full": "", "error_old": False,
