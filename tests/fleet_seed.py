@@ -4,16 +4,12 @@ registry rows with meta, tags and one sample each, some with real broker credent
 from __future__ import annotations
 
 import random
-import time
 from pathlib import Path
 
 from shared import schemas
+from shared.clock import now_ms
 
 TAGS = ("prod", "staging", "edge", "gpu", "eu", "us")
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 def telemetry(device_id: str, cpu: float, ts: int | None = None) -> schemas.Telemetry:

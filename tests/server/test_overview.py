@@ -1,6 +1,5 @@
 """Overview page rendered from the latest-state cache (NiceGUI user simulation, real SQLite)."""
 
-import time
 
 from nicegui.testing.user_simulation import user_simulation
 
@@ -10,10 +9,7 @@ from fleet_server.store.db import open_database
 from fleet_server.store.models import Device
 from fleet_server.store.usage.ledger import insert_usage
 from shared import schemas
-
-
-def now_ms():
-    return int(time.time() * 1000)
+from shared.clock import now_ms
 
 
 def telemetry(device_id, cpu):
