@@ -109,7 +109,7 @@ def render_tokens(state: FleetState, tz: str = "", start_day: str = "", end_day:
     viewer = {"zone": initial_zone()}
     if tz:
         try:
-            viewer["zone"] = Viewer(sums.zone(tz), "saved")
+            viewer["zone"] = Viewer(sums.zone(tz), "url")
         except QueryError as exc:
             ui.notify(f"{exc}; showing {viewer['zone'].tz.key}", type="warning")
     now = datetime.now(viewer["zone"].tz)
@@ -216,7 +216,7 @@ def render_tokens(state: FleetState, tz: str = "", start_day: str = "", end_day:
             with ui.row().classes("items-center gap-2 w-full"):
                 ui.label("Grouped by").classes("text-xs uppercase text-gray-500")
                 ui.toggle(GROUPS, value=group, on_change=lambda e: (opts.update(group=e.value), body.refresh())
-                          ).props('dense data-testid="group-toggle"')
+                          ).props('dense data-testid="group-toggle"').mark("group-toggle")
                 ui.space()
                 ui.button("Export CSV", on_click=lambda: ui.download.content(
                     to_csv(rows, list(rows[0].key) if rows else [group], names).encode(),
@@ -233,7 +233,7 @@ def render_tokens(state: FleetState, tz: str = "", start_day: str = "", end_day:
                            "cost": cost_h(r, exact)} for r in rows]
             with ui.element("div").classes("w-full overflow-x-auto"):
                 ui.table(columns=columns, rows=table_rows, row_key="id", pagination=50).classes("w-full").props(
-                    'dense flat data-testid="tokens-table"')
+                    'dense flat data-testid="tokens-table"').mark("tokens-table")
             if not rows:
                 ui.label("No token usage in this range.").classes("text-gray-500")
 

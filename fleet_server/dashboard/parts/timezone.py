@@ -25,15 +25,16 @@ UTC = ZoneInfo("UTC")
 @dataclass(frozen=True)
 class Viewer:
     """The zone a page shows times in and where it came from: ``"saved"`` (the user's setting),
-    ``"browser"`` or ``"default"`` (UTC: no setting and no answer from the browser yet)."""
+    ``"url"`` (the page's ``?tz=``), ``"browser"`` or ``"default"`` (UTC: no setting and no answer from
+    the browser yet)."""
 
     tz: ZoneInfo
     source: str = "default"
 
     @property
     def final(self) -> bool:
-        """True when the browser need not be asked (a saved zone)."""
-        return self.source == "saved"
+        """True when the browser need not be asked (a saved zone, or one the address names)."""
+        return self.source in ("saved", "url")
 
 
 def saved_zone() -> ZoneInfo | None:
@@ -76,5 +77,6 @@ async def viewer_zone(current: Viewer | None = None) -> Viewer:
 
 def zone_note(viewer: Viewer) -> str:
     """``"Times in Asia/Kolkata (your browser's zone)."`` — said once per page."""
-    why = {"saved": "your saved zone", "browser": "your browser's zone"}.get(viewer.source, "no zone saved")
+    why = {"saved": "your saved zone", "url": "set in the address", "browser": "your browser's zone"}.get(
+        viewer.source, "no zone saved")
     return f"Times in {viewer.tz.key} ({why})."
