@@ -21,7 +21,8 @@ from shared.enrollment import EnrollmentError
 from shared.version import __version__
 
 app = typer.Typer(help="ClawFleet agent: reports this machine and its OpenClaw gateway to a fleet server.",
-                  no_args_is_help=True, add_completion=False)
+                  no_args_is_help=True, add_completion=False,
+                  rich_markup_mode=None)  # plain help: long option names wrap instead of being cut off
 
 ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="agent config file "
                       "(default: $CLAWFLEET_AGENT_CONFIG or the per-user config dir)")]

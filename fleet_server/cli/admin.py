@@ -26,11 +26,12 @@ from fleet_server.auth.accounts import (
     set_disabled,
     set_password,
 )
-from fleet_server.cli.options import DataDirOpt, DbUrlOpt, default_data_dir, fail
+from fleet_server.cli.options import PLAIN_HELP, DataDirOpt, DbUrlOpt, default_data_dir, fail
 from fleet_server.store import audit
 from shared.private_files import open_private
 
-admin_app = typer.Typer(help="Dashboard accounts: create users, reset passwords, disable.", no_args_is_help=True)
+admin_app = typer.Typer(help="Dashboard accounts: create users, reset passwords, disable.", no_args_is_help=True,
+                        **PLAIN_HELP)
 
 
 PasswordStdinOpt = Annotated[bool, typer.Option("--password-stdin",
