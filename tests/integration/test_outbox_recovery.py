@@ -67,7 +67,7 @@ def test_outbox_survives_broker_outage_and_agent_restart(fleet: FleetServer, tmp
     counters = dict(fleet.ingest.counters)
     agent = RunningAgent(cfg)  # restart: positions were persisted with the records
     try:
-        wait_for(lambda: agent.service.state.samples_taken >= 3 and agent.service.publisher.connected.is_set(), 20,
+        wait_for(lambda: agent.service.samples_taken >= 3 and agent.service.publisher.connected.is_set(), 20,
                  what="the restarted agent to run a few passes")
         assert agent.service.outbox.stats()["messages"] <= 1  # at most the newest telemetry sample in flight
     finally:
