@@ -1,5 +1,5 @@
 """REST API ``/api/v1`` (read-only), served by NiceGUI's FastAPI app; OpenAPI at ``/api/openapi.json``,
-interactive docs at ``/api/docs``.
+interactive docs at ``/api/docs`` (Swagger UI served from a package, no CDN).
 
 Authentication is done by the gate in front of every route (:mod:`fleet_server.auth.gate`):
 a dashboard session, or an API token as ``Authorization: Bearer cft_…``. Without either: 401.
@@ -7,12 +7,14 @@ a dashboard session, or an API token as ``Authorization: Bearer cft_…``. Witho
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 from fastapi import APIRouter, FastAPI, HTTPException, Query
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
 
 from fleet_server.api.schemas import (
     DeviceOut,
@@ -164,7 +166,24 @@ def install_api(app: FastAPI, state: FleetState) -> None:
         return JSONResponse(openapi_document(app))
 
     async def docs() -> HTMLResponse:
-        return get_swagger_ui_html(openapi_url="/api/openapi.json", title="ClawFleet API")
+        return get_swagger_ui_html(openapi_url="/api/openapi.json", title="ClawFleet API",
+                                   swagger_js_url=f"{DOCS_ASSETS_PATH}/swagger-ui-bundle.js",
+                                   swagger_css_url=f"{DOCS_ASSETS_PATH}/swagger-ui.css",
+                                   swagger_favicon_url=f"{DOCS_ASSETS_PATH}/favicon.png")
 
     app.add_api_route("/api/openapi.json", openapi_json, methods=["GET"], include_in_schema=False)
     app.add_api_route("/api/docs", docs, methods=["GET"], include_in_schema=False)
+    app.mount(DOCS_ASSETS_PATH, StaticFiles(directory=docs_assets_dir()), name="api-docs-assets")
+
+
+DOCS_ASSETS_PATH = "/api/docs/assets"
+"""Where the Swagger UI files are served (behind the same login as the API): no CDN, so the docs
+work on a server without internet."""
+
+
+def docs_assets_dir() -> Path:
+    """The Swagger UI 5 files (``swagger-ui-bundle.js``, ``swagger-ui.css``, ``favicon.png``) that the
+    ``fastapi-offline`` package ships."""
+    import fastapi_offline
+
+    return Path(fastapi_offline.__file__).parent / "static"
