@@ -290,10 +290,6 @@ class Publisher:
         else:
             log.warning("publish of %s failed (%s); will retry", msg.topic, mqtt.error_string(info.rc))
 
-    def outbox_pending(self) -> int:
-        """Messages waiting in the outbox (sent-but-unacknowledged included)."""
-        return self.outbox.stats()["messages"]
-
 
 def network_loop_timeout(keepalive_s: float) -> float:
     """How long paho's network thread may sleep in ``select`` when nothing arrives, seconds.

@@ -162,7 +162,7 @@ def ask_running_agent(port: int, token: str | None = None, timeout: float = 2.0)
     import urllib.error
     import urllib.request
 
-    req = urllib.request.Request(f"http://127.0.0.1:{port}/health")  # noqa: S310 - fixed loopback http URL
+    req = urllib.request.Request(f"http://127.0.0.1:{port}/health")  # fixed loopback http URL
     if token:
         req.add_header("Authorization", f"Bearer {token}")
     try:

@@ -49,7 +49,7 @@ def open_private(path: Path, *, exclusive: bool = False, newline: str | None = N
     fd = os.open(path, flags, PRIVATE)
     if os.name == "posix":
         os.fchmod(fd, PRIVATE)  # an existing file kept its old mode
-    return open(fd, "w", encoding="utf-8", newline=newline)  # noqa: SIM115 - the caller closes it
+    return open(fd, "w", encoding="utf-8", newline=newline)  # the caller closes it
 
 
 def make_private(*paths: Path) -> list[Path]:

@@ -61,7 +61,7 @@ def register_pages(state: FleetState, *, limiter: LoginRateLimiter | None = None
 
     @ui.page("/logs")
     def logs_page(device: str = "", level: str = "", q: str = "", fingerprint: str = "", view: str = "",
-                  range: str = "7d") -> None:  # noqa: A002 - the URL's name
+                  range: str = "7d") -> None:  # the URL's name
         _frame("Logs")
         render_logs(state, device=device, level=level, text=q, fingerprint=fingerprint, view=view, since=range)
 

@@ -157,13 +157,13 @@ def _insert(model: type[BaseModel], rows: list[dict[str, object]]) -> None:
     statement (DB-API ``executemany``): peewee builds SQL per value, which cost ~1 ms per device row."""
     if not rows:
         return
-    fields = model._meta.fields  # noqa: SLF001 - peewee's documented metadata
+    fields = model._meta.fields  # peewee's documented metadata
     defaults = {n: f.default() if callable(f.default) else f.default for n, f in fields.items()
                 if n not in rows[0] and f.default is not None}  # raw SQL does not apply peewee's defaults
     rows = [{**defaults, **r} for r in rows]
     names = list(rows[0])
     columns = ", ".join(f'"{fields[n].column_name}"' for n in names)
-    sql = f'INSERT INTO "{model._meta.table_name}" ({columns}) VALUES ({", ".join([db.param] * len(names))})'  # noqa: S608, SLF001
+    sql = f'INSERT INTO "{model._meta.table_name}" ({columns}) VALUES ({", ".join([db.param] * len(names))})'  # noqa: S608
     db.cursor().executemany(sql, [tuple(fields[n].db_value(r[n]) for n in names) for r in rows])
 
 

@@ -166,7 +166,7 @@ class Subscriber:
 def _device_of(msg: mqtt.MQTTMessage) -> str:
     try:
         return parse_device_topic(msg.topic)[0]
-    except Exception:  # noqa: BLE001 - best effort, for the reject's device
+    except Exception:  # best effort, for the reject's device
         return ""
 
 

@@ -129,7 +129,7 @@ def delete_rule(rule_id: int) -> int:
         return reprice()
 
 
-def _cost_expr(rule: PriceRule):  # noqa: ANN202 - a peewee expression
+def _cost_expr(rule: PriceRule):  # a peewee expression
     def usd(v: float) -> Value:  # unconverted: the token columns' converter would make 0.3 an int
         return Value(float(v), converter=False)
 
