@@ -10,13 +10,13 @@ from __future__ import annotations
 import time
 from zoneinfo import ZoneInfo
 
-from nicegui import ui
+from nicegui import app, ui
 
-from fleet_server.auth.accounts import current_user
+from fleet_server.auth.accounts import current_user, user_settings
 from fleet_server.dashboard.pages.devices import status_badge
 from fleet_server.dashboard.pages.overview.rows import STALE_ERROR_MS
 from fleet_server.dashboard.parts.availability import render_availability_live
-from fleet_server.dashboard.parts.charts import render_history
+from fleet_server.dashboard.parts.charts import ChartLook, render_history
 from fleet_server.dashboard.parts.format import (
     NA,
     ago_h,
@@ -28,6 +28,7 @@ from fleet_server.dashboard.parts.format import (
     status_words,
     token_breakdown,
 )
+from fleet_server.dashboard.parts.frame import ON_DARK_CHANGE
 from fleet_server.dashboard.parts.live import redraw_on_change
 from fleet_server.dashboard.parts.timezone import Viewer, initial_zone, viewer_zone, zone_note
 from fleet_server.dashboard.parts.usage_view import devices_today_and_total
@@ -139,6 +140,10 @@ def render_device(state: FleetState, device_id: str) -> None:
     viewer = {"zone": initial_zone()}
     redraws: list = []
 
+    def dark() -> bool:
+        who = current_user()
+        return bool(who and user_settings(who.username).dark_mode)
+
     async def learn_zone() -> None:
         viewer["zone"] = await viewer_zone(viewer["zone"])
         body.refresh()
@@ -157,7 +162,9 @@ def render_device(state: FleetState, device_id: str) -> None:
     with ui.column().classes("w-full p-4 gap-3"):
         body()
         if state.get(device_id) is not None:  # history: charts and availability (not redrawn with the body)
-            render_history(state, device_id)
+            charts = render_history(state, device_id, lambda: ChartLook(viewer["zone"].tz.key, dark()))
+            redraws.append(charts)
+            app.storage.client.setdefault(ON_DARK_CHANGE, []).append(charts)
             redraws.append(render_availability_live(device_id, lambda: viewer["zone"].tz))
     redraw_on_change(state, body, device_id=device_id)
     if not viewer["zone"].final:

@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 from nicegui import ui
 
 from fleet_server.dashboard.parts.format import STATUS_COLORS, duration_h
-from fleet_server.store.history.availability import Period, status_periods, uptime_pct
+from fleet_server.store.history.availability import Period, status_periods, uptime
 from shared.clock import now_ms
 
 UPTIME_WINDOWS = (("24 h", 86_400_000), ("7 d", 7 * 86_400_000), ("30 d", 30 * 86_400_000))
@@ -44,11 +44,15 @@ def render_availability(device_id: str, tz: ZoneInfo) -> None:
         ui.label(f"Availability ({tz.key})").classes("text-xs uppercase text-gray-500")
         with ui.row().classes("gap-6"):
             for label, span in UPTIME_WINDOWS:
-                pct = uptime_pct(month, now - span, now)
+                pct, known = uptime(month, now - span, now)
                 with ui.column().classes("gap-0"):
                     ui.label(f"uptime {label}").classes("text-xs text-gray-500")
                     ui.label("–" if pct is None else f"{pct:.2f}%").classes("text-lg font-semibold").mark(
                         f"uptime-{label.replace(' ', '')}")
+                    if pct is not None and known < span - 60_000:  # a younger device: say over how long
+                        ui.label(f"over {duration_h(known / 1000)}, since its first status").classes(
+                            "text-xs text-gray-500").mark(
+                            f"uptime-known-{label.replace(' ', '')}")
         if not month:
             ui.label("no status changes recorded in the last 30 days").classes("text-sm text-gray-600")
             return

@@ -17,6 +17,9 @@ from starlette.responses import Response
 
 from fleet_server.auth.accounts import current_user, save_user_settings, user_settings
 
+ON_DARK_CHANGE = "on_dark_change"
+"""``app.storage.client`` key of the redraws a page registers for a dark-mode switch (canvas charts,
+whose colours no CSS reaches)."""
 SESSION_CHECK_S = 10.0
 """How often an open page checks that its session is still valid, seconds."""
 NAV = (("Overview", "/"), ("Devices", "/devices"), ("Tokens", "/tokens"), ("Logs", "/logs"))
@@ -44,6 +47,8 @@ def dark_mode_toggle() -> None:
         if who is not None:
             save_user_settings(who.username, dark_mode=bool(dark.value))
         button.props(f"icon={'light_mode' if dark.value else 'dark_mode'}")
+        for redraw in app.storage.client.get(ON_DARK_CHANGE, []):  # canvas drawings (charts) pick their colours
+            redraw()
 
     button = ui.button(icon="light_mode" if dark.value else "dark_mode", on_click=flip).props(
         'flat round dense color="white" aria-label="toggle dark mode"').tooltip("dark / light").mark("dark-toggle")
