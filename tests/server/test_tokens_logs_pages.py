@@ -104,3 +104,20 @@ async def test_same_named_agents_of_two_devices_stay_apart_and_the_page_filters_
         await user.should_see("3,000 tokens")
         await user.open("/tokens?tz=UTC&start=2026-11-21&end=2026-11-21&agent=beta/main")  # one device's agent
         await user.should_see("702 tokens")
+
+
+async def test_a_price_with_a_bad_date_says_which_field_and_the_format(fleet_state, log_in):
+    async with user_simulation() as user:
+        register_pages(fleet_state)
+        await log_in(user)
+        await user.open("/tokens?tz=UTC")
+        user.find(kind=ui.input, content="Model glob").type("stubllm/*")
+        user.find(kind=ui.input, content="Effective from").type("2026-13-45")
+        user.find(kind=ui.button, content="Add rule").click()
+        for _ in range(30):
+            if user.notify.messages:
+                break
+            await asyncio.sleep(0.1)
+        assert any("effective date" in m and "YYYY-MM-DD" in m and "does not match" not in m
+                   for m in user.notify.messages), user.notify.messages
+        assert PriceRule.select().count() == 0

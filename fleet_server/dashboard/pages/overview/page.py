@@ -100,7 +100,7 @@ class OverviewTable:
         self.built: dict[str, tuple[DeviceView, dict]] = {}  # device id -> (view, its row) on the page
         self.total = 0
         self.table = FleetTable(columns=COLUMNS, rows=[], row_key="id", pagination=self._pagination()).classes(
-            "w-full").props("flat bordered dense").mark("fleet-table")
+            "w-full").props("flat bordered dense wrap-cells").mark("fleet-table")  # cells wrap: fits 1280 px
         self.table.props["rows-per-page-options"] = list(PAGE_SIZES)
         for name, template in (("status", _STATUS_CELL), ("name", _NAME_CELL), ("openclaw", _OPENCLAW_CELL),
                                ("tags", _TAGS_CELL), *((c, _VALUE_CELL) for c in (*_STALE_COLUMNS, "tokens"))):
