@@ -7,31 +7,17 @@ errors when switching views. Screenshots go to $CLAWFLEET_SCREENSHOT_DIR."""
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from browser_helpers import create_admin, log_in
-from e2e_helpers import ServerProcess, user_env
+from browser_helpers import create_admin, log_in, seed_fixture_fleet
+from e2e_helpers import ServerProcess
 from mqtt_helpers import free_port
 
 pytestmark = pytest.mark.browser
 
 SCREENSHOT_DIR = Path(os.environ["CLAWFLEET_SCREENSHOT_DIR"]) if os.environ.get("CLAWFLEET_SCREENSHOT_DIR") else None
-TESTS = Path(__file__).resolve().parents[1]
-SEED = """
-import sys
-from pathlib import Path
-sys.path.insert(0, {tests!r})
-from fleet_server.store.db import open_database
-from fleet_server.store.usage import prices
-from usage_seed import seed_bulk_logs, seed_fixture_usage
-open_database(Path({data!r}))
-seed_fixture_usage(Path({tmp!r}))
-seed_bulk_logs(300, devices=3, start_ms=1_795_200_000_000, step_ms=15_000)
-prices.add_rule(prices.RuleInput("anthropic/claude-sonnet-*", 3.0, 15.0, 0.3, 3.75, note="list price, Nov 2026"))
-"""
+PRICE_RULE = 'prices.add_rule(prices.RuleInput("anthropic/claude-sonnet-*", 3.0, 15.0, 0.3, 3.75, note="list price"))'
 KOLKATA = ("Asia/Kolkata", "Asia/Calcutta")  # Chromium names the zone by its older alias
 CATCH_ERRORS = "window.__errors = []; const e = console.error.bind(console); " \
                "console.error = (...a) => { window.__errors.push(a.map(String).join(' ')); e(...a); };"
@@ -42,8 +28,7 @@ def server(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("polish")
     data = tmp / "data"
     create_admin(data)
-    subprocess.run([sys.executable, "-c", SEED.format(tests=str(TESTS), data=str(data), tmp=str(tmp / "oc"))],
-                   text=True, capture_output=True, timeout=120, check=True, env=user_env())
+    seed_fixture_fleet(data, tmp / "oc", logs=300, extra=PRICE_RULE)
     srv = ServerProcess(data, free_port(), free_port(), tmp / "server.log", "--no-local-agent").start()
     try:
         yield f"http://127.0.0.1:{srv.port}"

@@ -10,7 +10,7 @@ from nicegui.events import ValueChangeEventArguments
 
 from fleet_server.auth.accounts import require_admin
 from fleet_server.dashboard.parts.format import date_time_h
-from fleet_server.dashboard.parts.timezone import UTC, initial_zone, viewer_zone, zone_note
+from fleet_server.dashboard.parts.timezone import UTC, follow_browser_zone, initial_zone, zone_note
 from fleet_server.store import audit
 
 PER_PAGE = 50
@@ -71,13 +71,7 @@ def render_audit() -> None:
             state["page"] = e.value
             refresh()
 
-    async def learn_zone() -> None:
-        state["zone"] = await viewer_zone(state["zone"])
-        note.text = zone_note(state["zone"])
-        refresh()
-
     action_select.on_value_change(on_filter)
     pager.on_value_change(on_page)
     refresh()
-    if not state["zone"].final:
-        ui.timer(0.05, learn_zone, once=True)
+    follow_browser_zone(state, refresh, note)

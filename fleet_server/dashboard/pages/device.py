@@ -30,7 +30,7 @@ from fleet_server.dashboard.parts.format import (
 )
 from fleet_server.dashboard.parts.frame import ON_DARK_CHANGE
 from fleet_server.dashboard.parts.live import redraw_on_change
-from fleet_server.dashboard.parts.timezone import Viewer, initial_zone, viewer_zone, zone_note
+from fleet_server.dashboard.parts.timezone import Viewer, follow_browser_zone, initial_zone, zone_note
 from fleet_server.dashboard.parts.usage_view import devices_today_and_total
 from fleet_server.state import DeviceView, FleetState
 from fleet_server.store.models import RejectCount
@@ -106,7 +106,6 @@ def _body(state: FleetState, d: DeviceView, viewer: Viewer) -> None:
             ui.label(reason).classes("text-sm text-gray-600").mark("status-reason")
     ui.label(f"{d.device_id} · tags {d.tags or '–'} · key …{d.key_hint or '?'} · last seen {ago_h(d.last_seen_ms)}"
              f" · status since {date_time_h(d.status_since_ms or d.status_ms, tz)}").classes("text-sm text-gray-600")
-    ui.label(zone_note(viewer)).classes("text-xs text-gray-500").mark("zone-note")
     with ui.row().classes("w-full gap-4 items-stretch"):  # wraps: one card per line on a phone
         _fields("Machine", _meta_rows(d, tz))
         _fields("Latest sample", _telemetry_rows(d, tz))
@@ -144,8 +143,7 @@ def render_device(state: FleetState, device_id: str) -> None:
         who = current_user()
         return bool(who and user_settings(who.username).dark_mode)
 
-    async def learn_zone() -> None:
-        viewer["zone"] = await viewer_zone(viewer["zone"])
+    def redraw_all() -> None:
         body.refresh()
         for redraw in redraws:
             redraw()
@@ -160,6 +158,7 @@ def render_device(state: FleetState, device_id: str) -> None:
         _body(state, d, viewer["zone"])
 
     with ui.column().classes("w-full p-4 gap-3"):
+        note = ui.label(zone_note(viewer["zone"])).classes("text-xs text-gray-500").mark("zone-note")
         body()
         if state.get(device_id) is not None:  # history: charts and availability (not redrawn with the body)
             charts = render_history(state, device_id, lambda: ChartLook(viewer["zone"].tz.key, dark()))
@@ -167,5 +166,4 @@ def render_device(state: FleetState, device_id: str) -> None:
             app.storage.client.setdefault(ON_DARK_CHANGE, []).append(charts)
             redraws.append(render_availability_live(device_id, lambda: viewer["zone"].tz))
     redraw_on_change(state, body, device_id=device_id)
-    if not viewer["zone"].final:
-        ui.timer(0.05, learn_zone, once=True)
+    follow_browser_zone(viewer, redraw_all, note)

@@ -22,7 +22,7 @@ from broker.dynsec import DynSecConnectionError, DynSecError
 from fleet_server.auth.accounts import admin_only, current_user
 from fleet_server.dashboard.parts.format import STATUS_COLORS, ago_h, count_h, date_time_h, status_words
 from fleet_server.dashboard.parts.live import redraw_on_change
-from fleet_server.dashboard.parts.timezone import initial_zone, viewer_zone, zone_note
+from fleet_server.dashboard.parts.timezone import follow_browser_zone, initial_zone, zone_note
 from fleet_server.devices.actions import DeviceActions, RevokeResult
 from fleet_server.devices.registry import DeviceError, NewDevice
 from fleet_server.state import DeviceView, FleetState
@@ -325,14 +325,9 @@ def render_devices(state: FleetState, actions: DeviceActions | None) -> None:
             for d in devices:
                 row(d)
 
-    async def learn_zone() -> None:
-        viewer["zone"] = await viewer_zone(viewer["zone"])
-        table.refresh()
-
     table()
     redraw_on_change(state, table, check_s=REDRAW_S, full_every=1)  # actions on this page redraw at once
-    if not viewer["zone"].final:
-        ui.timer(0.05, learn_zone, once=True)
+    follow_browser_zone(viewer, table.refresh)
 
 
 def _id_preview(name: str | None) -> str:

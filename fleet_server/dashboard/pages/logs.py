@@ -16,7 +16,7 @@ from urllib.parse import quote, urlencode
 from nicegui import ui
 
 from fleet_server.dashboard.parts.format import ago_h, date_time_h
-from fleet_server.dashboard.parts.timezone import initial_zone, viewer_zone, zone_note
+from fleet_server.dashboard.parts.timezone import follow_browser_zone, initial_zone, zone_note
 from fleet_server.state import FleetState
 from fleet_server.store import logs as log_store
 
@@ -162,11 +162,5 @@ def render_logs(state: FleetState, device: str = "", level: str = "", text: str 
                 ui.link(g["sample"][:300], occurrences).classes("text-sm break-all no-underline text-inherit").props(
                     'data-testid="fp-sample"')
 
-    async def learn_zone() -> None:
-        viewer["zone"] = await viewer_zone(viewer["zone"])
-        note.text = zone_note(viewer["zone"])
-        show()
-
     show()
-    if not viewer["zone"].final:
-        ui.timer(0.05, learn_zone, once=True)
+    follow_browser_zone(viewer, show, note)

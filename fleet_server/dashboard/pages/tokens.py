@@ -24,7 +24,7 @@ from nicegui import ui
 
 from fleet_server.dashboard.pages.prices import render_prices
 from fleet_server.dashboard.parts.format import cost_h, tokens_h
-from fleet_server.dashboard.parts.timezone import Viewer, initial_zone, viewer_zone, zone_note
+from fleet_server.dashboard.parts.timezone import Viewer, follow_browser_zone, initial_zone, zone_note
 from fleet_server.dashboard.parts.usage_csv import to_csv
 from fleet_server.state import DeviceView, FleetState
 from fleet_server.store.sql import QueryError
@@ -36,6 +36,11 @@ TOKEN_COLS = (("input_tokens", "Input"), ("output_tokens", "Output"), ("cache_re
               ("cache_write_tokens", "Cache write"), ("total_tokens", "Total"))
 AGENT_SEP = "/"
 """Separator of an agent's URL value: ``<device id>/<agent id>`` (device ids never contain it)."""
+
+
+def days_note(viewer: Viewer) -> str:
+    """``"Days in Asia/Kolkata (your browser's zone)."``"""
+    return zone_note(viewer).replace("Times in", "Days in")
 
 
 def num(n: int, exact: bool) -> str:
@@ -188,7 +193,7 @@ def render_tokens(state: FleetState, tz: str = "", start_day: str = "", end_day:
     @ui.refreshable
     def body() -> None:
         tzinfo = viewer["zone"].tz
-        tz_label.text = zone_note(viewer["zone"]).replace("Times in", "Days in")
+        tz_label.text = days_note(viewer["zone"])
         try:
             since, until = range_ms(tzinfo)
         except QueryError as exc:
@@ -250,11 +255,4 @@ def render_tokens(state: FleetState, tz: str = "", start_day: str = "", end_day:
     with body_box:
         body()
 
-    async def learn_zone() -> None:
-        found = await viewer_zone(viewer["zone"])
-        if found.tz.key != viewer["zone"].tz.key or found.source != viewer["zone"].source:
-            viewer["zone"] = found
-            body.refresh()
-
-    if not viewer["zone"].final:
-        ui.timer(0.1, learn_zone, once=True)
+    follow_browser_zone(viewer, body.refresh, tz_label, days_note)

@@ -9,6 +9,7 @@ the browser's answer; :func:`zone_note` is the line that names the zone on the p
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
@@ -80,3 +81,23 @@ def zone_note(viewer: Viewer) -> str:
     why = {"saved": "your saved zone", "url": "set in the address", "browser": "your browser's zone"}.get(
         viewer.source, "no zone saved")
     return f"Times in {viewer.tz.key} ({why})."
+
+
+def follow_browser_zone(viewer: dict[str, Viewer], redraw: Callable[[], object], note: ui.label | None = None,
+                        note_text: Callable[[Viewer], str] = zone_note) -> None:
+    """Unless ``viewer["zone"]`` is final, ask the browser for its zone once (from a timer), put the
+    answer into ``viewer["zone"]`` and ``note``, and call ``redraw`` only when the zone differs from
+    the one the page was drawn in (so a page in the browser's zone is drawn once)."""
+    if viewer["zone"].final:
+        return
+
+    async def learn() -> None:
+        found = await viewer_zone(viewer["zone"])
+        changed = found.tz.key != viewer["zone"].tz.key
+        viewer["zone"] = found
+        if note is not None:
+            note.text = note_text(found)
+        if changed:
+            redraw()
+
+    ui.timer(0.05, learn, once=True)

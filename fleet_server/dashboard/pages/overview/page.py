@@ -27,7 +27,7 @@ from fleet_server.dashboard.pages.overview.rows import (
 )
 from fleet_server.dashboard.pages.overview.tiles import render_tiles
 from fleet_server.dashboard.parts.format import count_h
-from fleet_server.dashboard.parts.timezone import Viewer, initial_zone, viewer_zone, zone_note
+from fleet_server.dashboard.parts.timezone import Viewer, follow_browser_zone, initial_zone, zone_note
 from fleet_server.dashboard.parts.usage_view import devices_today_and_total
 from fleet_server.state import DeviceView, FleetState
 from fleet_server.store.usage.sums import UsageSums
@@ -232,13 +232,6 @@ def render_overview(state: FleetState) -> None:
         if full:
             tiles.refresh()
 
-    async def learn_zone() -> None:
-        viewer["zone"] = await viewer_zone(viewer["zone"])
-        note.text = zone_note(viewer["zone"])
-        tiles.refresh()
-        redraw(True)
-
     redraw(True)
     ui.timer(CHECK_S, tick)
-    if not viewer["zone"].final:
-        ui.timer(0.05, learn_zone, once=True)
+    follow_browser_zone(viewer, lambda: (tiles.refresh(), redraw(True)), note)
