@@ -5,13 +5,14 @@ cache (:class:`fleet_server.state.FleetState`); what one ingest worker stores, t
 from the database: the worker's batch transaction sends its cache change with ``pg_notify`` on
 :data:`CHANNEL` (delivered only if the batch commits, in commit order), and every process listens
 on its own connection and applies the changes of the others to its cache — the dashboard's
-overview, the stale check's heard times, the token tiles. After a lost listening connection the
+overview, the stale check's heard times, which token sums to read again. After a lost listening connection the
 cache is reloaded from the tables (changes sent while it was gone are not replayed).
 
 A notification is JSON, at most :data:`MAX_PAYLOAD` bytes (PostgreSQL's limit is 8,000), so a
-large change goes as several: ``{"o": origin, "d": {device: fields}, "u": {device: {hour_ms:
-sums}}, "r": [[device, reason], …], "m": [device, …]}`` ("m": a meta too large to carry, read
-from the devices table). Timestamps epoch ms; telemetry and meta as their ``shared.schemas`` JSON.
+large change goes as several: ``{"o": origin, "d": {device: fields}, "u": [device whose token
+usage grew, …], "r": [[device, reason], …], "m": [device, …]}`` ("m": a meta too large to carry,
+read from the devices table). Timestamps epoch ms; telemetry and meta as their ``shared.schemas``
+JSON.
 """
 
 from __future__ import annotations
@@ -29,7 +30,6 @@ from peewee import PeeweeException as PeeweeError
 from fleet_server.ingest.messages import CacheChange
 from fleet_server.state import FleetState, LatestError
 from fleet_server.store.models import Device
-from fleet_server.store.usage.ledger import TokenSums
 from shared import schemas
 
 log = logging.getLogger("clawfleet.ingest.change_feed")
@@ -73,8 +73,8 @@ def encode(change: CacheChange, origin: str) -> list[str]:
             if err is not None and len(json.dumps(encoded)) > MAX_PAYLOAD // 2:
                 encoded["latest_error"] = {**err, "message": err["message"][:1000]}
         parts.append({"d": {device: encoded}})
-    for device, hours in change.usage.items():
-        parts.append({"u": {device: {str(h): asdict(s) for h, s in hours.items()}}})
+    if change.usage:
+        parts.append({"u": sorted(change.usage)})
     rejects = [[n.device_id, n.reason] for n in change.rejects if n.device_id]
     for k in range(0, len(rejects), 100):
         parts.append({"r": rejects[k:k + 100]})
@@ -87,7 +87,7 @@ def encode(change: CacheChange, origin: str) -> list[str]:
             out.append(json.dumps(cur, separators=(",", ":")))
             cur, size = {"o": origin}, 20 + len(origin)
         for key, value in part.items():
-            if key in ("r", "m"):
+            if key in ("r", "m", "u"):
                 cur.setdefault(key, []).extend(value)
             else:
                 cur.setdefault(key, {}).update(value)
@@ -105,7 +105,7 @@ def apply(payload: str, state: FleetState, origin: str) -> bool:
         if data.get("o") == origin:
             return False
         devices = {d: {k: _restore(k, v) for k, v in f.items()} for d, f in data.get("d", {}).items()}
-        usage = {d: {int(h): TokenSums(**s) for h, s in hours.items()} for d, hours in data.get("u", {}).items()}
+        usage = [str(d) for d in data.get("u", [])]
     except (ValueError, TypeError, AttributeError) as exc:
         log.warning("ignoring an unreadable change notification: %s", str(exc)[:200])
         return False
@@ -118,7 +118,8 @@ def apply(payload: str, state: FleetState, origin: str) -> bool:
         if text:
             devices.setdefault(device, {})["meta"] = schemas.Meta.model_validate_json(text)
     state.upsert_many({d: f for d, f in devices.items() if f})
-    state.add_usage(usage)
+    if usage:
+        state.note_usage(usage)  # token sums are read from the tables; views re-read them
     for device, reason in data.get("r", []):
         state.count_reject(device, reason)
     return True

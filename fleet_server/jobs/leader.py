@@ -112,5 +112,5 @@ class Leadership:
             if not self.always:
                 try:
                     release(self.database, LEASE_NAME, self.holder)
-                except Exception as exc:  # noqa: BLE001 - it expires by itself
+                except Exception as exc:  # it expires by itself
                     log.warning("could not give the jobs lease up (%s); it expires in %.0f s", exc, self.lease_s)

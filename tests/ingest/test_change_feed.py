@@ -8,10 +8,10 @@ import json
 
 from fleet_server.ingest.change_feed import MAX_PAYLOAD, apply, encode
 from fleet_server.ingest.messages import CacheChange
-from fleet_server.state import FleetState, LatestError, meta_json
+from fleet_server.state import FleetState, LatestError
 from fleet_server.store.db import open_database
 from fleet_server.store.models import Device
-from fleet_server.store.usage.ledger import TokenSums
+from fleet_server.store.rows import meta_json
 from shared import schemas
 
 T0 = 1_767_225_600_000
@@ -29,11 +29,12 @@ def test_a_large_change_goes_as_several_notifications_and_arrives_whole(tmp_path
     for i in range(300):
         change.set(f"dev-{i:03d}", telemetry=_telemetry(f"dev-{i:03d}"), last_seen_ms=T0 + i,
                    latest_error=LatestError(T0, "error", "gw", "x" * 5000))  # each device alone nearly fills one
-    change.usage = {"dev-000": {T0: TokenSums(records=2, input_tokens=7, total_tokens=7)}}
+    change.usage = {"dev-000"}
     change.reject("dev-001", "invalid_payload", "bad")
     payloads = encode(change, "worker-1")
     assert len(payloads) > 1 and all(len(p.encode()) < MAX_PAYLOAD for p in payloads)
     state = FleetState()
+    usage_version = state.usage_version
     for p in payloads:
         assert apply(p, state, "dashboard")
         assert not apply(p, state, "worker-1")  # its own: not applied again
@@ -41,7 +42,8 @@ def test_a_large_change_goes_as_several_notifications_and_arrives_whole(tmp_path
     view = state.get("dev-299")
     assert view.telemetry == _telemetry("dev-299") and view.last_seen_ms == T0 + 299 and view.heard_ms is not None
     assert view.latest_error.message == "x" * 1000  # shortened to fit
-    assert state.usage("dev-000").input_tokens == 7 and state.get("dev-001").rejects == {"invalid_payload": 1}
+    assert state.usage_version > usage_version and state.get("dev-000").usage_ms is not None  # sums read again
+    assert state.get("dev-001").rejects == {"invalid_payload": 1}
 
 
 def test_a_meta_too_large_for_a_notification_is_read_from_the_devices_table(tmp_path):

@@ -99,12 +99,12 @@ class _CountingState(FleetState):
         super().__init__()
         self.read = 0
 
-    def views(self):  # noqa: ANN201
+    def views(self):
         out = super().views()
         self.read += len(out)
         return out
 
-    def get(self, device_id: str):  # noqa: ANN201
+    def get(self, device_id: str):
         self.read += 1
         return super().get(device_id)
 
