@@ -13,7 +13,8 @@ every sample stamped later carries a larger stamp.
   an instant, which waits for open ingest transactions. The clock is the database server's
   (``clock_timestamp()``), one clock for every ingest worker on every host.
 
-Times are epoch milliseconds UTC.
+Times are epoch milliseconds UTC. Known limit: a clock stepped back (not slewed, as NTP does)
+stamps samples at or below a watermark already passed; those stay raw and are not rolled up.
 """
 
 from __future__ import annotations
