@@ -86,7 +86,7 @@ class Canary:
                 "canary_max_s": lat[-1] if lat else None, "healthz_not_ok": self.not_ok}
 
 
-def _server(data_dir: Path, budgets_off: bool = False):  # noqa: ANN202 - the checkout's FleetServer
+def _server(data_dir: Path, budgets_off: bool = False):
     from fleet_server.server import FleetServer, ServerOptions
 
     sys.path.insert(0, str(HERE / "tests"))
@@ -189,7 +189,6 @@ def scenario_names(data_dir: Path, args: argparse.Namespace) -> dict:
     from fleet_server.api.metrics import FleetCollector
     from fleet_server.dashboard.pages.tokens import chart_options
     from fleet_server.store.models import UsageRecord
-    from fleet_server.store.usage import summary as queries
 
     sys.path.insert(0, str(HERE / "tests"))
     from mqtt_helpers import connect_probe
@@ -218,7 +217,12 @@ def scenario_names(data_dir: Path, args: argparse.Namespace) -> dict:
     scrape_s = time.monotonic() - t0
     series = sum(len(f.samples) for f in text_string_to_metric_families(text))
     day = time.strftime("%Y-%m-%d", time.gmtime(ts / 1000))
-    chart = chart_options(queries.usage_summary(["day", "model"], tz="UTC"), "model", [day])
+    try:  # this release: one sums module; before: store.usage.summary
+        from fleet_server.store.usage.sums import usage
+        chart = chart_options(usage(["day", "model"], tz="UTC"), "model", [day], {})
+    except ImportError:
+        from fleet_server.store.usage.summary import usage_summary
+        chart = chart_options(usage_summary(["day", "model"], tz="UTC"), "model", [day])
     out = {"records": sent, "stored": UsageRecord.select().count(), "metrics_series": series,
            "metrics_mb": len(text) / 1e6, "scrape_s": scrape_s, "chart_series": len(chart["series"])}
     server.stop()

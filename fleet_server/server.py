@@ -5,29 +5,32 @@ by the CLI (``ui.run`` owns the main thread).
 from __future__ import annotations
 
 import logging
-import shutil
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from peewee import Database, OperationalError
+from peewee import Database, OperationalError, PostgresqlDatabase, SqliteDatabase
 
 from broker.client_ids import bind_client_ids
-from broker.config import DEFAULT_TLS_PORT
-from broker.dynsec import DynSecClient, DynSecConnectionError, DynSecError
+from broker.config import DEFAULT_TLS_PORT, BrokerAdmin
+from broker.dynsec import DynSecClient
 from broker.fdlimit import raise_nofile_limit
 from broker.mosquitto import ManagedMosquitto
 from fleet_server.devices.actions import DeviceActions
 from fleet_server.devices.local_agent import LocalAgentProcess, ensure_local_device
 from fleet_server.devices.reconcile import ReconcileSummary, reconcile
-from fleet_server.devices.registry import disable_on_broker
+from fleet_server.devices.revocations import PendingRevocations
 from fleet_server.devices.throttle import ChannelBlocker, restore_blocked
 from fleet_server.endpoints.broker_link import AgentEndpoint, ExternalBroker, agent_endpoint, managed_broker_config
 from fleet_server.ingest import BrokerAccount, Ingest
+from fleet_server.ingest.change_feed import ChangeListener, ChangePublisher
 from fleet_server.ingest.limits import DEFAULT_BUDGETS, Budget, DeviceLimits
+from fleet_server.ingest.processes import WorkerProcesses, WorkerSpec
 from fleet_server.ingest.writer import database_unavailable
+from fleet_server.jobs.leader import Leadership
 from fleet_server.jobs.runner import ServerJobs
 from fleet_server.state import FleetState
+from fleet_server.state.registry import sync_registry
 from fleet_server.store import write_health
 from fleet_server.store.db import open_database
 from fleet_server.store.history.retention import DEFAULTS as RETENTION_DEFAULTS
@@ -36,6 +39,8 @@ from shared.topics import Channel
 
 log = logging.getLogger("clawfleet.server")
 
+SHARED_GROUP = "ingest"
+"""Several ingest processes subscribe as ``$share/ingest/…``: the broker gives each message to one of them."""
 REGISTRY_SYNC_S = 5.0
 """How often the server re-reads the devices table (device commands run by the CLI), seconds."""
 
@@ -61,8 +66,21 @@ class ServerOptions:
     """Use this broker instead of starting a managed Mosquitto."""
     retention: RetentionPolicy = RETENTION_DEFAULTS
     """How long each kind of history is kept (``--retention``)."""
+    workers: int = 1
+    """Ingest processes of this ``run`` (``--workers``): this one and ``workers - 1`` children on a
+    shared subscription; 0 runs no ingest here (a dashboard and jobs process). Anything but 1 needs
+    PostgreSQL."""
+    worker_index: int | None = None
+    """Set in a process started as ingest worker N (``clawfleet-server ingest --worker N``): ingest
+    (and the jobs when it holds their lease) only; the broker is the one the main process runs."""
     device_budgets: dict[Channel, Budget] | None = field(default_factory=lambda: dict(DEFAULT_BUDGETS))
-    """What each device may send per channel before ingest rejects it (``--device-rate-limit``; None: off)."""
+    """What each device may send per channel before ingest rejects it (``--device-rate-limit``; None:
+    off). Each ingest process keeps its own budgets (several workers each see part of a device's messages)."""
+
+    @property
+    def several_processes(self) -> bool:
+        """True when this process is one of several on one database (shared subscription, lease, change feed)."""
+        return self.workers != 1 or self.worker_index is not None
 
 
 @dataclass(frozen=True)
@@ -85,23 +103,18 @@ class ServerHealth:
         return body
 
 
-MIN_FREE_BYTES = 8 * 1024 * 1024
-"""Below this much free space on the data dir's disk ``/healthz`` says the disk is full."""
-
-
-def disk_full(data_dir: Path) -> str | None:
-    """``"only 3 MiB free on the disk of /var/lib/clawfleet"`` when under :data:`MIN_FREE_BYTES`, else None."""
-    try:
-        free = shutil.disk_usage(data_dir).free
-    except OSError:
-        return None
-    if free >= MIN_FREE_BYTES:
-        return None
-    return f"only {free // (1024 * 1024)} MiB free on the disk of {data_dir}: nothing can be stored"
+class ServerSetupError(RuntimeError):
+    """Options that cannot work together; the message names the option and the fix."""
 
 
 class FleetServer:
-    """Starts and stops the server's parts in order: DB → broker → dynsec → ingest → local agent."""
+    """Starts and stops the server's parts in order: DB → broker → dynsec → ingest → local agent.
+
+    Several processes on one PostgreSQL (``ServerOptions.workers`` / ``worker_index``): ingest
+    subscribes as ``$share/ingest/…`` with client id ``clawfleet-ingest-<n>``, each batch's cache
+    change goes to the other processes through the database (:mod:`fleet_server.ingest.change_feed`),
+    and the background jobs run in whichever process holds their lease (:mod:`fleet_server.jobs.leader`).
+    """
 
     def __init__(self, opts: ServerOptions) -> None:
         self.opts = opts
@@ -115,10 +128,13 @@ class FleetServer:
         self.devices: DeviceActions | None = None  # device actions for the dashboard (after start)
         self.reconciled: ReconcileSummary | None = None  # what the start-up reconciliation did
         self._sync_stop = threading.Event()
-        self._to_disable: set[str] = set()  # revoked devices to disable on the broker (see sync_registry)
         self._sync_thread: threading.Thread | None = None
         self.jobs: ServerJobs | None = None  # rollups, retention, stale devices
-        self.blocker: ChannelBlocker | None = None  # floods stopped at the broker
+        self.leadership: Leadership | None = None  # who runs the jobs (a database lease with several processes)
+        self.listener: ChangeListener | None = None  # other processes' changes (several processes)
+        self.workers: WorkerProcesses | None = None  # this run's extra ingest processes
+        self.blocker: ChannelBlocker | None = None  # floods stopped at the broker (the main process)
+        self.revocations = PendingRevocations(lambda: self.dynsec, self.state)  # CLI revocations to apply
 
     @property
     def endpoint(self) -> AgentEndpoint:
@@ -153,8 +169,19 @@ class FleetServer:
         raise_nofile_limit()  # soft -> hard, for the dashboard's sockets and, inherited, the managed broker
         write_health.reset()  # what an earlier server in this process saw is not this one's health
         self.database = open_database(opts.data_dir, opts.database_url)
+        several = opts.several_processes
+        if several and isinstance(self.database, SqliteDatabase):
+            raise ServerSetupError("several ingest processes (--workers other than 1, or 'clawfleet-server ingest') "
+                                   "need PostgreSQL: add --database-url postgresql://user@host/db")
         ext = opts.external_broker
-        if ext is None:  # managed: the server's own connections stay on loopback plain MQTT
+        worker = opts.worker_index
+        if ext is not None:
+            account = BrokerAccount(ext.host, ext.port, ext.username, ext.password, ext.ssl_context())
+            log.info("using the external broker %s as %s", ext.url, ext.username)
+        elif worker is not None:  # the main process's managed broker, on this host
+            admin = BrokerAdmin.load(managed_broker_config(opts.data_dir, opts.mqtt_port).admin_path)
+            account = BrokerAccount("127.0.0.1", opts.mqtt_port, admin.username, admin.password)
+        else:  # managed: the server's own connections stay on loopback plain MQTT
             self.broker = ManagedMosquitto(managed_broker_config(opts.data_dir, opts.mqtt_port, opts.tls_port,
                                                                  opts.tls_host))
             self.broker.start()
@@ -162,36 +189,43 @@ class FleetServer:
             account = BrokerAccount("127.0.0.1", opts.mqtt_port, admin.username, admin.password)
             log.info("managed Mosquitto listening on %s%s", self.broker.url, f", TLS on port {opts.tls_port} "
                      f"({opts.tls_host or 'all interfaces'})" if self.broker.cfg.tls_enabled else "")
-        else:
-            account = BrokerAccount(ext.host, ext.port, ext.username, ext.password, ext.ssl_context())
-            log.info("using the external broker %s as %s", ext.url, ext.username)
-        self.dynsec = DynSecClient(account.host, account.port, account.username, account.password, tls=account.tls,
-                                   client_id="clawfleet-dynsec")
-        self.dynsec.ensure_server_role()
-        self.reconciled = reconcile(self.dynsec)  # broker clients follow the devices table
-        bind_client_ids(self.dynsec, account.username)  # no account but the server's may use any client id
+        if worker is None:
+            self.dynsec = DynSecClient(account.host, account.port, account.username, account.password,
+                                       tls=account.tls, client_id="clawfleet-dynsec")
+            self.dynsec.ensure_server_role()
+            self.reconciled = reconcile(self.dynsec)  # broker clients follow the devices table
+            bind_client_ids(self.dynsec, account.username)  # no account but the server's may use any client id
+            restore_blocked(self.dynsec)  # channels a stopped server had blocked at the broker
         self.state.load_from_db()
-        self.jobs = ServerJobs(self.database, self.state, opts.retention)
-        try:
-            self.jobs.check_stale_now()  # before ingest: a device silent while the server was down is offline now
-        except OperationalError as exc:  # e.g. a full disk: start anyway, /healthz says why; the job retries
-            if not database_unavailable(exc):
-                raise
-            write_health.failed(exc)
-            log.warning("could not mark silent devices offline at start-up (%s); the stale check retries", exc)
-        limits = DeviceLimits(opts.device_budgets) if opts.device_budgets is not None else None
-        restore_blocked(self.dynsec)  # channels a stopped server had blocked at the broker
-        if limits is not None:  # a device flooding far over budget is stopped at the broker for a while
-            self.blocker = ChannelBlocker(lambda: self.dynsec, self.database)
-            self.blocker.start()
-            limits.on_over = self.blocker.note
-        self.ingest = Ingest(self.database, account, self.state, limits=limits)
-        self.ingest.start()
-        self.jobs.start()
-        self.devices = DeviceActions(self.dynsec, lambda: self.endpoint, self.state, self.ingest, self.ingest.client)
-        self._sync_stop.clear()
+        self.jobs = ServerJobs(self.database, self.state, opts.retention, broker_connected=self._broker_connected)
+        self.leadership = Leadership(self.database, self._gain_jobs, self._lose_jobs)
+        publish = None
+        if several:
+            assert isinstance(self.database, PostgresqlDatabase)
+            self.listener = ChangeListener(self.database, self.state, self.leadership.holder)
+            self.listener.start()
+            publish = ChangePublisher(self.database, self.leadership.holder).publish
+        self.leadership.start()  # the leader's first stale check runs before ingest: silent devices are offline
+        if worker is not None or opts.workers >= 1:
+            index = worker or 0
+            self.ingest = Ingest(self.database, account, self.state,
+                                 client_id=f"clawfleet-ingest-{index}" if several else "clawfleet-ingest",
+                                 shared_group=SHARED_GROUP if several else None, publish=publish,
+                                 limits=self._device_limits())
+            self.ingest.start()
+        self._sync_stop.clear()  # devices added, revoked or deleted by another process or the CLI
         self._sync_thread = threading.Thread(target=self._sync_loop, name="clawfleet-registry-sync", daemon=True)
         self._sync_thread.start()
+        if worker is not None:
+            return
+        if opts.workers > 1:
+            assert opts.database_url is not None
+            self.workers = WorkerProcesses(WorkerSpec(opts.data_dir, opts.mqtt_port, opts.database_url, ext),
+                                           opts.workers - 1)
+            self.workers.start()
+        assert self.dynsec is not None
+        self.devices = DeviceActions(self.dynsec, lambda: self.endpoint, self.state, self.ingest,
+                                     self.ingest.client if self.ingest is not None else None)
         if opts.local_agent:
             local = self.endpoint if ext is not None else AgentEndpoint(f"mqtt://127.0.0.1:{opts.mqtt_port}")
             try:
@@ -202,58 +236,73 @@ class FleetServer:
                     raise
                 log.error("the local agent is not started: its config could not be written (%s)", exc)
                 return
-            self.state.load_from_db()
+            self.sync_registry()  # the local device, if it was just added (never a reload under running ingest)
             self.agent = LocalAgentProcess(cfg_path)
             self.agent.start()
 
+    def _device_limits(self) -> DeviceLimits | None:
+        """This process's per-device budgets; with a broker admin connection a device flooding far over
+        them is also stopped at the broker (:class:`ChannelBlocker`)."""
+        if self.opts.device_budgets is None:
+            return None
+        limits = DeviceLimits(self.opts.device_budgets)
+        if self.dynsec is not None and self.database is not None:
+            self.blocker = ChannelBlocker(lambda: self.dynsec, self.database)
+            self.blocker.start()
+            limits.on_over = self.blocker.note
+        return limits
+
+    def _gain_jobs(self) -> None:
+        assert self.jobs is not None
+        try:
+            self.jobs.check_stale_now()  # a device silent while the server was down is offline now
+        except OperationalError as exc:  # e.g. a full disk: start anyway, /healthz says why; the job retries
+            if not database_unavailable(exc):
+                raise
+            write_health.failed(exc)
+            log.warning("could not mark silent devices offline at start-up (%s); the stale check retries", exc)
+        self.jobs.start()
+
+    def _lose_jobs(self) -> None:
+        if self.jobs is not None:
+            self.jobs.stop()
+
+    def _broker_connected(self) -> bool:
+        """For the stale check: ingest's broker connection; a process without ingest (``--workers 0``)
+        hears devices through the other processes, so it never holds the check back."""
+        if self.ingest is None:
+            return self.opts.workers == 0 and self.opts.worker_index is None
+        return self.ingest.connected.is_set()
+
     def health(self) -> ServerHealth:
         """Liveness for ``/healthz``: not ok when ingest is not running, has lost its network thread
-        or writer, has been without a broker connection for a while, or is stuck on a batch; when
-        the database has refused writes for a few seconds (:mod:`fleet_server.store.write_health`);
-        or when the disk holding the data dir is (nearly) full."""
+        or writer, has been without a broker connection for a while, or is stuck on a batch; when the
+        database has refused writes for a few seconds, or the data dir's disk is (nearly) full
+        (:mod:`fleet_server.store.write_health`)."""
+        storage = write_health.problem() or write_health.disk_full(self.opts.data_dir)
         if self.ingest is None:
+            if self.opts.workers == 0 and self.database is not None:  # a dashboard and jobs process
+                return ServerHealth(storage is None, storage or "", {"in_this_process": False})
             return ServerHealth(False, "ingest is not running")
         h = self.ingest.health()
         if not h.ok:
             return ServerHealth(h.ok, h.reason, h.detail)
-        problem = write_health.problem() or disk_full(self.opts.data_dir)
-        return ServerHealth(problem is None, problem or "", h.detail)
+        return ServerHealth(storage is None, storage or "", h.detail)
 
     def sync_registry(self) -> list[str]:
         """Apply device changes made outside this process (the CLI) to the cache and ingest: one
-        SELECT of the devices table (:meth:`FleetState.sync_registry`). Returns the changed ids.
-
-        A device the CLI revoked is also disabled on the broker from here (the CLI stores a
-        revocation first and may not have reached the broker): retried every round until the broker
-        confirms, so a revocation made while the broker was frozen applies once it answers."""
-        changed = self.state.sync_registry()
+        SELECT of the devices table (:func:`fleet_server.state.registry.sync_registry`). Returns the changed ids.
+        A device the CLI revoked is also disabled on the broker from here, retried until the broker
+        answers (:class:`~fleet_server.devices.revocations.PendingRevocations`)."""
+        changed = sync_registry(self.state)
         if self.ingest is not None:
             for device_id in changed:
                 self.ingest.forget_device(device_id)
         if changed:
             log.info("device registry changed outside the dashboard: %s", ", ".join(changed[:20]))
-        for device_id in changed:
-            view = self.state.get(device_id)
-            if view is not None and view.revoked_ms is not None:
-                self._to_disable.add(device_id)
-        self._disable_revoked()
+        self.revocations.note(changed)
+        self.revocations.apply()
         return changed
-
-    def _disable_revoked(self) -> None:
-        """Disable on the broker the revoked devices waiting in :attr:`_to_disable` (one command each)."""
-        for device_id in sorted(self._to_disable):
-            view = self.state.get(device_id)
-            if view is None or view.revoked_ms is None or self.dynsec is None:  # deleted or re-enabled since
-                self._to_disable.discard(device_id)
-                continue
-            try:
-                disable_on_broker(self.dynsec, device_id)
-            except (DynSecConnectionError, DynSecError) as exc:
-                log.warning("revoked device %s is not disabled on the broker yet (%s); retrying", device_id, exc)
-                return
-            except ValueError:  # an id no device may have: start-up reconciliation handles it
-                pass
-            self._to_disable.discard(device_id)
 
     def _sync_loop(self) -> None:
         assert self.database is not None
@@ -267,9 +316,18 @@ class FleetServer:
     def stop(self) -> None:
         """Stop in reverse order; safe to call twice and after a partial start."""
         self._sync_stop.set()
+        if self.workers is not None:
+            self.workers.stop()
+            self.workers = None
+        if self.leadership is not None:
+            self.leadership.stop()  # stops the jobs when this process ran them, and gives the lease up
+            self.leadership = None
         if self.jobs is not None:
             self.jobs.stop()
             self.jobs = None
+        if self.listener is not None:
+            self.listener.stop()
+            self.listener = None
         if self._sync_thread is not None:
             self._sync_thread.join(timeout=5)
             self._sync_thread = None

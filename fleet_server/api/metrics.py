@@ -43,8 +43,8 @@ from prometheus_client.registry import Collector
 
 from fleet_server.ingest import Ingest
 from fleet_server.state import FleetState
-from fleet_server.store.usage import summary as queries
-from fleet_server.store.usage.summary import UsageRow
+from fleet_server.store.usage import sums
+from fleet_server.store.usage.sums import UsageSums
 
 TOKEN_TYPES = ("input", "output", "cache_read", "cache_write")
 MAX_USAGE_SERIES = 1000
@@ -110,7 +110,7 @@ class FleetCollector(Collector):
         cost = CounterMetricFamily("clawfleet_cost_usd", "cost of priced messages, US dollars", labels=labels)
         unpriced = CounterMetricFamily("clawfleet_unpriced_tokens", "tokens with no price rule and no recorded cost",
                                        labels=labels)
-        rows, folded = fold_usage(queries.usage_summary(["device", "agent", "model"]), MAX_USAGE_SERIES)
+        rows, folded = fold_usage(sums.usage(["device", "agent", "model"]), MAX_USAGE_SERIES)
         for r in rows:
             key = [r.key["device"], r.key["agent"], r.key["model"]]
             for t in TOKEN_TYPES:
@@ -145,13 +145,13 @@ class FleetCollector(Collector):
         yield from (received, stored, rejected, batch)
 
 
-def fold_usage(rows: list[UsageRow], keep: int) -> tuple[list[UsageRow], int]:
+def fold_usage(rows: list[UsageSums], keep: int) -> tuple[list[UsageSums], int]:
     """The ``keep`` rows with the most tokens (ties: by key), plus one row keyed ``(other)`` summing the
     rest (when there is a rest). Returns ``(rows, number of rows folded)``."""
     if len(rows) <= keep:
         return rows, 0
     ranked = sorted(rows, key=lambda r: (-r.total_tokens, tuple(r.key.values())))
-    other = UsageRow({k: OTHER for k in rows[0].key})
+    other = UsageSums(key={k: OTHER for k in rows[0].key})
     for r in ranked[keep:]:
         other.add(r)
     return [*ranked[:keep], other], len(rows) - keep

@@ -35,7 +35,8 @@ class RepriceJob:
 
     Args:
         database: the open peewee database.
-        on_chunk: gets each committed chunk's cost deltas (the server passes ``FleetState.add_usage``).
+        on_chunk: gets each committed chunk's cost deltas (the server tells its cache which devices'
+            usage changed, ``FleetState.note_usage``).
     """
 
     def __init__(self, database: Database, on_chunk: Callable[[Deltas], None] | None = None) -> None:

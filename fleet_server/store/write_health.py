@@ -5,13 +5,16 @@ unavailable — locked beyond the busy timeout, disk full, I/O error, connection
 reports every commit (:func:`succeeded`). :func:`problem` is the one-line reason while writes have
 been failing for :data:`UNHEALTHY_AFTER_S` with no commit since (a failure is forgotten after
 :data:`FORGET_S` without a new one, so a job that stopped trying does not keep ``/healthz`` red).
-Module-level state: one per server process.
+Module-level state: one per server process. :func:`disk_full` is the other half of ``/healthz``'s
+storage check: the disk holding the data dir (database, broker files) is (nearly) full.
 """
 
 from __future__ import annotations
 
+import shutil
 import threading
 import time
+from pathlib import Path
 
 UNHEALTHY_AFTER_S = 3.0
 """Seconds of failing writes (no commit) before :func:`problem` reports them (a locked database
@@ -57,3 +60,18 @@ def problem(clock: float | None = None) -> str | None:
         if now - first < UNHEALTHY_AFTER_S:
             return None
         return f"the database refuses writes for {now - first:.0f} s: {error}"
+
+
+MIN_FREE_BYTES = 8 * 1024 * 1024
+"""Below this much free space on the data dir's disk :func:`disk_full` reports it."""
+
+
+def disk_full(data_dir: Path) -> str | None:
+    """``"only 3 MiB free on the disk of /var/lib/clawfleet: …"`` when under :data:`MIN_FREE_BYTES`, else None."""
+    try:
+        free = shutil.disk_usage(data_dir).free
+    except OSError:
+        return None
+    if free >= MIN_FREE_BYTES:
+        return None
+    return f"only {free // (1024 * 1024)} MiB free on the disk of {data_dir}: nothing can be stored"

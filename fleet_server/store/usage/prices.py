@@ -4,7 +4,7 @@ Cost of a record = the matching :class:`~fleet_server.store.models.PriceRule` (U
 tokens of each type), else the cost OpenClaw recorded (``cost_usd``), else **unpriced** — never $0.
 The rule's result is stored in ``UsageRecord.priced_usd`` at insert time and again, paced, by
 :func:`fleet_server.store.usage.reprice.reprice` whenever a rule changes, so history is re-priced;
-the hourly rollup's ``cost_usd``, ``priced_records`` and ``unpriced_tokens`` follow.
+the hourly and all-time rollups' ``cost_usd``, ``priced_records`` and ``unpriced_tokens`` follow.
 
 No default price list ships: prices change often and a wrong one is worse than "unpriced".
 """
@@ -12,11 +12,11 @@ No default price list ships: prices change often and a wrong one is worse than "
 from __future__ import annotations
 
 import fnmatch
-import time
 from dataclasses import dataclass
 
 from fleet_server.store.locks import write_transaction
 from fleet_server.store.models import JobMark, PriceRule, db
+from shared.clock import now_ms
 
 TOKEN_KINDS = ("input", "output", "cache_read", "cache_write")
 
@@ -105,15 +105,16 @@ JOB = "reprice"
 
 def mark_due() -> None:
     """Record that history must be re-priced (call in the transaction that changes a rule)."""
-    ts = int(time.time() * 1000)
+    ts = now_ms()
     JobMark.insert(job=JOB, requested_ms=ts, finished_ms=None).on_conflict(
         conflict_target=[JobMark.job], update={JobMark.requested_ms: ts}).execute()
 
 
 def reprice_due() -> bool:
-    """True when a rule changed that no finished re-pricing pass covers (also one cut short by a restart)."""
+    """True when a rule changed that no finished re-pricing pass covers (also one cut short by a restart).
+    A finished pass sets ``finished_ms`` to the ``requested_ms`` it read before it loaded the rules."""
     mark = JobMark.get_or_none(JobMark.job == JOB)
-    return mark is not None and (mark.finished_ms is None or mark.requested_ms >= mark.finished_ms)
+    return mark is not None and (mark.finished_ms is None or mark.requested_ms > mark.finished_ms)
 
 
 def save_rule(rule: RuleInput) -> PriceRule:
@@ -121,7 +122,7 @@ def save_rule(rule: RuleInput) -> PriceRule:
     :mod:`fleet_server.jobs.reprice`, does the rest). Raises PriceError."""
     r = rule.validated()
     with write_transaction(db.obj):
-        row = PriceRule.create(**r.__dict__, created_ms=int(time.time() * 1000))
+        row = PriceRule.create(**r.__dict__, created_ms=now_ms())
         mark_due()
     return row
 

@@ -3,15 +3,15 @@
 A pass walks every usage record in primary-key order (``device``, ``id``; keyset paging, so each
 step is an index range) and, chunk by chunk inside one write transaction that holds SQLite's lock
 for at most :data:`fleet_server.store.locks.HOLD_S`, sets ``priced_usd`` from the current rules
-where it differs and moves the hourly rollup's ``cost_usd``, ``priced_records`` and
-``unpriced_tokens`` by the same difference — so records and rollup agree after every commit and
+where it differs and moves the hourly and all-time rollups' ``cost_usd``, ``priced_records`` and
+``unpriced_tokens`` by the same difference — so records and rollups agree after every commit and
 ingest, logins and the CLI get the lock between two chunks (:class:`~fleet_server.store.locks.TakeTurns`).
 Rule matching is done once per distinct ``(provider, model)`` per pass.
 
 Interface for the cache and the dashboard: after each committed chunk ``on_chunk`` gets what it
-changed as cost deltas ``{device: {hour_ms: TokenSums}}`` (only ``cost_usd``, ``priced_records``
-and ``unpriced_tokens`` set; negative when a cost went down) — exactly what
-:meth:`fleet_server.state.FleetState.add_usage` adds, so no reload is needed — and
+changed as cost deltas ``{device: {hour_ms: UsageSums}}`` (only ``cost_usd``, ``priced_messages``
+and ``unpriced_tokens`` set; negative when a cost went down; the server passes the device ids to
+:meth:`fleet_server.state.FleetState.note_usage`, so views re-read their sums — no reload), and
 :class:`RepriceProgress` says how far the pass is and, when done, which ``(device, hour_ms)``
 rollups changed.
 
@@ -32,16 +32,17 @@ from peewee import Database, Tuple
 from fleet_server.store import bulk
 from fleet_server.store.locks import HOLD_S, TakeTurns, write_transaction
 from fleet_server.store.models import JobMark, PriceRule, UsageRecord, db
-from fleet_server.store.usage.ledger import HOUR_MS, TokenSums
 from fleet_server.store.usage.prices import JOB, load_rules, matches, rule_cost
+from fleet_server.store.usage.sums import HOUR_MS, UsageSums
+from shared.clock import now_ms
 
 log = logging.getLogger("clawfleet.store.reprice")
 
 CHUNK = 500
 """Records read per step; a transaction takes as many steps as fit in ``HOLD_S``."""
 _EPS = 1e-12
-Deltas = dict[str, dict[int, TokenSums]]
-"""Cost changes ``{device: {hour_ms: TokenSums}}`` (cost fields only)."""
+Deltas = dict[str, dict[int, UsageSums]]
+"""Cost changes ``{device: {hour_ms: UsageSums}}`` (cost fields only)."""
 
 
 @dataclass
@@ -68,11 +69,6 @@ class RepriceProgress:
     def copy(self) -> RepriceProgress:
         """A snapshot (the running pass keeps changing this one)."""
         return replace(self, changed_hours=set(self.changed_hours))
-
-
-def now_ms() -> int:
-    """Epoch ms now."""
-    return int(time.time() * 1000)
 
 
 class _Pricer:
@@ -118,23 +114,32 @@ def _step(pricer: _Pricer, after: tuple[str, str] | None, deltas: Deltas) -> tup
         updates.append((new, device, rid))
         old_eff = old if old is not None else cost
         new_eff = new if new is not None else cost
-        d = TokenSums(cost_usd=(new_eff or 0.0) - (old_eff or 0.0),
-                      priced_records=(new_eff is not None) - (old_eff is not None),
+        d = UsageSums(cost_usd=(new_eff or 0.0) - (old_eff or 0.0),
+                      priced_messages=(new_eff is not None) - (old_eff is not None),
                       unpriced_tokens=total * ((new_eff is None) - (old_eff is None)))
-        if d.cost_usd or d.priced_records or d.unpriced_tokens:
+        if d.cost_usd or d.priced_messages or d.unpriced_tokens:
             hour = ts - ts % HOUR_MS
-            deltas.setdefault(device, {}).setdefault(hour, TokenSums()).add(d)
+            deltas.setdefault(device, {}).setdefault(hour, UsageSums()).add(d)
             hours.append((device, hour))
     bulk.executemany('UPDATE "usage_record" SET "priced_usd" = ? WHERE "device" = ? AND "id" = ?', updates)
     return len(rows), len(updates), (rows[-1][0], rows[-1][1]) if rows else None
 
 
-def _apply_hourly(deltas: Deltas) -> None:
-    """Move the hourly rollup's cost columns by ``deltas`` (one prepared statement)."""
-    bulk.executemany('UPDATE "usage_hourly" SET "cost_usd" = "cost_usd" + ?, "priced_records" = "priced_records" + ?, '
-                     '"unpriced_tokens" = "unpriced_tokens" + ? WHERE "device" = ? AND "hour_ms" = ?',
-                     [(s.cost_usd, s.priced_records, s.unpriced_tokens, device, hour)
+_MOVE = ('"cost_usd" = "cost_usd" + ?, "priced_records" = "priced_records" + ?, '
+         '"unpriced_tokens" = "unpriced_tokens" + ?')
+
+
+def _apply_rollups(deltas: Deltas) -> None:
+    """Move the hourly and all-time rollups' cost columns by ``deltas`` (one prepared statement each)."""
+    bulk.executemany(f'UPDATE "usage_hourly" SET {_MOVE} WHERE "device" = ? AND "hour_ms" = ?',  # noqa: S608
+                     [(s.cost_usd, s.priced_messages, s.unpriced_tokens, device, hour)
                       for device, hours in deltas.items() for hour, s in hours.items()])
+    per_device = {device: UsageSums() for device in deltas}
+    for device, hours in deltas.items():
+        for s in hours.values():
+            per_device[device].add(s)
+    bulk.executemany(f'UPDATE "usage_total" SET {_MOVE} WHERE "device" = ?',  # noqa: S608 - constant text
+                     [(s.cost_usd, s.priced_messages, s.unpriced_tokens, device) for device, s in per_device.items()])
 
 
 def reprice(database: Database | None = None, *, progress: RepriceProgress | None = None,
@@ -144,7 +149,7 @@ def reprice(database: Database | None = None, *, progress: RepriceProgress | Non
     Args:
         database: for the transactions (default: the models' database).
         progress: updated as the pass goes (``state`` running, then done).
-        on_chunk: gets each committed transaction's cost deltas (e.g. ``FleetState.add_usage``).
+        on_chunk: gets each committed transaction's cost deltas (e.g. for ``FleetState.note_usage``).
         restart: asked between transactions; True starts the pass again with the rules as they are
             now (a rule changed meanwhile).
 
@@ -156,6 +161,8 @@ def reprice(database: Database | None = None, *, progress: RepriceProgress | Non
     pace = TakeTurns(database)
     while True:
         started = now_ms()
+        mark = JobMark.get_or_none(JobMark.job == JOB)  # first the mark, then the rules it covers
+        seen = mark.requested_ms if mark is not None else None
         rules = load_rules()
         progress.state, progress.started_ms, progress.finished_ms, progress.error = "running", started, None, ""
         progress.total, progress.checked, progress.changed = UsageRecord.select().count(), 0, 0
@@ -172,7 +179,7 @@ def reprice(database: Database | None = None, *, progress: RepriceProgress | Non
                     after = last or after
                     if last is None or time.monotonic() - t0 >= HOLD_S:
                         break
-                _apply_hourly(deltas)
+                _apply_rollups(deltas)
             progress.changed_hours.update((d, h) for d, hours in deltas.items() for h in hours)
             if on_chunk is not None and deltas:
                 on_chunk(deltas)
@@ -183,9 +190,9 @@ def reprice(database: Database | None = None, *, progress: RepriceProgress | Non
                 again = True
                 break
         if not again:
-            with write_transaction(database):  # covers the rule changes committed before it began
-                JobMark.update(finished_ms=started).where(
-                    (JobMark.job == JOB) & (JobMark.requested_ms < started)).execute()
+            with write_transaction(database):  # done, unless a rule changed after the mark was read
+                JobMark.update(finished_ms=JobMark.requested_ms).where(
+                    (JobMark.job == JOB) & (JobMark.requested_ms == seen)).execute()
             progress.state, progress.finished_ms = "done", now_ms()
             log.info("re-priced %d of %d usage records (%d hourly rollups changed)", progress.changed,
                      progress.checked, len(progress.changed_hours))
