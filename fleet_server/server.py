@@ -20,6 +20,7 @@ from fleet_server.devices.local_agent import LocalAgentProcess, ensure_local_dev
 from fleet_server.devices.reconcile import ReconcileSummary, reconcile
 from fleet_server.endpoints.broker_link import AgentEndpoint, ExternalBroker, agent_endpoint, managed_broker_config
 from fleet_server.ingest import BrokerAccount, Ingest
+from fleet_server.jobs.alerts import AlertJobs
 from fleet_server.jobs.runner import ServerJobs
 from fleet_server.state import FleetState
 from fleet_server.store.db import open_database
@@ -53,6 +54,8 @@ class ServerOptions:
     """Use this broker instead of starting a managed Mosquitto."""
     retention: RetentionPolicy = RETENTION_DEFAULTS
     """How long each kind of history is kept (``--retention``)."""
+    alert_settle_s: float = 30.0
+    """Seconds after start before alert rules are evaluated (device states settle first)."""
 
 
 @dataclass(frozen=True)
@@ -90,6 +93,7 @@ class FleetServer:
         self._sync_stop = threading.Event()
         self._sync_thread: threading.Thread | None = None
         self.jobs: ServerJobs | None = None  # rollups, retention, stale devices
+        self.alerts: AlertJobs | None = None  # alert rules, incidents, notifications
 
     @property
     def endpoint(self) -> AgentEndpoint:
@@ -145,6 +149,8 @@ class FleetServer:
         self.ingest = Ingest(self.database, account, self.state)
         self.ingest.start()
         self.jobs.start()
+        self.alerts = AlertJobs(self.database, self.state, opts.data_dir, self._ingest_health, opts.alert_settle_s)
+        self.alerts.start()
         self.devices = DeviceActions(self.dynsec, lambda: self.endpoint, self.state, self.ingest, self.ingest.client)
         self._sync_stop.clear()
         self._sync_thread = threading.Thread(target=self._sync_loop, name="clawfleet-registry-sync", daemon=True)
@@ -164,6 +170,13 @@ class FleetServer:
             return ServerHealth(False, "ingest is not running")
         h = self.ingest.health()
         return ServerHealth(h.ok, h.reason, h.detail)
+
+    def _ingest_health(self) -> tuple[bool, float | None, bool, str]:
+        """``(connected to the broker, disconnected since (monotonic s) or None, healthy, reason)``."""
+        if self.ingest is None:
+            return False, None, False, "ingest is not running"
+        h = self.ingest.health()
+        return self.ingest.connected.is_set(), self.ingest.subscriber.disconnected_since, h.ok, h.reason
 
     def sync_registry(self) -> list[str]:
         """Apply device changes made outside this process (the CLI) to the cache and ingest: one
@@ -188,6 +201,9 @@ class FleetServer:
     def stop(self) -> None:
         """Stop in reverse order; safe to call twice and after a partial start."""
         self._sync_stop.set()
+        if self.alerts is not None:
+            self.alerts.stop()
+            self.alerts = None
         if self.jobs is not None:
             self.jobs.stop()
             self.jobs = None

@@ -78,12 +78,20 @@ def _tokens_and_logs_columns(m: SchemaMigrator, db: Database) -> None:
     add_column(m, db, "log_record", "session_id", CharField(max_length=200, null=True))
 
 
+def _alert_tables(_m: SchemaMigrator, db: Database) -> None:
+    # new tables only; later steps altering them must use add_column & co.
+    from fleet_server.store.alert_models import ALERT_MODELS
+
+    db.create_tables(ALERT_MODELS, safe=True)
+
+
 MIGRATIONS: list[Migration] = [
     Migration(1, "v0.1.0 schema", _baseline),
     Migration(2, "sample rollup tiers (5 min, 1 h) and rollup watermarks", _history_tables),
     Migration(3, "usage and log record ids unique per device", lambda _m, db: scope_record_ids(db)),
     Migration(4, "failed turns, rule prices, unpriced tokens; agent and session of log records",
               _tokens_and_logs_columns),
+    Migration(5, "alerts: rules, channels, incidents, notification queue and log, silences", _alert_tables),
 ]
 """Every schema step, in order. Append new ones at the end with the next version number."""
 

@@ -345,3 +345,9 @@ ALL_MODELS = [Device, Sample, StatusEvent, UsageRecord, UsageHourly, LogRecord, 
               LoginThrottle,  # failed logins
               PriceRule, ApiToken, IntegrationAccount,  # tokens and cost, API, integrations
               SchemaVersion]  # migrations
+
+
+# --- alerting (fleet_server.alerts; the models live in their own module) ---
+from fleet_server.store.alert_models import ALERT_MODELS  # noqa: E402 - they subclass BaseModel above
+
+ALL_MODELS += ALERT_MODELS
