@@ -170,7 +170,7 @@ class AggregateRules:
             eng.open[(rule.id, subject)] = inc
             batch.add(inc)
         inc.level, inc.value = max(crossed), r.used
-        inc.summary = f"{r.pct:.0f} % of the {p.period}ly budget"
+        inc.summary = f"{r.pct:.0f} % of the {'daily' if p.period == 'day' else 'monthly'} budget"
         batch.mark(inc)
         if eng.silenced(rule, inc, view, now):
             inc.silenced = True

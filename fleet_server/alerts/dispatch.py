@@ -78,7 +78,7 @@ class Dispatcher:
     def flush_events(self, now: int, force: bool = False) -> int:
         """Turn waiting events into messages when the grouping window has closed (or ``force``).
         Returns the number of messages queued."""
-        events = list(AlertEvent.select().order_by(AlertEvent.created_ms, AlertEvent.id))
+        events = list(AlertEvent.select().order_by(AlertEvent.created_ms, AlertEvent.subject, AlertEvent.id))
         if not events:
             return 0
         newest, oldest = max(e.created_ms for e in events), min(e.created_ms for e in events)

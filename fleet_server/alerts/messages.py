@@ -119,8 +119,8 @@ def budget(rule: RuleDef, label: str, step: int, used: float, pct: float, period
     p = rule.params
     amount = _money(used) + " of " + _money(p.amount) if p.unit == "usd" else \
         f"{used:,.0f} of {p.amount:,.0f} tokens"
-    headline = f"{label}: {p.period}ly {'cost' if p.unit == 'usd' else 'token'} budget at {pct:.0f} % " \
-               f"(passed {step} %)"
+    word = "daily" if p.period == "day" else "monthly"
+    headline = f"{label}: {word} {'cost' if p.unit == 'usd' else 'token'} budget at {pct:.0f} % (passed {step} %)"
     lines = [f"Budget: {rule.name} ({rule.describe()})", f"Where: {label}", f"Used: {amount} ({pct:.1f} %) "
              f"in {period_text}", projection]
     if link:
@@ -145,7 +145,7 @@ def compose(events: list[tuple[str, str, EventText]]) -> tuple[str, str]:
     title = f"[{sev}] {len(events)} alerts: " + ", ".join(f"{n} {words.get(k, k)}" for k, n in counts.items())
     lines = []
     for kind in counts:
-        subjects = [e.subject for k, _, e in events if k == kind]
+        subjects = sorted(e.subject for k, _, e in events if k == kind)
         lines.append(f"{words.get(kind, kind).capitalize()} ({len(subjects)}): {_list(subjects)}")
     blocks = [f"— {e.headline}\n{e.text}" for _, _, e in events[:MAX_BLOCKS]]
     more = len(events) - MAX_BLOCKS
