@@ -18,7 +18,7 @@ from fleet_server.alerts.conditions import Obs
 from fleet_server.alerts.errors import find_new, hourly_counts
 from fleet_server.alerts.incidents import Batch, Open
 from fleet_server.alerts.rules import RuleDef
-from fleet_server.store.usage import TokenSums
+from fleet_server.store.usage.ledger import TokenSums
 
 if TYPE_CHECKING:
     from fleet_server.alerts.engine import AlertEngine

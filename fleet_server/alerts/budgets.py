@@ -3,7 +3,7 @@ percentage of the budget, and a projection ("at this rate the daily budget is re
 
 Usage sums come from :func:`usage_by_device` — the one place budgets ask the store — which is
 exact in any zone (half-hour offsets, 23- and 25-hour DST days: see
-:mod:`fleet_server.store.usage_days`). :class:`BudgetMeter` keeps the part of a period that lies
+:mod:`fleet_server.store.usage.days`). :class:`BudgetMeter` keeps the part of a period that lies
 more than an hour back and re-reads only the last hour or so on each evaluation; the kept part is
 read again every :data:`REFRESH_MS` so usage that arrives late (an agent's outbox after an outage)
 is counted. Token budgets count every token, priced or not; cost budgets count USD of priced
@@ -17,8 +17,8 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from fleet_server.alerts.messages import clock
-from fleet_server.store.usage import HOUR_MS, TokenSums
-from fleet_server.store.usage_days import day_bounds_ms, usage_between
+from fleet_server.store.usage.days import day_bounds_ms, usage_between
+from fleet_server.store.usage.ledger import HOUR_MS, TokenSums
 
 REFRESH_MS = 10 * 60_000
 """How often the kept (older) part of a period is summed again, ms."""

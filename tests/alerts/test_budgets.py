@@ -15,7 +15,7 @@ from fleet_server.alerts.rules import save_rule
 from fleet_server.store.alert_models import AlertEvent, AlertIncident
 from fleet_server.store.locks import write_transaction
 from fleet_server.store.models import db
-from fleet_server.store.usage import insert_usage
+from fleet_server.store.usage.ledger import insert_usage
 
 BERLIN, KOLKATA = ZoneInfo("Europe/Berlin"), ZoneInfo("Asia/Kolkata")
 
