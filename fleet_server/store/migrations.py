@@ -10,7 +10,8 @@ How it works (run by :func:`fleet_server.store.db.open_database` on every start)
   transaction together with its version row.
 - A database newer than this code is refused with :class:`SchemaTooNew`.
 
-A new table (a new model in ``ALL_MODELS``) needs no step: missing tables are created after the
+A new table (a new model in ``ALL_MODELS``, or in ``ALERT_MODELS`` of
+:mod:`fleet_server.store.alert_models`) needs no step: missing tables are created after the
 steps ran. Adding a migration: append ``Migration(<next number>, "what it does", function)`` to
 :data:`MIGRATIONS`. The function gets a :class:`playhouse.migrate.SchemaMigrator` and the database;
 use :func:`add_column` (idempotent) for new columns, write the rebuild of a table whose key changes
@@ -28,6 +29,7 @@ from dataclasses import dataclass
 from peewee import BigIntegerField, BooleanField, CharField, Database, Field, FloatField
 from playhouse.migrate import SchemaMigrator, migrate
 
+from fleet_server.store.alert_models import ALERT_MODELS
 from fleet_server.store.locks import write_transaction
 from fleet_server.store.models import (
     ALL_MODELS,
@@ -80,8 +82,6 @@ def _tokens_and_logs_columns(m: SchemaMigrator, db: Database) -> None:
 
 def _alert_tables(_m: SchemaMigrator, db: Database) -> None:
     # new tables only; later steps altering them must use add_column & co.
-    from fleet_server.store.alert_models import ALERT_MODELS
-
     db.create_tables(ALERT_MODELS, safe=True)
 
 
@@ -121,7 +121,7 @@ def upgrade(database: Database) -> list[int]:
     with write_transaction(database):
         version = current_version(database)
         if version is None:
-            database.create_tables(ALL_MODELS, safe=True)
+            database.create_tables(ALL_MODELS + ALERT_MODELS, safe=True)
             SchemaVersion.insert_many([{"version": m.version, "name": m.name, "applied_ms": now}
                                        for m in MIGRATIONS]).on_conflict_ignore().execute()
             log.info("created a new database at schema version %d", latest_version())
@@ -143,5 +143,5 @@ def upgrade(database: Database) -> list[int]:
             SchemaVersion.create(version=m.version, name=m.name, applied_ms=int(time.time() * 1000))
         log.info("database schema upgraded to version %d: %s", m.version, m.name)
         applied.append(m.version)
-    database.create_tables(ALL_MODELS, safe=True)  # tables of new models need no step; new columns do
+    database.create_tables(ALL_MODELS + ALERT_MODELS, safe=True)  # new models need no step; new columns do
     return applied

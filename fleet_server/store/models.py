@@ -346,8 +346,3 @@ ALL_MODELS = [Device, Sample, StatusEvent, UsageRecord, UsageHourly, LogRecord, 
               PriceRule, ApiToken, IntegrationAccount,  # tokens and cost, API, integrations
               SchemaVersion]  # migrations
 
-
-# --- alerting (fleet_server.alerts; the models live in their own module) ---
-from fleet_server.store.alert_models import ALERT_MODELS  # noqa: E402 - they subclass BaseModel above
-
-ALL_MODELS += ALERT_MODELS
