@@ -308,7 +308,8 @@ def validate(kind: str, scope: str, severity: str, params: dict, name: str = "")
         parts = []
         for err in exc.errors(include_url=False, include_input=False)[:3]:
             loc = ".".join(str(p) for p in err["loc"]) or "settings"
-            parts.append(f"{loc}: {err['msg']}")
+            msg = err["msg"].removeprefix("Value error, ")
+            parts.append(f"{loc}: {msg}" if loc != "settings" else msg)
         raise RuleError(f"{kind} rule: " + "; ".join(parts)) from None
     return sc, model
 

@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from fleet_server.cli.admin import admin_app
+from fleet_server.cli.alerts import alerts_app
 from fleet_server.cli.api_tokens import api_token_app
 from fleet_server.cli.devices import device_app
 from fleet_server.cli.integrations import integration_app
@@ -25,6 +26,7 @@ app.command("install-service")(install_service)
 app.command("uninstall-service")(uninstall_service)
 app.add_typer(api_token_app, name="api-token")
 app.add_typer(integration_app, name="integration")
+app.add_typer(alerts_app, name="alerts")
 
 log = logging.getLogger("clawfleet.server")
 
