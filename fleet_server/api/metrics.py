@@ -16,6 +16,7 @@ Series (labels in braces):
 - ``clawfleet_tokens_total{device,agent,model,type}`` (type: input, output, cache_read, cache_write)
 - ``clawfleet_messages_total``, ``clawfleet_failed_turns_total``, ``clawfleet_cost_usd_total``
   (priced messages only), ``clawfleet_unpriced_tokens_total`` (all ``{device,agent,model}``)
+- ``clawfleet_alerts_firing{rule,severity}`` firing incidents per alert rule (0 for a quiet enabled rule)
 - ``clawfleet_ingest_messages_received_total``, ``clawfleet_ingest_messages_stored_total{channel}``,
   ``clawfleet_ingest_messages_rejected_total{reason}``, ``clawfleet_ingest_batch_duration_seconds``
   (summary: ``_count``, ``_sum``)
@@ -31,6 +32,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric, SummaryMetricFamily
 from prometheus_client.registry import Collector
 
+from fleet_server.api.alert_metrics import alert_metrics
 from fleet_server.ingest import Ingest
 from fleet_server.state import FleetState
 from fleet_server.store.usage import summary as queries
@@ -65,6 +67,7 @@ class FleetCollector(Collector):
         yield from self._devices()
         yield from self._usage()
         yield from self._ingest()
+        yield from alert_metrics()
 
     def _devices(self) -> Iterator[Metric]:
         up = GaugeMetricFamily("clawfleet_device_up", "1 when the device is online", labels=["device"])

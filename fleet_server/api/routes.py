@@ -15,6 +15,7 @@ from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import HTMLResponse, JSONResponse
 
+from fleet_server.api.alerts import add_alert_routes
 from fleet_server.api.schemas import (
     DeviceOut,
     FingerprintOut,
@@ -142,6 +143,7 @@ def build_router() -> APIRouter:
                          limit: Annotated[int, Query(ge=1, le=log_store.MAX_LIMIT)] = 100) -> list[dict]:
         return log_store.fingerprint_groups(_filter(device, level, since, until, q, None), limit)
 
+    add_alert_routes(r)  # alerts: /alerts, /alert-rules
     return r
 
 
