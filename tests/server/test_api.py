@@ -115,7 +115,7 @@ async def test_openapi_lists_every_route(fleet_state, log_in):
         paths = set(doc["paths"])
         assert paths == {"/api/v1/devices", "/api/v1/devices/{device_id}", "/api/v1/devices/{device_id}/samples",
                          "/api/v1/devices/{device_id}/status-events", "/api/v1/usage", "/api/v1/logs",
-                         "/api/v1/fingerprints", "/api/v1/whoami"}
+                         "/api/v1/fingerprints", "/api/v1/whoami", "/api/v1/alerts", "/api/v1/alert-rules"}
         assert "failed_turns" in doc["components"]["schemas"]["UsageRowOut"]["properties"]
         r = await user.http_client.get("/api/docs")
         assert r.status_code == 200 and "/api/openapi.json" in r.text
