@@ -125,7 +125,8 @@ def run(
         raise
     configure_session_storage(opts.data_dir)  # auth: session files in <data dir>/sessions
     register_pages(server.state, devices=server.devices, health=server.health,  # devices: actions on /devices
-                   dynsec=lambda: server.dynsec, broker_url=lambda: server.broker_url)  # integrations page
+                   dynsec=lambda: server.dynsec, broker_url=lambda: server.broker_url,  # integrations page
+                   alerts=lambda: server.alerts)  # alerts page
     if metrics:
         from fleet_server.api.metrics import install_metrics
 

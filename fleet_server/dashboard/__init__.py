@@ -16,6 +16,7 @@ from fleet_server.api.health import install_health
 from fleet_server.api.routes import install_api
 from fleet_server.auth.gate import install_auth
 from fleet_server.auth.ratelimit import LoginRateLimiter
+from fleet_server.dashboard.pages.alerts.page import render_alerts
 from fleet_server.dashboard.pages.api_settings import render_api_settings
 from fleet_server.dashboard.pages.audit import render_audit
 from fleet_server.dashboard.pages.device import render_device
@@ -28,6 +29,7 @@ from fleet_server.dashboard.pages.tokens import render_tokens
 from fleet_server.dashboard.parts.frame import frame as _frame
 from fleet_server.dashboard.parts.frame import install_not_found
 from fleet_server.devices.actions import DeviceActions
+from fleet_server.jobs.alerts import AlertJobs
 from fleet_server.server import ServerHealth
 from fleet_server.state import FleetState
 
@@ -35,7 +37,8 @@ from fleet_server.state import FleetState
 def register_pages(state: FleetState, *, limiter: LoginRateLimiter | None = None,
                    devices: DeviceActions | None = None, health: Callable[[], ServerHealth] | None = None,
                    dynsec: Callable[[], DynSecClient | None] | None = None,
-                   broker_url: Callable[[], str] | None = None) -> None:
+                   broker_url: Callable[[], str] | None = None,
+                   alerts: Callable[[], AlertJobs | None] | None = None) -> None:
     """Register the dashboard's pages on the NiceGUI app. Call before ``ui.run``.
 
     Args:
@@ -46,6 +49,7 @@ def register_pages(state: FleetState, *, limiter: LoginRateLimiter | None = None
         health: ``FleetServer.health``: ``/healthz`` then reports ingest's liveness (503 when dead).
         dynsec: the broker admin client (``FleetServer.dynsec``) for MQTT integration accounts.
         broker_url: the URL integrations connect to (``FleetServer.broker_url``).
+        alerts: the server's alert jobs (``FleetServer.alerts``) for the Alerts page.
     """
     install_auth(limiter)  # auth: login gate, /login/finish, /logout, /api/v1/whoami
     install_login_page()  # /login
@@ -88,6 +92,11 @@ def register_pages(state: FleetState, *, limiter: LoginRateLimiter | None = None
     def device_page(device_id: str) -> None:
         _frame(device_id)
         render_device(state, device_id)
+
+    @ui.page("/alerts")
+    def alerts_page(tab: str = "incidents") -> None:
+        _frame("Alerts")
+        render_alerts(state, alerts() if alerts else None, tab)
 
     @ui.page("/audit")
     def audit_log() -> None:

@@ -26,6 +26,7 @@ from fleet_server.dashboard.pages.overview.rows import (
     select,
 )
 from fleet_server.dashboard.pages.overview.tiles import render_tiles, usage_today
+from fleet_server.dashboard.parts.alerts_badge import alerts_banner
 from fleet_server.dashboard.parts.format import count_h, day_bounds_ms
 from fleet_server.dashboard.parts.timezone import browser_zone
 from fleet_server.state import DeviceView, FleetState
@@ -186,6 +187,7 @@ def render_overview(state: FleetState) -> None:
 
     viewer: dict[str, usage_days.ZoneInfo] = {}
     with ui.column().classes("w-full px-4 gap-2"):
+        alerts_banner()  # alerts: what is firing, or that alerts have nowhere to go
         @ui.refreshable
         def tiles() -> None:
             render_tiles(state, viewer.get("tz"))
