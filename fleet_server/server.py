@@ -21,7 +21,9 @@ from fleet_server.devices.reconcile import ReconcileSummary, reconcile
 from fleet_server.endpoints.broker_link import AgentEndpoint, ExternalBroker, agent_endpoint, managed_broker_config
 from fleet_server.ingest import BrokerAccount, Ingest
 from fleet_server.jobs.alerts import AlertJobs
+from fleet_server.jobs.periodic import PeriodicJob
 from fleet_server.jobs.runner import ServerJobs
+from fleet_server.jobs.verdicts import verdict_job
 from fleet_server.state import FleetState
 from fleet_server.store.db import open_database
 from fleet_server.store.history.retention import DEFAULTS as RETENTION_DEFAULTS
@@ -96,6 +98,7 @@ class FleetServer:
         self._sync_thread: threading.Thread | None = None
         self.jobs: ServerJobs | None = None  # rollups, retention, stale devices
         self.alerts: AlertJobs | None = None  # alert rules, incidents, notifications
+        self.verdicts: PeriodicJob | None = None  # retained …/availability per device for integrations
 
     @property
     def endpoint(self) -> AgentEndpoint:
@@ -153,6 +156,8 @@ class FleetServer:
         self.jobs.start()
         self.alerts = AlertJobs(self.database, self.state, opts.data_dir, self._ingest_health, opts.alert_settle_s)
         self.alerts.start()
+        self.verdicts = verdict_job(self.state, self._verdict_client, self.database)
+        self.verdicts.start()
         self.devices = DeviceActions(self.dynsec, lambda: self.endpoint, self.state, self.ingest, self.ingest.client)
         self._sync_stop.clear()
         self._sync_thread = threading.Thread(target=self._sync_loop, name="clawfleet-registry-sync", daemon=True)
@@ -172,6 +177,10 @@ class FleetServer:
             return ServerHealth(False, "ingest is not running")
         h = self.ingest.health()
         return ServerHealth(h.ok, h.reason, h.detail)
+
+    def _verdict_client(self) -> tuple[object | None, bool]:
+        ingest = self.ingest
+        return (ingest.client, ingest.connected.is_set()) if ingest is not None else (None, False)
 
     def _ingest_health(self) -> tuple[bool, float | None, bool, str]:
         """``(connected to the broker, disconnected since (monotonic s) or None, healthy, reason)``."""
@@ -206,6 +215,9 @@ class FleetServer:
         if self.alerts is not None:
             self.alerts.stop()
             self.alerts = None
+        if self.verdicts is not None:
+            self.verdicts.stop()
+            self.verdicts = None
         if self.jobs is not None:
             self.jobs.stop()
             self.jobs = None

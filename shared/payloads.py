@@ -76,7 +76,8 @@ class OpenClawState:
 
 @dataclass(slots=True, kw_only=True)
 class Status:
-    """``…/status`` (:class:`shared.schemas.Status`): ``state`` is online, offline, sleeping or shutdown."""
+    """``…/status`` (:class:`shared.schemas.Status`): ``state`` is online, offline, sleeping, shutdown or
+    paused (reporting paused on purpose)."""
 
     v: int = PROTOCOL_VERSION
     device_id: str
@@ -188,6 +189,18 @@ class LogBatch:
     device_id: str
     ts: int
     records: list[LogRecord]
+
+
+@dataclass(slots=True, kw_only=True)
+class SnoozeRequest:
+    """``…/snooze`` (:class:`shared.schemas.SnoozeRequest`): no alert notifications about this device
+    until ``until_ms``."""
+
+    v: int = PROTOCOL_VERSION
+    device_id: str
+    ts: int
+    until_ms: int
+    reason: str | None = None
 
 
 @dataclass(slots=True, frozen=True)

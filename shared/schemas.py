@@ -105,7 +105,8 @@ class _Payload(BaseModel):
 class Status(_Payload):
     """``…/status`` (retained): availability of a device. The last will carries ``offline``."""
 
-    state: Literal["online", "offline", "sleeping", "shutdown"] = _unit("", "availability")
+    state: Literal["online", "offline", "sleeping", "shutdown", "paused"] = _unit(
+        "", "availability; paused: reporting paused on purpose (the tray's Pause reporting)")
     reason: ShortStr | None = _unit("", "why the state changed, e.g. 'last-will', 'revoked'", default=None)
 
 
@@ -256,6 +257,31 @@ class Command(BaseModel):
     command: Literal["report_now"]
 
 
+class SnoozeRequest(_Payload):
+    """``…/snooze`` (agent -> server, QoS 1, not retained): no alert notifications about this device
+    until ``until_ms`` (the tray's "Snooze alerts for this machine"). The broker lets a device
+    publish only on its own topic; the server caps the length."""
+
+    until_ms: EpochMs = _unit("epoch_ms", "end of the snooze, epoch milliseconds UTC")
+    reason: ShortStr | None = _unit("", "shown on the Alerts page", default=None)
+
+
+class Availability(BaseModel):
+    """``…/availability`` (server, retained, QoS 1): the server's own verdict about a device, for
+    integrations (Home Assistant's availability topic). ``state``: online, offline, stale (no data
+    for 3 intervals although connected), paused, sleeping, shutdown, revoked or unknown."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    v: Literal[1] = PROTOCOL_VERSION
+    device_id: str
+    ts: EpochMs = _unit("epoch_ms", "when the server published it")
+    state: str = _unit("", "online | offline | stale | paused | sleeping | shutdown | revoked | unknown")
+    online: bool = _unit("", "state == online (what a binary sensor needs)")
+    since_ms: int | None = _unit("epoch_ms", "when this state began", default=None)
+    reason: str | None = _unit("", "why, e.g. 'last-will', 'no data for 3 intervals'", default=None)
+
+
 class ServerStatus(BaseModel):
     """``clawfleet/v1/_server/status`` (retained): server birth ``online`` / will ``offline``."""
 
@@ -272,6 +298,7 @@ SCHEMA_BY_CHANNEL: dict[Channel, type[_Payload]] = {
     Channel.TELEMETRY: Telemetry,
     Channel.USAGE: UsageBatch,
     Channel.LOGS: LogBatch,
+    Channel.SNOOZE: SnoozeRequest,
 }
 
 

@@ -50,6 +50,8 @@ def valid_payload(channel: Channel, device_id: str) -> dict[str, Any]:
         return meta(device_id)
     if channel is Channel.USAGE:
         return batch(device_id, [usage_record()])
+    if channel is Channel.SNOOZE:
+        return {"v": 1, "device_id": device_id, "ts": now_ms(), "until_ms": now_ms() + 3_600_000}
     return batch(device_id, [log_record()])
 
 

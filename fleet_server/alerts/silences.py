@@ -69,6 +69,25 @@ def snooze(scope: str, seconds: int, actor: str, reason: str = "", now: int | No
     return row
 
 
+def device_snooze(device_id: str, until_ms: int, reason: str, now: int) -> AlertSilence | None:
+    """A device's own snooze request (from its tray, over MQTT): no notifications about it until
+    ``until_ms``, at most :data:`DEVICE_SNOOZE_MAX_S` from now; a time not in the future ends the
+    device's own snoozes instead. Runs inside ingest's transaction; audited as ``device:<id>``."""
+    actor = f"device:{device_id}"
+    scope = f"device:{device_id}"
+    if until_ms <= now:
+        n = AlertSilence.delete().where((AlertSilence.scope == scope) & (AlertSilence.created_by == actor)
+                                        & (AlertSilence.end_ms > now)).execute()
+        if n:
+            audit.record(actor, "alert.unsilence", target=scope, detail="from the device's tray")
+        return None
+    end = min(until_ms, now + DEVICE_SNOOZE_MAX_S * 1000)
+    row = AlertSilence.create(kind="snooze", scope=scope, start_ms=now, end_ms=end, reason=(reason or "from the "
+                              "device's tray")[:300], created_by=actor, created_ms=now)
+    audit.record(actor, "alert.snooze", target=scope, detail=f"for {(end - now) // 60_000} min from the device's tray")
+    return row
+
+
 def maintenance(scope: str, actor: str, *, start_ms: int | None = None, end_ms: int | None = None,
                 weekdays: list[int] | None = None, at: str = "", duration_s: int = 0, zone: str = "UTC",
                 reason: str = "") -> AlertSilence:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
+from fleet_server.alerts.silences import device_snooze
 from fleet_server.ingest.messages import CacheChange, Received
 from fleet_server.state import SAMPLE_COLUMNS, FleetState, LatestError, meta_json, telemetry_values
 from fleet_server.store import bulk
@@ -134,12 +135,24 @@ def write_logs(items: list[Received], state: FleetState) -> CacheChange:
     return change
 
 
+def write_snooze(items: list[Received], state: FleetState) -> CacheChange:
+    """A device asked (its tray's "Snooze alerts for this machine") for no alert notifications about
+    it until a time: a snooze of ``device:<id>`` (capped, audited; see
+    :func:`fleet_server.alerts.silences.device_snooze`). The broker let it publish only on its own topic."""
+    change = CacheChange(stored={"snooze": len(items)})
+    for i in items:
+        device_snooze(i.device_id, i.payload.until_ms, i.payload.reason or "", i.received_ms)
+        change.set(i.device_id, last_seen_ms=i.heard_ms)
+    return change
+
+
 WRITERS: dict[Channel, Callable[[list[Received], FleetState], CacheChange]] = {
     Channel.STATUS: write_status,
     Channel.META: write_meta,
     Channel.TELEMETRY: write_telemetry,
     Channel.USAGE: write_usage,
     Channel.LOGS: write_logs,
+    Channel.SNOOZE: write_snooze,
 }
 """The write of each device channel, in the order a batch applies them."""
 

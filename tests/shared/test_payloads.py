@@ -12,10 +12,10 @@ from shared.topics import Channel
 
 TS = 1_795_234_253_457
 PAIRS = [(payloads.Status, schemas.Status), (payloads.Meta, schemas.Meta), (payloads.Telemetry, schemas.Telemetry),
-         (payloads.OpenClawState, schemas.OpenClawState), (payloads.UsageRecord, schemas.UsageRecord),
-         (payloads.LogRecord, schemas.LogRecord), (payloads.UsageBatch, schemas.UsageBatch),
-         (payloads.LogBatch, schemas.LogBatch), (payloads.Command, schemas.Command),
-         (payloads.ServerStatus, schemas.ServerStatus)]
+         (payloads.SnoozeRequest, schemas.SnoozeRequest), (payloads.OpenClawState, schemas.OpenClawState),
+         (payloads.UsageRecord, schemas.UsageRecord), (payloads.LogRecord, schemas.LogRecord),
+         (payloads.UsageBatch, schemas.UsageBatch), (payloads.LogBatch, schemas.LogBatch),
+         (payloads.Command, schemas.Command), (payloads.ServerStatus, schemas.ServerStatus)]
 
 
 @pytest.mark.parametrize(("plain", "model"), PAIRS, ids=[p.__name__ for p, _ in PAIRS])
