@@ -17,7 +17,7 @@ from broker.fdlimit import raise_nofile_limit
 from broker.mosquitto import ManagedMosquitto
 from fleet_server.devices.actions import DeviceActions
 from fleet_server.devices.local_agent import LocalAgentProcess, ensure_local_device
-from fleet_server.devices.reconcile import ReconcileSummary, reconcile
+from fleet_server.devices.reconcile import ReconcileSummary, reconcile, reconcile_roles
 from fleet_server.endpoints.broker_link import AgentEndpoint, ExternalBroker, agent_endpoint, managed_broker_config
 from fleet_server.ingest import BrokerAccount, Ingest
 from fleet_server.jobs.alerts import AlertJobs
@@ -148,6 +148,7 @@ class FleetServer:
                                    client_id="clawfleet-dynsec")
         self.dynsec.ensure_server_role()
         self.reconciled = reconcile(self.dynsec)  # broker clients follow the devices table
+        threading.Thread(target=self._reconcile_roles, name="clawfleet-reconcile-roles", daemon=True).start()
         self.state.load_from_db()
         self.jobs = ServerJobs(self.database, self.state, opts.retention)
         self.jobs.check_stale_now()  # before ingest: a device silent while the server was down is offline now
@@ -177,6 +178,16 @@ class FleetServer:
             return ServerHealth(False, "ingest is not running")
         h = self.ingest.health()
         return ServerHealth(h.ok, h.reason, h.detail)
+
+    def _reconcile_roles(self) -> None:
+        """Bring older device and integration roles to this version's ACLs (in the background: on an
+        external broker each change is one save of its dynsec file)."""
+        try:
+            if self.dynsec is not None and self.database is not None:
+                with self.database.connection_context():
+                    reconcile_roles(self.dynsec)
+        except Exception as exc:  # the server works without it; the next start tries again
+            log.warning("could not check the broker roles' ACLs: %s", exc)
 
     def _verdict_client(self) -> tuple[object | None, bool]:
         ingest = self.ingest
