@@ -11,7 +11,9 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -47,6 +49,13 @@ class AgentState:
     last_error: str | None = None
     samples_taken: int = 0
     extra: dict = field(default_factory=dict)
+
+
+def tomorrow_morning_ms(now: datetime | None = None) -> int:
+    """Epoch ms of 08:00 local time tomorrow ("snooze until tomorrow")."""
+    now = now or datetime.now().astimezone()
+    day = (now + timedelta(days=1)).date()
+    return int(datetime(day.year, day.month, day.day, 8, 0).astimezone().timestamp() * 1000)
 
 
 class AgentService:
@@ -194,12 +203,24 @@ class AgentService:
         self._report_now.set()
 
     def set_paused(self, paused: bool) -> None:
-        """Pause or resume reporting (see :attr:`paused`); resuming runs a pass at once."""
+        """Pause or resume reporting (see :attr:`paused`); resuming runs a pass at once. The fleet sees
+        a retained ``paused`` status (not offline: alert rules leave a paused device alone)."""
         if paused != self.paused:
             log.info("reporting %s", "paused" if paused else "resumed")
         self.paused = paused
+        self.publisher.set_presence(*(("paused", "reporting paused") if paused else ("online", None)))
         if not paused:
             self._report_now.set()
+
+    def snooze_alerts(self, seconds: float | None = None) -> int | None:
+        """Ask the server for no alert notifications about this machine for ``seconds``, or (None)
+        until tomorrow 08:00 local time. Returns the end (epoch ms), or None when not connected."""
+        until = now_ms() + int(seconds * 1000) if seconds is not None else tomorrow_morning_ms()
+        if not self.publisher.snooze_alerts(until):
+            return None
+        log.info("asked the server to snooze alerts for this machine until %s",
+                 time.strftime("%Y-%m-%d %H:%M", time.localtime(until / 1000)))
+        return until
 
     def status(self) -> AgentStatus:
         """The agent's state for the tray, ``/health`` and ``clawfleet-agent status``."""

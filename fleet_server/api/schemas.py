@@ -38,7 +38,7 @@ class DeviceOut(BaseModel):
 
     device_id: str
     name: str
-    status: str = Field(description="online | offline | sleeping | shutdown | unknown | revoked")
+    status: str = Field(description="online | offline | sleeping | shutdown | paused | unknown | revoked")
     status_reason: str | None
     status_ms: int | None = Field(description="when the status last changed, epoch ms UTC")
     last_seen_ms: int | None = Field(description="newest sample, epoch ms UTC")
