@@ -70,8 +70,13 @@ class Dispatcher:
         self._collect(now)
         self._send_due(now)
 
-    def close(self) -> None:
-        """Stop the sending threads (a send in progress is left to finish on its own)."""
+    def close(self, wait_s: float = 5.0) -> None:
+        """Record the sends that finish within ``wait_s`` seconds (so a stop right after a send does not
+        send it again after the restart), then stop the sending threads. Needs a database connection."""
+        deadline = time.monotonic() + wait_s
+        while self._inflight and time.monotonic() < deadline:
+            self._collect(self.clock())
+            time.sleep(0.05)
         self._pool.shutdown(wait=False, cancel_futures=True)
 
     # ---- 1. group -----------------------------------------------------------------------------

@@ -45,6 +45,7 @@ class AlertJobs:
                  ingest_health: Callable[[], tuple[bool, float | None, bool, str]] | None = None,
                  settle_s: float = STARTUP_SETTLE_S) -> None:
         self.data_dir = data_dir
+        self._database = database
         self._ingest_health = ingest_health
         added = ensure_default_rules()
         if added:
@@ -80,4 +81,5 @@ class AlertJobs:
         """Stop both jobs (each finishes its running call) and the sending threads."""
         for job in self._jobs:
             job.stop()
-        self.dispatcher.close()
+        with self._database.connection_context():
+            self.dispatcher.close()  # records sends that finish now: a restart does not repeat them
