@@ -57,6 +57,26 @@ def put(state: FleetState, device_id: str, now: int, status: str = "online", tag
     state.upsert(device_id, **changes)
 
 
+def fire_offline(state: FleetState, clock: Clock, devices: list[str], severity: str = "critical",
+                 name: str = "") -> object:
+    """An "offline, at once" rule; ``devices`` online, then offline (last will) and evaluated: each has
+    a firing incident. Returns the :class:`fleet_server.alerts.engine.AlertEngine` (real database)."""
+    from fleet_server.alerts.engine import AlertEngine
+    from fleet_server.alerts.rules import save_rule
+
+    save_rule("offline", "fleet", severity, {"for_s": 0, "clear_s": 0}, name=name)
+    for d in devices:
+        put(state, d, clock(), "online")
+    eng = AlertEngine(state, clock=clock, settle_s=0)
+    eng.load()
+    eng.tick()
+    for d in devices:
+        put(state, d, clock(), "offline", status_reason="last-will")
+    clock.advance(1)
+    eng.tick()
+    return eng
+
+
 class WebhookReceiver:
     """An HTTP server on 127.0.0.1 that records each JSON body POSTed to it (``.posts``: dicts with
     ``title``, ``message``, ``type``, plus ``received`` monotonic time and ``path``). With

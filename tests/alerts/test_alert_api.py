@@ -3,12 +3,11 @@ clawfleet_alerts_firing series of /metrics (real SQLite, NiceGUI user simulation
 
 from __future__ import annotations
 
-from alert_helpers import put
+from alert_helpers import fire_offline, put
 from nicegui import app
 from nicegui.testing.user_simulation import user_simulation
 from prometheus_client.parser import text_string_to_metric_families
 
-from fleet_server.alerts.engine import AlertEngine
 from fleet_server.alerts.rules import save_rule
 from fleet_server.alerts.silences import acknowledge
 from fleet_server.api.metrics import install_metrics
@@ -17,17 +16,9 @@ from fleet_server.dashboard import register_pages
 
 
 async def test_alerts_api_and_metrics(db, state, clock):
-    save_rule("offline", "fleet", "critical", {"for_s": 0, "clear_s": 0}, name="Device offline")
+    eng = fire_offline(state, clock, ["a", "b"], name="Device offline")
     save_rule("metric", "fleet", "warning", {"metric": "disk", "value": 90}, name="Disk full")
-    for d in ("a", "b"):
-        put(state, d, clock(), "online")
-    eng = AlertEngine(state, clock=clock, settle_s=0)
-    eng.load()
-    eng.tick()
-    put(state, "a", clock(), "offline")
-    put(state, "b", clock(), "offline")
-    clock.advance(1)
-    eng.tick()
+    eng.request_reload()
     put(state, "b", clock(), "online")
     clock.advance(1)
     eng.tick()

@@ -4,12 +4,10 @@ preview; viewers cannot change anything."""
 
 from __future__ import annotations
 
-from alert_helpers import WebhookReceiver, put
+from alert_helpers import WebhookReceiver, fire_offline, put
 from e2e_helpers import wait_for
 from nicegui.testing.user_simulation import user_simulation
 
-from fleet_server.alerts.engine import AlertEngine
-from fleet_server.alerts.rules import save_rule
 from fleet_server.dashboard import register_pages
 from fleet_server.jobs.alerts import AlertJobs
 from fleet_server.store.alert_models import AlertChannel, AlertIncident, AlertRule, AlertSilence
@@ -17,14 +15,7 @@ from fleet_server.store.models import StatusEvent
 
 
 def firing_incident(state, clock) -> None:  # noqa: ANN001
-    save_rule("offline", "fleet", "critical", {"for_s": 0, "clear_s": 0}, name="Device offline")
-    put(state, "web-1", clock(), "online")
-    eng = AlertEngine(state, clock=clock, settle_s=0)
-    eng.load()
-    eng.tick()
-    put(state, "web-1", clock(), "offline", status_reason="last-will")
-    clock.advance(1)
-    eng.tick()
+    fire_offline(state, clock, ["web-1"], name="Device offline")
 
 
 async def test_incidents_header_count_banner_and_acknowledge(db, state, clock, log_in, tmp_path):

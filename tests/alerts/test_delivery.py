@@ -8,7 +8,7 @@ import logging
 import time
 
 import pytest
-from alert_helpers import SilentServer, WebhookReceiver, mail_text, put, smtp_server, smtp_url
+from alert_helpers import SilentServer, WebhookReceiver, fire_offline, mail_text, put, smtp_server, smtp_url
 from e2e_helpers import wait_for
 
 from fleet_server.alerts.channels import ChannelError, add_channel, channel_url, update_channel
@@ -17,20 +17,6 @@ from fleet_server.alerts.engine import AlertEngine
 from fleet_server.alerts.rules import save_rule
 from fleet_server.store.alert_models import AlertAttempt, AlertChannel, AlertDelivery, AlertEvent
 from fleet_server.store.models import AuditEvent
-
-
-def fire_offline(state, clock, devices: list[str], severity: str = "critical") -> AlertEngine:  # noqa: ANN001
-    save_rule("offline", "fleet", severity, {"for_s": 0, "clear_s": 0})
-    for d in devices:
-        put(state, d, clock(), "online")
-    eng = AlertEngine(state, clock=clock, settle_s=0)
-    eng.load()
-    eng.tick()
-    for d in devices:
-        put(state, d, clock(), "offline", status_reason="last-will")
-    clock.advance(1)
-    eng.tick()
-    return eng
 
 
 def test_webhook_and_smtp_receive_the_message_and_the_recovery(db, state, clock, tmp_path):
