@@ -42,7 +42,7 @@ FIELDS: dict[str, list[tuple[str, str, str, object]]] = {
                ("for_s", "For (e.g. 1m)", "duration", "1m")],
 }
 """The editor's fields per kind: (setting, label, input type, default)."""
-DAY_NAMES = ("-6", "-5", "-4", "-3", "-2", "yesterday", "today")
+DAY_NAMES = ("-6d", "-5d", "-4d", "-3d", "-2d", "-1d", "today")
 
 
 def _actor() -> str:
@@ -143,7 +143,7 @@ class RuleEditor:
             with ui.card().classes("w-full bg-gray-100 p-2 gap-1").props("flat"):
                 ui.label("Last 7 days, replayed from the stored history").classes("text-xs uppercase text-gray-500")
                 self.summary = ui.label("…").classes("text-sm").mark("rule-preview")
-                self.bars = ui.row().classes("items-end gap-1 h-16")
+                self.bars = ui.row().classes("items-end gap-1 no-wrap")
                 self.examples = ui.column().classes("gap-0")
             with ui.row().classes("w-full justify-end gap-2"):
                 ui.button("Cancel", on_click=self.dialog.close).props("flat")
@@ -223,7 +223,7 @@ class RuleEditor:
         top = max(p.per_day) or 1
         with self.bars:
             for name, n in zip(DAY_NAMES, p.per_day, strict=True):
-                with ui.column().classes("items-center gap-0 w-12"):
+                with ui.column().classes("items-center gap-0 w-8"):
                     ui.element("div").classes("w-6 bg-orange-400 rounded-t").style(f"height: {int(40 * n / top)}px")
                     ui.label(f"{n}").classes("text-xs")
                     ui.label(name).classes("text-[10px] text-gray-500")
