@@ -83,7 +83,7 @@ def test_daily_token_budget_across_a_dst_day_warns_at_80_90_100_once_each(db, st
         ("2026-03-29", "resolved", 100), ("2026-03-30", "firing", 80)]
 
 
-def test_monthly_cost_budget_at_a_month_edge_in_a_half_hour_zone(db, state):
+def test_monthly_cost_budget_at_a_month_edge_in_a_half_hour_zone(any_db, state):
     clock = Clock(at(KOLKATA, 2026, 1, 31, 23, 0))
     save_rule("budget", "tag:prod", "critical", {"unit": "usd", "amount": 10, "period": "month",
                                                  "zone": "Asia/Kolkata"})

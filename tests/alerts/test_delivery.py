@@ -42,7 +42,7 @@ def test_webhook_and_smtp_receive_the_message_and_the_recovery(db, state, clock,
     assert AlertAttempt.select().where(AlertAttempt.ok == True).count() == 4  # noqa: E712
 
 
-def test_a_thousand_devices_offline_together_are_one_message(db, state, clock, tmp_path):
+def test_a_thousand_devices_offline_together_are_one_message(any_db, state, clock, tmp_path):
     devices = [f"dc1-{i:04d}" for i in range(1000)]
     with WebhookReceiver() as hook:
         add_channel(tmp_path, "hook", hook.url, "tester")

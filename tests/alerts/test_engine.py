@@ -120,7 +120,7 @@ def test_device_rule_overrides_tag_rule_overrides_fleet_rule(db, state, clock):
     assert fired == {"web-1", "build-1"}  # build-7's own rule (99 %) replaces the tag's and the fleet's
 
 
-def test_a_restart_in_the_middle_neither_loses_nor_repeats_an_incident(db, state, clock):
+def test_a_restart_in_the_middle_neither_loses_nor_repeats_an_incident(any_db, state, clock):
     save_rule("offline", "fleet", "critical", {"for_s": 60, "clear_s": 0})
     put(state, "a", clock(), "online")
     put(state, "b", clock(), "online")
@@ -142,7 +142,7 @@ def test_a_restart_in_the_middle_neither_loses_nor_repeats_an_incident(db, state
                                                                       ("c", "firing")}
 
 
-def test_snooze_holds_back_and_releases_when_it_ends_ack_stops_reminders(db, state, clock):
+def test_snooze_holds_back_and_releases_when_it_ends_ack_stops_reminders(any_db, state, clock):
     save_rule("offline", "fleet", "critical", {"for_s": 0, "clear_s": 0}, reminder_s=600)
     put(state, "a", clock(), "online")
     put(state, "b", clock(), "online", tags="lab")

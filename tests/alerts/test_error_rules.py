@@ -21,7 +21,7 @@ def log(device: str, ts: int, fp: str, message: str = "model call failed: 529", 
         insert_logs([row])
 
 
-def test_a_fingerprint_new_to_the_fleet_fires_once_old_ones_and_hints_never(db, state, clock):
+def test_a_fingerprint_new_to_the_fleet_fires_once_old_ones_and_hints_never(any_db, state, clock):
     put(state, "a", clock(), "online")
     put(state, "b", clock(), "online")
     log("a", clock() - 86400_000, "old0000000000000")  # stored before alerting looked: seeded as seen
@@ -46,7 +46,7 @@ def test_a_fingerprint_new_to_the_fleet_fires_once_old_ones_and_hints_never(db, 
     assert AlertIncident.select().where(AlertIncident.state != "resolved").count() == 0
 
 
-def test_a_fingerprint_over_its_hourly_rate_fires_and_resolves_once(db, state, clock):
+def test_a_fingerprint_over_its_hourly_rate_fires_and_resolves_once(any_db, state, clock):
     put(state, "a", clock(), "online")
     save_rule("error_rate", "fleet", "critical", {"per_hour": 10, "clear": 5})
     eng = AlertEngine(state, clock=clock, settle_s=0)

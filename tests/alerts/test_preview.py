@@ -24,7 +24,7 @@ def test_replay_holds_the_duration_the_clear_hold_and_hysteresis():
     assert fired == [(10 * MIN, 20 * MIN + 50_000)]
 
 
-def test_offline_and_metric_previews_over_the_last_seven_days(db, state, clock):
+def test_offline_and_metric_previews_over_the_last_seven_days(any_db, state, clock):
     now = clock()
     for d in ("a", "b", "c"):
         put(state, d, now, "online", tags="web" if d != "c" else "")
