@@ -24,6 +24,9 @@ if TYPE_CHECKING:
     from fleet_server.alerts.engine import AlertEngine
 
 BUDGET_EVERY_MS = 60_000
+"""Budgets are evaluated at least this often, ms…"""
+BUDGET_SOON_MS = 5_000
+"""…and this soon after new usage was stored (the fleet's all-time token count moved), ms."""
 
 
 class AggregateRules:
@@ -33,6 +36,7 @@ class AggregateRules:
         self.engine = engine
         self.meter = meter or BudgetMeter()
         self._last_budget = -BUDGET_EVERY_MS
+        self._usage_seen: tuple[int, int] | None = None  # (records, tokens) all-time at the last evaluation
 
     def _rules(self, kind: str) -> list[RuleDef]:
         return [r for r in self.engine.rules.values() if r.kind == kind]
@@ -120,12 +124,25 @@ class AggregateRules:
                               eng.state.get(subject.split("|")[0]))
 
     # ---- budgets ------------------------------------------------------------------------------
+    def _usage_mark(self) -> tuple[int, int]:
+        total = self.engine.state.usage(None)
+        return total.records, total.total_tokens
+
+    def budgets_if_used(self, now: int, batch: Batch) -> None:
+        """Evaluate budgets when usage was stored since the last evaluation and that was at least
+        :data:`BUDGET_SOON_MS` ago (so a run over is reported within seconds, not a minute)."""
+        if now - self._last_budget < BUDGET_SOON_MS or not self._rules("budget"):
+            return
+        if self._usage_mark() != self._usage_seen:
+            self.budgets(now, batch, force=True)
+
     def budgets(self, now: int, batch: Batch, force: bool = False) -> None:
         """Every budget rule's scopes (every :data:`BUDGET_EVERY_MS`, or now with ``force``)."""
         rules = self._rules("budget")
         if not rules or (not force and now - self._last_budget < BUDGET_EVERY_MS):
             return
         self._last_budget = now
+        self._usage_seen = self._usage_mark()
         eng = self.engine
         views = eng.state.views()
         recent = self.meter.recent(now)

@@ -12,8 +12,8 @@ budget steps queue events; the dispatcher (:mod:`.dispatch`) groups them into me
 at the devices the fleet cache says changed (:meth:`FleetState.changes_since`) and at pending
 incidents whose time is up, so an alert fires within about a second of its duration. Every
 :data:`FULL_EVERY_MS` it evaluates everything (all devices, server, log fingerprints, reminders,
-silences that ended, rule changes made elsewhere); budgets every minute
-(:data:`fleet_server.alerts.aggregates.BUDGET_EVERY_MS`).
+silences that ended, rule changes made elsewhere); budgets every minute, and within 5 s of new
+usage being stored (:data:`fleet_server.alerts.aggregates.BUDGET_SOON_MS`).
 For the first ``settle_s`` seconds after start nothing is evaluated: device states are still
 being refreshed from the broker.
 """
@@ -138,6 +138,7 @@ class AlertEngine:
                 self._eval_device(v, now, batch)
         self._run_due(now, batch)
         self.aggregates.server(now, batch)
+        self.aggregates.budgets_if_used(now, batch)
         commit(db.obj, batch)
 
     def full_pass(self, now: int) -> None:

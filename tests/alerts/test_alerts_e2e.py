@@ -12,7 +12,7 @@ import time
 from alert_helpers import SilentServer, WebhookReceiver, mail_text, smtp_server, smtp_url
 from e2e_helpers import start_agent, stop_agent, wait_for, write_agent_config
 from mqtt_helpers import free_port
-from payload_helpers import DeviceConn, now_ms, status, telemetry
+from payload_helpers import DeviceConn, batch, now_ms, status, telemetry, usage_record
 
 from fleet_server.alerts.channels import add_channel
 from fleet_server.alerts.rules import save_rule
@@ -127,3 +127,26 @@ def test_a_server_restart_in_the_middle_of_an_incident_neither_loses_nor_repeats
             dev.close()
         finally:
             srv.stop()
+
+
+def test_a_budget_run_over_is_reported_within_seconds_of_the_usage(tmp_path):
+    srv = server(tmp_path)
+    try:
+        save_rule("budget", "fleet", "critical", {"unit": "tokens", "amount": 10_000, "period": "day",
+                                                  "zone": "Europe/Berlin"}, name="Daily tokens")
+        srv.alerts.engine.request_reload()
+        with WebhookReceiver() as hook, DeviceConn(srv, "bot") as bot:
+            add_channel(srv.opts.data_dir, "hook", hook.url, "test")
+            time.sleep(3)  # past the settle time: the first budget evaluation (nothing used yet)
+            sent = time.monotonic()
+            records = [usage_record(ts=now_ms() - 60_000 * i, input_tokens=850, output_tokens=0, cache_read_tokens=0)
+                       for i in range(10)]
+            bot.publish(Channel.USAGE, batch("bot", records))
+            wait_for(lambda: hook.posts, 30, what="the budget message")
+            took = hook.posts[0]["received"] - sent
+            print(f"usage stored -> budget message at the webhook after {took:.1f} s")
+            assert hook.posts[0]["title"] == "[WARNING] Fleet: daily token budget at 85 % (passed 80 %)"
+            assert "At this rate the daily budget is reached at" in hook.posts[0]["message"]
+            assert took < 15
+    finally:
+        srv.stop()
