@@ -158,8 +158,10 @@ def main() -> None:
         database = open_database(tmp)
         print(f"evaluating {len(RULES)} rules over {args.devices:,} devices for {args.minutes} simulated minutes…")
         cost = evaluation_cost(args.devices, args.minutes, database)
+        database.close()
         print(f"timing {args.events} offline events to a webhook…")
-        lat = latency(args.events, tmp, database)
+        database = open_database(tmp / "latency")  # a fresh database: nothing left from part 1
+        lat = latency(args.events, tmp / "latency", database)
         database.close()
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

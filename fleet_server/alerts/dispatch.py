@@ -4,11 +4,12 @@ with backoff, and the notification log.
 :meth:`Dispatcher.run_once` (twice a second, on its own thread, never on the ingest path):
 
 1. **Group.** Events (:class:`AlertEvent`, written by the engine with the incident change) wait
-   until none has arrived for :data:`QUIET_S` seconds, or the oldest has waited
-   :data:`GROUP_MAX_S`; then every channel gets one message with all the events meant for it
-   ("12 alerts: 12 firing"), so an outage of 500 devices is one notification. A channel in its
-   quiet hours gets the critical events now and the rest as a second message deferred to the end
-   of the quiet hours. The events are deleted in the transaction that queues the messages.
+   until none has arrived for :data:`QUIET_S` seconds, or the first has waited :data:`GROUP_MAX_S`
+   (timed from when this dispatcher saw them); then every channel gets one message with all the
+   events meant for it ("12 alerts: 12 firing"), so an outage of 500 devices is one notification.
+   A channel in its quiet hours gets the critical events now and the rest as a second message
+   deferred to the end of the quiet hours. The events are deleted in the transaction that queues
+   the messages.
 2. **Send.** Each due message (:class:`AlertDelivery`) goes to a small thread pool, one message
    per channel at a time, so a channel that hangs delays only itself. An attempt is limited to
    :data:`fleet_server.alerts.channels.SEND_TIMEOUT_S`.
@@ -62,6 +63,7 @@ class Dispatcher:
         self.quiet_ms, self.group_max_ms = int(quiet_s * 1000), int(group_max_s * 1000)
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="clawfleet-notify")
         self._inflight: dict[int, tuple[int, Future, int]] = {}  # channel -> (delivery, future, started ms)
+        self._window: tuple[int, int, frozenset[int]] | None = None  # (first seen, last change, event ids)
 
     def run_once(self) -> None:
         """One round: close the grouping window if due, collect finished sends, start due ones."""
@@ -82,13 +84,24 @@ class Dispatcher:
     # ---- 1. group -----------------------------------------------------------------------------
     def flush_events(self, now: int, force: bool = False) -> int:
         """Turn waiting events into messages when the grouping window has closed (or ``force``).
-        Returns the number of messages queued."""
+        Returns the number of messages queued.
+
+        The window is timed by this dispatcher's clock from when it saw the events (not by their
+        stored times), so events stamped by a clock that ran ahead, or before a jump back of the
+        system clock, cannot hold the window open."""
         events = list(AlertEvent.select().order_by(AlertEvent.created_ms, AlertEvent.subject, AlertEvent.id))
         if not events:
+            self._window = None
             return 0
-        newest, oldest = max(e.created_ms for e in events), min(e.created_ms for e in events)
-        if not force and now - newest < self.quiet_ms and now - oldest < self.group_max_ms:
+        ids = frozenset(e.id for e in events)
+        first, last, seen = self._window or (now, now, frozenset())
+        if ids != seen or now < last:
+            last = now
+        first = min(first, now)
+        self._window = (first, last, ids)
+        if not force and now - last < self.quiet_ms and now - first < self.group_max_ms:
             return 0
+        self._window = None
         queued = 0
         with write_transaction(db.obj):
             for ch in AlertChannel.select().where(AlertChannel.enabled == True):  # noqa: E712 - SQL

@@ -139,3 +139,16 @@ def test_a_bad_url_is_refused_with_the_reason(db, tmp_path):
         add_channel(tmp_path, "x", "nope://host/path", "tester")
     with pytest.raises(ChannelError, match="no scheme"):
         add_channel(tmp_path, "x", "just words", "tester")
+
+
+def test_events_stamped_ahead_of_the_clock_do_not_hold_the_window_open(db, state, clock, tmp_path):
+    with WebhookReceiver() as hook:
+        add_channel(tmp_path, "hook", hook.url, "tester")
+        clock.advance(3600)  # the engine's clock ran an hour ahead (then the system clock was set back)
+        fire_offline(state, clock, ["a"])
+        clock.advance(-3600)
+        disp = Dispatcher(tmp_path, clock=clock)
+        disp.run_once()
+        clock.advance(2)
+        assert wait_idle(disp)
+        wait_for(lambda: hook.posts, 10, what="the message")
