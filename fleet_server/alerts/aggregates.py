@@ -1,7 +1,7 @@
 """Rules whose subject is not one device's latest state: the fleet server itself, log
 fingerprints (new ones, and too many per hour), and budgets (a scope's usage this day or month).
 
-They use the engine's state machine (:meth:`AlertEngine._step`, ``fire``, ``resolve``) except two
+They use the engine's state machine (:meth:`AlertEngine.step`, ``fire``, ``resolve``) except two
 kinds that are events rather than conditions: a new fingerprint is one incident that fires and is
 resolved at once (one message), and a budget incident fires at its first step and stays firing
 until its period ends, with one message per step passed.
@@ -66,7 +66,7 @@ class AggregateRules:
                 obs = Obs(pct > p.value, pct, None, f"data dir disk {pct:.1f} % used")
                 if inc is not None and inc.state == "firing" and p.value - 1 < pct <= p.value:
                     obs = Obs(None, pct)  # hysteresis: resolve 1 point below the line
-            self.engine._step(rule, "server", obs, now, batch, None)
+            self.engine.step(rule, "server", obs, now, batch, None)
 
     # ---- log fingerprints ---------------------------------------------------------------------
     def errors(self, now: int, batch: Batch) -> None:
@@ -116,11 +116,11 @@ class AggregateRules:
                 active = True if n > p.per_hour else (False if not firing or n <= p.clear_value else None)
                 if inc is None and not active:
                     continue
-                eng._step(rule, subject, Obs(active, float(n), None, f"{n} × per hour: {_one_line(msg)}"), now,
+                eng.step(rule, subject, Obs(active, float(n), None, f"{n} × per hour: {_one_line(msg)}"), now,
                           batch, v)
             for rid, subject in list(eng.open):
                 if rid == rule.id and subject not in subjects:
-                    eng._step(rule, subject, Obs(False, 0.0, None, "no occurrences in the last hour"), now, batch,
+                    eng.step(rule, subject, Obs(False, 0.0, None, "no occurrences in the last hour"), now, batch,
                               eng.state.get(subject.split("|")[0]))
 
     # ---- budgets ------------------------------------------------------------------------------

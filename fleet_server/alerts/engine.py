@@ -175,7 +175,7 @@ class AlertEngine:
                 continue
             v = self.state.get(subject)
             if v is not None:
-                self._step(rule, subject, CHECKS[rule.kind](rule, v, now, inc.state == "firing"), now, batch, v)
+                self.step(rule, subject, CHECKS[rule.kind](rule, v, now, inc.state == "firing"), now, batch, v)
 
     # ---- per device ---------------------------------------------------------------------------
     def rules_for(self, device_id: str, tags_text: str) -> list[RuleDef]:
@@ -212,10 +212,11 @@ class AlertEngine:
             obs = CHECKS[rule.kind](rule, v, now, inc is not None and inc.state == "firing")
             if obs is CLEAR and inc is None:
                 continue
-            self._step(rule, device_id, obs, now, batch, v)
+            self.step(rule, device_id, obs, now, batch, v)
 
     # ---- the state machine --------------------------------------------------------------------
-    def _step(self, rule: RuleDef, subject: str, obs: Obs, now: int, batch: Batch, view: DeviceView | None) -> None:
+    def step(self, rule: RuleDef, subject: str, obs: Obs, now: int, batch: Batch, view: DeviceView | None) -> None:
+        """Move the incident of ``rule`` × ``subject`` by one observation (see the module docstring)."""
         key = (rule.id, subject)
         inc = self.open.get(key)
         if obs.active is True:
