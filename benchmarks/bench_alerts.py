@@ -30,16 +30,17 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from alert_helpers import Clock, WebhookReceiver, sample  # noqa: E402
+from alert_helpers import Clock, WebhookReceiver, sample
 
-from fleet_server.alerts.channels import add_channel  # noqa: E402
-from fleet_server.alerts.dispatch import Dispatcher  # noqa: E402
-from fleet_server.alerts.engine import AlertEngine  # noqa: E402
-from fleet_server.alerts.rules import save_rule  # noqa: E402
-from fleet_server.jobs.periodic import PeriodicJob  # noqa: E402
-from fleet_server.state import FleetState, now_ms  # noqa: E402
-from fleet_server.store.alert_models import AlertDelivery, AlertIncident, AlertRule  # noqa: E402
-from fleet_server.store.db import open_database  # noqa: E402
+from fleet_server.alerts.channels import add_channel
+from fleet_server.alerts.dispatch import Dispatcher
+from fleet_server.alerts.engine import AlertEngine
+from fleet_server.alerts.rules import save_rule
+from fleet_server.jobs.periodic import PeriodicJob
+from fleet_server.state import FleetState
+from fleet_server.store.alert_models import AlertDelivery, AlertIncident, AlertRule
+from fleet_server.store.db import open_database
+from shared.clock import now_ms
 
 RULES = [
     ("offline", "critical", {"for_s": 300}),
@@ -55,7 +56,7 @@ def _pct(values: list[float], p: float) -> float:
     return values[min(len(values) - 1, int(round(p / 100 * (len(values) - 1))))] if values else float("nan")
 
 
-def evaluation_cost(devices: int, minutes: int, database) -> dict:  # noqa: ANN001
+def evaluation_cost(devices: int, minutes: int, database) -> dict:
     """Part 1; returns the figures."""
     AlertRule.delete().execute()
     for kind, sev, params in RULES:
@@ -94,7 +95,7 @@ def evaluation_cost(devices: int, minutes: int, database) -> dict:  # noqa: ANN0
             "full_passes": len(full_ms), "quick_passes": len(quick_ms)}
 
 
-def latency(events: int, data_dir: Path, database) -> dict:  # noqa: ANN001
+def latency(events: int, data_dir: Path, database) -> dict:
     """Part 2; returns the figures."""
     AlertRule.delete().execute()
     for_s = 5

@@ -90,7 +90,7 @@ class WebhookReceiver:
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - http.server's name
+            def do_POST(self) -> None:
                 if receiver.hang:
                     receiver._release.wait(120)
                     return
@@ -169,7 +169,7 @@ def smtp_server() -> Iterator[tuple[int, list]]:
     received: list = []
 
     class Handler:
-        async def handle_DATA(self, _server, _session, envelope):  # noqa: N802, ANN001, ANN201 - aiosmtpd's API
+        async def handle_DATA(self, _server, _session, envelope):
             msg = message_from_bytes(envelope.original_content or envelope.content)
             msg["X-Received-Monotonic"] = str(time.monotonic())
             received.append(msg)

@@ -18,7 +18,7 @@ from fleet_server.alerts.conditions import Obs
 from fleet_server.alerts.errors import find_new, hourly_counts
 from fleet_server.alerts.incidents import Batch, Open
 from fleet_server.alerts.rules import RuleDef
-from fleet_server.store.usage.ledger import TokenSums
+from fleet_server.store.usage.sums import UsageSums
 
 if TYPE_CHECKING:
     from fleet_server.alerts.engine import AlertEngine
@@ -36,7 +36,7 @@ class AggregateRules:
         self.engine = engine
         self.meter = meter or BudgetMeter()
         self._last_budget = -BUDGET_EVERY_MS
-        self._usage_seen: tuple[int, int] | None = None  # (records, tokens) all-time at the last evaluation
+        self._usage_seen: int | None = None  # the fleet cache's usage version at the last evaluation
 
     def _rules(self, kind: str) -> list[RuleDef]:
         return [r for r in self.engine.rules.values() if r.kind == kind]
@@ -124,12 +124,12 @@ class AggregateRules:
                               eng.state.get(subject.split("|")[0]))
 
     # ---- budgets ------------------------------------------------------------------------------
-    def _usage_mark(self) -> tuple[int, int]:
-        total = self.engine.state.usage(None)
-        return total.records, total.total_tokens
+    def _usage_mark(self) -> int:
+        return self.engine.state.usage_version  # ingest bumps it whenever it stored usage
 
     def budgets_if_used(self, now: int, batch: Batch) -> None:
-        """Evaluate budgets when usage was stored since the last evaluation and that was at least
+        """Evaluate budgets when usage was stored since the last evaluation (the fleet cache's
+        :attr:`FleetState.usage_version` moved) and that was at least
         :data:`BUDGET_SOON_MS` ago (so a run over is reported within seconds, not a minute)."""
         if now - self._last_budget < BUDGET_SOON_MS or not self._rules("budget"):
             return
@@ -159,7 +159,7 @@ class AggregateRules:
                 groups = [(subject, members[0] if rule.scope.kind == "device" and members else None,
                            [v.device_id for v in members])]
             for subject, view, ids in groups:
-                sums, last = TokenSums(), TokenSums()
+                sums, last = UsageSums(), UsageSums()
                 for d in ids:
                     if d in usage:
                         sums.add(usage[d])
@@ -171,7 +171,7 @@ class AggregateRules:
                 if rid == rule.id and inc.period != key:
                     eng.close_quietly(inc, now, batch)  # the period ended
 
-    def _budget_step(self, rule: RuleDef, subject: str, view, r, zone: ZoneInfo, now: int,  # noqa: ANN001
+    def _budget_step(self, rule: RuleDef, subject: str, view, r, zone: ZoneInfo, now: int,
                      batch: Batch) -> None:
         eng, p = self.engine, rule.params
         inc = eng.open.get((rule.id, subject))

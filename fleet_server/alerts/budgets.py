@@ -1,9 +1,9 @@
 """Token and cost budgets: usage of a scope in the current day or month of a time zone, the
 percentage of the budget, and a projection ("at this rate the daily budget is reached at 15:40").
 
-Usage sums come from :func:`usage_by_device` — the one place budgets ask the store — which is
-exact in any zone (half-hour offsets, 23- and 25-hour DST days: see
-:mod:`fleet_server.store.usage.days`). :class:`BudgetMeter` keeps the part of a period that lies
+Usage sums come from :func:`usage_by_device`, which asks the one module that sums usage
+(:mod:`fleet_server.store.usage.sums`), so a budget counts what every page shows; it is exact in any
+zone (half-hour offsets, 23- and 25-hour DST days). :class:`BudgetMeter` keeps the part of a period that lies
 more than an hour back and re-reads only the last hour or so on each evaluation; the kept part is
 read again every :data:`REFRESH_MS` so usage that arrives late (an agent's outbox after an outage)
 is counted. Token budgets count every token, priced or not; cost budgets count USD of priced
@@ -17,19 +17,17 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from fleet_server.alerts.messages import clock
-from fleet_server.store.usage.days import day_bounds_ms, usage_between
-from fleet_server.store.usage.ledger import HOUR_MS, TokenSums
+from fleet_server.store.usage.sums import HOUR_MS, UsageSums, by_device, day_bounds_ms, month_bounds_ms
 
 REFRESH_MS = 10 * 60_000
 """How often the kept (older) part of a period is summed again, ms."""
 
 
-def usage_by_device(start_ms: int, end_ms: int) -> dict[str, TokenSums]:
-    """Exact token and cost sums per device of usage with ``start_ms <= ts < end_ms`` (epoch ms).
-
-    The budget code's only way into the usage store (``{device: TokenSums}``, devices without usage
-    absent; ``cost_usd`` in USD of priced records, ``unpriced_tokens`` beside it)."""
-    return usage_between(start_ms, end_ms)
+def usage_by_device(start_ms: int, end_ms: int) -> dict[str, UsageSums]:
+    """Exact token and cost sums per device of usage with ``start_ms <= ts < end_ms`` (epoch ms):
+    ``{device: UsageSums}``, devices without usage absent; ``cost_usd`` in USD of priced messages,
+    ``unpriced_tokens`` beside it (:func:`fleet_server.store.usage.sums.by_device`)."""
+    return by_device(start_ms, end_ms)
 
 
 def period_bounds(period: str, zone: ZoneInfo, now: int) -> tuple[int, int, str]:
@@ -38,10 +36,8 @@ def period_bounds(period: str, zone: ZoneInfo, now: int) -> tuple[int, int, str]
     if period == "day":
         start, end = day_bounds_ms(zone, 0, now)
         return start, end, datetime.fromtimestamp(start / 1000, zone).strftime("%Y-%m-%d")
-    local = datetime.fromtimestamp(now / 1000, zone)
-    first = datetime(local.year, local.month, 1, tzinfo=zone)
-    nxt = datetime(local.year + (local.month == 12), local.month % 12 + 1, 1, tzinfo=zone)
-    return int(first.timestamp() * 1000), int(nxt.timestamp() * 1000), first.strftime("%Y-%m")
+    start, end = month_bounds_ms(zone, now)
+    return start, end, datetime.fromtimestamp(start / 1000, zone).strftime("%Y-%m")
 
 
 @dataclass(frozen=True)
@@ -62,14 +58,14 @@ class BudgetMeter:
     """Per-device usage of periods, kept between evaluations (see the module docstring).
 
     Args:
-        source: ``(start_ms, end_ms) -> {device: TokenSums}`` (default :func:`usage_by_device`).
+        source: ``(start_ms, end_ms) -> {device: UsageSums}`` (default :func:`usage_by_device`).
     """
 
-    def __init__(self, source=usage_by_device) -> None:  # noqa: ANN001 - a callable as documented
+    def __init__(self, source=usage_by_device) -> None:
         self.source = source
-        self._kept: dict[int, tuple[int, int, dict[str, TokenSums]]] = {}  # start -> (kept_until, read_ms, sums)
+        self._kept: dict[int, tuple[int, int, dict[str, UsageSums]]] = {}  # start -> (kept_until, read_ms, sums)
 
-    def period_usage(self, start_ms: int, now: int) -> dict[str, TokenSums]:
+    def period_usage(self, start_ms: int, now: int) -> dict[str, UsageSums]:
         """Usage per device from ``start_ms`` up to ``now`` (inclusive of records at ``now``)."""
         until = max(start_ms, now - now % HOUR_MS - HOUR_MS)
         kept = self._kept.get(start_ms)
@@ -77,23 +73,23 @@ class BudgetMeter:
             kept = (until, now, self.source(start_ms, until) if until > start_ms else {})
         elif kept[0] < until:
             more = self.source(kept[0], until)
-            sums = {d: TokenSums().add(s) for d, s in kept[2].items()}
+            sums = {d: UsageSums().add(s) for d, s in kept[2].items()}
             for d, s in more.items():
-                sums.setdefault(d, TokenSums()).add(s)
+                sums.setdefault(d, UsageSums()).add(s)
             kept = (until, kept[1], sums)
         self._kept = {k: v for k, v in self._kept.items() if k == start_ms or now - v[1] < 2 * REFRESH_MS}
         self._kept[start_ms] = kept
-        out = {d: TokenSums().add(s) for d, s in kept[2].items()}
+        out = {d: UsageSums().add(s) for d, s in kept[2].items()}
         for d, s in self.source(until, now + 1).items():
-            out.setdefault(d, TokenSums()).add(s)
+            out.setdefault(d, UsageSums()).add(s)
         return out
 
-    def recent(self, now: int) -> dict[str, TokenSums]:
+    def recent(self, now: int) -> dict[str, UsageSums]:
         """Usage per device over the last hour (for the projection's rate)."""
         return self.source(now - HOUR_MS, now + 1)
 
 
-def reading(unit: str, amount: float, sums: TokenSums, recent: TokenSums, start: int, end: int, key: str,
+def reading(unit: str, amount: float, sums: UsageSums, recent: UsageSums, start: int, end: int, key: str,
             now: int) -> BudgetReading:
     """A :class:`BudgetReading` from the scope's period and last-hour sums."""
     used = sums.cost_usd if unit == "usd" else float(sums.total_tokens)

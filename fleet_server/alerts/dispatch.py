@@ -28,10 +28,10 @@ from pathlib import Path
 from fleet_server.alerts import messages
 from fleet_server.alerts.channels import SEND_TIMEOUT_S, ChannelError, channel_url, send
 from fleet_server.alerts.silences import quiet_until
-from fleet_server.state import now_ms
 from fleet_server.store.alert_models import AlertAttempt, AlertChannel, AlertDelivery, AlertEvent
 from fleet_server.store.locks import write_transaction
 from fleet_server.store.models import db
+from shared.clock import now_ms
 
 log = logging.getLogger("clawfleet.alerts")
 
@@ -163,7 +163,7 @@ class Dispatcher:
             if future.done():
                 try:
                     ok, error, took = future.result()
-                except Exception as exc:  # noqa: BLE001 - send() catches; this is a last resort
+                except Exception as exc:
                     ok, error, took = False, f"{type(exc).__name__}", (now - started) / 1000
             elif now - started > WATCHDOG_S * 1000:
                 ok, error, took = False, f"no answer within {WATCHDOG_S:.0f} s", (now - started) / 1000

@@ -35,9 +35,10 @@ from fleet_server.alerts.incidents import Batch, Open, commit, load_open
 from fleet_server.alerts.rules import DEVICE_KINDS, RuleDef, load_rules
 from fleet_server.alerts.settings import AlertSettings
 from fleet_server.alerts.silences import SilenceBook
-from fleet_server.state import DeviceView, FleetState, now_ms
+from fleet_server.state import DeviceView, FleetState
 from fleet_server.store.alert_models import AlertIncident, AlertRule
 from fleet_server.store.models import db
+from shared.clock import now_ms
 
 log = logging.getLogger("clawfleet.alerts")
 
@@ -323,7 +324,7 @@ class AlertEngine:
         return subject, f"{base}/alerts"
 
 
-def _most_specific(rules) -> list[RuleDef]:  # noqa: ANN001 - an iterable of RuleDef
+def _most_specific(rules) -> list[RuleDef]:
     best: dict[tuple, tuple[int, list[RuleDef]]] = {}
     for r in rules:
         k, rank = r.override_key(), r.scope.rank

@@ -19,7 +19,7 @@ from fleet_server.store.alert_models import AlertFingerprint, AlertSetting
 from fleet_server.store.bulk import CHUNK
 from fleet_server.store.logs import not_hint
 from fleet_server.store.models import LogRecord
-from fleet_server.store.usage.ledger import HOUR_MS
+from fleet_server.store.usage.sums import HOUR_MS
 
 LOOKBACK_MS = 2 * HOUR_MS
 ERROR_LEVELS = ("error", "fatal")

@@ -28,8 +28,7 @@ from fleet_server.state import DeviceView
 from fleet_server.store.history.rollups import FIVE_MIN_MS, HOUR_MS
 from fleet_server.store.logs import not_hint
 from fleet_server.store.models import LogRecord, Sample, SampleRollup1h, SampleRollup5m, StatusEvent
-from fleet_server.store.usage.days import usage_between
-from fleet_server.store.usage.ledger import TokenSums
+from fleet_server.store.usage.sums import UsageSums, by_device
 
 DAY_MS = 86_400_000
 WINDOW_MS = 7 * DAY_MS
@@ -218,10 +217,10 @@ def _budget(result: Preview, rule: RuleDef, devices: list[str], now: int) -> Non
         t = s - 1
     firings: dict[str, list[tuple[int, int | None]]] = {}
     for s, e in reversed(periods):
-        usage = usage_between(s, e)
+        usage = by_device(s, e)
         groups = {d: [d] for d in devices} if p.per_device else {str(rule.scope): devices}
         for subject, ids in groups.items():
-            sums = TokenSums()
+            sums = UsageSums()
             for d in ids:
                 if d in usage and d in chosen:
                     sums.add(usage[d])

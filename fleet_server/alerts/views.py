@@ -10,8 +10,8 @@ from peewee import fn
 
 from fleet_server.alerts.rules import RuleError, duration_text, to_def
 from fleet_server.alerts.silences import active_until
-from fleet_server.state import now_ms
 from fleet_server.store.alert_models import AlertChannel, AlertDelivery, AlertIncident, AlertRule, AlertSilence
+from shared.clock import now_ms
 
 
 def firing_counts() -> dict[str, int]:

@@ -19,7 +19,7 @@ channel_app = typer.Typer(help="Notification channels (Apprise URLs: e-mail, Sla
                           "Gotify, Matrix, webhooks…).", no_args_is_help=True)
 
 
-def _open(data_dir, database_url):  # noqa: ANN001, ANN202 - as fleet_server.cli.alerts.open_db
+def _open(data_dir, database_url):
     from fleet_server.cli.alerts import open_db
 
     return open_db(data_dir, database_url)
@@ -105,7 +105,7 @@ def quiet_cmd(channel_id: int,
                f" {row.quiet_zone if row.quiet_start else ''}".rstrip())
 
 
-def _enable(channel_id: int, on: bool, data_dir, database_url) -> None:  # noqa: ANN001
+def _enable(channel_id: int, on: bool, data_dir, database_url) -> None:
     from fleet_server.alerts.channels import update_channel
     from fleet_server.alerts.rules import RuleError
 

@@ -121,8 +121,8 @@ def _save(kind: str, scope: str, severity: str, params: dict, name: str, channel
           reminder: str | None, rule_id: int | None, preview_only: bool) -> None:
     from fleet_server.alerts.preview import preview
     from fleet_server.alerts.rules import RuleDef, RuleError, parse_duration, save_rule, validate
-    from fleet_server.state import now_ms
     from fleet_server.store import audit
+    from shared.clock import now_ms
 
     try:
         sc, model = validate(kind, scope, severity, params, name)
@@ -191,8 +191,8 @@ def rule_preview(rule_id: int, data_dir: DataDirOpt = None, database_url: DbUrlO
     """How often a stored rule would have fired over the last 7 days, with the latest firings."""
     from fleet_server.alerts.preview import preview
     from fleet_server.alerts.rules import RuleError, to_def
-    from fleet_server.state import now_ms
     from fleet_server.store.alert_models import AlertRule
+    from shared.clock import now_ms
 
     open_db(data_dir, database_url)
     row = AlertRule.get_or_none(AlertRule.id == rule_id)
@@ -209,9 +209,9 @@ def rule_preview(rule_id: int, data_dir: DataDirOpt = None, database_url: DbUrlO
 
 
 def _toggle(rule_id: int, on: bool, data_dir: Path | None, database_url: str | None) -> None:
-    from fleet_server.state import now_ms
     from fleet_server.store import audit
     from fleet_server.store.alert_models import AlertRule
+    from shared.clock import now_ms
 
     open_db(data_dir, database_url)
     if not AlertRule.update(enabled=on, updated_ms=now_ms()).where(AlertRule.id == rule_id).execute():

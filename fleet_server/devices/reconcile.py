@@ -35,8 +35,8 @@ from broker.acl import (
     same_acls,
 )
 from broker.dynsec import DynSecClient
-from fleet_server.state import now_ms
 from fleet_server.store.models import Device, IntegrationAccount, StatusEvent, db
+from shared.clock import now_ms
 from shared.topics import SERVER_STATUS_TOPIC, Channel, is_valid_device_id
 
 log = logging.getLogger("clawfleet.reconcile")

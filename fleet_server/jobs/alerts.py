@@ -20,7 +20,8 @@ from fleet_server.alerts.dispatch import Dispatcher
 from fleet_server.alerts.engine import STARTUP_SETTLE_S, AlertEngine
 from fleet_server.alerts.rules import ensure_default_rules
 from fleet_server.jobs.periodic import PeriodicJob
-from fleet_server.state import FleetState, now_ms
+from fleet_server.state import FleetState
+from shared.clock import now_ms
 
 log = logging.getLogger("clawfleet.jobs")
 

@@ -20,8 +20,9 @@ from peewee import Database
 
 from fleet_server.jobs.periodic import PeriodicJob
 from fleet_server.jobs.stale import STALE_REASON
-from fleet_server.state import DeviceView, FleetState, now_ms
+from fleet_server.state import DeviceView, FleetState
 from shared import schemas
+from shared.clock import now_ms
 from shared.topics import Channel, device_topic
 
 log = logging.getLogger("clawfleet.jobs.verdicts")

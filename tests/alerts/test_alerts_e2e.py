@@ -23,7 +23,7 @@ from fleet_server.store.models import Sample
 from shared.topics import Channel
 
 
-def server(tmp_path, mqtt_port: int | None = None) -> FleetServer:  # noqa: ANN001
+def server(tmp_path, mqtt_port: int | None = None) -> FleetServer:
     s = FleetServer(ServerOptions(data_dir=tmp_path / "server", mqtt_port=mqtt_port or free_port(),
                                   local_agent=False, alert_settle_s=1.0))
     s.start()

@@ -14,7 +14,7 @@ from fleet_server.store.alert_models import AlertChannel, AlertIncident, AlertRu
 from fleet_server.store.models import StatusEvent
 
 
-def firing_incident(state, clock) -> None:  # noqa: ANN001
+def firing_incident(state, clock) -> None:
     fire_offline(state, clock, ["web-1"], name="Device offline")
 
 
@@ -53,7 +53,7 @@ async def test_channel_add_and_test_against_a_real_webhook(db, state, log_in, tm
 
 async def test_rule_editor_previews_seven_days_and_saves(db, state, clock, log_in, tmp_path):
     put(state, "web-1", clock(), "online")
-    from fleet_server.state import now_ms
+    from shared.clock import now_ms
 
     now = now_ms()
     StatusEvent.insert_many([{"device": "web-1", "ts": now - 86_400_000, "state": "offline"},
@@ -70,8 +70,9 @@ async def test_rule_editor_previews_seven_days_and_saves(db, state, clock, log_i
         field.clear()
         field.type("30m")
         await user.should_see("would not have fired in the last 7 days", retries=100)
+        user.find(marker="rule-name").type("Offline half an hour")
         user.find(marker="rule-save").click()
-        await user.should_see("saved", retries=50)
+        await user.should_see("rule 'Offline half an hour' saved", retries=50)
     assert AlertRule.select().count() == n_rules + 1
 
 

@@ -17,7 +17,7 @@ def engine(state, clock) -> AlertEngine:
     return eng
 
 
-def run(eng: AlertEngine, clock, seconds: int, step: float = 1.0, each=None) -> None:  # noqa: ANN001
+def run(eng: AlertEngine, clock, seconds: int, step: float = 1.0, each=None) -> None:
     """Tick once per ``step`` seconds of the test clock for ``seconds``; ``each(t)`` before every tick."""
     t = 0.0
     while t < seconds:

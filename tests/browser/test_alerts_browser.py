@@ -18,10 +18,11 @@ from fleet_server.alerts.channels import add_channel
 from fleet_server.alerts.dispatch import Dispatcher, wait_idle
 from fleet_server.alerts.engine import AlertEngine
 from fleet_server.alerts.rules import ensure_default_rules
-from fleet_server.state import FleetState, now_ms
+from fleet_server.state import FleetState
 from fleet_server.store.alert_models import AlertRule, AlertSilence
 from fleet_server.store.db import open_database
 from fleet_server.store.models import StatusEvent
+from shared.clock import now_ms
 
 pytestmark = pytest.mark.browser
 MIN = 60_000

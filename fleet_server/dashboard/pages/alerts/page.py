@@ -6,6 +6,9 @@ need an admin (:func:`fleet_server.auth.accounts.admin_only`) and are audited.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from datetime import tzinfo
+
 from nicegui import run, ui
 
 from fleet_server.alerts.rules import RuleError
@@ -16,6 +19,7 @@ from fleet_server.dashboard.pages.alerts.channels import render_channels
 from fleet_server.dashboard.pages.alerts.rules import render_rules
 from fleet_server.dashboard.pages.alerts.silences import render_silences
 from fleet_server.dashboard.parts.format import date_time_h
+from fleet_server.dashboard.parts.timezone import follow_browser_zone, initial_zone, zone_note
 from fleet_server.jobs.alerts import AlertJobs
 from fleet_server.state import FleetState
 
@@ -51,25 +55,30 @@ def actor() -> str:
 def render_alerts(state: FleetState, alerts: AlertJobs | None, tab: str = "incidents") -> None:
     """Build the page. ``alerts``: the server's alert jobs (the engine is told about rule changes
     at once and the data dir holds the channel key); None: channels cannot be added here."""
+    viewer = {"zone": initial_zone()}
+    tz = lambda: viewer["zone"].tz  # noqa: E731 - read at each redraw: the browser's zone may come later
     with ui.column().classes("w-full p-2 sm:p-4 gap-3 max-w-6xl"):
         ui.label("Alerts").classes("text-2xl font-semibold")
+        note = ui.label(zone_note(viewer["zone"])).classes("text-xs text-gray-500").mark("zone-note")
         with ui.tabs().props("dense inline-label outside-arrows mobile-arrows").classes("w-full") as tabs:
             made = {t: ui.tab(t, label=t.capitalize()).mark(f"tab-{t}") for t in TABS}
         with ui.tab_panels(tabs, value=made.get(tab, made["incidents"])).classes("w-full"):
             with ui.tab_panel(made["incidents"]).classes("px-0"):
-                render_incidents(state)
+                redraw_incidents = render_incidents(state, tz)
             with ui.tab_panel(made["rules"]).classes("px-0"):
-                render_rules(state, alerts)
+                render_rules(state, alerts, tz)
             with ui.tab_panel(made["channels"]).classes("px-0"):
                 render_channels(alerts)
             with ui.tab_panel(made["silences"]).classes("px-0"):
                 render_silences(state)
             with ui.tab_panel(made["log"]).classes("px-0"):
-                render_log()
+                redraw_log = render_log(tz)
+    follow_browser_zone(viewer, lambda: (redraw_incidents(), redraw_log()), note)
 
 
-def render_incidents(state: FleetState) -> None:
-    """Firing now (cards with acknowledge and snooze), then the history table."""
+def render_incidents(state: FleetState, tz: Callable[[], tzinfo]) -> Callable[[], None]:
+    """Firing now (cards with acknowledge and snooze), then the history table; times in ``tz()``.
+    Returns the redraw."""
     ui.label("Firing now").classes("text-lg font-medium")
 
     @ui.refreshable
@@ -94,10 +103,10 @@ def render_incidents(state: FleetState) -> None:
                     ui.label(r["subject"]).classes("font-medium")
                 ui.label(r["rule_name"]).classes("text-gray-600")
             ui.label(r["summary"] or "").classes("text-sm")
-            since = f"since {date_time_h(r['started_ms'])} ({r['duration']})"
+            since = f"since {date_time_h(r['started_ms'], tz())} ({r['duration']})"
             extra = []
             if r["acked_by"]:
-                extra.append(f"acknowledged by {r['acked_by']} {date_time_h(r['acked_ms'])}")
+                extra.append(f"acknowledged by {r['acked_by']} {date_time_h(r['acked_ms'], tz())}")
             if r["silenced"]:
                 extra.append("silenced (snooze or maintenance)")
             extra.append(f"{r['notifications']} notification(s) sent")
@@ -132,24 +141,28 @@ def render_incidents(state: FleetState) -> None:
 
     def history() -> None:
         rows = incident_rows(state="resolved", limit=100)
-        table.rows = [{"id": r["id"], "start": date_time_h(r["started_ms"]), "end": date_time_h(r["resolved_ms"]),
+        table.rows = [{"id": r["id"], "start": date_time_h(r["started_ms"], tz()),
+                       "end": date_time_h(r["resolved_ms"], tz()),
                        "duration": r["duration"], "subject": r["subject"], "rule": r["rule_name"],
                        "ack": r["acked_by"] or "–", "sent": r["notifications"]} for r in rows]
 
     history()
     ui.timer(REFRESH_S, lambda: (firing.refresh(), history()))
+    return lambda: (firing.refresh(), history())
 
 
-def render_log() -> None:
-    """The notification log: every message, its channel, state, attempts and last error."""
+def render_log(tz: Callable[[], tzinfo]) -> Callable[[], None]:
+    """The notification log: every message, its channel, state, attempts and last error. Returns
+    the redraw."""
     ui.label("Every message to every channel; each attempt is kept (retries back off up to 15 min).").classes(
         "text-sm text-gray-600")
     table = ui.table(columns=LOG_COLUMNS, rows=[], row_key="id").props("flat bordered dense wrap-cells").classes(
         "w-full").mark("notification-log")
 
     def fill() -> None:
-        table.rows = [{**r, "when": date_time_h(r["created_ms"]), "error": r["error"] or "–"}
+        table.rows = [{**r, "when": date_time_h(r["created_ms"], tz()), "error": r["error"] or "–"}
                       for r in delivery_rows(100)]
 
     fill()
     ui.timer(REFRESH_S, fill)
+    return fill

@@ -5,6 +5,8 @@ while it is being written, before it is saved."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from datetime import tzinfo
 
 from nicegui import run, ui
 
@@ -14,9 +16,10 @@ from fleet_server.alerts.views import rule_rows
 from fleet_server.auth.accounts import admin_only, current_user
 from fleet_server.dashboard.parts.format import date_time_h
 from fleet_server.jobs.alerts import AlertJobs
-from fleet_server.state import FleetState, now_ms
+from fleet_server.state import FleetState
 from fleet_server.store import audit
 from fleet_server.store.alert_models import AlertChannel, AlertRule
+from shared.clock import now_ms
 
 KIND_LABELS = {"offline": "Device offline", "metric": "Metric threshold", "gateway": "OpenClaw gateway down",
                "error_new": "New error (log fingerprint)", "error_rate": "Error rate", "budget": "Token / cost budget",
@@ -50,8 +53,8 @@ def _actor() -> str:
     return user.username if user else "?"
 
 
-def render_rules(state: FleetState, alerts: AlertJobs | None) -> None:
-    """The rules list and the "New rule" editor."""
+def render_rules(state: FleetState, alerts: AlertJobs | None, tz: Callable[[], tzinfo]) -> None:
+    """The rules list and the "New rule" editor (the preview's times in ``tz()``)."""
     with ui.row().classes("items-center gap-2 w-full"):
         ui.label("A device rule overrides a tag rule, which overrides a fleet rule of the same kind and "
                  "severity. A new install watches offline devices, full disks and the OpenClaw gateway.").classes(
@@ -94,7 +97,7 @@ def render_rules(state: FleetState, alerts: AlertJobs | None) -> None:
         listing.refresh()
 
     def open_editor(row: dict | None) -> None:
-        RuleEditor(state, alerts, row, on_saved=listing.refresh).dialog.open()
+        RuleEditor(state, alerts, row, on_saved=listing.refresh, tz=tz).dialog.open()
 
     listing()
 
@@ -107,14 +110,16 @@ def _reload(alerts: AlertJobs | None) -> None:
 class RuleEditor:
     """A dialog to write a rule; the preview under it follows every change (debounced)."""
 
-    def __init__(self, state: FleetState, alerts: AlertJobs | None, row: dict | None, on_saved) -> None:  # noqa: ANN001
-        self.state, self.alerts, self.row, self.on_saved = state, alerts, row, on_saved
+    def __init__(self, state: FleetState, alerts: AlertJobs | None, row: dict | None,
+                 on_saved: Callable[[], object], tz: Callable[[], tzinfo]) -> None:
+        self.state, self.alerts, self.row, self.on_saved, self.tz = state, alerts, row, on_saved, tz
         self.inputs: dict[str, object] = {}
         self._timer: ui.timer | None = None
         settings = dict(row["settings"]) if row else {}
         with ui.dialog() as self.dialog, ui.card().classes("w-full max-w-2xl gap-2").mark("rule-editor"):
             ui.label("Edit rule" if row else "New rule").classes("text-lg font-semibold")
-            self.name = ui.input("Name (shown in messages)", value=row["name"] if row else "").classes("w-full")
+            self.name = ui.input("Name (shown in messages)", value=row["name"] if row else "").classes("w-full").mark(
+                "rule-name")
             with ui.row().classes("w-full gap-2 items-end"):
                 self.kind = ui.select(KIND_LABELS, value=row["kind"] if row else "offline", label="Kind",
                                       on_change=lambda: (self.fields.refresh(), self.changed())).classes("w-56").mark(
@@ -230,8 +235,8 @@ class RuleEditor:
         self.examples.clear()
         with self.examples:
             for subject, fired, resolved in p.examples[:5]:
-                end = date_time_h(resolved) if resolved else "still firing"
-                ui.label(f"{subject}: {date_time_h(fired)} → {end}").classes("text-xs text-gray-600")
+                end = date_time_h(resolved, self.tz()) if resolved else "still firing"
+                ui.label(f"{subject}: {date_time_h(fired, self.tz())} → {end}").classes("text-xs text-gray-600")
 
     @admin_only
     async def save(self) -> None:
