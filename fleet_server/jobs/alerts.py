@@ -32,37 +32,40 @@ SEND_S = 0.5
 
 
 class AlertJobs:
-    """The engine and the dispatcher of one server, with their jobs.
+    """The engine and the dispatcher of one server, with their jobs. Started and stopped with the
+    jobs' lease (:class:`fleet_server.jobs.leader.Leadership`): one process of a fleet evaluates and
+    sends; each start reads the incidents afresh (another process may have held the lease meanwhile).
 
     Args:
         database: the open database.
         state: the fleet cache.
         data_dir: the server data dir (channel key; its disk is watched by server rules).
-        ingest_health: ``() -> (connected, disconnected since (monotonic s) or None, ok, reason)``.
-        settle_s: seconds after start before rules are evaluated.
+        ingest_health: ``() -> (connected, disconnected since (monotonic s) or None, ok, reason)`` of
+            this process's ingest, or None when it runs none (server rules then skip broker and ingest).
+        settle_s: seconds after each start before rules are evaluated.
     """
 
     def __init__(self, database: Database, state: FleetState, data_dir: Path,
-                 ingest_health: Callable[[], tuple[bool, float | None, bool, str]] | None = None,
+                 ingest_health: Callable[[], tuple[bool, float | None, bool, str] | None] | None = None,
                  settle_s: float = STARTUP_SETTLE_S) -> None:
         self.data_dir = data_dir
         self._database = database
         self._ingest_health = ingest_health
+        self._settle_s = settle_s
         added = ensure_default_rules()
         if added:
             log.info("alerts: %d default rules added (no channel yet: add one on the Alerts page or with "
                      "'clawfleet-server alerts channel add')", added)
         self.engine = AlertEngine(state, server_status=self.server_status, settle_s=settle_s)
-        self.engine.load()
-        self.dispatcher = Dispatcher(data_dir)
-        self._jobs = [PeriodicJob("alert-rules", EVAL_S, self.engine.tick, database, first_delay_s=EVAL_S),
-                      PeriodicJob("alert-notify", SEND_S, self.dispatcher.run_once, database, first_delay_s=SEND_S)]
+        self.dispatcher: Dispatcher | None = None
+        self._jobs: list[PeriodicJob] = []
 
     def server_status(self) -> dict:
         """What server rules look at: broker connection, ingest health, data dir disk (percent used)."""
         out: dict = {}
-        if self._ingest_health is not None:
-            connected, since, ok, reason = self._ingest_health()
+        health = self._ingest_health() if self._ingest_health is not None else None
+        if health is not None:
+            connected, since, ok, reason = health
             out["broker_connected"] = connected
             out["broker_down_since_ms"] = None if since is None else now_ms() - int((time.monotonic() - since) * 1000)
             out["ingest_ok"], out["ingest_reason"] = ok, reason
@@ -74,13 +77,23 @@ class AlertJobs:
         return out
 
     def start(self) -> None:
-        """Start both jobs."""
+        """Read rules and incidents, then start evaluating (after the settle time) and sending."""
+        with self._database.connection_context():
+            self.engine.settle_until = now_ms() + int(self._settle_s * 1000)
+            self.engine.load()
+        self.dispatcher = Dispatcher(self.data_dir)
+        self._jobs = [PeriodicJob("alert-rules", EVAL_S, self.engine.tick, self._database, first_delay_s=EVAL_S),
+                      PeriodicJob("alert-notify", SEND_S, self.dispatcher.run_once, self._database,
+                                  first_delay_s=SEND_S)]
         for job in self._jobs:
             job.start()
 
     def stop(self) -> None:
-        """Stop both jobs (each finishes its running call) and the sending threads."""
+        """Stop both jobs (each finishes its running call) and the sending threads; safe to call twice."""
         for job in self._jobs:
             job.stop()
-        with self._database.connection_context():
-            self.dispatcher.close()  # records sends that finish now: a restart does not repeat them
+        self._jobs = []
+        if self.dispatcher is not None:
+            with self._database.connection_context():
+                self.dispatcher.close()  # records sends that finish now: a restart does not repeat them
+            self.dispatcher = None
