@@ -72,6 +72,9 @@ def enroll(
                                                   help="skip / do TLS verification (testing only) [kept]")] = None,
     gui: Annotated[bool, typer.Option(help="ask for the token in a small window (used by the tray)",
                                       hidden=True)] = False,
+    system: Annotated[bool, typer.Option("--system", help="enroll the system service of the .deb/.rpm: config "
+                                         "/etc/clawfleet-agent/agent.json, readable by its group clawfleet-agent "
+                                         "(needs root)")] = False,
 ) -> None:
     """Write this machine's agent config from an enrollment token (file mode 0600).
 
@@ -82,7 +85,14 @@ def enroll(
     from agent_tray.enroll import BrokerUnreachable, KeyRefused
     from agent_tray.enroll import enroll as do_enroll
 
-    path = config or default_config_path()
+    group = None
+    if system:
+        from agent_tray.platform.linux import SERVICE_USER, SYSTEM_CONFIG
+
+        path = config or SYSTEM_CONFIG
+        group = _group_id(SERVICE_USER)
+    else:
+        path = config or default_config_path()
     if gui:
         from agent_tray.enroll_dialog import ask_and_enroll
 
@@ -100,7 +110,7 @@ def enroll(
 
         if token is None and token_file is None and sys.stdin.isatty():
             token = getpass.getpass("enrollment token: ")
-        result = do_enroll(read_token(token, token_file), path, overrides, offline=offline)
+        result = do_enroll(read_token(token, token_file), path, overrides, offline=offline, group=group)
     except EnrollmentError as exc:
         raise _fail(str(exc)) from None
     except KeyRefused as exc:
@@ -109,12 +119,24 @@ def enroll(
         raise _fail(f"{exc}; nothing was written (--offline writes the config without this check)", 4) from None
     except ValueError as exc:  # ConfigError: a bad option value
         raise _fail(f"invalid setting: {exc}") from None
+    except PermissionError as exc:
+        raise _fail(f"cannot write {path}: {exc.strerror}{' (--system needs root: sudo)' if system else ''}") from None
     cfg = result.config
     typer.echo(f"enrolled as device '{cfg.device_id}' with broker {cfg.broker_url}"
                f"{' (key accepted)' if result.checked else ' (key not checked: --offline)'}; config written to {path}")
     if result.kept:
         typer.echo("kept from the previous config: " + ", ".join(result.kept))
     typer.echo("start it with: clawfleet-agent run   (tray)   or   clawfleet-agent run --headless   (service)")
+
+
+def _group_id(name: str) -> int | None:
+    """Group id of ``name``, None when there is no such group (or no groups: Windows)."""
+    try:
+        import grp
+
+        return grp.getgrnam(name).gr_gid
+    except (ImportError, KeyError):
+        return None
 
 
 @app.command()
@@ -180,6 +202,12 @@ def status(
                   + (f" (version {live['openclaw_version']})" if live.get("openclaw_version") else "")),
                  ("tokens today", f"{live['tokens_today']:,}"),
                  ("agent", str(live.get("agent_version")))]
+        if live.get("route"):
+            rows.append(("route", str(live["route"])))
+        if live.get("update"):
+            up = live["update"]
+            rows.append(("update", f"{up.get('state')} {up.get('version') or ''}".rstrip()
+                         + (f": {up['detail']}" if up.get("detail") else "")))
         if live.get("last_error"):
             rows.append(("last error", str(live["last_error"])))
     else:

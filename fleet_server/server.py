@@ -21,6 +21,7 @@ from fleet_server.devices.reconcile import ReconcileSummary, reconcile
 from fleet_server.endpoints.broker_link import AgentEndpoint, ExternalBroker, agent_endpoint, managed_broker_config
 from fleet_server.ingest import BrokerAccount, Ingest
 from fleet_server.jobs.runner import ServerJobs
+from fleet_server.releases.catalog import Catalog
 from fleet_server.state import FleetState
 from fleet_server.store.db import open_database
 from fleet_server.store.retention import DEFAULTS as RETENTION_DEFAULTS
@@ -53,6 +54,12 @@ class ServerOptions:
     """Use this broker instead of starting a managed Mosquitto."""
     retention: RetentionPolicy = RETENTION_DEFAULTS
     """How long each kind of history is kept (``--retention``)."""
+    wss_port: int | None = None
+    """Managed broker's MQTT-over-secure-WebSockets port (``--mqtt-wss-port``); None = off."""
+    public_url: str | None = None
+    """The server's web address as devices reach it (tokens, install one-liners, package downloads)."""
+    agent_packages: tuple[Path, ...] = ()
+    """Release folders with agent packages, besides ``<data_dir>/agent-packages``."""
 
 
 @dataclass(frozen=True)
@@ -90,6 +97,7 @@ class FleetServer:
         self._sync_stop = threading.Event()
         self._sync_thread: threading.Thread | None = None
         self.jobs: ServerJobs | None = None  # rollups, retention, stale devices
+        self.catalog = Catalog(opts.data_dir, opts.agent_packages)  # agent packages served under /agent/
 
     @property
     def endpoint(self) -> AgentEndpoint:
@@ -97,7 +105,8 @@ class FleetServer:
         if self._endpoint is None:
             o = self.opts
             self._endpoint = agent_endpoint(o.data_dir, mqtt_port=o.mqtt_port, tls_port=o.tls_port,
-                                            public_host=o.public_host, external=o.external_broker)
+                                            public_host=o.public_host, external=o.external_broker,
+                                            wss_port=o.wss_port, fleet_url=o.public_url)
         return self._endpoint
 
     @property
@@ -123,15 +132,17 @@ class FleetServer:
         opts = self.opts
         raise_nofile_limit()  # soft -> hard, for the dashboard's sockets and, inherited, the managed broker
         self.database = open_database(opts.data_dir, opts.database_url)
+        self.catalog.key  # noqa: B018 - the package-signing key exists before any token is made
         ext = opts.external_broker
         if ext is None:  # managed: the server's own connections stay on loopback plain MQTT
             self.broker = ManagedMosquitto(managed_broker_config(opts.data_dir, opts.mqtt_port, opts.tls_port,
-                                                                 opts.tls_host))
+                                                                 opts.tls_host, opts.wss_port))
             self.broker.start()
             admin = self.broker.admin
             account = BrokerAccount("127.0.0.1", opts.mqtt_port, admin.username, admin.password)
-            log.info("managed Mosquitto listening on %s%s", self.broker.url, f", TLS on port {opts.tls_port} "
-                     f"({opts.tls_host or 'all interfaces'})" if self.broker.cfg.tls_enabled else "")
+            log.info("managed Mosquitto listening on %s%s%s", self.broker.url, f", TLS on port {opts.tls_port} "
+                     f"({opts.tls_host or 'all interfaces'})" if self.broker.cfg.tls_enabled else "",
+                     f", MQTT over secure WebSockets on port {opts.wss_port}" if self.broker.cfg.wss_port else "")
         else:
             account = BrokerAccount(ext.host, ext.port, ext.username, ext.password, ext.ssl_context())
             log.info("using the external broker %s as %s", ext.url, ext.username)
