@@ -8,7 +8,7 @@
 - ``GET /agent/files/{name}``   a package (only names the manifest lists).
 
 All public: packages hold no secret (the enrollment token is the secret, and it never passes
-through here). They are added to the login gate's public paths (:data:`PUBLIC_PATHS`).
+through here); the login gate (:mod:`fleet_server.auth.gate`) lets them through.
 """
 
 from __future__ import annotations
@@ -23,8 +23,6 @@ from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse
 from fleet_server.releases.catalog import Catalog
 from shared.packages import Manifest
 
-PUBLIC_PATHS = frozenset({"/install.sh", "/install.ps1"})
-PUBLIC_PREFIXES = ("/agent/",)
 _SAFE_URL = re.compile(r"^https?://[A-Za-z0-9.\-\[\]:]+(?::\d+)?(?:/[A-Za-z0-9._~\-/]*)?$")
 
 
