@@ -315,3 +315,35 @@ def autostart(
         typer.echo("autostart was already off")
 
 
+
+
+@app.command("update-watchdog", hidden=True)
+def update_watchdog(
+    data_dir: Annotated[Path, typer.Option(help="the agent's data dir (update.json)")],
+    root: Annotated[Path, typer.Option(help="the install tree (versions/, current)")],
+    pid: Annotated[int, typer.Option(help="the agent's process id")],
+    argv: Annotated[list[str] | None, typer.Argument(help="the agent's arguments (after --)")] = None,
+) -> None:
+    """Started by a self-update from the previous version: rolls back when the new one does not report in time."""
+    from agent_tray.update.tree import run_watchdog
+
+    raise typer.Exit(run_watchdog(data_dir, root, pid, list(argv or [])))
+
+
+@app.command("apply-update")
+def apply_update(
+    system: Annotated[bool, typer.Option("--system", help="the .deb/.rpm's system service (what the packages' "
+                                         "clawfleet-agent-update unit runs, as root)")] = False,
+) -> None:
+    """Install an update the packaged agent downloaded and checked (root; checks it again, rolls back when the
+    new version does not report in time). Other installs update themselves."""
+    from agent_tray.platform.linux import SYSTEM_CONFIG, SYSTEM_DATA_DIR
+    from agent_tray.update.system import apply_system_update
+
+    if not system:
+        raise _fail("only the packaged system service needs this (--system); other installs update themselves")
+    if hasattr(os, "geteuid") and os.geteuid() != 0:
+        raise _fail("apply-update --system needs root")
+    result = apply_system_update(SYSTEM_DATA_DIR, SYSTEM_CONFIG)
+    typer.echo(f"update: {result}")
+    raise typer.Exit(0 if result in ("none", "confirmed") else 1)

@@ -92,6 +92,9 @@ def _run_headless(path: Path) -> None:
     service = AgentService(cfg)
     on_signals(service.stop)
     service.run()
+    from agent_tray.update.apply import exec_pending
+
+    exec_pending()  # an update installed a new version: become it (same pid, same arguments)
 
 
 def _run_tray(path: Path, log_dir: Path) -> None:
@@ -104,6 +107,9 @@ def _run_tray(path: Path, log_dir: Path) -> None:
                     "'clawfleet-agent run --headless'") from None
     on_signals(tray.quit)
     tray.run()
+    from agent_tray.update.apply import exec_pending
+
+    exec_pending()
 
 
 def on_signals(stop: Callable[[], object]) -> None:

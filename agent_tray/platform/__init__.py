@@ -52,10 +52,15 @@ def agent_command(*args: str, gui: bool = False) -> list[str]:
     """Command line that starts ``clawfleet-agent ARGS`` from this installation.
 
     Prefers the ``clawfleet-agent`` script next to this interpreter (a venv, /opt/clawfleet-agent,
-    a PyInstaller bundle), else ``python -m agent_tray.cli``. ``gui``: on Windows use
+    a PyInstaller bundle; in install.sh's ``versions/<v>`` tree the ``current/`` path, which self-updates
+    keep pointing at the running version), else ``python -m agent_tray.cli``. ``gui``: on Windows use
     ``pythonw.exe`` so no console window opens.
     """
     exe = Path(sys.executable)
+    if getattr(sys, "frozen", False) and exe.parent.parent.name == "versions":
+        current = exe.parent.parent.parent / "current" / exe.name  # install.sh's tree: the path updates keep
+        if current.exists():
+            exe = current
     if getattr(sys, "frozen", False):  # PyInstaller: the executable is the agent itself
         windowed = exe.with_name("clawfleet-agent-tray.exe")  # the same program without a console window
         return [str(windowed if gui and windowed.exists() else exe), *args]
