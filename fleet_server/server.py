@@ -20,8 +20,10 @@ from fleet_server.devices.local_agent import LocalAgentProcess, ensure_local_dev
 from fleet_server.devices.reconcile import ReconcileSummary, reconcile
 from fleet_server.endpoints.broker_link import AgentEndpoint, ExternalBroker, agent_endpoint, managed_broker_config
 from fleet_server.ingest import BrokerAccount, Ingest
+from fleet_server.jobs.periodic import PeriodicJob
 from fleet_server.jobs.runner import ServerJobs
 from fleet_server.releases.catalog import Catalog
+from fleet_server.releases.updates import Candidate, run_auto_updates
 from fleet_server.state import FleetState
 from fleet_server.store.db import open_database
 from fleet_server.store.history.retention import DEFAULTS as RETENTION_DEFAULTS
@@ -29,6 +31,8 @@ from fleet_server.store.history.retention import RetentionPolicy
 
 log = logging.getLogger("clawfleet.server")
 
+AUTO_UPDATE_S = 60.0
+"""How often the automatic agent updater looks for devices to update, seconds."""
 REGISTRY_SYNC_S = 5.0
 """How often the server re-reads the devices table (device commands run by the CLI), seconds."""
 
@@ -100,6 +104,7 @@ class FleetServer:
         self._sync_thread: threading.Thread | None = None
         self.jobs: ServerJobs | None = None  # rollups, retention, stale devices
         self.catalog = Catalog(opts.data_dir, opts.agent_packages)  # agent packages served under /agent/
+        self.auto_updates: PeriodicJob | None = None  # releases: automatic agent updates
 
     @property
     def endpoint(self) -> AgentEndpoint:
@@ -158,6 +163,10 @@ class FleetServer:
         self.ingest = Ingest(self.database, account, self.state)
         self.ingest.start()
         self.jobs.start()
+        self.auto_updates = PeriodicJob("agent-updates", AUTO_UPDATE_S, lambda: run_auto_updates(
+            self.update_candidates, lambda: self.catalog.manifest().offered_version, self.publish_command),
+            self.database)
+        self.auto_updates.start()
         self.devices = DeviceActions(self.dynsec, lambda: self.endpoint, self.state, self.ingest, self.ingest.client)
         self._sync_stop.clear()
         self._sync_thread = threading.Thread(target=self._sync_loop, name="clawfleet-registry-sync", daemon=True)
@@ -169,6 +178,18 @@ class FleetServer:
             self.state.load_from_db()
             self.agent = LocalAgentProcess(cfg_path)
             self.agent.start()
+
+    def publish_command(self, topic: str, payload: bytes) -> bool:
+        """Publish a command (QoS 1) through ingest's broker session; False when it could not be queued."""
+        if self.ingest is None:
+            return False
+        info = self.ingest.client.publish(topic, payload, qos=1)
+        return info.rc == 0
+
+    def update_candidates(self) -> list[Candidate]:
+        """Every device as the automatic updater sees it (online?, agent version from its meta)."""
+        return [Candidate(v.device_id, v.tags, v.status == "online" and not v.revoked_ms,
+                          v.meta.agent_version if v.meta else None) for v in self.state.snapshot()]
 
     def health(self) -> ServerHealth:
         """Liveness for ``/healthz``: not ok when ingest is not running, has lost its network thread
@@ -201,6 +222,9 @@ class FleetServer:
     def stop(self) -> None:
         """Stop in reverse order; safe to call twice and after a partial start."""
         self._sync_stop.set()
+        if self.auto_updates is not None:
+            self.auto_updates.stop()
+            self.auto_updates = None
         if self.jobs is not None:
             self.jobs.stop()
             self.jobs = None

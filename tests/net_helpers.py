@@ -56,6 +56,18 @@ class PortGate:
                 except OSError:
                     pass
 
+    def block(self) -> None:
+        """Block new connections and cut the forwarded ones (a firewall rule that just went up)."""
+        self.blocked = True
+        with self._lock:
+            for s in self._open:
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+                s.close()
+            self._open.clear()
+
     def close(self) -> None:
         """Stop listening and cut every forwarded connection."""
         self._srv.close()

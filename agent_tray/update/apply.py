@@ -139,7 +139,6 @@ class Updater:
             raise UpdateFailed(f"the fleet has no {inst.format} package of {version} for {inst.os}/{inst.arch}")
         verify_signature(pkg, self.cfg.update_public_key or "")  # before spending bandwidth on it
         path = download(self.cfg.dashboard_url or "", pkg, self.data_dir / REQUEST_DIR)
-        deadline = update_state.now_ms() + rollback_s * 1000
         if inst.kind == "tree":
             from agent_tray.update import tree
 
@@ -147,7 +146,7 @@ class Updater:
             self._set(st.moved("installing", f"unpacking {pkg.name}"))
             tree.unpack(inst.root, path, version)
             st = self._set(st.moved("installed", f"waiting up to {rollback_s} s for {version} to report",
-                                    deadline_ms=deadline))
+                                    deadline_ms=update_state.now_ms() + rollback_s * 1000))
             tree.start_watchdog(inst.root, __version__, self.data_dir, sys.argv[1:], self.log_file)
             tree.switch(inst.root, version)
             path.unlink(missing_ok=True)
@@ -164,7 +163,8 @@ class Updater:
         if inst.kind in ("pkg", "exe"):
             cmd = (["installer", "-pkg", str(path), "-target", "/"] if inst.kind == "pkg"
                    else [str(path), "/S"])
-            st = self._set(st.moved("installed", f"running the {inst.kind} installer", deadline_ms=deadline))
+            st = self._set(st.moved("installed", f"running the {inst.kind} installer",
+                                    deadline_ms=update_state.now_ms() + rollback_s * 1000))
             subprocess.Popen(cmd, start_new_session=True, stdin=subprocess.DEVNULL,  # it stops and restarts us
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             return st

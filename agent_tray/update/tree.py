@@ -127,7 +127,7 @@ def run_watchdog(data_dir: Path, root: Path, pid: int, argv: list[str], poll_s: 
         if update_state.now_ms() >= st.deadline_ms:
             break
         time.sleep(poll_s)
-    took = (st.deadline_ms - st.ts) // 1000 if st.ts else 0
+    took = round((st.deadline_ms - st.ts) / 1000) if st.ts else 0
     print(f"update watchdog: {st.version} did not report within {took} s; going back to {st.previous}", flush=True)
     switch(root, st.previous)
     update_state.save(data_dir, st.moved("rolled-back", f"{st.version} did not report within {took} s; back to "

@@ -13,6 +13,7 @@ from fleet_server.cli.api_tokens import api_token_app
 from fleet_server.cli.devices import device_app
 from fleet_server.cli.integrations import integration_app
 from fleet_server.cli.options import DataDirOpt, DbUrlOpt, MqttPortOpt, default_data_dir, fail, setup_logging
+from fleet_server.cli.releases import device_update, release_app
 from fleet_server.cli.service import install_service, uninstall_service
 from fleet_server.cli.tls import tls_app
 
@@ -25,6 +26,8 @@ app.command("install-service")(install_service)
 app.command("uninstall-service")(uninstall_service)
 app.add_typer(api_token_app, name="api-token")
 app.add_typer(integration_app, name="integration")
+app.add_typer(release_app, name="release")
+device_app.command("update")(device_update)
 
 log = logging.getLogger("clawfleet.server")
 
@@ -140,7 +143,7 @@ def run(
     except (BrokerSetupError, DynSecConnectionError, DynSecError, TlsError, SchemaTooNew) as exc:
         fail(str(exc))
     save_settings(opts.data_dir, mqtt_port, mqtt_tls_port, public_host, external, broker_admin_password_file,
-                  wss_port=mqtt_wss_port, public_url=public_url)
+                  wss_port=mqtt_wss_port, public_url=public_url, agent_packages=agent_packages)
     try:
         first_run_admin(admin_password_file)  # auth: no user yet -> create 'admin', show its password once
     except typer.Exit:

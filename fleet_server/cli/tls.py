@@ -205,10 +205,10 @@ def check_wss(data_dir: Path, wss_port: int | None, external: ExternalBroker | N
 
 def save_settings(data_dir: Path, mqtt_port: int, tls_port: int, public_host: str | None,
                   external: ExternalBroker | None, password_file: Path | None, wss_port: int | None = None,
-                  public_url: str | None = None) -> None:
+                  public_url: str | None = None, agent_packages: list[Path] | None = None) -> None:
     """Remember the broker settings of this ``run`` for the device commands (no password)."""
     ServerSettings(mqtt_port=mqtt_port, mqtt_tls_port=tls_port, public_host=public_host, mqtt_wss_port=wss_port,
-                   public_url=public_url,
+                   public_url=public_url, agent_packages=[str(Path(p).resolve()) for p in agent_packages or []],
                    broker_url=external.url if external else None,
                    broker_admin_user=external.username if external else None,
                    broker_admin_password_file=str(Path(password_file).resolve()) if external and password_file

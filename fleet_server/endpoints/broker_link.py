@@ -224,6 +224,8 @@ class ServerSettings:
     public_url: str | None = None
     """The server's web address as devices reach it (install one-liners, agent packages, the tray's
     'Open dashboard'); None: not known (no one-liners)."""
+    agent_packages: list[str] = field(default_factory=list)
+    """Release folders ``run --agent-packages`` named (the ``release`` commands read them too)."""
 
     @classmethod
     def load(cls, data_dir: Path) -> ServerSettings:

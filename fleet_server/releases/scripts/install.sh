@@ -145,9 +145,9 @@ if { [ "$enrolled" = 0 ] || [ "$reenroll" = 1 ]; } && [ "$dry" = 0 ]; then
   case "$token" in cfe1.*) ;; *) die "that is not an enrollment token (it starts with cfe1.)" ;; esac
 fi
 
-tmp="$(mktemp -d 2>/dev/null || mktemp -d -t clawfleet)"
+tmp="$(mktemp -d 2>/dev/null || mktemp -d -t clawfleet)"  # mode 0700: the download waits here
 trap 'rm -rf "$tmp"' EXIT INT TERM
-umask 077
+umask 022  # the installed program is readable by everyone (the service user too); enroll writes its config 0600
 
 download() {
   say "==> downloading $pkg_name"
