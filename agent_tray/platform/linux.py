@@ -237,13 +237,33 @@ def open_folder(path: Path) -> None:
     subprocess.Popen(["xdg-open", str(path)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
+def session_bus_available(env: dict[str, str] | None = None) -> bool:
+    """True when a D-Bus session bus can be reached the way GLib looks for one: ``$DBUS_SESSION_BUS_ADDRESS``
+    or the ``$XDG_RUNTIME_DIR/bus`` socket of a systemd user session (GLib's last resort, ``dbus-launch``,
+    is usually not installed, and its failure is what left the GTK tray hanging)."""
+    env = os.environ if env is None else env
+    if env.get("DBUS_SESSION_BUS_ADDRESS"):
+        return True
+    runtime = env.get("XDG_RUNTIME_DIR")
+    return bool(runtime) and Path(runtime, "bus").is_socket()
+
+
 def tray_backend() -> str:
     """The pystray backend to use: ``appindicator`` when GTK 3 and an AppIndicator typelib (Ayatana or
-    the original) load, ``gtk`` with GTK 3 alone, else ``xorg`` (plain X11, no menu).
+    the original) load, ``gtk`` with GTK 3 alone, else ``xorg`` (plain X11, no menu). Both GTK backends
+    need a D-Bus session bus (pystray's GTK code connects to it for notifications): without one, ``xorg``,
+    said once in the log.
 
     pystray's own choice falls back only on ImportError, and crashes with ValueError when
     ``python3-gi`` is installed without the GTK typelib; this probe never raises.
     """
+    if not session_bus_available():
+        import logging
+
+        logging.getLogger("clawfleet.agent.tray").warning(
+            "no D-Bus session bus (DBUS_SESSION_BUS_ADDRESS is not set): showing the plain X11 tray icon, which has "
+            "no menu; log in to a desktop session for the full menu")
+        return "xorg"
     try:
         import gi
 
