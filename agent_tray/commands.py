@@ -87,10 +87,11 @@ def enroll(
 
     group = None
     if system:
-        from agent_tray.platform.linux import SERVICE_USER, SYSTEM_CONFIG
+        from agent_tray.platform import system_config_path
+        from agent_tray.platform.linux import SERVICE_USER
 
-        path = config or SYSTEM_CONFIG
-        group = _group_id(SERVICE_USER)
+        path = config or system_config_path()
+        group = _group_id(SERVICE_USER) if sys.platform.startswith("linux") else None
     else:
         path = config or default_config_path()
     if gui:
@@ -241,8 +242,10 @@ SystemOpt = Annotated[bool, typer.Option("--system", help="a system service (nee
 NoEnableOpt = Annotated[bool, typer.Option("--no-enable", help="only write the files; do not start or stop anything")]
 
 
-def _service_args(config: Path | None) -> list[str]:
-    path = (config or default_config_path()).resolve()
+def _service_args(config: Path | None, system: bool = False) -> list[str]:
+    from agent_tray.platform import system_config_path
+
+    path = (config or (system_config_path() if system else default_config_path())).resolve()
     return ["run", "--headless", "--config", str(path)]
 
 
@@ -265,15 +268,16 @@ def install_service(
 
     Prints every file it wrote and command it ran. The config must exist first (enroll).
     """
-    from agent_tray.platform import agent_command, current
+    from agent_tray.platform import agent_command, current, system_config_path
 
-    cfg_path = config or default_config_path()
+    cfg_path = config or (system_config_path() if system else default_config_path())
     if not cfg_path.exists() and unit_dir is None:
-        raise _fail(f"no agent config at {cfg_path}: run 'clawfleet-agent enroll' first")
+        raise _fail(f"no agent config at {cfg_path}: run 'clawfleet-agent enroll{' --system' if system else ''}' "
+                    "first")
     user = user_name or (os.environ.get("SUDO_USER") if system else None)
     try:
-        done = current().install_service(agent_command(*_service_args(config), gui=True), system=system, user=user,
-                                         enable=not no_enable, unit_dir=unit_dir)
+        done = current().install_service(agent_command(*_service_args(config, system), gui=True), system=system,
+                                         user=user, enable=not no_enable, unit_dir=unit_dir)
     except OSError as exc:
         raise _fail(f"{exc}{' (a system service needs root: sudo)' if system else ''}") from None
     _print_written(done)
@@ -347,3 +351,13 @@ def apply_update(
     result = apply_system_update(SYSTEM_DATA_DIR, SYSTEM_CONFIG)
     typer.echo(f"update: {result}")
     raise typer.Exit(0 if result in ("none", "confirmed") else 1)
+
+
+@app.command("service-run", hidden=True)
+def service_run(config: ConfigOpt = None) -> None:
+    """Windows: how the Service Control Manager starts the agent service (install-service --system)."""
+    from agent_tray.platform.windows_service import run_as_service
+
+    if sys.platform != "win32":
+        raise _fail("service-run is how Windows starts the agent service; elsewhere use 'run --headless'")
+    run_as_service(config)

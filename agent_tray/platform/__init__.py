@@ -76,6 +76,19 @@ def agent_command(*args: str, gui: bool = False) -> list[str]:
     return [str(exe), "-m", "agent_tray.cli", *args]
 
 
+def system_config_path() -> Path:
+    """The config of the machine-wide service (``enroll --system``): ``/etc/clawfleet-agent/agent.json``
+    (Linux), ``/Library/Application Support/ClawFleet/agent.json`` (macOS),
+    ``%ProgramData%\\ClawFleet\\agent.json`` (Windows)."""
+    if sys.platform == "win32":
+        from agent_tray.platform.windows_service import service_config_path
+
+        return service_config_path()
+    if sys.platform == "darwin":
+        return Path("/Library/Application Support/ClawFleet/agent.json")
+    return Path("/etc/clawfleet-agent/agent.json")
+
+
 def current() -> ModuleType:
     """The module for this OS (``linux`` also serves the BSDs: systemd/XDG where present)."""
     if sys.platform == "win32":
