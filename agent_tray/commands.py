@@ -246,7 +246,8 @@ def _service_args(config: Path | None, system: bool = False) -> list[str]:
     from agent_tray.platform import system_config_path
 
     path = (config or (system_config_path() if system else default_config_path())).resolve()
-    return ["run", "--headless", "--config", str(path)]
+    logs = ["--log-dir", "/Library/Logs/ClawFleet"] if system and sys.platform == "darwin" else []
+    return ["run", "--headless", "--config", str(path), *logs]
 
 
 def _print_written(done: list) -> None:

@@ -9,8 +9,8 @@ another version. Dependency-free: the agent and the install scripts' server side
 File names (:func:`package_name`): ``clawfleet-agent_<version>_<arch>.deb`` (Debian's own pattern,
 arch ``amd64``/``arm64``), ``clawfleet-agent-<version>-1.<arch>.rpm`` (``x86_64``/``aarch64``),
 ``clawfleet-agent-<version>-<os>-<arch>.tar.gz`` (``linux``/``macos``; the one-folder build for
-installs without a package manager and for users without root), ``clawfleet-agent-<version>.pkg``
-(macOS, universal2) and ``clawfleet-agent-<version>-setup-win64.exe`` (Windows).
+installs without a package manager and for users without root), ``clawfleet-agent-<version>-macos-<arch>.pkg``
+(``x86_64``/``arm64``) and ``clawfleet-agent-<version>-setup-win64.exe`` (Windows).
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ _PATTERNS = (
     (re.compile(r"^clawfleet-agent-(?P<v>.+)-1\.(?P<arch>x86_64|aarch64)\.rpm$"), "rpm", "linux"),
     (re.compile(r"^clawfleet-agent-(?P<v>.+)-(?P<os>linux|macos)-(?P<arch>x86_64|aarch64|arm64|universal2)"
                 r"\.tar\.gz$"), "tar.gz", None),
-    (re.compile(r"^clawfleet-agent-(?P<v>[^-]+)\.pkg$"), "pkg", "macos"),
+    (re.compile(r"^clawfleet-agent-(?P<v>.+)-macos-(?P<arch>x86_64|arm64|universal2)\.pkg$"), "pkg", "macos"),
     (re.compile(r"^clawfleet-agent-(?P<v>[^-]+)-setup-win64\.exe$"), "exe", "windows"),
 )
 ARCH_ALIASES = {"amd64": "x86_64", "x86_64": "x86_64", "aarch64": "arm64", "arm64": "arm64",
@@ -50,7 +50,7 @@ def parse_package_name(name: str) -> tuple[str, str, str, str] | None:
     for pattern, fmt, os_name in _PATTERNS:
         m = pattern.match(name)
         if m and VERSION_RE.match(m["v"]):
-            arch = normal_arch(m.groupdict().get("arch") or "universal2")
+            arch = normal_arch(m.groupdict().get("arch") or "x86_64")  # win64: the one without an arch
             return fmt, os_name or m["os"], arch, m["v"]
     return None
 
@@ -69,7 +69,7 @@ def package_name(fmt: str, version: str, arch: str, os_name: str = "linux") -> s
     if fmt == "tar.gz":
         return f"clawfleet-agent-{version}-{os_name}-{arch}.tar.gz"
     if fmt == "pkg":
-        return f"clawfleet-agent-{version}.pkg"
+        return f"clawfleet-agent-{version}-macos-{arch}.pkg"
     if fmt == "exe":
         return f"clawfleet-agent-{version}-setup-win64.exe"
     raise ValueError(f"unknown package format {fmt!r}; known: {', '.join(FORMATS)}")

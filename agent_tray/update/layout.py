@@ -56,7 +56,7 @@ def detect(executable: str | None = None, frozen: bool | None = None) -> Install
         fmt = "deb" if Path("/var/lib/dpkg/info/clawfleet-agent.list").exists() else "rpm"
         return Install(fmt, folder, fmt, os_name, arch)
     if os_name == "macos" and ".app/Contents/MacOS" in str(exe):
-        return Install("pkg", folder, "pkg", os_name, "universal2")
+        return Install("pkg", folder, "pkg", os_name, arch)
     if os_name == "windows":
         return Install("exe", folder, "exe", os_name, arch)
     return Install("unknown", folder, None, os_name, arch, f"not installed by a ClawFleet package or install.sh "

@@ -95,7 +95,8 @@ pkg_name="${found% *}"; pkg_sha="${found#* }"
 
 if [ "$mode" = system ]; then
   config=/etc/clawfleet-agent/agent.json
-  if [ "$os" = macos ]; then logs="/Library/Logs/clawfleet-agent/agent.log"; else logs="/var/log/clawfleet-agent/agent.log"; fi
+  [ "$os" = macos ] && config="/Library/Application Support/ClawFleet/agent.json"
+  if [ "$os" = macos ]; then logs="/Library/Logs/ClawFleet/agent.log"; else logs="/var/log/clawfleet-agent/agent.log"; fi
   tar_root=/usr/local/lib/clawfleet-agent; bin_dir=/usr/local/bin
 else
   if [ "$os" = macos ]; then
