@@ -150,8 +150,11 @@ def run(
         server.stop()
         raise
     configure_session_storage(opts.data_dir)  # auth: session files in <data dir>/sessions
+    from fleet_server.releases.actions import ReleaseActions
+
     register_pages(server.state, devices=server.devices, health=server.health,  # devices: actions on /devices
-                   dynsec=lambda: server.dynsec, broker_url=lambda: server.broker_url)  # integrations page
+                   dynsec=lambda: server.dynsec, broker_url=lambda: server.broker_url,  # integrations page
+                   releases=ReleaseActions(server.catalog, server.publish_command))  # releases: "Update agent"
     from fleet_server.releases.routes import install_release_routes
 
     install_release_routes(ng_app, server.catalog, lambda: public_url)  # releases: /install.sh, /agent/…

@@ -15,6 +15,7 @@ from nicegui import ui
 from fleet_server.auth.accounts import current_user
 from fleet_server.dashboard.pages.devices import status_badge
 from fleet_server.dashboard.pages.overview.rows import STALE_ERROR_MS, token_breakdown
+from fleet_server.dashboard.parts.agent_update import render_agent_update
 from fleet_server.dashboard.parts.availability import render_availability_live
 from fleet_server.dashboard.parts.charts import render_history
 from fleet_server.dashboard.parts.format import (
@@ -31,6 +32,7 @@ from fleet_server.dashboard.parts.format import (
 )
 from fleet_server.dashboard.parts.live import redraw_on_change
 from fleet_server.dashboard.parts.timezone import browser_zone
+from fleet_server.releases.actions import ReleaseActions
 from fleet_server.state import DeviceView, FleetState
 from fleet_server.store.models import RejectCount
 from fleet_server.store.usage.days import day_bounds_ms as usage_day_bounds
@@ -101,7 +103,8 @@ def _rejects(device_id: str, counts: dict[str, int]) -> None:
                 ui.label(r.last_error if r else "").classes("text-sm break-all")
 
 
-def _body(state: FleetState, d: DeviceView, tz: ZoneInfo | None = None) -> None:
+def _body(state: FleetState, d: DeviceView, tz: ZoneInfo | None = None, releases: ReleaseActions | None = None
+          ) -> None:
     with ui.row().classes("items-center gap-3"):
         ui.label(d.name).classes("text-2xl font-semibold")
         status_badge(d)
@@ -112,6 +115,7 @@ def _body(state: FleetState, d: DeviceView, tz: ZoneInfo | None = None) -> None:
              f" · status since {_time(d.status_since_ms or d.status_ms)}").classes("text-sm text-gray-600")
     with ui.row().classes("w-full gap-4 items-stretch"):  # wraps: one card per line on a phone
         _fields("Machine", _meta_rows(d))
+        render_agent_update(d, releases)  # releases: version, last self-update, "Update agent"
         _fields("Latest sample", _telemetry_rows(d))
         today = (usage_between(*usage_day_bounds(tz, 0), device_id=d.device_id).get(d.device_id, TokenSums())
                  if tz else state.usage(d.device_id, *day_bounds_ms(0)))  # the viewer's day once known
@@ -132,8 +136,9 @@ def _body(state: FleetState, d: DeviceView, tz: ZoneInfo | None = None) -> None:
     _rejects(d.device_id, d.rejects)
 
 
-def render_device(state: FleetState, device_id: str) -> None:
-    """Build the page of ``device_id`` into the current page (a notice when there is no such device)."""
+def render_device(state: FleetState, device_id: str, releases: ReleaseActions | None = None) -> None:
+    """Build the page of ``device_id`` into the current page (a notice when there is no such device);
+    ``releases``: the server's agent updates (None: no update button)."""
     with ui.row().classes("px-4 pt-2 gap-4"):
         ui.link("← Devices", "/devices")
         user = current_user()
@@ -153,7 +158,7 @@ def render_device(state: FleetState, device_id: str) -> None:
             ui.label(f"No device {device_id!r}. It may have been deleted.").classes("text-gray-600")
             ui.link("Back to the fleet overview", "/").mark("go-overview")
             return
-        _body(state, d, viewer.get("tz"))
+        _body(state, d, viewer.get("tz"), releases)
 
     with ui.column().classes("w-full p-4 gap-3"):
         body()
