@@ -48,8 +48,8 @@ def parse_package_name(name: str) -> tuple[str, str, str, str] | None:
     """``(format, os, arch, version)`` of a package file name (arch normalised), None when the name
     is not one of the patterns in the module docstring or the version is not a :data:`VERSION_RE`."""
     for pattern, fmt, os_name in _PATTERNS:
-        m = pattern.match(name)
-        if m and VERSION_RE.match(m["v"]):
+        m = pattern.fullmatch(name)
+        if m and VERSION_RE.fullmatch(m["v"]):
             arch = normal_arch(m.groupdict().get("arch") or "x86_64")  # win64: the one without an arch
             return fmt, os_name or m["os"], arch, m["v"]
     return None
@@ -153,11 +153,11 @@ class Manifest:
             parsed = parse_package_name(str(pkg.name))
             if parsed is None or parsed != (pkg.format, pkg.os, pkg.arch, pkg.version):
                 raise ValueError(f"packages[{i}]: name {str(pkg.name)[:80]!r} does not match format/os/arch/version")
-            if not SHA256_RE.match(str(pkg.sha256)) or not isinstance(pkg.size, int) or pkg.size < 0:
+            if not SHA256_RE.fullmatch(str(pkg.sha256)) or not isinstance(pkg.size, int) or pkg.size < 0:
                 raise ValueError(f"packages[{i}]: bad sha256 or size")
             packages.append(pkg)
         offered = data.get("offered_version")
-        if offered is not None and not VERSION_RE.match(str(offered)):
+        if offered is not None and not VERSION_RE.fullmatch(str(offered)):
             raise ValueError("offered_version: not a version")
         return cls(offered, str(data.get("update_key") or ""), packages)
 

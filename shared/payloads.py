@@ -293,7 +293,7 @@ def parse_command(raw: bytes | str) -> Command:
     if command == "update":
         from shared.packages import VERSION_RE
 
-        if not isinstance(version, str) or not VERSION_RE.match(version):
+        if not isinstance(version, str) or not VERSION_RE.fullmatch(version):
             raise ValueError(f"version: {str(version)[:40]!r} is not a version (MAJOR.MINOR.PATCH)")
         if rollback is not None and (type(rollback) is not int or not MIN_ROLLBACK_S <= rollback <= MAX_ROLLBACK_S):
             raise ValueError(f"rollback_after_s: must be a whole number of seconds, {MIN_ROLLBACK_S}-{MAX_ROLLBACK_S}")

@@ -30,7 +30,7 @@ def safe_fleet_url(url: str) -> str:
     """``url`` without a trailing slash, when it is a plain ``http(s)://host[:port][/path]`` (it is pasted
     into shell and PowerShell scripts). Raises ValueError for anything else."""
     url = url.rstrip("/")
-    if not _SAFE_URL.match(url):
+    if not _SAFE_URL.fullmatch(url):  # fullmatch: "$" alone would let a trailing line break through
         raise ValueError(f"not a plain http(s) URL: {url[:100]!r}")
     return url
 

@@ -78,7 +78,7 @@ def in_window(window: str | None, tz: str, at: dt.datetime) -> bool:
     midnight, e.g. ``22:00-04:00``); no window means any time."""
     if not window:
         return True
-    m = _WINDOW.match(window)
+    m = _WINDOW.fullmatch(window)
     if not m:
         return False
     local = at.astimezone(ZoneInfo(tz))
@@ -97,7 +97,7 @@ def set_policy(actor: str, scope: str, mode: str, window: str | None = None, tz:
     scope = check_scope(scope)
     if mode not in MODES:
         raise UpdateError(f"mode {mode!r}: say manual or auto")
-    if window is not None and not _WINDOW.match(window):
+    if window is not None and not _WINDOW.fullmatch(window):
         raise UpdateError(f"window {window!r}: give HH:MM-HH:MM (24-hour clock), e.g. 02:00-04:00")
     try:
         ZoneInfo(tz)

@@ -91,7 +91,7 @@ def test_commands_and_server_status_parse_like_the_models():
     assert payloads.parse_command(update) == payloads.Command(ts=TS, command="update", version="0.2.0",
                                                               rollback_after_s=600)
     assert schemas.Command.model_validate_json(update).version == "0.2.0"
-    for bad, why in (({"version": "../../etc"}, "version:"), ({}, "version:"),
+    for bad, why in (({"version": "../../etc"}, "version:"), ({}, "version:"), ({"version": "0.2.0\n"}, "version:"),
                      ({"version": "0.2.0", "rollback_after_s": 5}, "rollback_after_s"),
                      ({"version": "0.2.0", "rollback_after_s": 60.5}, "rollback_after_s")):
         raw = json.dumps({"v": 1, "ts": TS, "command": "update", **bad}).encode()
