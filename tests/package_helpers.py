@@ -73,3 +73,14 @@ def one(folder: Path, pattern: str) -> Path:
     """The one file in ``folder`` matching ``pattern``."""
     (path,) = folder.glob(pattern)
     return path
+
+
+def device_meta(data_dir: Path, device: str) -> dict:
+    """A device's status and last meta (agent version, ``update``) as a running server stored them in its
+    SQLite file (read-only; the server keeps writing)."""
+    import json
+    import sqlite3
+
+    with sqlite3.connect(f"file:{data_dir / 'clawfleet.sqlite'}?mode=ro", uri=True, timeout=10) as db:
+        row = db.execute("SELECT status, meta_json FROM device WHERE id = ?", (device,)).fetchone()
+    return {"status": row[0], **json.loads(row[1] or "{}")} if row else {}

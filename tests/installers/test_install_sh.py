@@ -12,7 +12,6 @@ import json
 import os
 import shutil
 import signal
-import sqlite3
 import subprocess
 import tempfile
 import urllib.request
@@ -24,7 +23,7 @@ import pytest
 from e2e_helpers import ServerProcess, server_cli, wait_for
 from mqtt_helpers import free_port
 from net_helpers import PortGate
-from package_helpers import built_packages, bumped_version, one
+from package_helpers import built_packages, bumped_version, device_meta, one
 
 from shared.enrollment import decode_token, encode_token
 from shared.version import __version__
@@ -33,12 +32,6 @@ pytestmark = [pytest.mark.installers, pytest.mark.timeout(1800),
               pytest.mark.skipif(not shutil.which("curl"), reason="install.sh is fetched with curl")]
 V0, V1 = __version__, bumped_version()
 V2 = f"{V1.rsplit('.', 1)[0]}.{int(V1.rsplit('.', 1)[1]) + 1}"
-
-
-def _meta(data_dir: Path, device: str) -> dict:
-    with sqlite3.connect(f"file:{data_dir / 'clawfleet.sqlite'}?mode=ro", uri=True, timeout=10) as db:
-        row = db.execute("SELECT status, meta_json FROM device WHERE id = ?", (device,)).fetchone()
-    return {"status": row[0], **json.loads(row[1] or "{}")} if row else {}
 
 
 def _agents(home: Path) -> list[psutil.Process]:
@@ -138,7 +131,7 @@ def test_one_line_install_upgrade_and_self_update_with_rollback(fleet: tuple[Ser
         tree = home / ".local/share/clawfleet-agent"
         assert os.readlink(tree / "current") == f"versions/{V0}"
         assert (home / ".config/clawfleet/agent.json").stat().st_mode & 0o777 == 0o600
-        wait_for(lambda: _meta(server.data_dir, "shell-box").get("agent_version") == V0, 60,
+        wait_for(lambda: device_meta(server.data_dir, "shell-box").get("agent_version") == V0, 60,
                  what="the installed agent reporting")
 
         # running it again upgrades in place, keeping the enrollment
@@ -148,7 +141,7 @@ def test_one_line_install_upgrade_and_self_update_with_rollback(fleet: tuple[Ser
         assert res.returncode == 0, res.stdout + res.stderr
         assert f"installed: {V0} -> upgrading in place" in res.stdout and "enrollment: kept" in res.stdout
         assert os.readlink(tree / "current") == f"versions/{V1}"
-        wait_for(lambda: _meta(server.data_dir, "shell-box").get("agent_version") == V1, 60,
+        wait_for(lambda: device_meta(server.data_dir, "shell-box").get("agent_version") == V1, 60,
                  what=f"the agent reporting as {V1}")
         assert not first & {p.pid for p in _agents(home)}, "the old agent process is still running"
 
@@ -165,15 +158,15 @@ def test_one_line_install_upgrade_and_self_update_with_rollback(fleet: tuple[Ser
         wait_for(lambda: json.loads(state.read_text())["state"] == "rolled-back", 90, what="the rollback")
         assert os.readlink(tree / "current") == f"versions/{V1}"
         gate.blocked = False
-        wait_for(lambda: (m := _meta(server.data_dir, "shell-box")).get("update", {}).get("state") == "rolled-back"
-                 and m.get("agent_version") == V1, 60, what="the rolled-back agent reporting")
-        assert "did not report within 30 s" in _meta(server.data_dir, "shell-box")["update"]["detail"]
+        wait_for(lambda: (m := device_meta(server.data_dir, "shell-box")).get("update", {}).get("state")
+                 == "rolled-back" and m.get("agent_version") == V1, 60, what="the rolled-back agent reporting")
+        assert "did not report within 30 s" in device_meta(server.data_dir, "shell-box")["update"]["detail"]
 
         # the same update with the broker reachable rolls forward and stays
         res = server_cli("device", "update", "shell-box", "--rollback-after", "30", "--data-dir",
                          str(server.data_dir))
         assert res.exit_code == 0, res.output
-        wait_for(lambda: (m := _meta(server.data_dir, "shell-box")).get("agent_version") == V2
+        wait_for(lambda: (m := device_meta(server.data_dir, "shell-box")).get("agent_version") == V2
                  and m.get("update", {}).get("state") == "confirmed", 90, what=f"{V2} confirmed")
         assert os.readlink(tree / "current") == f"versions/{V2}"
         assert sorted(p.name for p in (tree / "versions").iterdir()) == sorted([V1, V2])  # V0 pruned

@@ -17,8 +17,7 @@ import psutil
 import pytest
 from e2e_helpers import ServerProcess, server_cli, wait_for
 from mqtt_helpers import free_port
-from package_helpers import built_packages, bumped_version, one
-from test_install_sh import _meta
+from package_helpers import built_packages, bumped_version, device_meta, one
 
 from shared.version import __version__
 
@@ -80,7 +79,7 @@ def test_system_install_enrolls_runs_as_the_service_user_and_upgrades(server: Se
     assert _installed() and token not in out
     cfg = Path("/etc/clawfleet-agent/agent.json")
     assert (cfg.stat().st_uid, cfg.stat().st_mode & 0o777) == (0, 0o640)
-    wait_for(lambda: _meta(server.data_dir, "rack-box").get("agent_version") == __version__, 60,
+    wait_for(lambda: device_meta(server.data_dir, "rack-box").get("agent_version") == __version__, 60,
              what="the system agent reporting")
     assert {p.info["username"] for p in _agents()} == {"clawfleet-agent"}  # not root
     assert Path("/var/lib/clawfleet-agent/outbox.sqlite").exists()  # its data where purge finds it
@@ -90,6 +89,6 @@ def test_system_install_enrolls_runs_as_the_service_user_and_upgrades(server: Se
     out = res.stdout + res.stderr
     assert res.returncode == 0, out
     assert f"installed: {__version__} -> upgrading in place" in out and "enrollment: kept" in out
-    wait_for(lambda: _meta(server.data_dir, "rack-box").get("agent_version") == bumped_version(), 60,
+    wait_for(lambda: device_meta(server.data_dir, "rack-box").get("agent_version") == bumped_version(), 60,
              what="the upgraded agent reporting")
     assert len(_agents()) == 1
