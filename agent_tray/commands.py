@@ -174,15 +174,23 @@ def _when(ms: int | None) -> str:
 def status(
     config: ConfigOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
+    system: Annotated[bool, typer.Option("--system", help="the machine-wide service's agent (enroll --system; "
+                                         "reading its config needs root or its group)")] = False,
 ) -> None:
     """Show the agent's state: connection, broker, device, outbox size, last publish, OpenClaw.
 
     Asks the running agent through its local bridge (127.0.0.1:bridge_port). Exit code 0 when an agent
     answers, 3 when none runs, 2 when this machine is not enrolled.
     """
+    from agent_tray.platform import system_config_path
     from agent_tray.status import ask_running_agent, outbox_size
 
-    cfg = _load(config)
+    cfg = _load(config or (system_config_path() if system else None))
+    if system and sys.platform.startswith("linux"):
+        from agent_tray.config import DATA_DIR_ENV
+        from agent_tray.platform.linux import SYSTEM_DATA_DIR
+
+        os.environ.setdefault(DATA_DIR_ENV, str(SYSTEM_DATA_DIR))  # as the packaged unit sets it
     try:
         live = ask_running_agent(cfg.bridge_port, cfg.bridge_token) if cfg.bridge_port else None
     except PermissionError as exc:

@@ -27,7 +27,7 @@ from agent_tray.config import ConfigError, load_config
 from agent_tray.update import state as update_state
 from agent_tray.update.fetch import UpdateRefused, check_file
 from agent_tray.update.state import UpdateState
-from shared.packages import Package, package_name, parse_package_name
+from shared.packages import Package, package_name, parse_package_name, version_key
 
 CACHE_DIR = Path("/var/cache/clawfleet-agent")
 """Packages root installed (install.sh puts the first one here): the way back for a rollback."""
@@ -55,6 +55,7 @@ def apply_system_update(data_dir: Path, config: Path, cache: Path = CACHE_DIR, p
     owner = (data_dir.stat().st_uid, data_dir.stat().st_gid)
     previous = installed_version()
     st = UpdateState("installing", previous=previous)
+    copy: Path | None = None
     try:
         request = json.loads(taken.read_text(encoding="utf-8"))
         pkg = Package(**{k: request["package"][k] for k in Package.__dataclass_fields__})
@@ -63,6 +64,8 @@ def apply_system_update(data_dir: Path, config: Path, cache: Path = CACHE_DIR, p
         parsed = parse_package_name(pkg.name)
         if parsed is None or parsed[0] not in ("deb", "rpm") or parsed[3] != pkg.version:
             raise UpdateRefused(f"{pkg.name[:80]!r} is not a .deb or .rpm of the agent")
+        if version_key(pkg.version) <= version_key(previous):
+            raise UpdateRefused(f"{pkg.version} is not newer than the installed {previous}")
         src = Path(request["file"])
         if src.parent.resolve() != (data_dir / "update").resolve() or src.is_symlink():
             raise UpdateRefused("the request names a file outside the agent's update folder")
@@ -76,6 +79,8 @@ def apply_system_update(data_dir: Path, config: Path, cache: Path = CACHE_DIR, p
         check_file(copy, pkg, key)
     except (OSError, ValueError, KeyError, TypeError, ConfigError, UpdateRefused) as exc:
         taken.unlink(missing_ok=True)
+        if copy is not None:
+            copy.unlink(missing_ok=True)  # never keep a package that failed the checks
         update_state.save(data_dir, st.moved("refused", str(exc)), owner)
         return "refused"
     taken.unlink(missing_ok=True)

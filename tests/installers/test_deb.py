@@ -1,5 +1,5 @@
 """The agent's .deb, for real: built by installers/linux/build-packages.sh (PyInstaller payload), installed
-with dpkg, enrolled, upgraded to a bumped version, purged.
+with dpkg, enrolled, upgraded to a bumped version, purged; and root's side of its self-update.
 
 Needs root and dpkg (CI runs as root); it really installs into /opt, /usr and /etc and removes
 everything again. No systemd runs on this machine (PID 1 is not systemd), so "enabled" is what
@@ -134,3 +134,52 @@ def test_deb_is_lintian_clean() -> None:
                          timeout=900)
     tags = [ln for ln in res.stdout.splitlines() if ln[:2] in ("E:", "W:")]
     assert not tags, "\n".join(tags)
+
+
+def test_root_updater_refuses_a_tampered_package_and_rolls_back_one_that_does_not_report(purge_after: None,
+                                                                                       tmp_path: Path) -> None:
+    """``clawfleet-agent apply-update --system`` as the packages' path unit runs it (as root), with the request
+    the unprivileged agent leaves. No systemd here restarts the service on the new version, so it never
+    reports: after the deadline root installs the previous package again."""
+    import json
+
+    from fleet_server.releases.catalog import Catalog
+
+    old = one(built_packages(__version__), "*.deb")
+    new = one(built_packages(bumped_version()), "*.deb")
+    releases = tmp_path / "releases"
+    releases.mkdir()
+    shutil.copy(new, releases)
+    catalog = Catalog(tmp_path / "server", (releases,))
+    pkg = catalog.manifest().pick("deb", "linux", "x86_64" if "amd64" in new.name else "arm64", bumped_version())
+    subprocess.run(["dpkg", "-i", str(old)], check=True, capture_output=True)
+    token = encode_token(Enrollment(url="mqtt://127.0.0.1:1", device_id="deb-box", api_key="k" * 32,
+                                    update_key=catalog.key.public_b64))
+    subprocess.run(["/usr/bin/clawfleet-agent", "enroll", "--system", "--offline", "-"], input=token, text=True,
+                   check=True, capture_output=True)
+    shutil.copy(old, "/var/cache/clawfleet-agent/")  # what install.sh leaves for a rollback
+    update = DATA / "update"
+
+    def request(data: bytes, entry: dict) -> str:
+        update.mkdir(exist_ok=True)
+        (update / new.name).write_bytes(data)
+        (update / "request.json").write_text(json.dumps({"package": entry, "file": str(update / new.name),
+                                                         "rollback_after_s": 30}))
+        res = subprocess.run(["/usr/bin/clawfleet-agent", "apply-update", "--system"], capture_output=True,
+                             text=True, timeout=300)
+        return res.stdout + res.stderr
+
+    good = new.read_bytes()
+    out = request(good[:-16] + b"\0" * 16, pkg.__dict__)  # changed after the agent checked it
+    assert "update: refused" in out and _installed_version() == __version__
+    state = json.loads((DATA / "update.json").read_text())
+    assert state["state"] == "refused" and "not the package the fleet signed" in state["detail"]
+    forged = {**pkg.__dict__, "signature": Catalog(tmp_path / "rogue", (releases,)).manifest().packages[0].signature}
+    assert "update: refused" in request(good, forged) and _installed_version() == __version__
+
+    out = request(good, pkg.__dict__)
+    assert "update: rolled-back" in out, out
+    assert _installed_version() == __version__
+    state = json.loads((DATA / "update.json").read_text())
+    assert state["state"] == "rolled-back" and f"{bumped_version()} did not report within 30 s" in state["detail"]
+    assert (DATA / "update.json").stat().st_uid == pwd.getpwnam("clawfleet-agent").pw_uid  # the agent reads it

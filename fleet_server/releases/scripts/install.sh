@@ -268,4 +268,4 @@ if [ -n "$data_pid" ]; then  # no service manager (containers, WSL without syste
   say "logs: $logs"
 fi
 [ "$dry" = 1 ] && say "dry run: nothing was changed"
-say "done. check it with: $agent status"
+if [ "$mode" = system ]; then say "done. check it with: sudo $agent status --system"; else say "done. check it with: $agent status"; fi
