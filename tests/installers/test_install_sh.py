@@ -39,7 +39,7 @@ def _agents(home: Path) -> list[psutil.Process]:
     out = []
     for p in psutil.process_iter(["cmdline"]):
         cmd = p.info["cmdline"] or []
-        if cmd and cmd[0].startswith(str(home)) and "run" in cmd:
+        if cmd and cmd[0].startswith(str(home)) and cmd[1:2] == ["run"]:
             out.append(p)
     return out
 
@@ -55,6 +55,12 @@ def _home(name: str) -> Path:
     if AS_USER:
         shutil.chown(home, "nobody", "nogroup")
     return home
+
+
+def _watchdogs(home: Path) -> list[psutil.Process]:
+    """Update watchdogs started from this test's install."""
+    return [p for p in psutil.process_iter(["cmdline"])
+            if (cmd := p.info["cmdline"] or []) and cmd[0].startswith(str(home)) and cmd[1:2] == ["update-watchdog"]]
 
 
 def _install(url: str, home: Path, *args: str, token: str | None = None) -> subprocess.CompletedProcess:
@@ -85,7 +91,7 @@ def fleet(tmp_path: Path) -> Iterator[tuple[ServerProcess, str, list[Path]]]:
         yield server, f"http://127.0.0.1:{server.port}", homes
     finally:
         for home in homes:
-            for p in _agents(home):
+            for p in _agents(home) + _watchdogs(home):
                 p.send_signal(signal.SIGKILL)
             shutil.rmtree(home, ignore_errors=True)
         server.stop()
@@ -171,5 +177,6 @@ def test_one_line_install_upgrade_and_self_update_with_rollback(fleet: tuple[Ser
         assert os.readlink(tree / "current") == f"versions/{V2}"
         assert sorted(p.name for p in (tree / "versions").iterdir()) == sorted([V1, V2])  # V0 pruned
         assert len(_agents(home)) == 1
+        wait_for(lambda: not _watchdogs(home), 15, what="the watchdog to stand down once the update is confirmed")
     finally:
         gate.close()
