@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
 from agent_tray.config import KEPT_ON_REENROLL, AgentConfig, ConfigError, load_config, save_config
@@ -21,6 +20,7 @@ from agent_tray.publisher import describe_connect_error, tls_context
 from agent_tray.status import REFUSED_REASON_CODES
 from agent_tray.transport import Route, picker_for
 from shared.enrollment import EnrollmentError, decode_token
+from shared.mqtt_client import mqtt5_client
 
 log = logging.getLogger("clawfleet.agent.enroll")
 
@@ -121,14 +121,8 @@ def check_key(cfg: AgentConfig, timeout: float = CHECK_TIMEOUT_S) -> None:
 
 
 def _check_route(cfg: AgentConfig, route: Route, timeout: float) -> None:
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=cfg.device_id, protocol=mqtt.MQTTv5,
-                         transport=route.transport)
-    client.username_pw_set(cfg.device_id, cfg.api_key)
-    ctx = tls_context(cfg)
-    if ctx is not None:
-        client.tls_set_context(ctx)
-        if cfg.insecure:
-            client.tls_insecure_set(True)
+    client = mqtt5_client(cfg.device_id, cfg.device_id, cfg.api_key, tls_context(cfg), insecure=cfg.insecure,
+                          transport=route.transport)
     if route.kind == "wss":
         client.ws_set_options(path=route.path)
     answer: list[ReasonCode] = []

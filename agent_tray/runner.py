@@ -90,9 +90,13 @@ def _run_headless(path: Path) -> None:
         raise _fail(str(exc)) from None
     from agent_tray.service import AgentService
 
-    service = AgentService(cfg)
-    on_signals(service.stop)
-    service.run()
+    while True:  # again with the new config when the file is rewritten (re-enrolled) while running
+        service = AgentService(cfg, config_path=path)
+        on_signals(service.stop)
+        service.run()
+        if service.next_config is None:
+            break
+        cfg = service.next_config
     from agent_tray.update.apply import exec_pending
 
     exec_pending()  # an update installed a new version: become it (same pid, same arguments)

@@ -21,7 +21,7 @@ DISPLAY_NAME = "ClawFleet Agent"
 DESCRIPTION = "Reports this machine and its OpenClaw gateway to a ClawFleet fleet server."
 
 
-def _framework():  # noqa: ANN202 - the class needs pywin32, imported only on Windows
+def _framework():
     import servicemanager
     import win32event
     import win32service
@@ -40,13 +40,13 @@ def _framework():  # noqa: ANN202 - the class needs pywin32, imported only on Wi
             self._stopped = win32event.CreateEvent(None, 0, 0, None)
             self.agent = None
 
-        def SvcStop(self) -> None:  # noqa: N802 - pywin32's name
+        def SvcStop(self) -> None:
             self.ReportServiceStatus(win32service.SERVICE_STOP_PENDING)
             if self.agent is not None:
                 self.agent.stop()
             win32event.SetEvent(self._stopped)
 
-        def SvcDoRun(self) -> None:  # noqa: N802 - pywin32's name
+        def SvcDoRun(self) -> None:
             from agent_tray.config import load_config
             from agent_tray.runner import setup_logging
             from agent_tray.service import AgentService

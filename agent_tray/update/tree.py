@@ -111,7 +111,7 @@ def start_watchdog(root: Path, previous: str, data_dir: Path, argv: list[str], l
     outlives this process's exec into the new version, which keeps this pid."""
     cmd = [str(version_dir(root, previous) / EXE), "update-watchdog", "--data-dir", str(data_dir), "--root",
            str(root), "--pid", str(os.getpid()), "--", *argv]
-    out = open(log_file, "ab") if log_file else subprocess.DEVNULL  # noqa: SIM115 - the child keeps it
+    out = open(log_file, "ab") if log_file else subprocess.DEVNULL
     subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
                      close_fds=True)
 

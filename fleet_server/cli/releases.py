@@ -9,13 +9,13 @@ from typing import Annotated
 
 import typer
 
-from fleet_server.cli.options import DataDirOpt, DbUrlOpt, default_data_dir, fail
+from fleet_server.cli.options import PLAIN_HELP, DataDirOpt, DbUrlOpt, default_data_dir, fail
 
 release_app = typer.Typer(help="Agent packages this server offers (install one-liners, self-updates) and update "
-                          "policies.", no_args_is_help=True)
+                          "policies.", no_args_is_help=True, **PLAIN_HELP)
 
 
-def _catalog(data_dir: Path):  # noqa: ANN202 - Catalog (imported lazily)
+def _catalog(data_dir: Path):
     from fleet_server.endpoints.broker_link import ServerSettings
     from fleet_server.releases.catalog import Catalog
 

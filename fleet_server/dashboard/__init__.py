@@ -56,13 +56,14 @@ def register_pages(state: FleetState, *, limiter: LoginRateLimiter | None = None
     install_not_found()  # unknown pages: the dashboard's 404 page with a way back
 
     @ui.page("/tokens")
-    def tokens_page(tz: str = "", start: str = "", end: str = "") -> None:
+    def tokens_page(tz: str = "", start: str = "", end: str = "", device: str = "", tag: str = "", agent: str = "",
+                    model: str = "") -> None:
         _frame("Tokens")
-        render_tokens(state, tz, start, end)
+        render_tokens(state, tz, start, end, device=device, tag=tag, agent=agent, model=model)
 
     @ui.page("/logs")
     def logs_page(device: str = "", level: str = "", q: str = "", fingerprint: str = "", view: str = "",
-                  range: str = "7d") -> None:  # noqa: A002 - the URL's name
+                  range: str = "7d") -> None:  # the URL's name
         _frame("Logs")
         render_logs(state, device=device, level=level, text=q, fingerprint=fingerprint, view=view, since=range)
 

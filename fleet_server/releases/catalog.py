@@ -17,9 +17,9 @@ import logging
 import threading
 from pathlib import Path
 
-from broker.config import write_private
 from fleet_server.releases.signing import SigningKey, load_or_create
 from shared.packages import Manifest, Package, parse_package_name, version_key
+from shared.private_files import write_private
 
 log = logging.getLogger("clawfleet.releases")
 

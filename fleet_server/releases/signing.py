@@ -15,8 +15,8 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from broker.config import write_private
 from shared.packages import b64url, signed_message
+from shared.private_files import write_private
 
 KEY_FILE = "agent-signing.key"
 """Name of the signing key in the server's data dir."""

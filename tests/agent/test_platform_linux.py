@@ -104,7 +104,7 @@ def test_macos_plists_and_windows_task_arguments(tmp_path: Path) -> None:
     exe = r"C:\Program Files\ClawFleet Agent\clawfleet-agent.exe"
     assert windows.schtasks_create_args("t.xml") == ["schtasks", "/Create", "/F", "/TN", "ClawFleet Agent", "/XML",
                                                      "t.xml"]
-    import xml.etree.ElementTree as ET  # noqa: N817, S405 - parsing XML this test made
+    import xml.etree.ElementTree as ET
 
     ns = {"t": "http://schemas.microsoft.com/windows/2004/02/mit/task"}
     task = ET.fromstring(windows.task_xml([exe, "run", "--headless", "--config", r"C:\a b\agent.json"]).encode(  # noqa: S314

@@ -43,7 +43,7 @@ class _Fleet:
         fleet = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - http.server's name
+            def do_GET(self) -> None:
                 fleet.requests.append(self.path)
                 if self.path == "/agent/packages.json":
                     data = json.dumps(manifest()).encode()
