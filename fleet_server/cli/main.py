@@ -11,6 +11,7 @@ import typer
 from fleet_server.cli.admin import admin_app
 from fleet_server.cli.api_tokens import api_token_app
 from fleet_server.cli.devices import device_app
+from fleet_server.cli.ingest_worker import ingest
 from fleet_server.cli.integrations import integration_app
 from fleet_server.cli.options import (
     PLAIN_HELP,
@@ -37,6 +38,7 @@ app.add_typer(api_token_app, name="api-token")
 app.add_typer(integration_app, name="integration")
 app.add_typer(release_app, name="release")
 device_app.command("update")(device_update)
+app.command("ingest")(ingest)
 
 log = logging.getLogger("clawfleet.server")
 
@@ -91,6 +93,9 @@ def run(
                           "use it (default: the dashboard's address when it is loopback or --public-host)")] = None,
     agent_packages: Annotated[list[Path] | None, typer.Option("--agent-packages", help="also offer the agent "
                               "packages in this folder (repeatable; besides <data dir>/agent-packages)")] = None,
+    workers: Annotated[int, typer.Option("--workers", min=0, help="ingest processes: this one and N-1 more on a "
+                       "shared subscription (needs --database-url postgresql://…); 0: no ingest here (dashboard "
+                       "and jobs only)")] = 1,
 ) -> None:
     """Run the server: managed Mosquitto, ingest, dashboard (and a local agent). Ctrl-C stops all.
 
@@ -107,7 +112,7 @@ def run(
     from fleet_server.auth.accounts import configure_session_storage, session_cookie_options, session_secret
     from fleet_server.cli.admin import first_run_admin
     from fleet_server.dashboard import register_pages
-    from fleet_server.server import FleetServer, ServerOptions
+    from fleet_server.server import FleetServer, ServerOptions, ServerSetupError
 
     setup_logging(verbose)
     from broker.dynsec import DynSecConnectionError, DynSecError
@@ -148,13 +153,13 @@ def run(
                          local_agent_bridge_port=local_agent_bridge_port, tls_port=mqtt_tls_port,
                          tls_host=mqtt_tls_bind, public_host=public_host, external_broker=external,
                          retention=policy, wss_port=mqtt_wss_port, public_url=public_url,
-                         agent_packages=tuple(agent_packages or ()))
+                         agent_packages=tuple(agent_packages or ()), workers=workers)
     for warning in web.warnings + startup_warnings(opts.data_dir, public_host, external):
         log.warning("%s", warning)
     server = FleetServer(opts)
     try:
         server.start()
-    except (BrokerSetupError, DynSecConnectionError, DynSecError, TlsError, SchemaTooNew) as exc:
+    except (BrokerSetupError, DynSecConnectionError, DynSecError, TlsError, SchemaTooNew, ServerSetupError) as exc:
         fail(str(exc))
     save_settings(opts.data_dir, mqtt_port, mqtt_tls_port, public_host, external, broker_admin_password_file,
                   wss_port=mqtt_wss_port, public_url=public_url, agent_packages=agent_packages)
