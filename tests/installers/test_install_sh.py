@@ -81,11 +81,14 @@ def _install(url: str, home: Path, *args: str, token: str | None = None) -> subp
     path = home.parent / f"install-{home.name}.sh"
     path.write_bytes(script)
     path.chmod(0o644)
-    if token is None:
-        return subprocess.run([*AS_USER, "sh", str(path), *args], env=env, capture_output=True, text=True,
-                              timeout=600, stdin=subprocess.DEVNULL, start_new_session=True)
-    return subprocess.run([*AS_USER, "sh", str(path), "--token-file", "-", *args], input=token + "\n", env=env,
-                          capture_output=True, text=True, timeout=600, start_new_session=True)
+    try:
+        if token is None:
+            return subprocess.run([*AS_USER, "sh", str(path), *args], env=env, capture_output=True, text=True,
+                                  timeout=600, stdin=subprocess.DEVNULL, start_new_session=True)
+        return subprocess.run([*AS_USER, "sh", str(path), "--token-file", "-", *args], input=token + "\n",
+                              env=env, capture_output=True, text=True, timeout=600, start_new_session=True)
+    finally:
+        path.unlink()
 
 
 @pytest.fixture
