@@ -139,7 +139,7 @@ class AgentService:
     def collect_openclaw(self) -> None:
         """Move new OpenClaw usage and log records into the outbox and wake the sender."""
         try:
-            if self.openclaw.collect() != (0, 0):
+            if self.openclaw.collect() != (0, 0) or self.openclaw.queued_activity:
                 self.publisher.wake()
         except Exception:  # a parser bug must not stop telemetry
             log.exception("reading OpenClaw transcripts/logs failed; will try again next interval")
