@@ -233,6 +233,15 @@ class OpenClawMonitor:
                          n_logs, self.queued_activity)
             return n_usage, n_logs
 
+    def store_tool_calls(self, calls: list[payloads.ToolCallRecord]) -> None:
+        """Queue tool calls the plugin reported (on the ``usage`` topic, like those of the transcripts).
+
+        Raises:
+            OutboxFull: no room; the transcripts hold the same calls, so nothing is lost.
+        """
+        if calls:
+            self.outbox.put(list(self._messages(Channel.USAGE, calls, "tool_calls")))
+
     def backlog(self) -> dict[str, dict[str, int]]:
         """``{"usage"|"logs": Behind.as_dict()}`` for each collector whose records wait for room in
         the outbox; ``{}`` when nothing waits."""

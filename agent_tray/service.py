@@ -16,10 +16,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from agent_tray.collectors.network import NetworkCollector
+from agent_tray.collectors.runs import plugin_tool_call
 from agent_tray.collectors.system import SystemCollector
 from agent_tray.config import AgentConfig
 from agent_tray.openclaw_monitor import OpenClawMonitor
-from agent_tray.outbox import Outbox, OutMessage
+from agent_tray.outbox import Outbox, OutboxFull, OutMessage
 from agent_tray.publisher import Publisher, now_ms
 from agent_tray.status import AgentStatus, TokenCounter, snapshot
 from shared import payloads
@@ -226,11 +227,22 @@ class AgentService:
             self.publisher.announce()
 
     def bridge_events(self, events: list[BridgeEvent]) -> dict[str, int]:
-        """``POST /events``: gateway start/stop and model calls trigger an immediate pass.
+        """``POST /events``: gateway start/stop, model calls and finished runs trigger an immediate pass;
+        ``after_tool_call`` events are stored as tool calls at once.
 
-        Token usage is taken from the transcripts (the only complete source, with stable entry ids),
-        so an ``llm_output`` event only makes the agent read them now; it is never counted twice.
+        Token usage and turns are taken from the transcripts (the only complete source, with stable entry
+        ids), so an ``llm_output`` or ``agent_end`` event only makes the agent read them now; nothing is
+        counted twice. A tool call has the same record id from both sources.
         """
+        calls = [c for e in events if e.type == "after_tool_call" and (c := plugin_tool_call(
+            self.cfg.device_id, agent_id=e.agentId or "main", session_id=e.sessionId, call_id=e.toolCallId,
+            tool=e.toolName, done_ms=e.ts or now_ms(), error=bool(e.error), duration_ms=e.durationMs)) is not None]
+        if calls:
+            try:
+                self.openclaw.store_tool_calls(calls)
+                self.publisher.wake()
+            except OutboxFull:
+                log.debug("outbox full: %d tool calls from the plugin wait in the transcripts", len(calls))
         kinds = {e.type for e in events}
         if kinds & {"gateway_start", "gateway_stop", "llm_output", "agent_end"}:
             self._report_now.set()  # no pass while paused

@@ -190,6 +190,45 @@ def _candidate_files(sources: Iterable[Path], names: Iterable[str] = ("openclaw"
     return list(found.values())
 
 
+_REPLY_ERROR_RE = re.compile(r"errorMessage=(.+?) (?:runId|error|conn)=")
+_CLI_PREFIX = "[openclaw] "
+_CLI_REASON = "[openclaw] Reason: "
+CLI_ECHO_MS = 30_000
+"""A CLI failure block belongs to the instance whose gateway answered with the same error this recently (ms)."""
+
+
+def _cli_blocks(lines: list[_Line]) -> None:
+    """Give the OpenClaw CLI's failure block (``[openclaw] The CLI command failed.``, ``[openclaw] Reason: X``
+    and its hint lines; no ids of their own) the owner of the gateway reply that failed with ``X``
+    (``⇄ res ✗ agent … errorMessage=X runId=R``) moments before it."""
+    replies: list[tuple[int, str, _Line]] = []
+    for i, ln in enumerate(lines):
+        msg = ln.parsed.message if ln.parsed else ""
+        if ln.owner is not None and "errorMessage=" in msg:
+            m = _REPLY_ERROR_RE.search(msg)
+            if m:
+                replies.append((ln.parsed.ts_ms or 0, m.group(1).strip(), ln))  # type: ignore[union-attr]
+        if ln.owner is not None or not msg.startswith(_CLI_REASON) or ln.parsed is None:
+            continue
+        reason, ts = msg[len(_CLI_REASON):].strip(), ln.parsed.ts_ms or 0
+        match = next((r for r in reversed(replies) if r[1] == reason and 0 <= ts - r[0] <= CLI_ECHO_MS), None)
+        if match is None:
+            continue
+        for j in range(i, -1, -1):  # the block: this line and its CLI neighbours that name nothing
+            if j < i and not _cli_line(lines[j]):
+                break
+            lines[j].owner, lines[j].about = match[2].owner, match[2].about
+        for j in range(i + 1, len(lines)):
+            if not _cli_line(lines[j]) or lines[j].parsed.message.startswith(_CLI_REASON):  # type: ignore[union-attr]
+                break
+            lines[j].owner, lines[j].about = match[2].owner, match[2].about
+
+
+def _cli_line(ln: _Line) -> bool:
+    return ln.owner is None and ln.parsed is not None and ln.parsed.message.startswith(_CLI_PREFIX) and (
+        ln.marks is None or ln.marks.trace is None)
+
+
 @dataclass
 class _Line:
     offset: int
@@ -343,17 +382,19 @@ class LogCollector:
                     about = [a or (prev[i + 1] if prev and prev[0] == ln.owner else None)
                              for i, a in enumerate(ln.about)]
                     traces[t] = [ln.owner, *about, ln.parsed.ts_ms or now if ln.parsed else now]
+        for ln in lines:
+            if ln.owner is None and ln.marks is not None and ln.marks.trace in traces:
+                ln.owner = traces[ln.marks.trace][0]
+        _cli_blocks(lines)
         cut = None
         for ln in lines:
             if ln.marks is None or ln.parsed is None:
                 continue
             t = ln.marks.trace
-            if ln.owner is None and t in traces:
-                ln.owner = traces[t][0]
-            if ln.owner == OURS and t in traces and traces[t][0] == OURS:
-                ln.about = tuple(a or b for a, b in zip(ln.about, traces[t][1:5], strict=True))  # type: ignore[assignment]
-            if ln.owner is not None and ln.about == (None, None, None, None):
-                ln.about = own.about(ln.marks)
+            if ln.owner == OURS:
+                mine = own.about(ln.marks)
+                trace = traces[t][1:5] if t in traces and traces[t][0] == OURS else (None,) * 4
+                ln.about = tuple(a or b or c for a, b, c in zip(mine, ln.about, trace, strict=True))  # type: ignore[assignment]
             waits = (shared and ln.owner is None and LEVELS[ln.parsed.level] >= self.min_level
                      and ln.parsed.ts_ms is not None and now - ln.parsed.ts_ms < HOLD_MS)
             if waits and cut is None:

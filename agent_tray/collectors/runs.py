@@ -27,7 +27,7 @@ Incremental: the state of each session (its current turn, the previous one while
 waits for its run id, tool calls waiting for their result, and the newest entry folded) is a small
 JSON dict the caller keeps in its read positions. Entries at or before the newest folded entry are
 skipped, so reading a session again (a rewritten SQLite session, a JSONL file migrated into SQLite)
-never counts anything twice. A session's state is dropped once its newest entry is older than
+never counts anything twice. A session's state is dropped once nothing of it was read for
 :data:`STATE_TTL_MS`; later entries then start fresh (an assistant message with no user message
 before it becomes a turn of its own).
 
@@ -56,10 +56,13 @@ from shared.payloads import (
 )
 
 STATE_TTL_MS = 6 * 3_600_000
-"""A session's fold state is kept this long after its newest entry (ms)."""
+"""A session's fold state is kept this long after the last call that read an entry of it (ms, the agent's
+clock)."""
 PENDING_MS = 60_000
-"""A segment still waiting for its run id is taken as a turn of its own once its newest entry is this
-old (ms): OpenClaw versions that write no run ids, or a run that died before writing one."""
+"""A segment still waiting for its run id is taken as a turn of its own once it has waited this long (ms,
+the agent's clock, from the first call that ended with it waiting): OpenClaw versions that write no run
+ids, or a run that died before writing one. Measured from when it was read, not from the entry's time,
+so reading old transcripts in pieces never splits a turn."""
 MAX_OPEN_CALLS = 200
 """Tool calls waiting for a result that one turn keeps (more are counted but not tracked)."""
 _TOKEN_KEYS = ("input", "output", "cache_read", "cache_write")
@@ -141,6 +144,7 @@ class RunTracker:
         self.state = state
         self.tool_calls: list[ToolCallRecord] = []
         self._closed: list[tuple[str, dict[str, Any]]] = []
+        self._fed: set[str] = set()
 
     # ---- folding ----------------------------------------------------------------------------
     def feed(self, session_id: str, obj: dict[str, Any], entry_key: str, fallback_ts: int | None) -> None:
@@ -161,6 +165,7 @@ class RunTracker:
         if ts is None:
             return
         st = self.state.setdefault(session_id, {"last": [0, []], "run": None, "prev": None})
+        self._fed.add(session_id)
         last_ts, last_ids = st["last"]
         if ts < last_ts or (ts == last_ts and entry_key in last_ids):
             return  # folded before (a re-read)
@@ -216,7 +221,8 @@ class RunTracker:
                 st["prev"] = None
         run["att"] += 1
         run["rev"] += 1
-        run["t1"] = max(run["t1"], ts)
+        if not run["msgs"]:  # the end of a turn is its newest message; attempts only show it is still going
+            run["t1"] = max(run["t1"], ts)
         run["dirty"] = True
 
     def _assistant(self, session_id: str, st: dict[str, Any], key: str, ts: int, msg: dict[str, Any]) -> None:
@@ -290,17 +296,22 @@ class RunTracker:
                 run["dirty"] = False
         for session_id, st in list(self.state.items()):
             run = st["run"]
-            if run is not None and run["pend"] and now_ms - run["t1"] > PENDING_MS:
-                run["pend"] = False
-                self._close(session_id, st["prev"])
-                st["prev"] = None
+            if run is not None and run["pend"]:
+                waiting = run.setdefault("ps", now_ms)  # when a call first ended with it still waiting
+                if now_ms - waiting > PENDING_MS:
+                    run["pend"] = False
+                    self._close(session_id, st["prev"])
+                    st["prev"] = None
             for r in (st["prev"], run):
                 if r is not None and r["dirty"] and not r["pend"]:
                     out[r["key"] + "\x1f" + session_id] = self._record(session_id, r)
                     r["dirty"] = False
-            if now_ms - st["last"][0] > STATE_TTL_MS:
+            if session_id in self._fed:
+                st["at"] = now_ms
+            elif now_ms - int(st.get("at", now_ms)) > STATE_TTL_MS:
                 del self.state[session_id]
         self._closed = []
+        self._fed = set()
         calls, self.tool_calls = self.tool_calls, []
         return list(out.values()), calls
 
@@ -316,3 +327,19 @@ class RunTracker:
             tool_errors=min(run["terrs"], MAX_COUNT), input_tokens=run["tok"][0], output_tokens=run["tok"][1],
             cache_read_tokens=run["tok"][2], cache_write_tokens=run["tok"][3], cost_usd=run["cost"],
             error=run["err"], rev=min(run["rev"], MAX_COUNT))
+
+
+def plugin_tool_call(device_id: str, *, agent_id: str, session_id: str, call_id: str, tool: str, done_ms: int,
+                     error: bool, duration_ms: float | None) -> ToolCallRecord | None:
+    """The record of a tool call reported by the plugin's ``after_tool_call`` hook (``done_ms``: when it
+    returned, epoch ms), or None without a call id or session. Its id is the transcript record's, so the
+    call is one record whichever arrives first (the server fills in what the other lacks)."""
+    if not call_id or not session_id:
+        return None
+    duration_s = None if duration_ms is None else min(max(0.0, duration_ms / 1000), MAX_DURATION_S)
+    start = done_ms - int((duration_s or 0) * 1000)
+    if not MIN_TS_MS <= start < MAX_TS_MS:
+        return None
+    return ToolCallRecord(id=tool_call_id(device_id, agent_id, session_id, call_id[:MAX_SHORT_STR]),
+                          agent_id=agent_id[:MAX_SHORT_STR], session_id=session_id[:MAX_SHORT_STR], ts=start,
+                          tool=(tool or "?")[:MAX_SHORT_STR], error=error, duration_s=duration_s, source="plugin")
