@@ -96,6 +96,13 @@ def line_marks(obj: dict[str, Any], raw: str) -> Marks:
     return m
 
 
+def _listdir(path: Path) -> list[str]:
+    try:
+        return os.listdir(path)
+    except OSError:
+        return []
+
+
 def _cut(value: str | None) -> str | None:
     return value[:MAX_SHORT_STR] if value else None
 
@@ -155,6 +162,9 @@ class Ownership:
         root = str(paths.state_dir.absolute())
         self._roots = {root, os.path.realpath(root)}
         self._born: tuple[float, int | None] | None = None
+        self.stores = False
+        """This state dir has a session store (SQLite file or transcript files): only then does a session id
+        it does not hold prove a line to be another instance's."""
 
     # ---- knowledge -----------------------------------------------------------------------------
     def born_ms(self) -> int | None:
@@ -178,8 +188,9 @@ class Ownership:
         if not todo:
             return
         for agent_id in self.paths.discover_agent_ids():
-            found = self._sqlite_sessions(self.paths.agent_db(agent_id), todo) | self._jsonl_sessions(
-                self.paths.sessions_dir(agent_id), todo)
+            db, sessions_dir = self.paths.agent_db(agent_id), self.paths.sessions_dir(agent_id)
+            self.stores = self.stores or db.is_file() or any(True for _ in _listdir(sessions_dir))
+            found = self._sqlite_sessions(db, todo) | self._jsonl_sessions(sessions_dir, todo)
             for sid in found:
                 self.sessions[sid] = agent_id
             todo -= found
@@ -251,7 +262,7 @@ class Ownership:
         owners = {self._path_owner(p) for p in m.paths} - {None}
         if OURS in owners:
             return OURS
-        if FOREIGN in owners or (m.sessions and not young):  # session ids were looked up: not in this state dir
+        if FOREIGN in owners or (m.sessions and self.stores and not young):  # looked up: not in this state dir
             return FOREIGN
         if m.pids and self.gateway_pid() is not None:
             return FOREIGN
