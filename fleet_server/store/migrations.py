@@ -78,12 +78,20 @@ def _tokens_and_logs_columns(m: SchemaMigrator, db: Database) -> None:
     add_column(m, db, "log_record", "session_id", CharField(max_length=200, null=True))
 
 
+def _sessions_columns(m: SchemaMigrator, db: Database) -> None:
+    # session key and run id of log records; the session, run, tool call and version tables are new (created below)
+    add_column(m, db, "log_record", "session_key", CharField(max_length=200, null=True))
+    add_column(m, db, "log_record", "run_id", CharField(max_length=200, null=True))
+
+
 MIGRATIONS: list[Migration] = [
     Migration(1, "v0.1.0 schema", _baseline),
     Migration(2, "sample rollup tiers (5 min, 1 h) and rollup watermarks", _history_tables),
     Migration(3, "usage and log record ids unique per device", lambda _m, db: scope_record_ids(db)),
     Migration(4, "failed turns, rule prices, unpriced tokens; agent and session of log records",
               _tokens_and_logs_columns),
+    Migration(5, "sessions, runs, tool calls and version changes; session key and run id of log records",
+              _sessions_columns),
 ]
 """Every schema step, in order. Append new ones at the end with the next version number."""
 

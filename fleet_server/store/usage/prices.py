@@ -171,6 +171,9 @@ def reprice() -> int:
                     cond & (UsageRecord.priced_usd.is_null() | (fn.ABS(UsageRecord.priced_usd - expr) > _EPS))
                 ).execute()
         rebuild_hourly_costs()
+        from fleet_server.store.sessions.costs import reprice_runs  # runs and sessions follow the same rules
+
+        reprice_runs(rules)
     return changed
 
 
