@@ -10,8 +10,11 @@ from pathlib import Path
 from fixtures_openclaw import EXPECTED, make_latest_state, make_legacy_state, make_log_dir
 
 from agent_tray.collectors.logs import LogCollector
+from agent_tray.collectors.openclaw import locate_openclaw
+from agent_tray.collectors.sessions import SessionIndexCollector
 from agent_tray.collectors.usage import UsageCollector
 from fleet_server.store.models import Device, LogRecord, db
+from fleet_server.store.sessions.ingest import store_activity
 from fleet_server.store.usage.ledger import insert_usage
 
 DEVICES = {"oc-latest": ("latest", "main"), "oc-legacy": ("legacy", "research")}
@@ -48,6 +51,7 @@ def seed_fixture_usage(tmp: Path, with_logs: bool = True) -> None:
         make = make_latest_state if era == "latest" else make_legacy_state
         state = make(tmp / device, agent=agent)
         result = UsageCollector(state, device).collect({})
+        index = SessionIndexCollector(locate_openclaw({"OPENCLAW_STATE_DIR": str(state), "PATH": ""})).collect({})
         logs = list(result.logs)
         if with_logs:
             logs += LogCollector([make_log_dir(tmp / device, era)], device).collect({}).logs
@@ -56,6 +60,8 @@ def seed_fixture_usage(tmp: Path, with_logs: bool = True) -> None:
             rows = [{"device": device, **dataclasses.asdict(r)} for r in logs]
             for i in range(0, len(rows), 200):
                 LogRecord.insert_many(rows[i:i + 200]).on_conflict_ignore().execute()
+            store_activity(*([{"device": device, **dataclasses.asdict(r)} for r in records]
+                             for records in (index.sessions, result.runs, result.tool_calls)))
 
 
 MESSAGES = ("lane task error: lane=session:agent:main:{n} durationMs={d} error=\"HTTP 500\"",

@@ -23,6 +23,7 @@ from fleet_server.api.schemas import (
     StatusEventOut,
     UsageOut,
 )
+from fleet_server.api.sessions import add_session_routes
 from fleet_server.state import DeviceView, FleetState
 from fleet_server.store import logs as log_store
 from fleet_server.store.history import queries as history
@@ -142,6 +143,7 @@ def build_router() -> APIRouter:
                          limit: Annotated[int, Query(ge=1, le=log_store.MAX_LIMIT)] = 100) -> list[dict]:
         return log_store.fingerprint_groups(_filter(device, level, since, until, q, None), limit)
 
+    add_session_routes(r, state)  # /sessions, /runs, /tools, /tools/summary, /versions
     return r
 
 
