@@ -15,6 +15,7 @@ from nicegui import ui
 from fleet_server.auth.accounts import current_user
 from fleet_server.dashboard.pages.devices import status_badge
 from fleet_server.dashboard.pages.overview.rows import STALE_ERROR_MS, token_breakdown
+from fleet_server.dashboard.pages.sessions import sessions_link
 from fleet_server.dashboard.parts.availability import render_availability_live
 from fleet_server.dashboard.parts.charts import render_history
 from fleet_server.dashboard.parts.format import (
@@ -118,6 +119,10 @@ def _body(state: FleetState, d: DeviceView, tz: ZoneInfo | None = None) -> None:
         total = state.usage(d.device_id)
         _fields("Tokens", [("Today", tokens_h(today.total_tokens)), ("", token_breakdown(today)),
                            ("All time", tokens_h(total.total_tokens)), ("", token_breakdown(total))])
+    with ui.row().classes("gap-4 text-sm"):  # what the device's agents did: sessions, turns, tool calls
+        ui.link("Sessions of this device", sessions_link(device=d.device_id)).mark("device-sessions")
+        ui.link("most expensive first", sessions_link(device=d.device_id, sort="cost"))
+        ui.link("tool calls", f"/tools?device={d.device_id}")
     with ui.card().classes("p-3 w-full gap-1"):
         ui.label("Latest error").classes("text-xs uppercase text-gray-500")
         e = d.latest_error

@@ -92,6 +92,7 @@ def render_tokens(state: FleetState, tz: str = "", start_day: str = "", end_day:
     with ui.column().classes("w-full p-4 gap-3"):
         with ui.row().classes("items-center w-full gap-3"):
             ui.label("Tokens and cost").classes("text-2xl font-semibold")
+            ui.link("by session →", "/sessions?sort=cost").classes("text-sm").mark("tokens-sessions")
             ui.space()
             tz_label = ui.label().classes("text-xs text-gray-500").props('data-testid="tz-label"')
         with ui.row().classes("items-end gap-3 w-full"):

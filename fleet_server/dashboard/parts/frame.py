@@ -17,7 +17,7 @@ from fleet_server.auth.accounts import current_user
 DARK_KEY = "dark_mode"
 SESSION_CHECK_S = 10.0
 """How often an open page checks that its session is still valid, seconds."""
-NAV = (("Overview", "/"), ("Devices", "/devices"), ("Tokens", "/tokens"), ("Logs", "/logs"))
+NAV = (("Overview", "/"), ("Devices", "/devices"), ("Tokens", "/tokens"), ("Sessions", "/sessions"), ("Logs", "/logs"))
 
 # Tailwind's fixed greys and black are unreadable on Quasar's dark background: lighten them there.
 DARK_CSS = """
