@@ -22,11 +22,12 @@ DEVICES = {"oc-latest": ("latest", "main"), "oc-legacy": ("legacy", "research")}
 
 
 def expected_by_agent() -> dict[str, dict[str, int]]:
-    """design/openclaw.md's table summed per agent of :data:`DEVICES`."""
+    """design/openclaw.md's table summed per agent of :data:`DEVICES`; ``failed_turns``: every fixture session
+    has exactly one failed turn (its error messages are 1, or 4 for the 2026.7 429 that was retried)."""
     out: dict[str, dict[str, int]] = {}
     for era, agent in DEVICES.values():
         s = out.setdefault(agent, {"messages": 0, "input_tokens": 0, "output_tokens": 0, "cache_read_tokens": 0,
-                                   "total_tokens": 0, "failed_turns": 0})
+                                   "total_tokens": 0, "error_messages": 0, "failed_turns": 0})
         for (e, _), (_, assistants, inp, out_, cr, total, errors) in EXPECTED.items():
             if e == era:
                 s["messages"] += assistants
@@ -34,7 +35,8 @@ def expected_by_agent() -> dict[str, dict[str, int]]:
                 s["output_tokens"] += out_
                 s["cache_read_tokens"] += cr
                 s["total_tokens"] += total
-                s["failed_turns"] += errors
+                s["error_messages"] += errors
+                s["failed_turns"] += 1
     return out
 
 

@@ -81,7 +81,9 @@ class UsageRowOut(BaseModel):
     cache_write_tokens: int
     total_tokens: int
     messages: int = Field(description="assistant messages")
-    failed_turns: int = Field(description='assistant messages with stopReason "error"')
+    failed_turns: int = Field(description="turns (runs started in the range) that ended without a reply, counted "
+                                          "once; 0 from agents that report no runs")
+    error_messages: int = Field(description='assistant messages with stopReason "error" (one per failed attempt)')
     cost_usd: float | None = Field(description="USD of priced messages; None when none was priced")
     priced_messages: int
     unpriced_tokens: int = Field(description="tokens with no price rule and no cost recorded by OpenClaw")

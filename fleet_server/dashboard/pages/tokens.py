@@ -49,7 +49,9 @@ def _summary(total: UsageRow, exact: bool) -> None:
                 ("Tokens", num(total.total_tokens, exact), f"{total.total_tokens:,} tokens"),
                 ("Cost", cost_text(total, exact), cost_text(total, True)),
                 ("Messages", f"{total.messages:,}", "assistant messages"),
-                ("Failed turns", f"{total.failed_turns:,}", 'assistant messages with stopReason "error"')):
+                ("Failed turns", f"{total.failed_turns:,}", "turns that ended without a reply (counted once)"),
+                ("Error messages", f"{total.error_messages:,}",
+                 'assistant messages with stopReason "error": one per failed attempt, retries included')):
             with ui.card().classes("p-3 min-w-48"):
                 ui.label(title).classes("text-xs uppercase text-gray-500")
                 ui.label(text).classes("text-xl font-semibold").tooltip(tip).props(
@@ -150,10 +152,13 @@ def render_tokens(state: FleetState, tz: str = "", start_day: str = "", end_day:
             columns += [{"name": k, "label": label, "field": k, "sortable": True} for k, label in TOKEN_COLS]
             columns += [{"name": "messages", "label": "Messages", "field": "messages", "sortable": True},
                         {"name": "failed_turns", "label": "Failed turns", "field": "failed_turns", "sortable": True},
+                        {"name": "error_messages", "label": "Error messages", "field": "error_messages",
+                         "sortable": True},
                         {"name": "cost", "label": "Cost", "field": "cost", "sortable": False}]
             table_rows = [{"key": r.key.get(group) or "(none)",
                            **{k: num(getattr(r, k), exact) for k, _ in TOKEN_COLS},
                            "messages": f"{r.messages:,}", "failed_turns": f"{r.failed_turns:,}",
+                           "error_messages": f"{r.error_messages:,}",
                            "cost": cost_text(r, exact)} for r in rows]
             ui.table(columns=columns, rows=table_rows, row_key="key", pagination=50).classes("w-full").props(
                 'dense flat data-testid="tokens-table"')

@@ -1,7 +1,8 @@
 """CSV export of the tokens table (and its parser, so the export round-trips).
 
 Columns: the group keys, then ``input_tokens, output_tokens, cache_read_tokens, cache_write_tokens,
-total_tokens, messages, failed_turns, cost_usd, priced_messages, unpriced_tokens``. ``cost_usd`` is empty when
+total_tokens, messages, failed_turns, error_messages, cost_usd, priced_messages, unpriced_tokens``.
+``cost_usd`` is empty when
 nothing in the row was priced (unpriced is not $0); costs are written with full precision.
 """
 
@@ -13,7 +14,7 @@ import io
 from fleet_server.store.usage.summary import UsageRow
 
 SUM_COLUMNS = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "total_tokens",
-               "messages", "failed_turns", "cost_usd", "priced_messages", "unpriced_tokens")
+               "messages", "failed_turns", "error_messages", "cost_usd", "priced_messages", "unpriced_tokens")
 
 
 def to_csv(rows: list[UsageRow], keys: list[str]) -> str:

@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from peewee import OP, SQL, Case, Expression, fn
 
-from fleet_server.store.models import UsageHourly, UsageRecord
+from fleet_server.store.models import AgentRun, UsageHourly, UsageRecord
 from fleet_server.store.sql import QueryError, total
 
 SLOT_MS = 15 * 60 * 1000
@@ -26,7 +26,9 @@ GROUP_KEYS = ("device", "agent", "model", "session", "day")
 class UsageRow:
     """Sums of one group. Tokens are counts, ``cost_usd`` USD of the priced records (rule price,
     else OpenClaw's recorded cost); ``unpriced_tokens`` are tokens with neither (not $0).
-    ``messages`` counts assistant messages, ``failed_turns`` those with ``stopReason: "error"``."""
+    ``messages`` counts assistant messages, ``error_messages`` those with ``stopReason: "error"`` (one per
+    failed model-call attempt), ``failed_turns`` the turns (runs, started in the range) that ended without a
+    reply -- counted once however many error messages they left; agents that report no runs add none."""
 
     key: dict[str, str]
     input_tokens: int = 0
@@ -39,6 +41,7 @@ class UsageRow:
     cost_usd: float = 0.0
     priced_messages: int = 0
     unpriced_tokens: int = 0
+    error_messages: int = 0
 
     def add(self, other: UsageRow) -> None:
         """Add another row's sums into this one (in place)."""
@@ -143,15 +146,56 @@ def usage_summary(group_by: list[str] | tuple[str, ...], since_ms: int | None = 
                 key[g] = row[i] or ""
                 i += 1
         vals = [v or 0 for v in row[i:]]
-        r = UsageRow(key, *[int(v) for v in vals[:7]], float(vals[7]), int(vals[8]), int(vals[9]))
+        r = UsageRow(key, *[int(v) for v in vals[:6]], 0, float(vals[7]), int(vals[8]), int(vals[9]), int(vals[6]))
         k = tuple(key.values())
         if k in out:
             out[k].add(r)
         else:
             out[k] = r
+    for k, failed in failed_turns(group_by, since_ms, until_ms, device, tzinfo).items():
+        out.setdefault(k, UsageRow(dict(zip(group_by, k, strict=True)))).failed_turns += failed
     if not group_by and not out:
         out[()] = UsageRow({})
     return [out[k] for k in sorted(out)]
+
+
+def failed_turns(group_by: list[str] | tuple[str, ...], since_ms: int | None, until_ms: int | None,
+                 device: str | None, tzinfo: ZoneInfo | timezone) -> dict[tuple, int]:
+    """Failed turns (runs that ended without a reply, started in the range) per group, keyed like
+    :func:`usage_summary`'s rows (``model`` is the run's newest ``provider/model``)."""
+    cols = {"device": AgentRun.device, "agent": AgentRun.agent_id, "session": AgentRun.session_id}
+    select: list = []
+    for g in group_by:
+        if g == "model":
+            select += [AgentRun.provider, AgentRun.model]
+        elif g == "day":
+            select.append((AgentRun.started_ms - Expression(AgentRun.started_ms, OP.MOD, SLOT_MS)).alias("slot"))
+        else:
+            select.append(cols[g])
+    q = AgentRun.select(*select, fn.COUNT(AgentRun.id)).where(AgentRun.status == "failed")
+    if since_ms is not None:
+        q = q.where(AgentRun.started_ms >= since_ms)
+    if until_ms is not None:
+        q = q.where(AgentRun.started_ms < until_ms)
+    if device:
+        q = q.where(AgentRun.device == device)
+    if select:
+        q = q.group_by(*[SQL("slot") if getattr(c, "_alias", None) == "slot" else c for c in select])
+    out: dict[tuple, int] = {}
+    for row in q.tuples():
+        key, i = [], 0
+        for g in group_by:
+            if g == "model":
+                key.append(f"{row[i]}/{row[i + 1]}" if row[i] else (row[i + 1] or ""))
+                i += 2
+            elif g == "day":
+                key.append(local_day(int(row[i]), tzinfo))
+                i += 1
+            else:
+                key.append(row[i] or "")
+                i += 1
+        out[tuple(key)] = out.get(tuple(key), 0) + int(row[i])
+    return out
 
 
 @dataclass(frozen=True)
