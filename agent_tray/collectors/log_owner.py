@@ -289,3 +289,56 @@ class Ownership:
         key = next(iter(sorted(m.keys)), None)
         agent = agent or (key.split(":")[1] if key else None) or next(iter(sorted(m.agents)), None)
         return _cut(agent), _cut(sid), _cut(key), _cut(run)
+
+
+_REPLY_ERROR_RE = re.compile(r"errorMessage=(.+?) (?:runId|error|conn)=")
+_CLI_PREFIX = "[openclaw] "
+_CLI_REASON = "[openclaw] Reason: "
+CLI_ECHO_MS = 30_000
+"""A CLI failure block belongs to the instance whose gateway answered with the same error this recently (ms)."""
+
+
+def cli_blocks(lines: list[Line]) -> None:
+    """Give the OpenClaw CLI's failure block (``[openclaw] The CLI command failed.``, ``[openclaw] Reason: X``
+    and its hint lines; no ids of their own) the owner of the gateway reply that failed with ``X``
+    (``⇄ res ✗ agent … errorMessage=X runId=R``) moments before it."""
+    replies: list[tuple[int, str, Line]] = []
+    for i, ln in enumerate(lines):
+        msg = ln.parsed.message if ln.parsed else ""
+        if ln.owner is not None and "errorMessage=" in msg:
+            m = _REPLY_ERROR_RE.search(msg)
+            if m:
+                replies.append((ln.parsed.ts_ms or 0, m.group(1).strip(), ln))  # type: ignore[union-attr]
+        if ln.owner is not None or not msg.startswith(_CLI_REASON) or ln.parsed is None:
+            continue
+        reason, ts = msg[len(_CLI_REASON):].strip(), ln.parsed.ts_ms or 0
+        match = next((r for r in reversed(replies) if r[1] == reason and 0 <= ts - r[0] <= CLI_ECHO_MS), None)
+        if match is None:
+            continue
+        for j in range(i, -1, -1):  # the block: this line and its CLI neighbours that name nothing
+            if j < i and not _cli_line(lines[j]):
+                break
+            lines[j].owner, lines[j].about = match[2].owner, match[2].about
+        for j in range(i + 1, len(lines)):
+            if not _cli_line(lines[j]) or lines[j].parsed.message.startswith(_CLI_REASON):  # type: ignore[union-attr]
+                break
+            lines[j].owner, lines[j].about = match[2].owner, match[2].about
+
+
+def _cli_line(ln: Line) -> bool:
+    return ln.owner is None and ln.parsed is not None and ln.parsed.message.startswith(_CLI_PREFIX) and (
+        ln.marks is None or ln.marks.trace is None)
+
+
+@dataclass
+class Line:
+    """One line of a log file being attributed: its byte offset, raw bytes, parse (``LogLine`` of
+    :mod:`agent_tray.collectors.logs`, None when not a log line), marks, owner and what it is about
+    (agent id, session id, session key, run id)."""
+
+    offset: int
+    raw: bytes
+    parsed: Any
+    marks: Marks | None
+    owner: str | None = None
+    about: tuple[str | None, str | None, str | None, str | None] = (None, None, None, None)

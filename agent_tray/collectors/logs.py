@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from agent_tray.collectors import follow
-from agent_tray.collectors.log_owner import FOREIGN, OURS, Marks, Ownership, line_marks
+from agent_tray.collectors.log_owner import FOREIGN, OURS, Line, Ownership, cli_blocks, line_marks
 from agent_tray.collectors.result import CollectResult, iso_to_ms, short_hash, stable_id
 from shared.payloads import MAX_LOG_MESSAGE, MAX_SHORT_STR, MAX_TS_MS, MIN_TS_MS, LogRecord
 
@@ -190,55 +190,6 @@ def _candidate_files(sources: Iterable[Path], names: Iterable[str] = ("openclaw"
     return list(found.values())
 
 
-_REPLY_ERROR_RE = re.compile(r"errorMessage=(.+?) (?:runId|error|conn)=")
-_CLI_PREFIX = "[openclaw] "
-_CLI_REASON = "[openclaw] Reason: "
-CLI_ECHO_MS = 30_000
-"""A CLI failure block belongs to the instance whose gateway answered with the same error this recently (ms)."""
-
-
-def _cli_blocks(lines: list[_Line]) -> None:
-    """Give the OpenClaw CLI's failure block (``[openclaw] The CLI command failed.``, ``[openclaw] Reason: X``
-    and its hint lines; no ids of their own) the owner of the gateway reply that failed with ``X``
-    (``⇄ res ✗ agent … errorMessage=X runId=R``) moments before it."""
-    replies: list[tuple[int, str, _Line]] = []
-    for i, ln in enumerate(lines):
-        msg = ln.parsed.message if ln.parsed else ""
-        if ln.owner is not None and "errorMessage=" in msg:
-            m = _REPLY_ERROR_RE.search(msg)
-            if m:
-                replies.append((ln.parsed.ts_ms or 0, m.group(1).strip(), ln))  # type: ignore[union-attr]
-        if ln.owner is not None or not msg.startswith(_CLI_REASON) or ln.parsed is None:
-            continue
-        reason, ts = msg[len(_CLI_REASON):].strip(), ln.parsed.ts_ms or 0
-        match = next((r for r in reversed(replies) if r[1] == reason and 0 <= ts - r[0] <= CLI_ECHO_MS), None)
-        if match is None:
-            continue
-        for j in range(i, -1, -1):  # the block: this line and its CLI neighbours that name nothing
-            if j < i and not _cli_line(lines[j]):
-                break
-            lines[j].owner, lines[j].about = match[2].owner, match[2].about
-        for j in range(i + 1, len(lines)):
-            if not _cli_line(lines[j]) or lines[j].parsed.message.startswith(_CLI_REASON):  # type: ignore[union-attr]
-                break
-            lines[j].owner, lines[j].about = match[2].owner, match[2].about
-
-
-def _cli_line(ln: _Line) -> bool:
-    return ln.owner is None and ln.parsed is not None and ln.parsed.message.startswith(_CLI_PREFIX) and (
-        ln.marks is None or ln.marks.trace is None)
-
-
-@dataclass
-class _Line:
-    offset: int
-    raw: bytes
-    parsed: LogLine | None
-    marks: Marks | None
-    owner: str | None = None
-    about: tuple[str | None, str | None, str | None, str | None] = (None, None, None, None)
-
-
 class LogCollector:
     """Follows OpenClaw gateway logs and returns this instance's warnings/errors as :class:`LogRecord`.
 
@@ -343,7 +294,7 @@ class LogCollector:
             out["pids"] = {str(p): ms for p, ms in self.ownership.pids.items()}
         return CollectResult(usage=[], logs=records, positions=out)
 
-    def _parse(self, lines: list[tuple[int, bytes]]) -> list[_Line]:
+    def _parse(self, lines: list[tuple[int, bytes]]) -> list[Line]:
         out = []
         for offset, raw in lines:
             if not raw.strip():
@@ -358,10 +309,10 @@ class LogCollector:
                 self.stats["non_json"] += 1
             marks = line_marks(obj, raw.decode("utf-8", "replace")) if (
                 parsed is not None and self.ownership is not None) else None
-            out.append(_Line(offset, raw, parsed, marks))
+            out.append(Line(offset, raw, parsed, marks))
         return out
 
-    def _attribute(self, lines: list[_Line], shared: bool, traces: dict[str, list[Any]]) -> int | None:
+    def _attribute(self, lines: list[Line], shared: bool, traces: dict[str, list[Any]]) -> int | None:
         """Decide each line's owner (and what it is about); returns the offset of the first line of a
         shared file that must wait for more context, or None."""
         own = self.ownership
@@ -385,7 +336,7 @@ class LogCollector:
         for ln in lines:
             if ln.owner is None and ln.marks is not None and ln.marks.trace in traces:
                 ln.owner = traces[ln.marks.trace][0]
-        _cli_blocks(lines)
+        cli_blocks(lines)
         cut = None
         for ln in lines:
             if ln.marks is None or ln.parsed is None:
