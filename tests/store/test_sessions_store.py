@@ -171,3 +171,18 @@ def test_version_changes_and_drift(store) -> None:
     assert len(drift.changes("agent")) == 1  # a repeated version is no change
     (t,) = drift.transitions("openclaw", now_ms=t0 + 20 * day)
     assert (t["devices"], t["after"]["turns"]) == (1, 10)
+
+
+def test_retention_drops_old_turns_and_tool_calls_and_keeps_the_session(store) -> None:
+    from fleet_server.store.history.retention import RetentionPolicy, apply_retention
+
+    t0 = 1_795_000_000_000
+    old = payloads.RunRecord(id="o" * 32, session_id="s", started_ms=t0, ended_ms=t0 + 1, status="ok", rev=1)
+    new = payloads.RunRecord(id="n" * 32, session_id="s", started_ms=t0 + 5 * drift.DAY_MS,
+                             ended_ms=t0 + 5 * drift.DAY_MS, status="ok", rev=1)
+    call = payloads.ToolCallRecord(id="c" * 32, session_id="s", ts=t0, tool="read")
+    _store("d1", runs=[old, new], calls=[call])
+    deleted = apply_retention(RetentionPolicy.parse(["runs=2d"]), t0 + 6 * drift.DAY_MS, store)
+    assert deleted["runs"] == 2  # the old turn and the old tool call
+    assert [r.id for r in AgentRun.select()] == ["n" * 32] and ToolCall.select().count() == 0
+    assert AgentSession.get().turns == 2  # the session keeps its totals

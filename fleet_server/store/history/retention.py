@@ -4,7 +4,7 @@ Set with ``clawfleet-server run --retention KIND=DURATION`` (repeatable), e.g. `
 --retention logs=30d``; durations are ``<number><s|m|h|d|y>`` (``y`` = 365 days) or ``forever``.
 Kinds and defaults (:data:`DEFAULTS`): raw samples 48 h, 5-minute rollups 14 d, 1-hour rollups
 400 d, status events 400 d, log records 90 d, usage records 400 d, hourly usage sums forever
-(they are the token ledger).
+(they are the token ledger), OpenClaw turns and tool calls (``runs``) 400 d (a session keeps its sums).
 
 Raw samples are deleted only once they are rolled up (at or below the device's rollup watermark),
 so a stalled rollup job never loses data. Deletes run per device in short transactions.
@@ -19,6 +19,7 @@ from dataclasses import dataclass, fields, replace
 
 from fleet_server.store.locks import TakeTurns
 from fleet_server.store.models import (
+    AgentRun,
     Device,
     LogRecord,
     RollupWatermark,
@@ -26,6 +27,7 @@ from fleet_server.store.models import (
     SampleRollup1h,
     SampleRollup5m,
     StatusEvent,
+    ToolCall,
     UsageHourly,
     UsageRecord,
 )
@@ -51,6 +53,7 @@ class RetentionPolicy:
     logs: float | None = 90 * 86400
     usage_records: float | None = 400 * 86400
     usage_hourly: float | None = None
+    runs: float | None = 400 * 86400
 
     ALIASES = {"5m": "rollup_5m", "1h": "rollup_1h", "status": "status_events", "usage": "usage_records"}
 
@@ -117,7 +120,7 @@ def apply_retention(policy: RetentionPolicy, now_ms: int, database: object | Non
     """
     db = database or Sample._meta.database
     deleted = dict.fromkeys(("raw", "rollup_5m", "rollup_1h", "status_events", "logs", "usage_records",
-                             "usage_hourly"), 0)
+                             "usage_hourly", "runs"), 0)
     devices = [d for (d,) in Device.select(Device.id).tuples()]
     pace = TakeTurns(db)  # many short transactions: leave the write lock to ingest now and then
     raw_cut = _cutoff(now_ms, policy.raw)
@@ -140,7 +143,8 @@ def apply_retention(policy: RetentionPolicy, now_ms: int, database: object | Non
             pace.turn()
     for key, model, col in (("status_events", StatusEvent, StatusEvent.ts), ("logs", LogRecord, LogRecord.ts),
                             ("usage_records", UsageRecord, UsageRecord.ts),
-                            ("usage_hourly", UsageHourly, UsageHourly.hour_ms)):
+                            ("usage_hourly", UsageHourly, UsageHourly.hour_ms), ("runs", AgentRun, AgentRun.started_ms),
+                            ("runs", ToolCall, ToolCall.ts)):
         cut = _cutoff(now_ms, getattr(policy, key))
         if cut is not None:
             with db.atomic():
