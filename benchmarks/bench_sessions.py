@@ -164,18 +164,23 @@ def main() -> None:
                  if w.startswith("cft_"))
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if k != "PYTEST_CURRENT_TEST"}
+    server_log = open(work / "server.log", "wb")  # noqa: SIM115 - the child writes to it until it stops
     proc = subprocess.Popen([sys.executable, "-m", "fleet_server.cli.main", "run", "--data-dir", str(data), "--port",
                              str(port), "--mqtt-port", str(_free_port()), "--no-local-agent"], cwd=ROOT, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+                            stdout=server_log, stderr=subprocess.STDOUT, start_new_session=True)
     base = f"http://127.0.0.1:{port}"
     rows: list[tuple[str, list[float], str]] = []
     try:
-        for _ in range(300):
+        deadline = time.monotonic() + 600  # a busy machine and a large database: start-up may take a while
+        while True:
             try:
-                urllib.request.urlopen(f"{base}/healthz", timeout=1)  # noqa: S310 - loopback
+                urllib.request.urlopen(f"{base}/healthz", timeout=5)  # noqa: S310 - loopback
                 break
             except OSError:
-                time.sleep(0.2)
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    tail = (work / "server.log").read_text()[-3000:]
+                    raise SystemExit(f"the server did not start:\n{tail}") from None
+                time.sleep(0.5)
 
         def get(path: str) -> dict | list:
             req = urllib.request.Request(base + path, headers={"Authorization": f"Bearer {token}"})  # noqa: S310
@@ -235,27 +240,15 @@ def main() -> None:
 
 def browser_timings(base: str, work: Path, rounds: int, per_session: int) -> list[tuple[str, list[float], str]]:
     """Page timings in headless Chromium: navigation until the rows (or the timeline) are on screen."""
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.common.keys import Keys
     from selenium.webdriver.support.ui import WebDriverWait
 
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = shutil.which("chromium") or "chromium"
-    for a in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1400,900",
-              f"--user-data-dir={work / 'chromium'}"):
-        opts.add_argument(a)
-    driver = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=opts)
+    from benchmarks.chromium import logged_in_chromium
+
+    driver = logged_in_chromium(base, work / "chromium", PASSWORD)
     out = []
     try:
         wait = WebDriverWait(driver, 60)
-        driver.get(base + "/login")
-        fields = wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "input") if len(
-            d.find_elements(By.CSS_SELECTOR, "input")) >= 2 else False)
-        fields[0].send_keys("admin")
-        fields[1].send_keys(PASSWORD + Keys.ENTER)
-        wait.until(lambda d: "/login" not in d.current_url)
 
         def page(path: str, css: str, count: int) -> None:
             driver.get(base + path)

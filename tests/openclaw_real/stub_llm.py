@@ -413,6 +413,15 @@ def _make_handler(stub: StubLLM) -> type[BaseHTTPRequestHandler]:
                 return
             self._stream(cid, created, model, reply, usage if include_usage else None)
 
+        def _start_sse(self) -> None:
+            """Headers of a server-sent-events answer (one per connection)."""
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.send_header("Cache-Control", "no-cache")
+            self.send_header("Connection", "close")
+            self.end_headers()
+            self.close_connection = True
+
         def _tool_calls(self, request: dict[str, Any], model: str, calls: list[tuple[str, dict[str, Any]]],
                         stream: bool, include_usage: bool) -> None:
             """Answer with one assistant message asking for ``calls`` (finish_reason ``tool_calls``)."""
@@ -427,12 +436,7 @@ def _make_handler(stub: StubLLM) -> type[BaseHTTPRequestHandler]:
                                           "role": "assistant", "content": None, "tool_calls": items}}],
                                       "usage": usage})
                 return
-            self.send_response(200)
-            self.send_header("Content-Type", "text/event-stream")
-            self.send_header("Cache-Control", "no-cache")
-            self.send_header("Connection", "close")
-            self.end_headers()
-            self.close_connection = True
+            self._start_sse()
             base = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model}
             deltas = [{"role": "assistant", "content": None, "tool_calls": [
                 {"index": n, "id": c["id"], "type": "function",
@@ -470,12 +474,7 @@ def _make_handler(stub: StubLLM) -> type[BaseHTTPRequestHandler]:
             self._send_json(200, stub.stats())
 
         def _stream(self, cid: str, created: int, model: str, reply: str, usage: dict[str, Any] | None) -> None:
-            self.send_response(200)
-            self.send_header("Content-Type", "text/event-stream")
-            self.send_header("Cache-Control", "no-cache")
-            self.send_header("Connection", "close")
-            self.end_headers()
-            self.close_connection = True
+            self._start_sse()
 
             def chunk(choices: list[dict[str, Any]], extra: dict[str, Any] | None = None) -> bytes:
                 body = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model}
