@@ -6,6 +6,7 @@ Set ``CLAWFLEET_SCREENSHOTS=<dir>`` to keep a screenshot of each page at each wi
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -13,11 +14,12 @@ import pytest
 from browser_helpers import create_admin, log_in
 from e2e_helpers import ServerProcess
 from mqtt_helpers import free_port
+from payload_helpers import meta
 from usage_seed import seed_fixture_usage
 
 from fleet_server.store.db import open_database
 from fleet_server.store.locks import write_transaction
-from fleet_server.store.models import db
+from fleet_server.store.models import Device, db
 from fleet_server.store.sessions.ingest import record_versions
 from fleet_server.store.usage.prices import RuleInput, add_rule
 
@@ -37,6 +39,8 @@ def server(tmp_path: Path):
         record_versions([("oc-latest", 1_795_234_000_000, "openclaw", None, "2026.7.35"),
                          ("oc-latest", 1_795_234_340_000, "openclaw", "2026.7.35", "2026.9.6"),
                          ("oc-legacy", 1_795_234_000_000, "openclaw", None, "2026.7.35")])
+    for device, version in (("oc-latest", "2026.9.6"), ("oc-legacy", "2026.7.35")):  # what the devices run now
+        Device.update(meta_json=json.dumps(meta(device, openclaw_version=version))).where(Device.id == device).execute()
     db.close()
     create_admin(data)
     proc = ServerProcess(data, free_port(), free_port(), tmp_path / "server.log", "--no-local-agent").start()
@@ -62,7 +66,8 @@ def test_sessions_timeline_and_versions_pages_at_desktop_and_phone_width(server:
             if name == "run-timeline":
                 wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, '[data-testid="run-timeline"] canvas'))
             if name == "versions":
-                assert "2026.7.35 → 2026.9.6" in browser.find_element(By.TAG_NAME, "body").text
+                text = browser.find_element(By.TAG_NAME, "body").text
+                assert "2026.7.35 → 2026.9.6" in text and "2026.9.6: 1 device" in text
             overflow = browser.execute_script(
                 "return document.documentElement.scrollWidth - document.documentElement.clientWidth")
             assert overflow <= 1, (name, width, overflow)

@@ -14,6 +14,7 @@ from nicegui import ui
 
 from fleet_server.dashboard.pages.sessions import cost_h, session_name, sessions_link, sub_nav
 from fleet_server.dashboard.parts.format import date_time_h, duration_h, tokens_h
+from fleet_server.dashboard.parts.html_table import TABLE_END, table_start
 from fleet_server.dashboard.parts.table_csv import table_csv
 from fleet_server.store.sessions import queries
 
@@ -28,8 +29,11 @@ def timeline_options(runs: list[dict]) -> dict:
     """ECharts options of the run timeline: one horizontal bar per turn on a seconds axis from the first
     turn's start (a transparent bar carries each one to its start), coloured by status."""
     t0 = runs[0]["started_ms"] if runs else 0
+    span = max((r["ended_ms"] - t0 for r in runs), default=0) / 1000
+    shortest = max(0.05, span / 200)  # a sub-second turn still shows as a bar
     labels = [f"#{i + 1} {date_time_h(r['started_ms'])[11:]}" for i, r in enumerate(runs)]
     return {
+        "animation": False,
         "tooltip": {"trigger": "item"},
         "grid": {"left": 110, "right": 24, "top": 8, "bottom": 36},
         "xAxis": {"type": "value", "name": "seconds since the first turn", "nameLocation": "middle", "nameGap": 24},
@@ -38,7 +42,7 @@ def timeline_options(runs: list[dict]) -> dict:
             {"type": "bar", "stack": "t", "silent": True, "itemStyle": {"color": "transparent"},
              "data": [round((r["started_ms"] - t0) / 1000, 3) for r in runs]},
             {"type": "bar", "stack": "t", "name": "turn", "barMinWidth": 3,
-             "data": [{"value": max(round(r["duration_s"], 3), 0.05),
+             "data": [{"value": max(round(r["duration_s"], 3), shortest),
                        "name": f"{r['status']} · {r['model'] or '?'} · {tokens_h(r['total_tokens'])} tokens"
                                + (f" · {r['error'][:80]}" if r["error"] else ""),
                        "itemStyle": {"color": STATUS_COLORS.get(r["status"], "#6b7280")}} for r in runs]},
@@ -49,9 +53,7 @@ def timeline_options(runs: list[dict]) -> dict:
 def _runs_html(runs: list[dict]) -> str:
     head = ("#", "Started", "Duration", "Status", "Model", "Stop reason", "Retries", "Error msgs", "Tools",
             "Tokens", "Cost", "Error")
-    out = ['<div class="w-full overflow-x-auto"><table class="w-full text-sm" data-testid="runs-table"><thead>'
-           '<tr class="text-xs uppercase text-gray-500 text-left">'
-           + "".join(f'<th class="px-2 py-1 whitespace-nowrap">{h}</th>' for h in head) + "</tr></thead><tbody>"]
+    out = [table_start("runs-table", head)]
     for i, r in enumerate(runs):
         color = STATUS_COLORS.get(r["status"], "#6b7280")
         tools = " ".join(f'<span class="whitespace-nowrap" title="{esc(date_time_h(t["ts"]))}">'
@@ -73,7 +75,7 @@ def _runs_html(runs: list[dict]) -> str:
             f'<td class="px-2 py-1 whitespace-nowrap" title="{r["total_tokens"]:,}">'
             f'{esc(tokens_h(r["total_tokens"]))}</td><td class="px-2 py-1 whitespace-nowrap">{esc(cost)}</td>'
             f'<td class="px-2 py-1 text-xs text-red-700 break-all">{esc(r["error"][:300])}</td></tr>')
-    out.append("</tbody></table></div>")
+    out.append(TABLE_END)
     return "".join(out)
 
 

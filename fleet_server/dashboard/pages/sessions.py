@@ -17,6 +17,7 @@ from urllib.parse import quote, urlencode
 from nicegui import run, ui
 
 from fleet_server.dashboard.parts.format import ago_h, date_time_h, tokens_h, usd_h
+from fleet_server.dashboard.parts.html_table import TABLE_END, table_start
 from fleet_server.dashboard.parts.table_csv import table_csv
 from fleet_server.state import FleetState
 from fleet_server.store.sessions import queries
@@ -58,14 +59,12 @@ def _rows_html(rows: list[dict]) -> str:
     """The page's rows as one HTML table (every field escaped; one element for the whole page)."""
     head = ("Session", "Device · agent", "Channel", "Models", "First", "Last", "Turns", "Failed", "Errors",
             "Tokens (in / out / cache r / w)", "Cost", "Latest error")
-    out = ['<div class="w-full overflow-x-auto"><table class="w-full text-sm" data-testid="sessions-table"><thead>'
-           '<tr class="text-xs uppercase text-gray-500 text-left">'
-           + "".join(f'<th class="px-2 py-1 whitespace-nowrap">{h}</th>' for h in head) + "</tr></thead><tbody>"]
+    out = [table_start("sessions-table", head)]
     for r in rows:
         failed = f'<span class="text-red-700 font-semibold">{r["failed_turns"]:,}</span>' if r["failed_turns"] else "0"
         out.append(
             '<tr class="border-t align-top" data-testid="session-row">'
-            f'<td class="px-2 py-1"><a class="text-blue-700 underline break-all" '
+            f'<td class="px-2 py-1" style="min-width:11rem"><a class="text-blue-700 underline break-all" '
             f'href="{esc(session_href(r["device"], r["agent_id"], r["session_id"]))}">{esc(session_name(r))}</a>'
             f'<div class="text-xs text-gray-500 font-mono">{esc(r["session_id"][:8])}'
             f'{" · " + esc(r["status"]) if r["status"] else ""}</div></td>'
@@ -85,7 +84,7 @@ def _rows_html(rows: list[dict]) -> str:
             f'{esc(tokens_h(r["cache_read_tokens"]))} / {esc(tokens_h(r["cache_write_tokens"]))}</span></td>'
             f'<td class="px-2 py-1 whitespace-nowrap">{esc(cost_h(r["cost"], r["unpriced_tokens"]))}</td>'
             f'<td class="px-2 py-1 text-xs text-red-700 break-all">{esc(r["latest_error"][:200])}</td></tr>')
-    out.append("</tbody></table></div>")
+    out.append(TABLE_END)
     return "".join(out)
 
 

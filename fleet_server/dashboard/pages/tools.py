@@ -11,6 +11,7 @@ from nicegui import ui
 
 from fleet_server.dashboard.pages.sessions import RANGES, sub_nav
 from fleet_server.dashboard.parts.format import ago_h, duration_h
+from fleet_server.dashboard.parts.html_table import TABLE_END, table_start
 from fleet_server.dashboard.parts.table_csv import table_csv
 from fleet_server.state import FleetState
 from fleet_server.store.sessions import queries
@@ -23,9 +24,7 @@ CSV_COLUMNS = ("tool", "device", "agent_id", "calls", "errors", "error_pct", "un
 def _table_html(rows: list[dict], by: str) -> str:
     head = ["Tool"] + (["Device"] if by else []) + (["Agent"] if by == "agent" else []) + [
         "Calls", "Errors", "Error rate", "No result", "Avg", "Longest", "Last call"]
-    out = ['<div class="w-full overflow-x-auto"><table class="w-full text-sm" data-testid="tools-table"><thead>'
-           '<tr class="text-xs uppercase text-gray-500 text-left">'
-           + "".join(f'<th class="px-2 py-1 whitespace-nowrap">{h}</th>' for h in head) + "</tr></thead><tbody>"]
+    out = [table_start("tools-table", head)]
     for r in rows:
         keys = [r["tool"]] + ([r["device"]] if by else []) + ([r["agent_id"]] if by == "agent" else [])
         rate = "–" if r["error_pct"] is None else f"{r['error_pct']:.1f} %"
@@ -38,7 +37,7 @@ def _table_html(rows: list[dict], by: str) -> str:
                    f'<td class="px-2 py-1">{esc(duration_h(r["avg_duration_s"]))}</td>'
                    f'<td class="px-2 py-1">{esc(duration_h(r["max_duration_s"]))}</td>'
                    f'<td class="px-2 py-1 whitespace-nowrap">{esc(ago_h(r["last_ms"]))}</td></tr>')
-    return "".join(out) + "</tbody></table></div>"
+    return "".join(out) + TABLE_END
 
 
 def render_tools(state: FleetState, device: str = "", range_: str = "7d", by: str = "") -> None:

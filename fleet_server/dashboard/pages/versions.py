@@ -14,6 +14,7 @@ from nicegui import ui
 
 from fleet_server.dashboard.pages.sessions import sub_nav
 from fleet_server.dashboard.parts.format import date_time_h
+from fleet_server.dashboard.parts.html_table import TABLE_END, table_start
 from fleet_server.dashboard.parts.table_csv import table_csv
 from fleet_server.state import FleetState
 from fleet_server.store.sessions import drift
@@ -34,10 +35,7 @@ def _figure(before: dict, after: dict, key: str, fmt: str) -> str:
 def _changes_html(rows: list[dict], per_device: bool) -> str:
     head = (["Device", "When"] if per_device else ["Devices", "Last change"]) + ["Change", "Turns before / after"] + [
         f[1] for f in FIGURES]
-    out = ['<div class="w-full overflow-x-auto"><table class="w-full text-sm" '
-           f'data-testid="{"changes" if per_device else "transitions"}-table"><thead>'
-           '<tr class="text-xs uppercase text-gray-500 text-left">'
-           + "".join(f'<th class="px-2 py-1 whitespace-nowrap">{h}</th>' for h in head) + "</tr></thead><tbody>"]
+    out = [table_start("changes-table" if per_device else "transitions-table", head)]
     for r in rows:
         first = (f'<a class="text-blue-700 underline" href="/device/{quote(r["device"])}">{esc(r["device"])}</a>'
                  if per_device else f'{r["devices"]:,}')
@@ -49,7 +47,7 @@ def _changes_html(rows: list[dict], per_device: bool) -> str:
                    f'<td class="px-2 py-1">{r["before"]["turns"]:,} / {r["after"]["turns"]:,}</td>'
                    + "".join(f'<td class="px-2 py-1 whitespace-nowrap">{_figure(r["before"], r["after"], k, fmt)}</td>'
                              for k, _, fmt in FIGURES) + "</tr>")
-    return "".join(out) + "</tbody></table></div>"
+    return "".join(out) + TABLE_END
 
 
 def render_versions(state: FleetState, kind: str = "openclaw", window_days: int = 7) -> None:

@@ -133,18 +133,7 @@ def usage_summary(group_by: list[str] | tuple[str, ...], since_ms: int | None = 
         q = q.group_by(*group)
     out: dict[tuple, UsageRow] = {}
     for row in q.tuples():
-        key, i = {}, 0
-        for g in group_by:
-            if g == "model":
-                provider, model = row[i] or "", row[i + 1] or ""
-                key["model"] = f"{provider}/{model}" if provider else model
-                i += 2
-            elif g == "day":
-                key["day"] = local_day(int(row[i]), tzinfo)
-                i += 1
-            else:
-                key[g] = row[i] or ""
-                i += 1
+        key, i = _row_key(row, group_by, tzinfo)
         vals = [v or 0 for v in row[i:]]
         r = UsageRow(key, *[int(v) for v in vals[:6]], 0, float(vals[7]), int(vals[8]), int(vals[9]), int(vals[6]))
         k = tuple(key.values())
@@ -183,19 +172,28 @@ def failed_turns(group_by: list[str] | tuple[str, ...], since_ms: int | None, un
         q = q.group_by(*[SQL("slot") if getattr(c, "_alias", None) == "slot" else c for c in select])
     out: dict[tuple, int] = {}
     for row in q.tuples():
-        key, i = [], 0
-        for g in group_by:
-            if g == "model":
-                key.append(f"{row[i]}/{row[i + 1]}" if row[i] else (row[i + 1] or ""))
-                i += 2
-            elif g == "day":
-                key.append(local_day(int(row[i]), tzinfo))
-                i += 1
-            else:
-                key.append(row[i] or "")
-                i += 1
-        out[tuple(key)] = out.get(tuple(key), 0) + int(row[i])
+        key, i = _row_key(row, group_by, tzinfo)
+        k = tuple(key.values())
+        out[k] = out.get(k, 0) + int(row[i])
     return out
+
+
+def _row_key(row: tuple, group_by: list[str] | tuple[str, ...], tzinfo: ZoneInfo | timezone) -> tuple[dict, int]:
+    """The group key of a result row whose first columns are the group columns (``model`` takes two:
+    provider, model; ``day`` a 15-minute slot), and the index of its first sum column."""
+    key, i = {}, 0
+    for g in group_by:
+        if g == "model":
+            provider, model = row[i] or "", row[i + 1] or ""
+            key["model"] = f"{provider}/{model}" if provider else model
+            i += 2
+        elif g == "day":
+            key["day"] = local_day(int(row[i]), tzinfo)
+            i += 1
+        else:
+            key[g] = row[i] or ""
+            i += 1
+    return key, i
 
 
 @dataclass(frozen=True)
