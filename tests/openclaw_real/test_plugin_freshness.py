@@ -48,6 +48,7 @@ def _stored(device_id: str) -> int:
     return UsageRecord.select().where(UsageRecord.device == device_id).count()
 
 
+@pytest.mark.timeout(600)  # a gateway start, three turns and a plugin install on a busy machine
 def test_plugin_makes_a_finished_turn_fresh(plugin_gateway, fleet: FleetServer, tmp_path, openclaw_say) -> None:
     gw, bridge_port = plugin_gateway
     # the gateway logs its plugins once loaded, which can come after it reports healthy (seen on a busy machine)
