@@ -52,14 +52,14 @@ class BridgeEvent:
     ts: int | None = None
     port: int | None = None
     reason: str | None = None
-    agentId: str = "main"  # noqa: N815 - OpenClaw's field names
-    sessionId: str = ""  # noqa: N815
-    sessionKey: str = ""  # noqa: N815
-    runId: str = ""  # noqa: N815
-    toolCallId: str = ""  # noqa: N815
-    toolName: str = ""  # noqa: N815
+    agentId: str = "main"  # OpenClaw's field names
+    sessionId: str = ""
+    sessionKey: str = ""
+    runId: str = ""
+    toolCallId: str = ""
+    toolName: str = ""
     error: str | bool | None = None
-    durationMs: float | None = None  # noqa: N815
+    durationMs: float | None = None
 
     RULES: ClassVar[dict[str, Rule]] = {
         "type": Rule(str, choices=EVENT_TYPES), "ts": Rule(int, optional=True, ge=0),

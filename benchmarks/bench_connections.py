@@ -48,7 +48,7 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.loadgen import DeviceCreds, LoadSpec, raise_fd_limit, run_load  # noqa: E402
+from benchmarks.loadgen import DeviceCreds, LoadSpec, raise_fd_limit, run_load
 
 PASSWORD = secrets.token_urlsafe(16)  # the dashboard admin of this run
 ENROLL_SAMPLES = 5

@@ -133,7 +133,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _times(fn, n: int) -> list[float]:  # noqa: ANN001 - a zero-argument callable
+def _times(fn, n: int) -> list[float]:
     out = []
     for _ in range(n):
         t0 = time.perf_counter()
@@ -164,7 +164,7 @@ def main() -> None:
                  if w.startswith("cft_"))
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if k != "PYTEST_CURRENT_TEST"}
-    server_log = open(work / "server.log", "wb")  # noqa: SIM115 - the child writes to it until it stops
+    server_log = open(work / "server.log", "wb")
     proc = subprocess.Popen([sys.executable, "-m", "fleet_server.cli.main", "run", "--data-dir", str(data), "--port",
                              str(port), "--mqtt-port", str(_free_port()), "--no-local-agent"], cwd=ROOT, env=env,
                             stdout=server_log, stderr=subprocess.STDOUT, start_new_session=True)

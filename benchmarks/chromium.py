@@ -10,7 +10,7 @@ from pathlib import Path
 
 
 def logged_in_chromium(base: str, profile: Path, password: str, user: str = "admin", width: int = 1400,
-                       height: int = 900):  # noqa: ANN201 - a selenium WebDriver
+                       height: int = 900):
     """A headless Chromium (profile dir ``profile``) that has logged in at ``base`` as ``user``; the caller
     quits it. Raises selenium's TimeoutException when the login page does not let it in within 60 s."""
     from selenium import webdriver

@@ -42,10 +42,11 @@ def seed_fleet(data_dir: Path, count: int) -> list[tuple[str, str]]:
     """Enroll ``count`` devices ``bench-00000…`` in the database and the broker's dynsec file
     (broker not running yet). Returns ``[(device_id, api_key), …]``."""
     from broker.acl import DEFAULT_ACL_ACCESS, device_role_acls, device_role_name
-    from broker.config import BrokerConfig, pbkdf2_fields, write_private
+    from broker.config import BrokerConfig, pbkdf2_fields
     from fleet_server.devices.keys import generate_api_key, hash_api_key, key_hint
     from fleet_server.store.db import open_database
     from fleet_server.store.models import Device
+    from shared.private_files import write_private
 
     database = open_database(data_dir)
     creds = [(f"bench-{i:05d}", generate_api_key()) for i in range(count)]
@@ -85,8 +86,8 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="server: %(levelname)s %(name)s: %(message)s")
     raise_fd_limit()
 
-    from broker.config import write_private
     from fleet_server.server import FleetServer, ServerOptions
+    from shared.private_files import write_private
 
     if args.broker_autosave_changes:  # a what-if for benchmarks, not the shipped configuration
         import dataclasses

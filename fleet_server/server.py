@@ -22,6 +22,7 @@ from fleet_server.endpoints.broker_link import AgentEndpoint, ExternalBroker, ag
 from fleet_server.ingest import BrokerAccount, Ingest
 from fleet_server.jobs.runner import ServerJobs
 from fleet_server.state import FleetState
+from fleet_server.state.registry import sync_registry
 from fleet_server.store.db import open_database
 from fleet_server.store.history.retention import DEFAULTS as RETENTION_DEFAULTS
 from fleet_server.store.history.retention import RetentionPolicy
@@ -155,7 +156,7 @@ class FleetServer:
             local = self.endpoint if ext is not None else AgentEndpoint(f"mqtt://127.0.0.1:{opts.mqtt_port}")
             cfg_path = ensure_local_device(self.dynsec, opts.data_dir, local.url, opts.local_agent_interval_s,
                                            ca_pem=local.ca_pem, bridge_port=opts.local_agent_bridge_port)
-            self.state.load_from_db()
+            self.sync_registry()  # the local device, if it was just added (never a reload under running ingest)
             self.agent = LocalAgentProcess(cfg_path)
             self.agent.start()
 
@@ -169,8 +170,8 @@ class FleetServer:
 
     def sync_registry(self) -> list[str]:
         """Apply device changes made outside this process (the CLI) to the cache and ingest: one
-        SELECT of the devices table (:meth:`FleetState.sync_registry`). Returns the changed ids."""
-        changed = self.state.sync_registry()
+        SELECT of the devices table (:func:`fleet_server.state.registry.sync_registry`). Returns the changed ids."""
+        changed = sync_registry(self.state)
         if self.ingest is not None:
             for device_id in changed:
                 self.ingest.forget_device(device_id)

@@ -22,7 +22,7 @@ Limit = Annotated[int, Query(ge=1, le=queries.MAX_LIMIT)]
 def add_session_routes(r: APIRouter, state: FleetState) -> None:
     """Add the routes to ``r`` (the ``/api/v1`` router); ``state`` gives the devices' current versions."""
 
-    def _page(call):  # noqa: ANN001, ANN202 - a zero-argument callable returning a Page
+    def _page(call):
         try:
             page = call()
         except QueryError as exc:

@@ -12,12 +12,21 @@ from fleet_server.cli.admin import admin_app
 from fleet_server.cli.api_tokens import api_token_app
 from fleet_server.cli.devices import device_app
 from fleet_server.cli.integrations import integration_app
-from fleet_server.cli.options import DataDirOpt, DbUrlOpt, MqttPortOpt, default_data_dir, fail, setup_logging
+from fleet_server.cli.options import (
+    PLAIN_HELP,
+    DataDirOpt,
+    DbUrlOpt,
+    MqttPortOpt,
+    default_data_dir,
+    fail,
+    setup_logging,
+)
 from fleet_server.cli.service import install_service, uninstall_service
 from fleet_server.cli.tls import tls_app
+from shared.ports import bind_error, why_not
 
 app = typer.Typer(help="ClawFleet server: managed Mosquitto broker, ingest, storage and the dashboard.",
-                  no_args_is_help=True, add_completion=False)
+                  no_args_is_help=True, add_completion=False, **PLAIN_HELP)
 app.add_typer(device_app, name="device")
 app.add_typer(admin_app, name="admin")
 app.add_typer(tls_app, name="tls")
@@ -96,6 +105,11 @@ def run(
     from fleet_server.store.history.retention import RetentionPolicy
     from fleet_server.store.migrations import SchemaTooNew
 
+    busy = bind_error(host, port)  # before anything is written: no admin account, no password, no database
+    if busy is not None:
+        fail(f"the dashboard's port {port} on {host} {why_not(busy)} (another clawfleet-server or web server?): "
+             "choose another with --port (e.g. --port 8081; ./scripts/run.sh passes options through), or stop "
+             "what is using it")
     try:
         web = dashboard_tls(host, port, https_certfile, https_keyfile, behind_proxy)
         external = external_broker(broker_url, broker_admin_user, broker_admin_password_file, broker_ca_file)

@@ -58,18 +58,19 @@ def register_pages(state: FleetState, *, limiter: LoginRateLimiter | None = None
     install_not_found()  # unknown pages: the dashboard's 404 page with a way back
 
     @ui.page("/tokens")
-    def tokens_page(tz: str = "", start: str = "", end: str = "") -> None:
+    def tokens_page(tz: str = "", start: str = "", end: str = "", device: str = "", tag: str = "", agent: str = "",
+                    model: str = "") -> None:
         _frame("Tokens")
-        render_tokens(state, tz, start, end)
+        render_tokens(state, tz, start, end, device=device, tag=tag, agent=agent, model=model)
 
     @ui.page("/logs")
     def logs_page(device: str = "", level: str = "", q: str = "", fingerprint: str = "", view: str = "",
-                  range: str = "7d") -> None:  # noqa: A002 - the URL's name
+                  range: str = "7d") -> None:  # the URL's name
         _frame("Logs")
         render_logs(state, device=device, level=level, text=q, fingerprint=fingerprint, view=view, since=range)
 
     @ui.page("/sessions")
-    def sessions_page(device: str = "", agent: str = "", model: str = "", status: str = "", range: str = "7d",  # noqa: A002
+    def sessions_page(device: str = "", agent: str = "", model: str = "", status: str = "", range: str = "7d",
                       q: str = "", sort: str = "last") -> None:
         _frame("Sessions")
         render_sessions(state, device, agent, model, status, range, q, sort)
@@ -80,7 +81,7 @@ def register_pages(state: FleetState, *, limiter: LoginRateLimiter | None = None
         render_session(device_id, agent_id, session_id)
 
     @ui.page("/tools")
-    def tools_page(device: str = "", range: str = "7d", by: str = "") -> None:  # noqa: A002 - the URL's name
+    def tools_page(device: str = "", range: str = "7d", by: str = "") -> None:
         _frame("Tools")
         render_tools(state, device, range, by)
 

@@ -21,9 +21,10 @@ from peewee import Database, InterfaceError, OperationalError
 from fleet_server.ingest.messages import CacheChange, Item, Rejected
 from fleet_server.ingest.rejects import RejectLog, store_rejects
 from fleet_server.ingest.writers import WRITERS, write_last_seen
-from fleet_server.state import FleetState, now_ms
+from fleet_server.state import FleetState
 from fleet_server.store.locks import write_transaction
 from fleet_server.store.models import Device, db
+from shared.clock import now_ms
 
 log = logging.getLogger("clawfleet.ingest")
 
@@ -202,7 +203,8 @@ class BatchWriter:
             if fields:
                 updates[device_id] = fields
         self.state.upsert_many(updates)  # one lock, one version step for the whole batch
-        self.state.add_usage(change.usage)
+        if change.usage:
+            self.state.note_usage(change.usage)
         for channel, n in change.stored.items():
             self.counters[f"stored_{channel}"] += n
         for note in change.rejects:

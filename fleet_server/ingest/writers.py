@@ -14,11 +14,12 @@ from collections.abc import Callable
 
 from fleet_server.ingest.activity import write_activity, write_versions
 from fleet_server.ingest.messages import CacheChange, Received
-from fleet_server.state import SAMPLE_COLUMNS, FleetState, LatestError, meta_json, telemetry_values
+from fleet_server.state import FleetState, LatestError
 from fleet_server.store import bulk
 from fleet_server.store.bulk import CHUNK
 from fleet_server.store.logs import insert_logs, is_hint
 from fleet_server.store.models import Device, Sample, StatusEvent
+from fleet_server.store.rows import SAMPLE_COLUMNS, meta_json, telemetry_values
 from fleet_server.store.usage.ledger import insert_usage
 from shared.schemas import Telemetry
 from shared.topics import Channel
@@ -100,11 +101,12 @@ def write_meta(items: list[Received], state: FleetState) -> CacheChange:
 
 
 def write_usage(items: list[Received], state: FleetState) -> CacheChange:
-    """Store usage records not stored yet, with the hourly rollup; the change carries the added sums."""
+    """Store usage records not stored yet, with the hourly and all-time rollups; the change names the
+    devices whose usage grew."""
     change = CacheChange(stored={"usage": len(items)})
     rows = [{"device": i.device_id, **r.model_dump()} for i in items for r in i.payload.records]
     conflicts: list[dict] = []
-    change.usage = insert_usage(rows, conflicts) if rows else {}
+    change.usage = set(insert_usage(rows, conflicts)) if rows else set()
     for row in conflicts:
         change.reject(row["device"], "duplicate_conflict",
                       f"usage record {row['id']} was stored before with different content; the first is kept")

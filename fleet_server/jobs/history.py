@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from peewee import Database
 
-from fleet_server.state import now_ms
 from fleet_server.store.history.retention import RetentionPolicy, apply_retention
 from fleet_server.store.history.rollups import roll_up_all
+from shared.clock import now_ms
 
 ROLLUP_S = 60.0
 """Seconds between rollup runs (the 24 h+ charts lag raw data by at most this)."""

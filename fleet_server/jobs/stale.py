@@ -13,8 +13,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from fleet_server.state import DeviceView, FleetState, now_ms
+from fleet_server.state import DeviceView, FleetState
 from fleet_server.store.history.availability import record_status
+from shared.clock import now_ms
 
 log = logging.getLogger("clawfleet.jobs.stale")
 

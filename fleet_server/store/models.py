@@ -111,7 +111,25 @@ class UsageRecord(BaseModel):
         indexes = ((("ts", "model"), False),)
 
 
-class UsageHourly(BaseModel):
+class _UsageSumColumns(BaseModel):
+    """The sums of a usage rollup (:class:`fleet_server.store.usage.sums.UsageSums` reads them;
+    ``records`` are its ``messages``, ``priced_records`` its ``priced_messages``)."""
+
+    records = IntegerField(default=0)
+    input_tokens = BigIntegerField(default=0)
+    output_tokens = BigIntegerField(default=0)
+    cache_read_tokens = BigIntegerField(default=0)
+    cache_write_tokens = BigIntegerField(default=0)
+    total_tokens = BigIntegerField(default=0)
+    failed_turns = BigIntegerField(default=0)
+    """Assistant messages with ``stopReason: "error"``."""
+    cost_usd = FloatField(default=0.0)
+    priced_records = IntegerField(default=0)
+    unpriced_tokens = BigIntegerField(default=0)
+    """Tokens of records that have neither a price rule nor a cost recorded by OpenClaw."""
+
+
+class UsageHourly(_UsageSumColumns):
     """Token-usage rollup per device and UTC hour (``hour_ms`` = start of the hour, epoch ms).
 
     Kept by ingest in the same transaction as the records it adds, so it never double counts.
@@ -119,20 +137,17 @@ class UsageHourly(BaseModel):
     """
 
     device = CharField(max_length=63)
-    hour_ms = BigIntegerField()
-    records = IntegerField(default=0)
-    input_tokens = BigIntegerField(default=0)
-    output_tokens = BigIntegerField(default=0)
-    cache_read_tokens = BigIntegerField(default=0)
-    cache_write_tokens = BigIntegerField(default=0)
-    total_tokens = BigIntegerField(default=0)
-    cost_usd = FloatField(default=0.0)
-    priced_records = IntegerField(default=0)
-    unpriced_tokens = BigIntegerField(default=0)
-    """Tokens of records that have neither a price rule nor a cost recorded by OpenClaw."""
+    hour_ms = BigIntegerField(index=True)
 
     class Meta:
         primary_key = CompositeKey("device", "hour_ms")
+
+
+class UsageTotal(_UsageSumColumns):
+    """All-time token-usage sums per device: the running total of its hourly rollup, kept by ingest
+    in the same transaction (and by re-pricing), so "all time" is one row per device."""
+
+    device = CharField(primary_key=True, max_length=63)
 
 
 class LogRecord(BaseModel):
@@ -305,6 +320,10 @@ class User(BaseModel):
     last_login_ms = BigIntegerField(null=True)
     password_changed_ms = BigIntegerField(null=True)
     disabled = BooleanField(default=False)
+    time_zone = CharField(max_length=64, null=True)
+    """IANA zone the dashboard shows this user's times in; None: the browser's."""
+    dark_mode = BooleanField(null=True)
+    """The dashboard's dark mode for this user; None: light."""
 
 
 class AuditEvent(BaseModel):
@@ -456,7 +475,8 @@ class IntegrationAccount(BaseModel):
 # --- end prices, API tokens, integrations ---
 
 
-ALL_MODELS = [Device, Sample, StatusEvent, UsageRecord, UsageHourly, LogRecord, RejectCount, User, AuditEvent,
+ALL_MODELS = [Device, Sample, StatusEvent, UsageRecord, UsageHourly, UsageTotal, LogRecord, RejectCount, User,
+              AuditEvent,
               SampleRollup5m, SampleRollup1h, RollupWatermark,  # history
               LoginThrottle,  # failed logins
               PriceRule, ApiToken, IntegrationAccount,  # tokens and cost, API, integrations

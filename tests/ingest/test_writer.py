@@ -161,8 +161,8 @@ def test_a_device_enrolled_after_a_reject_is_stored_once_ingest_forgets_it(datab
 
 
 def test_sample_tuples_match_the_sample_rows():
-    from fleet_server.state import SAMPLE_COLUMNS, telemetry_row, telemetry_values
     from fleet_server.store.bulk import columns
+    from fleet_server.store.rows import SAMPLE_COLUMNS, telemetry_row, telemetry_values
     assert SAMPLE_COLUMNS == columns(Sample)
     for data in (telemetry("a"), telemetry("a", load_avg=None, openclaw={"up": True})):
         t = schemas.Telemetry.model_validate(data)

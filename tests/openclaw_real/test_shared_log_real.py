@@ -71,12 +71,12 @@ def test_two_gateways_one_log_file_every_line_on_its_own_device(openclaw_install
             gateways[name] = stack.enter_context(gw)
             return gw
 
-        shared = Path("/tmp/openclaw") / f"openclaw-{profile}-{datetime.date.today().isoformat()}.log"  # noqa: S108
+        shared = Path("/tmp/openclaw") / f"openclaw-{profile}-{datetime.date.today().isoformat()}.log"
 
         def size() -> int:
             return shared.stat().st_size if shared.exists() else 0
 
-        def phase(owner: str, *steps) -> None:  # noqa: ANN002 - zero-argument callables
+        def phase(owner: str, *steps) -> None:
             start = size()
             for step in steps:
                 step()

@@ -21,7 +21,7 @@ from fleet_server.store.sessions.ingest import record_versions, store_activity
 
 
 @pytest.fixture
-def fleet_state(db, tmp_path) -> FleetState:  # noqa: F811 - the server conftest's db fixture
+def fleet_state(db, tmp_path) -> FleetState:
     seed_fixture_usage(tmp_path)
     state = FleetState()
     state.load_from_db()

@@ -21,6 +21,7 @@ from fleet_server.store.models import (
     StatusEvent,
     UsageHourly,
     UsageRecord,
+    UsageTotal,
     User,
 )
 
@@ -50,6 +51,9 @@ def test_v010_database_upgrades_without_losing_rows(db_url, tmp_path, request):
             assert model.select().count() == count, model.__name__
         assert Device.get_by_id("dev-a").meta_json.startswith('{"v":1')
         assert UsageHourly.get().total_tokens == 126
+        total = UsageTotal.get()  # step 5: the all-time sums, from the hourly rollup
+        assert (total.device, total.total_tokens, total.records) == (UsageHourly.get().device, 126, 1)
+        assert User.get().time_zone is None and not User.get().dark_mode
         # the upgraded database works: new rows in old and new tables (sequences intact on PostgreSQL)
         StatusEvent.create(device="dev-a", ts=1764000200000, state="offline", reason="x")
         AuditEvent.create(ts_ms=1, actor="t", action="a")

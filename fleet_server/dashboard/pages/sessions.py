@@ -11,6 +11,7 @@ sessions of the range (runs started in it). CSV export of the filtered list (for
 from __future__ import annotations
 
 import time
+from datetime import tzinfo
 from html import escape as esc
 from urllib.parse import quote, urlencode
 
@@ -19,6 +20,7 @@ from nicegui import run, ui
 from fleet_server.dashboard.parts.format import ago_h, date_time_h, tokens_h, usd_h
 from fleet_server.dashboard.parts.html_table import TABLE_END, table_start
 from fleet_server.dashboard.parts.table_csv import table_csv
+from fleet_server.dashboard.parts.timezone import follow_browser_zone, initial_zone, zone_note
 from fleet_server.state import FleetState
 from fleet_server.store.sessions import queries
 from fleet_server.store.sql import QueryError
@@ -55,7 +57,7 @@ def cost_h(cost: float | None, unpriced: int = 0) -> str:
     return usd_h(cost) + (" + unpriced" if unpriced and cost else "")
 
 
-def _rows_html(rows: list[dict]) -> str:
+def _rows_html(rows: list[dict], tz: tzinfo) -> str:
     """The page's rows as one HTML table (every field escaped; one element for the whole page)."""
     head = ("Session", "Device · agent", "Channel", "Models", "First", "Last", "Turns", "Failed", "Errors",
             "Tokens (in / out / cache r / w)", "Cost", "Latest error")
@@ -72,9 +74,9 @@ def _rows_html(rows: list[dict]) -> str:
             f'href="/device/{quote(r["device"])}">{esc(r["device"])}</a> · {esc(r["agent_id"])}</td>'
             f'<td class="px-2 py-1">{esc(r["channel"] or "–")}</td>'
             f'<td class="px-2 py-1 break-all text-xs">{esc(r["models"].replace(",", ", ") or "–")}</td>'
-            f'<td class="px-2 py-1 whitespace-nowrap" title="{esc(date_time_h(r["first_ms"]))}">'
+            f'<td class="px-2 py-1 whitespace-nowrap" title="{esc(date_time_h(r["first_ms"], tz))}">'
             f'{esc(ago_h(r["first_ms"]))}</td>'
-            f'<td class="px-2 py-1 whitespace-nowrap" title="{esc(date_time_h(r["last_ms"]))}">'
+            f'<td class="px-2 py-1 whitespace-nowrap" title="{esc(date_time_h(r["last_ms"], tz))}">'
             f'{esc(ago_h(r["last_ms"]))}</td>'
             f'<td class="px-2 py-1 text-right">{r["turns"]:,}</td><td class="px-2 py-1 text-right">{failed}</td>'
             f'<td class="px-2 py-1 text-right">{r["error_messages"]:,}</td>'
@@ -117,10 +119,13 @@ def render_sessions(state: FleetState, device: str = "", agent: str = "", model:
          "status": status if status in STATUSES else "", "range": range_ if range_ in RANGES else "7d",
          "text": text, "sort": sort if sort in SORTS else "last"}
     cursors: list[str | None] = [None]
+    viewer = {"zone": initial_zone()}
     with ui.column().classes("w-full p-4 gap-3"):
         with ui.row().classes("items-center w-full gap-3"):
             ui.label("Sessions").classes("text-2xl font-semibold")
             sub_nav("Sessions")
+            ui.space()
+            note = ui.label(zone_note(viewer["zone"])).classes("text-xs text-gray-500").mark("zone-note")
         with ui.row().classes("items-end gap-3 w-full"):
             devices = {"": "all devices", **{d.device_id: d.name for d in state.snapshot()}}
             dev = ui.select(devices, value=f["device"] or "", label="Device").classes("w-48").props(
@@ -196,7 +201,7 @@ def render_sessions(state: FleetState, device: str = "", agent: str = "", model:
             if not page.rows:
                 ui.label("No sessions match." if len(cursors) == 1 else "No more sessions.").classes("text-gray-500")
             else:
-                ui.html(_rows_html(page.rows)).classes("w-full")
+                ui.html(_rows_html(page.rows, viewer["zone"].tz)).classes("w-full")
             with ui.row().classes("gap-2 pt-2"):
                 if len(cursors) > 1:
                     ui.button("First page", on_click=lambda: set_filter()).props("flat dense")
@@ -217,6 +222,7 @@ def render_sessions(state: FleetState, device: str = "", agent: str = "", model:
         ui.download.content(table_csv(CSV_COLUMNS, rows[:CSV_MAX_ROWS]), "clawfleet-sessions.csv", "text/csv")
 
     show()
+    follow_browser_zone(viewer, show, note)
 
 
 def sessions_link(**params: str) -> str:

@@ -7,6 +7,7 @@ worse figure after the change is shown red. CSV export of the changes (formula-s
 from __future__ import annotations
 
 import time
+from datetime import tzinfo
 from html import escape as esc
 from urllib.parse import quote
 
@@ -16,6 +17,7 @@ from fleet_server.dashboard.pages.sessions import sub_nav
 from fleet_server.dashboard.parts.format import date_time_h
 from fleet_server.dashboard.parts.html_table import TABLE_END, table_start
 from fleet_server.dashboard.parts.table_csv import table_csv
+from fleet_server.dashboard.parts.timezone import follow_browser_zone, initial_zone, zone_note
 from fleet_server.state import FleetState
 from fleet_server.store.sessions import drift
 
@@ -32,7 +34,7 @@ def _figure(before: dict, after: dict, key: str, fmt: str) -> str:
     return f'<span class="{"text-red-700 font-semibold" if worse else ""}">{esc(text)}</span>'
 
 
-def _changes_html(rows: list[dict], per_device: bool) -> str:
+def _changes_html(rows: list[dict], per_device: bool, tz: tzinfo) -> str:
     head = (["Device", "When"] if per_device else ["Devices", "Last change"]) + ["Change", "Turns before / after"] + [
         f[1] for f in FIGURES]
     out = [table_start("changes-table" if per_device else "transitions-table", head)]
@@ -42,7 +44,7 @@ def _changes_html(rows: list[dict], per_device: bool) -> str:
         when = r["ts"] if per_device else r["last_ms"]
         change = f'{esc(r["old_version"] or "(first report)")} → {esc(r["new_version"])}'
         out.append(f'<tr class="border-t"><td class="px-2 py-1">{first}</td>'
-                   f'<td class="px-2 py-1 whitespace-nowrap">{esc(date_time_h(when))}</td>'
+                   f'<td class="px-2 py-1 whitespace-nowrap">{esc(date_time_h(when, tz))}</td>'
                    f'<td class="px-2 py-1 whitespace-nowrap font-mono">{change}</td>'
                    f'<td class="px-2 py-1">{r["before"]["turns"]:,} / {r["after"]["turns"]:,}</td>'
                    + "".join(f'<td class="px-2 py-1 whitespace-nowrap">{_figure(r["before"], r["after"], k, fmt)}</td>'
@@ -53,10 +55,13 @@ def _changes_html(rows: list[dict], per_device: bool) -> str:
 def render_versions(state: FleetState, kind: str = "openclaw", window_days: int = 7) -> None:
     """Build the versions page (``kind``: ``openclaw`` or ``agent``; ``window_days``: each side of a change)."""
     f = {"kind": kind if kind in drift.KINDS else "openclaw", "days": max(1, min(90, window_days))}
+    viewer = {"zone": initial_zone()}
     with ui.column().classes("w-full p-4 gap-3"):
         with ui.row().classes("items-center w-full gap-3"):
             ui.label("Versions").classes("text-2xl font-semibold")
             sub_nav("Versions")
+            ui.space()
+            note = ui.label(zone_note(viewer["zone"])).classes("text-xs text-gray-500").mark("zone-note")
         metas = [(d.device_id, d.meta.openclaw_version if d.meta else None, d.meta.agent_version if d.meta else None)
                  for d in state.snapshot()]
         now = drift.fleet_versions(metas)
@@ -88,13 +93,13 @@ def render_versions(state: FleetState, kind: str = "openclaw", window_days: int 
                 ui.label("Per change, all devices that made it (before → after)").classes(
                     "text-xs uppercase text-gray-500")
                 if trans:
-                    ui.html(_changes_html(trans, False)).classes("w-full")
+                    ui.html(_changes_html(trans, False, viewer["zone"].tz)).classes("w-full")
                 else:
                     ui.label("No device has changed version yet.").classes("text-sm text-gray-500")
             with ui.card().classes("w-full p-3 gap-2"):
                 ui.label("Per device, newest first").classes("text-xs uppercase text-gray-500")
                 if data:
-                    ui.html(_changes_html(data, True)).classes("w-full")
+                    ui.html(_changes_html(data, True, viewer["zone"].tz)).classes("w-full")
                 else:
                     ui.label("No versions reported yet.").classes("text-sm text-gray-500")
 
@@ -106,3 +111,4 @@ def render_versions(state: FleetState, kind: str = "openclaw", window_days: int 
         ui.download.content(table_csv(CSV_COLUMNS, rows), f"clawfleet-versions-{f['kind']}.csv", "text/csv")
 
     show()
+    follow_browser_zone(viewer, show, note)

@@ -74,7 +74,7 @@ class SessionFilter:
     until_ms: int | None = None
     text: str | None = None
 
-    def where(self):  # noqa: ANN201 - a peewee expression
+    def where(self):
         """The filter as a peewee condition. Raises QueryError on a bad status."""
         s = AgentSession
         cond = s.device.is_null(False)
@@ -178,7 +178,7 @@ class RunFilter:
     since_ms: int | None = None
     until_ms: int | None = None
 
-    def where(self):  # noqa: ANN201 - a peewee expression
+    def where(self):
         """The filter as a peewee condition. Raises QueryError on a bad status."""
         r = AgentRun
         cond = r.started_ms.is_null(False)
@@ -253,7 +253,7 @@ class ToolFilter:
     since_ms: int | None = None
     until_ms: int | None = None
 
-    def where(self):  # noqa: ANN201 - a peewee expression
+    def where(self):
         """The filter as a peewee condition."""
         t = ToolCall
         cond = t.ts.is_null(False)
