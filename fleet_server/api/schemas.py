@@ -105,6 +105,8 @@ class LogOut(BaseModel):
     source: str = Field(description="gateway-log | transcript")
     agent_id: str | None
     session_id: str | None
+    session_key: str | None = Field(default=None, description="e.g. agent:main:planning, when the line names it")
+    run_id: str | None = Field(default=None, description="OpenClaw run id, when the line names it")
 
 
 class LogPageOut(BaseModel):

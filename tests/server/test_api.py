@@ -119,6 +119,8 @@ async def test_payloads_use_the_schema_names_and_units(fleet_state):
                 break
         assert len(seen_runs) == len({r["id"] for r in seen_runs}) == 18
         assert sum(r["status"] == "failed" for r in seen_runs) == 6
+        by_session = (await get("/api/v1/usage?group_by=session", headers=bearer(token))).json()["rows"]
+        assert {r["session_key"] for r in by_session if r["device"] == "oc-legacy"} == set(keys)  # not bare UUIDs
         assert (await get("/api/v1/sessions?sort=colour", headers=bearer(token))).status_code == 400
         assert (await get("/api/v1/runs?status=weird", headers=bearer(token))).status_code == 400
         assert (await get("/api/v1/tools/summary?by=colour", headers=bearer(token))).status_code == 400

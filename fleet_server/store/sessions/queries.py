@@ -138,6 +138,21 @@ def session(device: str, agent_id: str, session_id: str) -> dict | None:
     return _session_out(row) if row else None
 
 
+def session_keys(pairs: set[tuple[str, str]]) -> dict[tuple[str, str], str]:
+    """``{(device, session id): session key}`` of the sessions among ``pairs`` whose key is known."""
+    out: dict[tuple[str, str], str] = {}
+    by_device: dict[str, list[str]] = {}
+    for device, sid in pairs:
+        by_device.setdefault(device, []).append(sid)
+    for device, sids in by_device.items():
+        for i in range(0, len(sids), 200):
+            q = (AgentSession.select(AgentSession.session_id, AgentSession.session_key)
+                 .where((AgentSession.device == device) & AgentSession.session_id.in_(sids[i:i + 200])
+                        & (AgentSession.session_key != "")))
+            out.update({(device, sid): key for sid, key in q.tuples()})
+    return out
+
+
 def top_sessions(since_ms: int, until_ms: int, limit: int = 20, device: str | None = None) -> list[dict]:
     """The fleet's most expensive sessions over ``[since_ms, until_ms)``: runs started in the range, summed
     per session, by cost (then tokens). Rows: ``device, agent_id, session_id, session_key, label, turns,
