@@ -126,6 +126,9 @@ class OpenClawMonitor:
         self._said_missing = False
         self.on_usage: Callable[[list[payloads.UsageRecord]], None] | None = None
         """Called with the usage records of each stored batch (the tray's "tokens today")."""
+        self.on_stored: Callable[[], None] | None = None
+        """Called after each batch of records went into the outbox (the agent wakes its sender: a turn's
+        usage leaves before the pass has also read the session index and the log)."""
         self._behind: dict[str, Behind] = {}
         self.queued_activity = 0
         """Session, run and tool call records the last :meth:`collect` queued."""
@@ -283,6 +286,8 @@ class OpenClawMonitor:
         self._positions[name] = _canonical(res.positions)
         if res.usage and self.on_usage:
             self.on_usage(list(res.usage))
+        if self.on_stored and not res.empty():
+            self.on_stored()
 
     def _messages(self, channel: Channel, records: Iterable, field: str = "records") -> Iterator[OutMessage]:
         records = list(records)

@@ -88,6 +88,7 @@ class AgentService:
         self.tokens = TokenCounter(now_ms())
         self.openclaw.on_usage = self.tokens.add
         self.publisher = Publisher(cfg, self.outbox, meta=self.meta, on_command=self._on_command)
+        self.openclaw.on_stored = self.publisher.wake
         self._telemetry_topic = device_topic(cfg.device_id, Channel.TELEMETRY)
 
     # ---- what gets published -------------------------------------------------------------
