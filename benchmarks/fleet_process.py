@@ -38,7 +38,7 @@ def raise_fd_limit() -> int:
     return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
-def seed_fleet(data_dir: Path, count: int) -> list[tuple[str, str]]:
+def seed_fleet(data_dir: Path, count: int, database_url: str | None = None) -> list[tuple[str, str]]:
     """Enroll ``count`` devices ``bench-00000…`` in the database and the broker's dynsec file
     (broker not running yet). Returns ``[(device_id, api_key), …]``."""
     from broker.acl import DEFAULT_ACL_ACCESS, device_role_acls, device_role_name
@@ -48,7 +48,7 @@ def seed_fleet(data_dir: Path, count: int) -> list[tuple[str, str]]:
     from fleet_server.store.models import Device
     from shared.private_files import write_private
 
-    database = open_database(data_dir)
+    database = open_database(data_dir, database_url)
     creds = [(f"bench-{i:05d}", generate_api_key()) for i in range(count)]
     now = int(time.time() * 1000)
     rows = [{"id": d, "name": f"bench {d[6:]}", "tags": "bench", "key_hash": hash_api_key(k), "key_hint": key_hint(k),
@@ -81,7 +81,9 @@ def main() -> None:
     ap.add_argument("--creds-out", type=Path, required=True)
     ap.add_argument("--broker-autosave-changes", type=int, default=None,
                     help="save the broker's persistence file every N changes instead of the shipped setting")
+    ap.add_argument("--workers", type=int, default=1, help="ingest processes (more than 1 needs PostgreSQL)")
     args = ap.parse_args()
+    database_url = os.environ.get("CLAWFLEET_DATABASE_URL")  # PostgreSQL (never on the command line)
     sys.path.insert(0, str(args.repo.resolve()))
     logging.basicConfig(level=logging.WARNING, format="server: %(levelname)s %(name)s: %(message)s")
     raise_fd_limit()
@@ -96,8 +98,9 @@ def main() -> None:
         shipped = server_module.managed_broker_config
         server_module.managed_broker_config = lambda *a, **kw: dataclasses.replace(
             shipped(*a, **kw), autosave_changes=args.broker_autosave_changes)
-    creds = seed_fleet(args.data_dir, args.devices)
-    server = FleetServer(ServerOptions(data_dir=args.data_dir, mqtt_port=args.mqtt_port, local_agent=False))
+    creds = seed_fleet(args.data_dir, args.devices, database_url)
+    extra = {"database_url": database_url, "workers": args.workers} if database_url else {}
+    server = FleetServer(ServerOptions(data_dir=args.data_dir, mqtt_port=args.mqtt_port, local_agent=False, **extra))
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())
     server.start()

@@ -31,6 +31,7 @@ from fleet_server.dashboard.pages.tools import render_tools
 from fleet_server.dashboard.pages.versions import render_versions
 from fleet_server.dashboard.parts.frame import frame as _frame
 from fleet_server.dashboard.parts.frame import install_not_found
+from fleet_server.dashboard.parts.server_banner import install as install_banner
 from fleet_server.devices.actions import DeviceActions
 from fleet_server.server import ServerHealth
 from fleet_server.state import FleetState
@@ -54,6 +55,7 @@ def register_pages(state: FleetState, *, limiter: LoginRateLimiter | None = None
     install_auth(limiter)  # auth: login gate, /login/finish, /logout, /api/v1/whoami
     install_login_page()  # /login
     install_health(health)  # /healthz
+    install_banner(None if health is None else lambda: health().ingest.get("connected"))  # broker lost?
     install_api(app, state)  # api: /api/v1/…, /api/openapi.json, /api/docs
     install_not_found()  # unknown pages: the dashboard's 404 page with a way back
 

@@ -59,11 +59,15 @@ class BatchWriter:
         ack: ``ack(mid, qos)`` acknowledges one MQTT message.
         counters: ingest's counters (``stored_<channel>``, ``rejected_<reason>``, ``acked``, ``batches``;
             :attr:`batch_seconds` sums the batches' time).
+        publish: called with each batch's cache change inside its transaction, before the commit
+            (several server processes: :class:`fleet_server.ingest.change_feed.ChangePublisher`).
     """
 
     def __init__(self, database: Database, items: queue.Queue[Item], state: FleetState,
-                 ack: Callable[[int, int], None], counters: Counter[str]) -> None:
+                 ack: Callable[[int, int], None], counters: Counter[str],
+                 publish: Callable[[CacheChange], None] | None = None) -> None:
         self.database, self.items, self.state, self._ack, self.counters = database, items, state, ack, counters
+        self._publish = publish
         self.stopping = threading.Event()
         self.last_commit_monotonic: float | None = None
         self.oldest_waiting_since: float | None = None  # monotonic time the current batch was taken
@@ -110,6 +114,8 @@ class BatchWriter:
             try:
                 with self._transaction():
                     change = self._write(batch)
+                    if self._publish is not None:
+                        self._publish(change)
             except Exception as exc:
                 if database_unavailable(exc):
                     if self.stopping.is_set():

@@ -30,6 +30,7 @@ from playhouse.migrate import SchemaMigrator, migrate
 from fleet_server.store.locks import write_transaction
 from fleet_server.store.models import (
     ALL_MODELS,
+    RollupMark,
     RollupWatermark,
     SampleRollup1h,
     SampleRollup5m,
@@ -115,6 +116,32 @@ _USAGE_TOTAL_DDL = """CREATE TABLE IF NOT EXISTS "usage_total" ("device" VARCHAR
 """The all-time usage table as schema step 5 made it (later steps alter it with add_column)."""
 
 
+def add_index(database: Database, table: str, column: str) -> None:
+    """Create the index ``<table>_<column>`` on one column unless it exists (peewee's name for an
+    ``index=True`` field, so a new database and an upgraded one have the same index)."""
+    name = f"{table}_{column}"
+    if name not in {i.name for i in database.get_indexes(table)}:
+        database.execute_sql(f'CREATE INDEX "{name}" ON "{table}" ("{column}")')
+
+
+def _receive_time_rollups(m: SchemaMigrator, db: Database) -> None:
+    # samples get the server's receive time; the rollup job follows it instead of a per-device ts watermark.
+    # Rows the old watermarks cover stay NULL (rolled up, aged by ts); the others are stamped now, after the
+    # new watermark, so the next pass rolls them up. Then indexes for set-based retention.
+    add_column(m, db, "sample", "received_ms", BigIntegerField(null=True))
+    now = now_ms()
+    db.execute_sql(f'UPDATE "sample" SET "received_ms" = {db.param} WHERE NOT EXISTS (SELECT 1 FROM '  # noqa: S608
+                   '"rollup_watermark" w WHERE w."device" = "sample"."device" AND "sample"."ts" <= w."sample_ts")',
+                   (now,))
+    db.create_tables([RollupMark], safe=True)
+    RollupMark.delete().execute()
+    RollupMark.insert(name="samples", received_ms=now - 1).execute()
+    db.execute_sql('DROP TABLE "rollup_watermark"')
+    for table, column in (("sample", "received_ms"), ("sample_rollup5m", "bucket_ms"),
+                          ("sample_rollup1h", "bucket_ms"), ("status_event", "ts"), ("usage_hourly", "hour_ms")):
+        add_index(db, table, column)
+
+
 def _sessions_columns(m: SchemaMigrator, db: Database) -> None:
     # session key and run id of log records; the session, run, tool call and version tables are new (created below)
     add_column(m, db, "log_record", "session_key", CharField(max_length=200, null=True))
@@ -129,7 +156,9 @@ MIGRATIONS: list[Migration] = [
               _tokens_and_logs_columns),
     Migration(5, "failed turns per hour, all-time usage sums per device, hourly usage index; users' time zone "
                  "and dark mode", _usage_rollup_totals),
-    Migration(6, "sessions, runs, tool calls and version changes; session key and run id of log records",
+    Migration(6, "samples carry the server's receive time; rollups follow it; indexes for retention by time",
+              _receive_time_rollups),
+    Migration(7, "sessions, runs, tool calls and version changes; session key and run id of log records",
               _sessions_columns),
 ]
 """Every schema step, in order. Append new ones at the end with the next version number."""

@@ -6,6 +6,8 @@ SQLite (default) and PostgreSQL.
 
 from __future__ import annotations
 
+import time
+
 from peewee import (
     BigIntegerField,
     BooleanField,
@@ -49,8 +51,18 @@ class Device(BaseModel):
     meta_json = TextField(null=True)
 
 
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
 class Sample(BaseModel):
-    """One telemetry sample of one device. Units as in :class:`shared.schemas.Telemetry`."""
+    """One telemetry sample of one device. Units as in :class:`shared.schemas.Telemetry`.
+
+    ``received_ms`` is when the server stored the row (epoch ms; the store's clock, see
+    :mod:`fleet_server.store.history.receive_clock`): the rollup job follows it, so a sample that
+    arrives late (a device clock that jumped, a resend after an outage) still reaches the rollups.
+    NULL only on rows stored before schema version 5 (those were rolled up by then).
+    """
 
     device = CharField(max_length=63)
     ts = BigIntegerField()
@@ -69,6 +81,7 @@ class Sample(BaseModel):
     load15 = FloatField(null=True)
     uptime_s = FloatField()
     openclaw_up = BooleanField(null=True)
+    received_ms = BigIntegerField(null=True, index=True, default=_now_ms)
 
     class Meta:
         primary_key = CompositeKey("device", "ts")
@@ -78,7 +91,7 @@ class StatusEvent(BaseModel):
     """An availability change reported on ``…/status`` (or decided by the server, e.g. revoked)."""
 
     device = CharField(max_length=63, index=True)
-    ts = BigIntegerField()
+    ts = BigIntegerField(index=True)
     state = CharField(max_length=16)
     reason = CharField(max_length=200, null=True)
 
@@ -355,7 +368,7 @@ class _SampleRollup(BaseModel):
     ``bucket_ms`` is the bucket's start (epoch ms UTC, a multiple of the tier's width)."""
 
     device = CharField(max_length=63)
-    bucket_ms = BigIntegerField()
+    bucket_ms = BigIntegerField(index=True)
     n = IntegerField()
     cpu_pct_avg = FloatField()
     cpu_pct_max = FloatField()
@@ -385,10 +398,30 @@ class SampleRollup1h(_SampleRollup):
 
 
 class RollupWatermark(BaseModel):
-    """Per device: the newest raw sample ``ts`` (epoch ms) already added to every rollup tier."""
+    """Schema versions 2-4 only (per device: the newest raw sample ``ts`` already rolled up). Read
+    and dropped by migration 5; not in :data:`ALL_MODELS`."""
 
     device = CharField(primary_key=True, max_length=63)
     sample_ts = BigIntegerField()
+
+
+class RollupMark(BaseModel):
+    """How far the rollup job has got: every sample with ``received_ms`` at or below
+    ``received_ms`` (epoch ms) is in every tier. One row, ``name`` = ``"samples"``."""
+
+    name = CharField(primary_key=True, max_length=32)
+    received_ms = BigIntegerField()
+
+
+class JobLease(BaseModel):
+    """Who runs the background jobs (:mod:`fleet_server.jobs.leader`): ``holder`` (host, pid and a
+    random part) until ``expires_ms`` (epoch ms, the database's clock); renewed by the holder, taken
+    over by another server process once expired. One row per lease ``name`` (``"jobs"``)."""
+
+    name = CharField(primary_key=True, max_length=32)
+    holder = CharField(max_length=200)
+    expires_ms = BigIntegerField()
+    acquired_ms = BigIntegerField()
 
 
 class SchemaVersion(BaseModel):
@@ -477,7 +510,7 @@ class IntegrationAccount(BaseModel):
 
 ALL_MODELS = [Device, Sample, StatusEvent, UsageRecord, UsageHourly, UsageTotal, LogRecord, RejectCount, User,
               AuditEvent,
-              SampleRollup5m, SampleRollup1h, RollupWatermark,  # history
+              SampleRollup5m, SampleRollup1h, RollupMark, JobLease,  # history, job lease
               LoginThrottle,  # failed logins
               PriceRule, ApiToken, IntegrationAccount,  # tokens and cost, API, integrations
               AgentSession, AgentRun, ToolCall, VersionChange,  # sessions

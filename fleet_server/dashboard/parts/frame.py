@@ -16,6 +16,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from fleet_server.auth.accounts import current_user, save_user_settings, user_settings
+from fleet_server.dashboard.parts.server_banner import server_banner
 
 ON_DARK_CHANGE = "on_dark_change"
 """``app.storage.client`` key of the redraws a page registers for a dark-mode switch (canvas charts,
@@ -75,6 +76,7 @@ def frame(title: str) -> None:
         ui.space()
         dark_mode_toggle()
         user_menu()  # auth: who is logged in, admin links (wide screens), log out, session check
+    server_banner()  # "the server has lost its broker", while it has
 
 
 def admin_links() -> list[tuple[str, str]]:
