@@ -18,10 +18,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from agent_tray.collectors.network import NetworkCollector
+from agent_tray.collectors.runs import plugin_tool_call
 from agent_tray.collectors.system import SystemCollector
 from agent_tray.config import AgentConfig, ConfigWatch
 from agent_tray.openclaw_monitor import OpenClawMonitor
-from agent_tray.outbox import Outbox, OutMessage
+from agent_tray.outbox import Outbox, OutboxFull, OutMessage
 from agent_tray.publisher import Publisher
 from agent_tray.status import AgentStatus, TokenCounter, record_bridge_port, remove_bridge_record, snapshot
 from shared import payloads
@@ -102,6 +103,7 @@ class AgentService:
         from agent_tray.update.apply import Updater
 
         self.updater = Updater(cfg, self.data_dir, restart=lambda: self.restart_hook(), changed=self._update_changed)
+        self.openclaw.on_stored = self.publisher.wake
         self._telemetry_topic = device_topic(cfg.device_id, Channel.TELEMETRY)
 
     # ---- what gets published -------------------------------------------------------------
@@ -156,7 +158,7 @@ class AgentService:
     def collect_openclaw(self) -> None:
         """Move new OpenClaw usage and log records into the outbox and wake the sender."""
         try:
-            if self.openclaw.collect() != (0, 0):
+            if self.openclaw.collect() != (0, 0) or self.openclaw.queued_activity:
                 self.publisher.wake()
         except Exception:  # a parser bug must not stop telemetry
             log.exception("reading OpenClaw transcripts/logs failed; will try again next interval")
@@ -290,11 +292,22 @@ class AgentService:
             self.publisher.announce()
 
     def bridge_events(self, events: list[BridgeEvent]) -> dict[str, int]:
-        """``POST /events``: gateway start/stop and model calls trigger an immediate pass.
+        """``POST /events``: gateway start/stop, model calls and finished runs trigger an immediate pass;
+        ``after_tool_call`` events are stored as tool calls at once.
 
-        Token usage is taken from the transcripts (the only complete source, with stable entry ids),
-        so an ``llm_output`` event only makes the agent read them now; it is never counted twice.
+        Token usage and turns are taken from the transcripts (the only complete source, with stable entry
+        ids), so an ``llm_output`` or ``agent_end`` event only makes the agent read them now; nothing is
+        counted twice. A tool call has the same record id from both sources.
         """
+        calls = [c for e in events if e.type == "after_tool_call" and (c := plugin_tool_call(
+            self.cfg.device_id, agent_id=e.agentId or "main", session_id=e.sessionId, call_id=e.toolCallId,
+            tool=e.toolName, done_ms=e.ts or now_ms(), error=bool(e.error), duration_ms=e.durationMs)) is not None]
+        if calls:
+            try:
+                self.openclaw.store_tool_calls(calls)
+                self.publisher.wake()
+            except OutboxFull:
+                log.debug("outbox full: %d tool calls from the plugin wait in the transcripts", len(calls))
         kinds = {e.type for e in events}
         if kinds & {"gateway_start", "gateway_stop", "llm_output", "agent_end"}:
             self._report_now.set()  # no pass while paused

@@ -14,7 +14,8 @@ Series (labels in braces):
   ``…_network_receive_bytes_per_second``, ``…_network_transmit_bytes_per_second``,
   ``…_uptime_seconds``, ``…_openclaw_up`` (all ``{device}``, from the latest sample)
 - ``clawfleet_tokens_total{device,agent,model,type}`` (type: input, output, cache_read, cache_write)
-- ``clawfleet_messages_total``, ``clawfleet_failed_turns_total``, ``clawfleet_cost_usd_total``
+- ``clawfleet_messages_total``, ``clawfleet_failed_turns_total``, ``clawfleet_error_messages_total``,
+  ``clawfleet_cost_usd_total``
   (priced messages only), ``clawfleet_unpriced_tokens_total`` (all ``{device,agent,model}``)
 - ``clawfleet_alerts_firing{rule,severity}`` firing incidents per alert rule (0 for a quiet enabled rule)
 - ``clawfleet_ingest_messages_received_total``, ``clawfleet_ingest_messages_stored_total{channel}``,
@@ -92,7 +93,9 @@ class FleetCollector(Collector):
         labels = ["device", "agent", "model"]
         tokens = CounterMetricFamily("clawfleet_tokens", "LLM tokens used", labels=[*labels, "type"])
         messages = CounterMetricFamily("clawfleet_messages", "assistant messages", labels=labels)
-        failed = CounterMetricFamily("clawfleet_failed_turns", 'assistant messages with stopReason "error"',
+        failed = CounterMetricFamily("clawfleet_failed_turns", "turns that ended without a reply (counted once)",
+                                     labels=labels)
+        errors = CounterMetricFamily("clawfleet_error_messages", 'assistant messages with stopReason "error"',
                                      labels=labels)
         cost = CounterMetricFamily("clawfleet_cost_usd", "cost of priced messages, US dollars", labels=labels)
         unpriced = CounterMetricFamily("clawfleet_unpriced_tokens", "tokens with no price rule and no recorded cost",
@@ -103,9 +106,10 @@ class FleetCollector(Collector):
                 tokens.add_metric([*key, t], getattr(r, f"{t}_tokens"))
             messages.add_metric(key, r.messages)
             failed.add_metric(key, r.failed_turns)
+            errors.add_metric(key, r.error_messages)
             cost.add_metric(key, r.cost_usd)
             unpriced.add_metric(key, r.unpriced_tokens)
-        yield from (tokens, messages, failed, cost, unpriced)
+        yield from (tokens, messages, failed, errors, cost, unpriced)
 
     def _ingest(self) -> Iterator[Metric]:
         ing = self.ingest()

@@ -25,7 +25,11 @@ from fleet_server.dashboard.pages.integrations import render_integrations
 from fleet_server.dashboard.pages.login import install_login_page
 from fleet_server.dashboard.pages.logs import render_logs
 from fleet_server.dashboard.pages.overview.page import render_overview
+from fleet_server.dashboard.pages.session import render_session
+from fleet_server.dashboard.pages.sessions import render_sessions
 from fleet_server.dashboard.pages.tokens import render_tokens
+from fleet_server.dashboard.pages.tools import render_tools
+from fleet_server.dashboard.pages.versions import render_versions
 from fleet_server.dashboard.parts.frame import frame as _frame
 from fleet_server.dashboard.parts.frame import install_not_found
 from fleet_server.dashboard.parts.server_banner import install as install_banner
@@ -72,6 +76,27 @@ def register_pages(state: FleetState, *, limiter: LoginRateLimiter | None = None
                   range: str = "7d") -> None:  # the URL's name
         _frame("Logs")
         render_logs(state, device=device, level=level, text=q, fingerprint=fingerprint, view=view, since=range)
+
+    @ui.page("/sessions")
+    def sessions_page(device: str = "", agent: str = "", model: str = "", status: str = "", range: str = "7d",
+                      q: str = "", sort: str = "last") -> None:
+        _frame("Sessions")
+        render_sessions(state, device, agent, model, status, range, q, sort)
+
+    @ui.page("/session/{device_id}/{agent_id}/{session_id}")
+    def session_page(device_id: str, agent_id: str, session_id: str) -> None:
+        _frame("Session")
+        render_session(device_id, agent_id, session_id)
+
+    @ui.page("/tools")
+    def tools_page(device: str = "", range: str = "7d", by: str = "") -> None:
+        _frame("Tools")
+        render_tools(state, device, range, by)
+
+    @ui.page("/versions")
+    def versions_page(kind: str = "openclaw", days: int = 7) -> None:
+        _frame("Versions")
+        render_versions(state, kind, days)
 
     @ui.page("/settings/api")
     def api_settings_page() -> None:

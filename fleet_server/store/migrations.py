@@ -149,6 +149,12 @@ def _alert_tables(_m: SchemaMigrator, db: Database) -> None:
     db.create_tables(ALERT_MODELS, safe=True)
 
 
+def _sessions_columns(m: SchemaMigrator, db: Database) -> None:
+    # session key and run id of log records; the session, run, tool call and version tables are new (created below)
+    add_column(m, db, "log_record", "session_key", CharField(max_length=200, null=True))
+    add_column(m, db, "log_record", "run_id", CharField(max_length=200, null=True))
+
+
 MIGRATIONS: list[Migration] = [
     Migration(1, "v0.1.0 schema", _baseline),
     Migration(2, "sample rollup tiers (5 min, 1 h) and rollup watermarks", _history_tables),
@@ -160,6 +166,8 @@ MIGRATIONS: list[Migration] = [
     Migration(6, "samples carry the server's receive time; rollups follow it; indexes for retention by time",
               _receive_time_rollups),
     Migration(7, "alerts: rules, channels, incidents, notification queue and log, silences", _alert_tables),
+    Migration(8, "sessions, runs, tool calls and version changes; session key and run id of log records",
+              _sessions_columns),
 ]
 """Every schema step, in order. Append new ones at the end with the next version number."""
 

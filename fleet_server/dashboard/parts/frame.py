@@ -24,7 +24,8 @@ ON_DARK_CHANGE = "on_dark_change"
 whose colours no CSS reaches)."""
 SESSION_CHECK_S = 10.0
 """How often an open page checks that its session is still valid, seconds."""
-NAV = (("Overview", "/"), ("Devices", "/devices"), ("Tokens", "/tokens"), ("Logs", "/logs"), ("Alerts", "/alerts"))
+NAV = (("Overview", "/"), ("Devices", "/devices"), ("Tokens", "/tokens"), ("Sessions", "/sessions"), ("Logs", "/logs"),
+       ("Alerts", "/alerts"))
 
 # Tailwind's fixed greys and black are unreadable on Quasar's dark background: lighten them there.
 DARK_CSS = """
