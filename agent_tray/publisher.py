@@ -12,6 +12,8 @@
   de-duplicates).
 - Reconnect: exponential backoff with full jitter (1 s … 60 s), so a fleet does not reconnect
   in lockstep after a broker restart.
+- Route: MQTT over TLS to the broker URL, or MQTT over secure WebSockets when that port is blocked
+  (:mod:`agent_tray.transport` picks; the publisher asks it before every attempt).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from agent_tray.config import AgentConfig
 from agent_tray.outbox import Outbox, StoredMessage
+from agent_tray.transport import RoutePicker, picker_for, probe_direct
 from shared import payloads
 from shared.clock import now_ms
 from shared.mqtt_client import mqtt5_client
@@ -107,6 +110,10 @@ class Publisher:
         self._inflight: dict[int, mqtt.MQTTMessageInfo] = {}
         self._sent_upto = 0
         self._status_topic = device_topic(cfg.device_id, Channel.STATUS)
+        self.routes: RoutePicker = picker_for(cfg.broker_url, cfg.wss_url)
+        self._conn_lock = threading.Lock()  # start/stop/route switch
+        self.presence: tuple[str, str | None] = ("online", None)
+        """The status announced on every connect: ``online``, or ``paused`` while reporting is paused."""
         self._client = self._make_client()
         self._sender = threading.Thread(target=self._send_loop, name="clawfleet-sender", daemon=True)
 
@@ -115,6 +122,7 @@ class Publisher:
         client = mqtt5_client(cfg.device_id, cfg.device_id, cfg.api_key, tls_context(cfg), insecure=cfg.insecure,
                               cls=_Client)
         client.loop_timeout_s = network_loop_timeout(cfg.keepalive_s)
+        client.routes = self.routes
         will = payloads.Status(device_id=cfg.device_id, ts=now_ms(), state="offline", reason="last-will")
         client.will_set(self._status_topic, payloads.encode(will), qos=1, retain=True)
         client.max_inflight_messages_set(SEND_WINDOW)
@@ -130,15 +138,35 @@ class Publisher:
     # ---- lifecycle -------------------------------------------------------------------
     def start(self) -> None:
         """Connect in the background (retrying forever with jittered backoff) and start sending."""
-        _scheme, host, port = self.cfg.broker()
         if self.cfg.insecure:
             log.warning("TLS verification is OFF (--insecure): anyone on the path can impersonate the broker")
+        log.info("connecting to %s as %s", self.cfg.broker_url, self.cfg.device_id)
+        with self._conn_lock:
+            self._connect_async()
+        self._sender.start()
+
+    def _connect_async(self) -> None:
+        route = self.routes.current
+        route.apply(self._client)
         props = Properties(mqtt.PacketTypes.CONNECT)
         props.SessionExpiryInterval = 0
-        log.info("connecting to %s as %s", self.cfg.broker_url, self.cfg.device_id)
-        self._client.connect_async(host, port, keepalive=self.cfg.keepalive_s, clean_start=True, properties=props)
+        self._client.connect_async(route.host, route.port, keepalive=self.cfg.keepalive_s, clean_start=True,
+                                   properties=props)
         self._client.loop_start()
-        self._sender.start()
+
+    def _back_to_direct(self) -> None:
+        """While on the WebSockets fallback: check the direct port; when it answers, reconnect there
+        (a clean DISCONNECT first, so the broker publishes no last will)."""
+        if not probe_direct(self.routes.direct, tls_context(self.cfg)):
+            self.routes.checked_direct()
+            return
+        with self._conn_lock:
+            if self._stop.is_set():
+                return
+            self.routes.use_direct()
+            self._client.disconnect()
+            self._client.loop_stop()
+            self._connect_async()
 
     def stop(self, state: str = "shutdown", reason: str | None = "agent stopped") -> None:
         """Publish a final retained status (``shutdown`` by default), disconnect cleanly, stop threads.
@@ -148,14 +176,15 @@ class Publisher:
         """
         self._stop.set()
         self._wake.set()
-        if self.connected.is_set():
-            info = self._client.publish(self._status_topic, self._status(state, reason), qos=1, retain=True)
-            try:
-                info.wait_for_publish(timeout=3)
-            except (RuntimeError, ValueError):
-                pass
-        self._client.disconnect()
-        self._client.loop_stop()
+        with self._conn_lock:  # not during a route switch (which looks at _stop under this lock)
+            if self.connected.is_set():
+                info = self._client.publish(self._status_topic, self._status(state, reason), qos=1, retain=True)
+                try:
+                    info.wait_for_publish(timeout=3)
+                except (RuntimeError, ValueError):
+                    pass
+            self._client.disconnect()
+            self._client.loop_stop()
         if self._sender.is_alive():
             self._sender.join(timeout=5)
 
@@ -168,14 +197,30 @@ class Publisher:
         return payloads.encode(payloads.Status(device_id=self.cfg.device_id, ts=now_ms(), state=state, reason=reason))
 
     def announce(self) -> None:
-        """Publish retained ``online`` status and ``meta`` (on connect and on server birth)."""
-        self._client.publish(self._status_topic, self._status("online"), qos=1, retain=True)
+        """Publish the retained status (:attr:`presence`) and ``meta`` (on connect and on server birth)."""
+        self._client.publish(self._status_topic, self._status(*self.presence), qos=1, retain=True)
         try:
             meta = payloads.encode(self._meta())
         except Exception:  # a collector bug must not keep the device offline
             log.exception("could not build meta; sending status only")
             return
         self._client.publish(device_topic(self.cfg.device_id, Channel.META), meta, qos=1, retain=True)
+
+    def set_presence(self, state: str, reason: str | None = None) -> None:
+        """Change the announced status (``online`` / ``paused``) and publish it now when connected."""
+        self.presence = (state, reason)
+        if self.connected.is_set():
+            self._client.publish(self._status_topic, self._status(state, reason), qos=1, retain=True)
+
+    def snooze_alerts(self, until_ms: int) -> bool:
+        """Ask the server for no alert notifications about this device until ``until_ms`` (QoS 1 on the
+        device's own ``snooze`` topic). Returns False when not connected (nothing is sent)."""
+        if not self.connected.is_set():
+            return False
+        req = payloads.SnoozeRequest(device_id=self.cfg.device_id, ts=now_ms(), until_ms=until_ms,
+                                     reason="from the tray")
+        self._client.publish(device_topic(self.cfg.device_id, Channel.SNOOZE), payloads.encode(req), qos=1)
+        return True
 
     def _handle_connect(self, client: mqtt.Client, _userdata: object, _flags: object,
                         reason: ReasonCode, _props: Properties | None) -> None:
@@ -189,7 +234,8 @@ class Publisher:
         self.last_error = None
         self.last_refusal = None
         self._fail_logged = None
-        log.info("connected to %s", self.cfg.broker_url)
+        self.routes.connected()
+        log.info("connected to %s", self.routes.current.url)
         client.subscribe([(device_topic(self.cfg.device_id, Channel.CMD), 1), (SERVER_STATUS_TOPIC, 1)])
         self.announce()
         self.connected.set()
@@ -199,9 +245,10 @@ class Publisher:
 
     def _handle_connect_fail(self, client: mqtt.Client, _userdata: object) -> None:
         # paho passes no exception to on_connect_fail; _Client keeps the one reconnect() raised
-        scheme, host, _port = self.cfg.broker()
-        level, self.last_error = describe_connect_error(getattr(client, "last_connect_error", None), host,
-                                                        tls=scheme == "mqtts")
+        route = self.routes.current
+        level, self.last_error = describe_connect_error(getattr(client, "last_connect_error", None), route.host,
+                                                        tls=route.tls)
+        self.routes.failed(self.last_error)
         now = time.monotonic()
         if self._fail_logged is None or self._fail_logged[0] != self.last_error:
             log.log(level, "%s; retrying with backoff", self.last_error)
@@ -215,6 +262,7 @@ class Publisher:
                            reason: ReasonCode, _props: Properties | None) -> None:
         was = self.connected.is_set()
         self.connected.clear()
+        self.routes.disconnected()
         if self._stop.is_set():
             return
         if was:
@@ -266,6 +314,9 @@ class Publisher:
             except Exception:
                 log.exception("outbox sender failed; retrying")
                 time.sleep(1)
+            if self.routes.direct_due() and not self._stop.is_set():
+                self.routes.checked_direct()  # one check at a time
+                threading.Thread(target=self._back_to_direct, name="clawfleet-direct-check", daemon=True).start()
 
     def _drain(self) -> None:
         done = [seq for seq, info in self._inflight.items() if info.is_published()]
@@ -309,6 +360,7 @@ class _Client(mqtt.Client):
 
     last_connect_error: OSError | None = None
     loop_timeout_s: float = 1.0
+    routes: RoutePicker | None = None
 
     def _thread_main(self) -> None:
         # paho 2.x's loop_start() target (paho-mqtt is pinned < 3): the same call, with our timeout
@@ -318,6 +370,8 @@ class _Client(mqtt.Client):
             self._thread = None
 
     def reconnect(self) -> mqtt.MQTTErrorCode:
+        if self.routes is not None:  # the route may have changed since the last attempt
+            self.routes.current.apply(self)
         try:
             rc = super().reconnect()
         except OSError as exc:  # ssl.SSLError, ConnectionRefusedError, socket.gaierror, TimeoutError, ...

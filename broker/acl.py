@@ -64,8 +64,8 @@ def server_role_acls() -> list[dict[str, Any]]:
     """ACLs of the ``clawfleet-server`` role, as dynsec ACL dicts.
 
     Administer dynsec; subscribe to every device channel (also via any ``$share/<group>/``);
-    publish commands, the server status, and (to clear them, or to mark a kicked device
-    offline) any device's retained topics.
+    publish commands, the server status, its verdicts (``availability``) and (to clear them, or to
+    mark a kicked device offline) any device's retained topics.
     """
     acls = [_acl(t, CONTROL_FILTER) for t in ("publishClientSend", "publishClientReceive", "subscribePattern")]
     acls += [
@@ -85,8 +85,11 @@ def device_role_name(device_id: str) -> str:
 
 
 def device_role_acls(device_id: str) -> list[dict[str, Any]]:
-    """ACLs of ``device-<id>``: publish its own status/meta/telemetry/usage/logs; subscribe (exact
-    filter only) to its own ``cmd``. The server status comes with :data:`DEVICE_SHARED_ROLE`."""
+    """ACLs of ``device-<id>``: publish its own status/meta/telemetry/usage/logs/snooze; subscribe
+    (exact filter only) to its own ``cmd``. The server status comes with :data:`DEVICE_SHARED_ROLE`.
+    Devices enrolled before ``snooze`` existed get it at the next start: the managed broker's file
+    (:func:`broker.dynsec_file.migrate_device_layout`) or, on an external broker,
+    :func:`fleet_server.devices.reconcile.reconcile_roles`."""
     acls = [_acl("publishClientSend", device_topic(device_id, ch)) for ch in DEVICE_PUBLISH_CHANNELS]
     acls.append(_acl("subscribeLiteral", device_topic(device_id, Channel.CMD)))
     return acls
@@ -162,9 +165,13 @@ def integration_username(name: str) -> str:
 
 def integration_role_acls(channels: Iterable[Channel]) -> list[dict[str, Any]]:
     """ACLs of a read-only integration role: subscribe to ``clawfleet/v1/+/<channel>`` for each
-    allowed channel; nothing else (the default access denies every publish and other subscriptions)."""
+    allowed channel, and to the server's ``availability`` verdicts with ``status``; nothing else (the
+    default access denies every publish and other subscriptions)."""
     allowed = set(channels)
     bad = allowed - set(INTEGRATION_CHANNELS)
     if bad:
         raise TopicError(f"integrations may read {', '.join(c.value for c in INTEGRATION_CHANNELS)} only")
-    return [_acl("subscribePattern", f"{ROOT}/+/{ch.value}") for ch in INTEGRATION_CHANNELS if ch in allowed]
+    acls = [_acl("subscribePattern", f"{ROOT}/+/{ch.value}") for ch in INTEGRATION_CHANNELS if ch in allowed]
+    if Channel.STATUS in allowed:
+        acls.append(_acl("subscribePattern", f"{ROOT}/+/{Channel.AVAILABILITY.value}"))
+    return acls

@@ -18,7 +18,7 @@ from broker.fdlimit import raise_nofile_limit
 from broker.mosquitto import ManagedMosquitto
 from fleet_server.devices.actions import DeviceActions
 from fleet_server.devices.local_agent import LocalAgentProcess, ensure_local_device
-from fleet_server.devices.reconcile import ReconcileSummary, reconcile
+from fleet_server.devices.reconcile import ReconcileSummary, reconcile, reconcile_roles
 from fleet_server.devices.revocations import PendingRevocations
 from fleet_server.devices.throttle import ChannelBlocker, restore_blocked
 from fleet_server.endpoints.broker_link import AgentEndpoint, ExternalBroker, agent_endpoint, managed_broker_config
@@ -27,8 +27,13 @@ from fleet_server.ingest.change_feed import ChangeListener, ChangePublisher
 from fleet_server.ingest.limits import DEFAULT_BUDGETS, Budget, DeviceLimits
 from fleet_server.ingest.processes import WorkerProcesses, WorkerSpec
 from fleet_server.ingest.writer import database_unavailable
+from fleet_server.jobs.alerts import AlertJobs
 from fleet_server.jobs.leader import Leadership
+from fleet_server.jobs.periodic import PeriodicJob
 from fleet_server.jobs.runner import ServerJobs
+from fleet_server.jobs.verdicts import verdict_job
+from fleet_server.releases.catalog import Catalog
+from fleet_server.releases.updates import Candidate, run_auto_updates
 from fleet_server.state import FleetState
 from fleet_server.state.registry import sync_registry
 from fleet_server.store import write_health
@@ -39,6 +44,8 @@ from shared.topics import Channel
 
 log = logging.getLogger("clawfleet.server")
 
+AUTO_UPDATE_S = 60.0
+"""How often the automatic agent updater looks for devices to update, seconds."""
 SHARED_GROUP = "ingest"
 """Several ingest processes subscribe as ``$share/ingest/…``: the broker gives each message to one of them."""
 REGISTRY_SYNC_S = 5.0
@@ -66,6 +73,12 @@ class ServerOptions:
     """Use this broker instead of starting a managed Mosquitto."""
     retention: RetentionPolicy = RETENTION_DEFAULTS
     """How long each kind of history is kept (``--retention``)."""
+    wss_port: int | None = None
+    """Managed broker's MQTT-over-secure-WebSockets port (``--mqtt-wss-port``); None = off."""
+    public_url: str | None = None
+    """The server's web address as devices reach it (tokens, install one-liners, package downloads)."""
+    agent_packages: tuple[Path, ...] = ()
+    """Release folders with agent packages, besides ``<data_dir>/agent-packages``."""
     workers: int = 1
     """Ingest processes of this ``run`` (``--workers``): this one and ``workers - 1`` children on a
     shared subscription; 0 runs no ingest here (a dashboard and jobs process). Anything but 1 needs
@@ -76,6 +89,9 @@ class ServerOptions:
     device_budgets: dict[Channel, Budget] | None = field(default_factory=lambda: dict(DEFAULT_BUDGETS))
     """What each device may send per channel before ingest rejects it (``--device-rate-limit``; None:
     off). Each ingest process keeps its own budgets (several workers each see part of a device's messages)."""
+
+    alert_settle_s: float = 30.0
+    """Seconds after the jobs start here before alert rules are evaluated (device states settle first)."""
 
     @property
     def several_processes(self) -> bool:
@@ -130,6 +146,10 @@ class FleetServer:
         self._sync_stop = threading.Event()
         self._sync_thread: threading.Thread | None = None
         self.jobs: ServerJobs | None = None  # rollups, retention, stale devices
+        self.catalog = Catalog(opts.data_dir, opts.agent_packages)  # agent packages served under /agent/
+        self.auto_updates: PeriodicJob | None = None  # releases: automatic agent updates
+        self.alerts: AlertJobs | None = None  # alert rules, incidents, notifications (with the jobs' lease)
+        self.verdicts: PeriodicJob | None = None  # retained …/availability per device (with the jobs' lease)
         self.leadership: Leadership | None = None  # who runs the jobs (a database lease with several processes)
         self.listener: ChangeListener | None = None  # other processes' changes (several processes)
         self.workers: WorkerProcesses | None = None  # this run's extra ingest processes
@@ -142,7 +162,8 @@ class FleetServer:
         if self._endpoint is None:
             o = self.opts
             self._endpoint = agent_endpoint(o.data_dir, mqtt_port=o.mqtt_port, tls_port=o.tls_port,
-                                            public_host=o.public_host, external=o.external_broker)
+                                            public_host=o.public_host, external=o.external_broker,
+                                            wss_port=o.wss_port, fleet_url=o.public_url)
         return self._endpoint
 
     @property
@@ -173,6 +194,7 @@ class FleetServer:
         if several and isinstance(self.database, SqliteDatabase):
             raise ServerSetupError("several ingest processes (--workers other than 1, or 'clawfleet-server ingest') "
                                    "need PostgreSQL: add --database-url postgresql://user@host/db")
+        self.catalog.key  # noqa: B018 - the package-signing key exists before any token is made
         ext = opts.external_broker
         worker = opts.worker_index
         if ext is not None:
@@ -183,12 +205,13 @@ class FleetServer:
             account = BrokerAccount("127.0.0.1", opts.mqtt_port, admin.username, admin.password)
         else:  # managed: the server's own connections stay on loopback plain MQTT
             self.broker = ManagedMosquitto(managed_broker_config(opts.data_dir, opts.mqtt_port, opts.tls_port,
-                                                                 opts.tls_host))
+                                                                 opts.tls_host, opts.wss_port))
             self.broker.start()
             admin = self.broker.admin
             account = BrokerAccount("127.0.0.1", opts.mqtt_port, admin.username, admin.password)
-            log.info("managed Mosquitto listening on %s%s", self.broker.url, f", TLS on port {opts.tls_port} "
-                     f"({opts.tls_host or 'all interfaces'})" if self.broker.cfg.tls_enabled else "")
+            log.info("managed Mosquitto listening on %s%s%s", self.broker.url, f", TLS on port {opts.tls_port} "
+                     f"({opts.tls_host or 'all interfaces'})" if self.broker.cfg.tls_enabled else "",
+                     f", MQTT over secure WebSockets on port {opts.wss_port}" if self.broker.cfg.wss_port else "")
         if worker is None:
             self.dynsec = DynSecClient(account.host, account.port, account.username, account.password,
                                        tls=account.tls, client_id="clawfleet-dynsec")
@@ -196,8 +219,14 @@ class FleetServer:
             self.reconciled = reconcile(self.dynsec)  # broker clients follow the devices table
             bind_client_ids(self.dynsec, account.username)  # no account but the server's may use any client id
             restore_blocked(self.dynsec)  # channels a stopped server had blocked at the broker
+            threading.Thread(target=self._reconcile_roles, name="clawfleet-reconcile-roles", daemon=True).start()
         self.state.load_from_db()
         self.jobs = ServerJobs(self.database, self.state, opts.retention, broker_connected=self._broker_connected)
+        self.auto_updates = PeriodicJob("agent-updates", AUTO_UPDATE_S, lambda: run_auto_updates(
+            self.update_candidates, lambda: self.catalog.manifest().offered_version, self.publish_command),
+            self.database)  # releases: runs with the other jobs, in the process that holds their lease
+        self.alerts = AlertJobs(self.database, self.state, opts.data_dir, self._ingest_health, opts.alert_settle_s)
+        self.verdicts = verdict_job(self.state, self._verdict_client, self.database)
         self.leadership = Leadership(self.database, self._gain_jobs, self._lose_jobs)
         publish = None
         if several:
@@ -252,6 +281,18 @@ class FleetServer:
             limits.on_over = self.blocker.note
         return limits
 
+    def publish_command(self, topic: str, payload: bytes) -> bool:
+        """Publish a command (QoS 1) through ingest's broker session; False when it could not be queued."""
+        if self.ingest is None:
+            return False
+        info = self.ingest.client.publish(topic, payload, qos=1)
+        return info.rc == 0
+
+    def update_candidates(self) -> list[Candidate]:
+        """Every device as the automatic updater sees it (online?, agent version from its meta)."""
+        return [Candidate(v.device_id, v.tags, v.status == "online" and not v.revoked_ms,
+                          v.meta.agent_version if v.meta else None) for v in self.state.snapshot()]
+
     def _gain_jobs(self) -> None:
         assert self.jobs is not None
         try:
@@ -262,10 +303,45 @@ class FleetServer:
             write_health.failed(exc)
             log.warning("could not mark silent devices offline at start-up (%s); the stale check retries", exc)
         self.jobs.start()
+        if self.auto_updates is not None:
+            self.auto_updates.start()
+        if self.alerts is not None:  # one process evaluates alerts and sends notifications: the lease holder
+            self.alerts.start()
+        if self.verdicts is not None:
+            self.verdicts.start()
 
     def _lose_jobs(self) -> None:
+        if self.alerts is not None:
+            self.alerts.stop()
+        if self.verdicts is not None:
+            self.verdicts.stop()
         if self.jobs is not None:
             self.jobs.stop()
+        if self.auto_updates is not None:
+            self.auto_updates.stop()
+
+    def _reconcile_roles(self) -> None:
+        """Bring older device and integration roles to this version's ACLs (in the background: on an
+        external broker each change is one save of its dynsec file)."""
+        try:
+            if self.dynsec is not None and self.database is not None:
+                with self.database.connection_context():
+                    reconcile_roles(self.dynsec)
+        except Exception as exc:  # the server works without it; the next start tries again
+            log.warning("could not check the broker roles' ACLs: %s", exc)
+
+    def _verdict_client(self) -> tuple[object | None, bool]:
+        """Ingest's MQTT client for the verdicts (None in a process without ingest)."""
+        ingest = self.ingest
+        return (ingest.client, ingest.connected.is_set()) if ingest is not None else (None, False)
+
+    def _ingest_health(self) -> tuple[bool, float | None, bool, str] | None:
+        """``(connected to the broker, disconnected since (monotonic s) or None, healthy, reason)`` of
+        this process's ingest, for the server alert rules; None when this process runs no ingest."""
+        if self.ingest is None:
+            return None
+        h = self.ingest.health()
+        return self.ingest.connected.is_set(), self.ingest.subscriber.disconnected_since, h.ok, h.reason
 
     def _broker_connected(self) -> bool:
         """For the stale check: ingest's broker connection; a process without ingest (``--workers 0``)
@@ -316,12 +392,21 @@ class FleetServer:
     def stop(self) -> None:
         """Stop in reverse order; safe to call twice and after a partial start."""
         self._sync_stop.set()
+        if self.auto_updates is not None:
+            self.auto_updates.stop()
+            self.auto_updates = None
         if self.workers is not None:
             self.workers.stop()
             self.workers = None
         if self.leadership is not None:
             self.leadership.stop()  # stops the jobs when this process ran them, and gives the lease up
             self.leadership = None
+        if self.alerts is not None:
+            self.alerts.stop()
+            self.alerts = None
+        if self.verdicts is not None:
+            self.verdicts.stop()
+            self.verdicts = None
         if self.jobs is not None:
             self.jobs.stop()
             self.jobs = None

@@ -24,12 +24,18 @@ class Channel(str, Enum):
     USAGE = "usage"  # agent; QoS 1 batches of token-usage records
     LOGS = "logs"  # agent; QoS 1 batches of log records
     CMD = "cmd"  # server -> agent; QoS 1
+    SNOOZE = "snooze"  # agent -> server; QoS 1: "snooze alerts for this machine until …" (tray)
+    AVAILABILITY = "availability"  # server; retained, QoS 1: the server's verdict (online/stale/paused/…)
 
 
-DEVICE_PUBLISH_CHANNELS = (Channel.STATUS, Channel.META, Channel.TELEMETRY, Channel.USAGE, Channel.LOGS)
+DEVICE_PUBLISH_CHANNELS = (Channel.STATUS, Channel.META, Channel.TELEMETRY, Channel.USAGE, Channel.LOGS,
+                           Channel.SNOOZE)
 """Channels a device may publish to (its own only)."""
 
-RETAINED_CHANNELS = (Channel.STATUS, Channel.META, Channel.TELEMETRY)
+SERVER_CHANNELS = (Channel.CMD, Channel.AVAILABILITY)
+"""Per-device channels only the server publishes (ingest ignores them)."""
+
+RETAINED_CHANNELS = (Channel.STATUS, Channel.META, Channel.TELEMETRY, Channel.AVAILABILITY)
 """Channels whose messages are retained by the broker."""
 
 ALL_DEVICES_FILTER = f"{ROOT}/+/+"

@@ -28,13 +28,21 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
-from broker.acl import DEVICE_ROLE_PREFIX, SERVER_USERNAME, is_server_client_id
+from broker.acl import (
+    DEVICE_ROLE_PREFIX,
+    SERVER_USERNAME,
+    device_role_acls,
+    integration_role_acls,
+    is_server_client_id,
+    legacy_device_role_acls,
+    same_acls,
+)
 from broker.dynsec import DynSecClient
 from fleet_server.devices.registry import mark_revoked
 from fleet_server.store import audit
-from fleet_server.store.models import Device, StatusEvent, db
+from fleet_server.store.models import Device, IntegrationAccount, StatusEvent, db
 from shared.clock import now_ms
-from shared.topics import is_valid_device_id
+from shared.topics import SERVER_STATUS_TOPIC, Channel, is_valid_device_id
 
 log = logging.getLogger("clawfleet.reconcile")
 
@@ -149,6 +157,40 @@ def _revoke_reserved(device_id: str, summary: ReconcileSummary) -> None:
         audit.record("server", "device.revoke", target=device_id,
                      detail="id reserved for the server's own broker connections")
     summary.reserved.append(device_id)
+
+
+def reconcile_roles(dynsec: DynSecClient) -> int:
+    """Give device and integration roles the ACLs of this version (a device enrolled before the
+    ``snooze`` channel existed; an integration from before ``availability``): one ``listRoles``, then
+    one ``modifyRole`` per role that differs (nothing when all are current, e.g. a managed broker,
+    whose file is brought up to date before it starts). A device role of the first layout keeps the
+    server status in its own role. Returns how many roles were changed.
+
+    Raises:
+        DynSecError, DynSecConnectionError: the role list could not be read.
+    """
+    reply = dynsec.execute([{"command": "listRoles", "verbose": True, "count": -1, "offset": 0}])[0]
+    roles = {r.get("rolename", ""): r.get("acls", []) for r in reply.get("data", {}).get("roles", [])}
+    want: dict[str, list] = {}
+    for name, acls in roles.items():
+        device_id = name[len(DEVICE_ROLE_PREFIX):]
+        if name.startswith(DEVICE_ROLE_PREFIX) and is_valid_device_id(device_id) and device_id != SERVER_USERNAME:
+            legacy = any(a.get("topic") == SERVER_STATUS_TOPIC for a in acls)
+            want[name] = legacy_device_role_acls(device_id) if legacy else device_role_acls(device_id)
+    for acc in IntegrationAccount.select():
+        channels = [Channel(c) for c in acc.channels.split(",") if c in {ch.value for ch in Channel}]
+        want[acc.username] = integration_role_acls(channels)
+    changed = 0
+    for name, acls in sorted(want.items()):
+        if name in roles and not same_acls(roles[name], acls):
+            try:
+                dynsec.execute([{"command": "modifyRole", "rolename": name, "acls": acls}], 15.0)
+                changed += 1
+            except Exception as exc:  # one refused role must not stop the others
+                log.error("could not update the ACLs of broker role %s: %s", name, exc)
+    if changed:
+        log.info("updated the ACLs of %d broker roles to this version's", changed)
+    return changed
 
 
 def _mark_needs_new_key(dev: Device) -> None:

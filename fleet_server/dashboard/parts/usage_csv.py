@@ -2,9 +2,9 @@
 
 Columns: the group keys (``device`` is followed by ``device_name``, the device's display name),
 then ``messages, input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, total_tokens,
-failed_turns, cost_usd, priced_messages, unpriced_tokens``. ``cost_usd`` is empty when nothing in
-the row was priced (unpriced is not $0); costs are written with full precision. Text cells
-that a spreadsheet would run as a formula are neutralised (:mod:`fleet_server.exports.csv_cells`).
+error_messages, cost_usd, priced_messages, unpriced_tokens, failed_turns``. ``cost_usd`` is empty when nothing in
+the row was priced (unpriced is not $0); costs are written with full precision. Text cells that a spreadsheet
+would run as a formula are neutralised (:mod:`fleet_server.exports.csv_cells`).
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ import csv
 import io
 
 from fleet_server.exports.csv_cells import SafeCsvWriter, unsafe_cell
-from fleet_server.store.usage.sums import SUM_FIELDS, UsageSums
+from fleet_server.store.usage.sums import ALL_SUMS, UsageSums
 
-SUM_COLUMNS = SUM_FIELDS
+SUM_COLUMNS = ALL_SUMS
 NAME_COLUMN = "device_name"
 
 
