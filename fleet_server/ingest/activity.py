@@ -7,20 +7,26 @@ batch; runs inside the writer's transaction like them (:mod:`fleet_server.store.
 
 from __future__ import annotations
 
+from fleet_server.ingest.cardinality import USAGE_NAMES
 from fleet_server.ingest.messages import CacheChange, Received
 from fleet_server.state import FleetState
 from fleet_server.store.sessions.ingest import record_versions, store_activity
+from shared.clock import now_ms
 
 
 def write_activity(items: list[Received], state: FleetState) -> CacheChange:
-    """Store the sessions, runs and tool calls of a batch's usage messages (an old agent sends none)."""
+    """Store the sessions, runs and tool calls of a batch's usage messages (an old agent sends none).
+    Agents and sessions beyond a device's daily budget are kept as ``(other)``, as in its usage records
+    (:mod:`fleet_server.ingest.cardinality`)."""
     lists: dict[str, list[dict]] = {"sessions": [], "runs": [], "tool_calls": []}
     for i in items:
         for name, rows in lists.items():
             rows += [{"device": i.device_id, **r.model_dump()} for r in getattr(i.payload, name, ())]
+    change = CacheChange()
     if any(lists.values()):
+        USAGE_NAMES.bound_activity(lists, change, now_ms())
         store_activity(lists["sessions"], lists["runs"], lists["tool_calls"])
-    return CacheChange()
+    return change
 
 
 def write_versions(items: list[Received], state: FleetState) -> CacheChange:

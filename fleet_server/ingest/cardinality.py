@@ -111,10 +111,23 @@ class UsageNames:
             if self.models.admit(device, full, now_ms) == OTHER and full != OTHER:
                 r["provider"], r["model"] = "", OTHER
                 change.reject(device, self.models.reason, self.models.error(full))
-            for budget, field in ((self.agents, "agent_id"), (self.sessions, "session_id")):
-                if budget.admit(device, r[field], now_ms) == OTHER and r[field] != OTHER:
-                    change.reject(device, budget.reason, budget.error(r[field]))
-                    r[field] = OTHER
+            self._bound_ids(r, change, now_ms)
+
+    def bound_activity(self, lists: dict[str, list[dict]], change: CacheChange, now_ms: int) -> None:
+        """The same agent and session budgets for a batch's sessions, runs and tool calls (dicts with
+        ``device``, ``agent_id``, ``session_id``), so a session kept as :data:`OTHER` in the usage
+        records is the same ``(other)`` session there."""
+        for rows in lists.values():
+            for r in rows:
+                self._bound_ids(r, change, now_ms)
+
+    def _bound_ids(self, r: dict, change: CacheChange, now_ms: int) -> None:
+        device = r["device"]
+        for budget, field in ((self.agents, "agent_id"), (self.sessions, "session_id")):
+            name = r.get(field)
+            if isinstance(name, str) and budget.admit(device, name, now_ms) == OTHER and name != OTHER:
+                change.reject(device, budget.reason, budget.error(name))
+                r[field] = OTHER
 
 
 USAGE_NAMES = UsageNames()

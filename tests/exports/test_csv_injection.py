@@ -57,3 +57,10 @@ def test_keys_file_has_no_formula_cells(tmp_path):
 def test_numbers_stay_numbers():
     assert safe_cell(-5) == -5 and safe_cell(1.5) == 1.5 and safe_cell(None) is None
     assert safe_cell("plain") == "plain" and safe_cell("-x") == "'-x"
+
+
+def test_sessions_runs_tools_and_versions_exports_have_no_formula_cells():
+    from fleet_server.dashboard.parts.table_csv import table_csv
+
+    text = table_csv(["session_key", "tool", "turns"], [{"session_key": h, "tool": h, "turns": 3} for h in HOSTILE])
+    assert formula_cells(text) == [] and text.count("'") >= 2 * len(HOSTILE)

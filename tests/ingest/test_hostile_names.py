@@ -49,3 +49,19 @@ def test_name_budget_per_device_and_day():
     assert budget.admit("b", "z", 10) == "z", "another device has its own budget"
     assert budget.admit("a", OTHER, 10) == OTHER
     assert budget.admit("a", "z", 1010) == "z", "a new period starts again"
+
+
+def test_sessions_runs_and_tool_calls_follow_the_same_budgets():
+    from fleet_server.ingest.cardinality import UsageLimits, UsageNames
+    from fleet_server.ingest.messages import CacheChange
+
+    names = UsageNames(UsageLimits(models=5, agents=2, sessions=3))
+    change = CacheChange()
+    lists = {"sessions": [{"device": "d", "agent_id": "a", "session_id": f"s{i}"} for i in range(5)],
+             "runs": [{"device": "d", "agent_id": f"a{i}", "session_id": "s0"} for i in range(3)],
+             "tool_calls": [{"device": "d", "agent_id": "a", "session_id": "s4"}]}
+    names.bound_activity(lists, change, 1_000)
+    assert [r["session_id"] for r in lists["sessions"]] == ["s0", "s1", "s2", OTHER, OTHER]
+    assert [r["agent_id"] for r in lists["runs"]] == ["a0", OTHER, OTHER], "'a' and 'a0' are the two agents"
+    assert lists["tool_calls"][0]["session_id"] == OTHER, "the same session is (other) everywhere"
+    assert sorted({n.reason for n in change.rejects}) == ["agent_over_limit", "session_over_limit"]

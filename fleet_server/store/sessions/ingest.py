@@ -11,9 +11,10 @@
 
 Units: tokens; USD; epoch ms UTC; seconds for durations.
 
-TODO(cardinality): bound the distinct sessions/runs one device may introduce per day with the
-per-device cardinality bounds (models/agents/sessions) once they are on main; until then the schema's
-per-message bounds (500 records of 256 KiB) are the only limit.
+The distinct agents and sessions one device may introduce per day are bounded before these rows get
+here (:meth:`fleet_server.ingest.cardinality.UsageNames.bound_activity`: beyond the budget they are
+kept under ``(other)``); how much a device may send at all is bounded by its budgets
+(:mod:`fleet_server.ingest.limits`).
 """
 
 from __future__ import annotations
