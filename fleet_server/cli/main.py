@@ -100,7 +100,7 @@ def run(
     agent_packages: Annotated[list[Path] | None, typer.Option("--agent-packages", help="also offer the agent "
                               "packages in this folder (repeatable; besides <data dir>/agent-packages)")] = None,
     workers: Annotated[int, typer.Option("--workers", min=0, help="ingest processes: this one and N-1 more on a "
-                       "shared subscription (needs --database-url postgresql://…); 0: no ingest here (dashboard "
+                       "shared subscription (needs --database-url a PostgreSQL URL); 0: no ingest here (dashboard "
                        "and jobs only)")] = 1,
     device_rate_limit: Annotated[list[str] | None, typer.Option("--device-rate-limit", metavar="CHANNEL=RATE/s[:BURST]",
                                  help="what each device may send per channel (repeatable): messages, e.g. "

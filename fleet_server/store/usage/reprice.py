@@ -6,7 +6,9 @@ for at most :data:`fleet_server.store.locks.HOLD_S`, sets ``priced_usd`` from th
 where it differs and moves the hourly and all-time rollups' ``cost_usd``, ``priced_records`` and
 ``unpriced_tokens`` by the same difference — so records and rollups agree after every commit and
 ingest, logins and the CLI get the lock between two chunks (:class:`~fleet_server.store.locks.TakeTurns`).
-Rule matching is done once per distinct ``(provider, model)`` per pass.
+Rule matching is done once per distinct ``(provider, model)`` per pass. At the end the sessions'
+runs are re-priced and their sessions' cost sums rebuilt
+(:func:`fleet_server.store.sessions.costs.reprice_runs`, one transaction: not paced yet).
 
 Interface for the cache and the dashboard: after each committed chunk ``on_chunk`` gets what it
 changed as cost deltas ``{device: {hour_ms: UsageSums}}`` (only ``cost_usd``, ``priced_messages``
@@ -32,6 +34,7 @@ from peewee import Database, Tuple
 from fleet_server.store import bulk
 from fleet_server.store.locks import HOLD_S, TakeTurns, write_transaction
 from fleet_server.store.models import JobMark, PriceRule, UsageRecord, db
+from fleet_server.store.sessions.costs import reprice_runs
 from fleet_server.store.usage.prices import JOB, load_rules, matches, rule_cost
 from fleet_server.store.usage.sums import HOUR_MS, UsageSums
 from shared.clock import now_ms
@@ -190,6 +193,8 @@ def reprice(database: Database | None = None, *, progress: RepriceProgress | Non
                 again = True
                 break
         if not again:
+            with write_transaction(database):  # runs and sessions follow the same rules (one transaction)
+                reprice_runs(rules)
             with write_transaction(database):  # done, unless a rule changed after the mark was read
                 JobMark.update(finished_ms=JobMark.requested_ms).where(
                     (JobMark.job == JOB) & (JobMark.requested_ms == seen)).execute()
