@@ -5,7 +5,9 @@ Each device gets one dynsec client (username = client id = device id) holding tw
 literally: no ``%u``/``%c`` substitution, which arrives in 2.1), and the shared
 ``clawfleet-device`` with what every device may do (subscribe to the server status). Devices
 enrolled before the shared role existed carry the server status in their own role; both layouts
-grant exactly the same (see :func:`device_role_acls`, :func:`legacy_device_role_acls`).
+grant exactly the same (see :func:`device_role_acls`, :func:`legacy_device_role_acls`). Devices
+enrolled before receipts lack the subscription to their own ``receipt`` topic; it is added at
+start-up (managed broker: in its file; external broker: by :func:`fleet_server.devices.reconcile.grant_receipts`).
 
 Why it matters: Mosquitto 2.0.11 rewrites its whole dynsec file after every command that changes
 something (``dynsec__config_save`` in each handler; several commands in one message still save
@@ -27,6 +29,7 @@ from shared.topics import (
     DEVICE_PUBLISH_CHANNELS,
     RETAINED_CHANNELS,
     ROOT,
+    SERVER_PUBLISH_CHANNELS,
     SERVER_STATUS_TOPIC,
     Channel,
     TopicError,
@@ -36,6 +39,9 @@ from shared.topics import (
 
 CONTROL_FILTER = "$CONTROL/dynamic-security/#"
 """The dynamic-security plugin's command and response topics."""
+BROKER_DROPPED_TOPIC = "$SYS/broker/publish/messages/dropped"
+"""Mosquitto's count of messages it dropped since it started (queues full), published on change
+every ``sys_interval`` (10 s by default); the server reads it (:mod:`broker.overload`)."""
 
 SERVER_USERNAME = "clawfleet-server"
 """Username of the server's own broker account (reserved: no device may take this id)."""
@@ -63,9 +69,9 @@ def _acl(acltype: str, topic: str) -> dict[str, Any]:
 def server_role_acls() -> list[dict[str, Any]]:
     """ACLs of the ``clawfleet-server`` role, as dynsec ACL dicts.
 
-    Administer dynsec; subscribe to every device channel (also via any ``$share/<group>/``);
-    publish commands, the server status, and (to clear them, or to mark a kicked device
-    offline) any device's retained topics.
+    Administer dynsec; subscribe to every device channel (also via any ``$share/<group>/``) and
+    to the broker's dropped-message count; publish commands, the server status, and any device's
+    retained topics (receipts; to clear them, or to mark a kicked device offline).
     """
     acls = [_acl(t, CONTROL_FILTER) for t in ("publishClientSend", "publishClientReceive", "subscribePattern")]
     acls += [
@@ -74,6 +80,7 @@ def server_role_acls() -> list[dict[str, Any]]:
         _acl("publishClientReceive", f"{ROOT}/#"),
         _acl("publishClientSend", f"{ROOT}/+/{Channel.CMD.value}"),
         _acl("publishClientSend", SERVER_STATUS_TOPIC),
+        _acl("subscribeLiteral", BROKER_DROPPED_TOPIC),
     ]
     acls += [_acl("publishClientSend", f"{ROOT}/+/{ch.value}") for ch in RETAINED_CHANNELS]
     return acls
@@ -86,10 +93,15 @@ def device_role_name(device_id: str) -> str:
 
 def device_role_acls(device_id: str) -> list[dict[str, Any]]:
     """ACLs of ``device-<id>``: publish its own status/meta/telemetry/usage/logs; subscribe (exact
-    filter only) to its own ``cmd``. The server status comes with :data:`DEVICE_SHARED_ROLE`."""
+    filter only) to its own ``cmd`` and ``receipt``. The server status comes with :data:`DEVICE_SHARED_ROLE`."""
     acls = [_acl("publishClientSend", device_topic(device_id, ch)) for ch in DEVICE_PUBLISH_CHANNELS]
-    acls.append(_acl("subscribeLiteral", device_topic(device_id, Channel.CMD)))
+    acls += [_acl("subscribeLiteral", device_topic(device_id, ch)) for ch in SERVER_PUBLISH_CHANNELS]
     return acls
+
+
+def receipt_acl(device_id: str) -> dict[str, Any]:
+    """The ACL that lets a device read its own receipts (added to devices enrolled before receipts)."""
+    return _acl("subscribeLiteral", device_topic(device_id, Channel.RECEIPT))
 
 
 def device_shared_role_acls() -> list[dict[str, Any]]:
@@ -98,9 +110,16 @@ def device_shared_role_acls() -> list[dict[str, Any]]:
 
 
 def legacy_device_role_acls(device_id: str) -> list[dict[str, Any]]:
-    """ACLs of ``device-<id>`` as enrolled before :data:`DEVICE_SHARED_ROLE` (its own role alone
-    granted everything): :func:`device_role_acls` plus the server status."""
-    return device_role_acls(device_id) + device_shared_role_acls()
+    """ACLs of ``device-<id>`` as enrolled before :data:`DEVICE_SHARED_ROLE` and receipts (its own
+    role alone granted everything): publish its own five channels, subscribe to its ``cmd`` and the
+    server status."""
+    return [*pre_receipt_device_role_acls(device_id), *device_shared_role_acls()]
+
+
+def pre_receipt_device_role_acls(device_id: str) -> list[dict[str, Any]]:
+    """ACLs of ``device-<id>`` as enrolled before receipts: :func:`device_role_acls` without the
+    receipt topic (the start-up migration adds it)."""
+    return [a for a in device_role_acls(device_id) if a != receipt_acl(device_id)]
 
 
 def device_client_roles(device_id: str) -> list[dict[str, str]]:

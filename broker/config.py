@@ -318,9 +318,8 @@ def prepare_dynsec_file(path: Path, admin: BrokerAdmin) -> bool:
     changed |= ensure_shared_role(data)
     migrated = migrate_device_layout(data)
     if migrated:
-        log.info("moved %d device accounts to the shared device role (%s) in %s: same rights, a smaller "
-                 "file, so enrolling, rotating and revoking stay fast; done once", migrated, DEVICE_SHARED_ROLE,
-                 path)
+        log.info("moved %d device accounts to the current layout in %s (the shared device role %s, and each "
+                 "device may read its own delivery receipts); done once", migrated, path, DEVICE_SHARED_ROLE)
         changed = True
     if changed:
         write_private(path, json.dumps(data) + "\n")  # compact: Python's C encoder (indent is 10x slower)

@@ -24,13 +24,17 @@ class Channel(str, Enum):
     USAGE = "usage"  # agent; QoS 1 batches of token-usage records
     LOGS = "logs"  # agent; QoS 1 batches of log records
     CMD = "cmd"  # server -> agent; QoS 1
+    RECEIPT = "receipt"  # server -> agent; retained, QoS 1: what the server has stored (shared.payloads.Receipt)
 
 
 DEVICE_PUBLISH_CHANNELS = (Channel.STATUS, Channel.META, Channel.TELEMETRY, Channel.USAGE, Channel.LOGS)
 """Channels a device may publish to (its own only)."""
 
-RETAINED_CHANNELS = (Channel.STATUS, Channel.META, Channel.TELEMETRY)
+RETAINED_CHANNELS = (Channel.STATUS, Channel.META, Channel.TELEMETRY, Channel.RECEIPT)
 """Channels whose messages are retained by the broker."""
+
+SERVER_PUBLISH_CHANNELS = (Channel.CMD, Channel.RECEIPT)
+"""Per-device channels only the server publishes (each device may read its own)."""
 
 ALL_DEVICES_FILTER = f"{ROOT}/+/+"
 """Subscription filter the server uses for every device channel."""

@@ -1,0 +1,133 @@
+"""Delivery receipts on the agent side: what the server confirmed, and what to send again.
+
+The server publishes, per device, a retained receipt on ``clawfleet/v1/<device_id>/receipt``
+(:class:`shared.payloads.Receipt`): for the outbox id the agent sent, per channel, every sequence
+number up to ``upto`` and the ranges above it that it stored (or rejected for good). Only the server
+may publish there and only the device may read it (broker ACLs). This module holds no I/O: the
+publisher (and the benchmarks' simulated devices) feed it and act on its answers.
+
+- :class:`Confirmed` merges receipts per channel. A receipt for another outbox id (an outbox that
+  was recreated) is ignored; one that says less than an earlier one (a replayed retained receipt, or
+  two ingest workers publishing out of order) changes nothing, because what the server stored stays
+  stored; nothing beyond the newest sequence number the outbox ever assigned is taken.
+- :class:`Unconfirmed` remembers when each message was last sent until a receipt confirms it, so the
+  publisher can resend what no receipt covered after :data:`RESEND_AFTER_S` — counted from the
+  later of the send and the server's last birth, so an outage of the server does not make every
+  agent resend at once — and can keep at most :data:`RECEIPT_WINDOW` messages unconfirmed (a
+  backlog after an outage drains at the pace the server confirms it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from shared.payloads import RECEIPT_CHANNELS, Coverage, Receipt
+
+RECEIPT_WINDOW = 100
+"""Messages sent but not yet confirmed by a receipt, at most; the sender waits for receipts beyond that."""
+RESEND_AFTER_S = 30.0
+"""A message no receipt confirmed this long after it was sent (or after the server came online,
+whichever is later) is sent again, seconds. Receipts come about once a second while the server
+keeps up; ingest's queue at the broker drains in well under this at the rates measured."""
+
+
+def _union(ranges: Iterable[tuple[int, int]], upto: int) -> Coverage:
+    """Normalise ``ranges`` (any order, overlapping) above ``upto``: merged, ascending, with a range
+    that touches ``upto + 1`` folded into ``upto``."""
+    spans = sorted((max(lo, upto + 1), hi) for lo, hi in ranges if hi > upto)
+    out: list[tuple[int, int]] = []
+    for lo, hi in spans:
+        if lo <= upto + 1:
+            upto = max(upto, hi)
+        elif out and lo <= out[-1][1] + 1:
+            out[-1] = (out[-1][0], max(out[-1][1], hi))
+        else:
+            out.append((lo, hi))
+    return Coverage(upto, tuple(out))
+
+
+def _clamp(cov: Coverage, limit: int) -> Coverage:
+    ranges = tuple((lo, min(hi, limit)) for lo, hi in cov.ranges if lo <= limit)
+    return Coverage(min(cov.upto, limit), ranges)
+
+
+class Confirmed:
+    """What the server confirmed of one outbox, per channel (``{"usage": Coverage, …}``).
+
+    Args:
+        outbox_id: the outbox whose receipts count.
+    """
+
+    def __init__(self, outbox_id: str) -> None:
+        self.outbox_id = outbox_id
+        self.channels: dict[str, Coverage] = {}
+
+    def merge(self, receipt: Receipt, last_assigned: Mapping[str, int]) -> dict[str, Coverage]:
+        """Take ``receipt`` in. ``last_assigned``: per channel, the newest sequence number the outbox
+        ever assigned (a receipt cannot confirm more). Returns the channels whose coverage grew, with
+        their whole new coverage (what the caller may now delete); ``{}`` for another outbox or a
+        receipt that adds nothing."""
+        if receipt.outbox != self.outbox_id:
+            return {}
+        grown: dict[str, Coverage] = {}
+        for name, cov in receipt.channels.items():
+            if name not in RECEIPT_CHANNELS:
+                continue
+            cov = _clamp(cov, last_assigned.get(name, 0))
+            old = self.channels.get(name, Coverage())
+            new = _union([*old.ranges, *cov.ranges, (1, cov.upto)], old.upto)
+            if new != old:
+                self.channels[name] = grown[name] = new
+        return grown
+
+    def covers(self, channel: str, seq: int) -> bool:
+        """True when ``seq`` of ``channel`` is confirmed."""
+        cov = self.channels.get(channel)
+        return cov is not None and cov.covers(seq)
+
+
+@dataclass
+class _Sent:
+    channel: str
+    seq: int
+    at: float
+
+
+class Unconfirmed:
+    """Messages sent and waiting for a receipt: outbox row ``key`` -> channel, sequence number and the
+    monotonic time it was last sent. Not thread-safe (the sender thread owns it)."""
+
+    def __init__(self) -> None:
+        self._sent: dict[int, _Sent] = {}
+
+    def __len__(self) -> int:
+        return len(self._sent)
+
+    def __contains__(self, key: int) -> bool:
+        return key in self._sent
+
+    def sent(self, key: int, channel: str, seq: int, now: float) -> None:
+        """Record that row ``key`` (``channel`` number ``seq``) was sent at ``now`` (monotonic s)."""
+        self._sent[key] = _Sent(channel, seq, now)
+
+    def settle(self, confirmed: Confirmed) -> list[int]:
+        """Forget the rows ``confirmed`` covers; returns their keys."""
+        done = [k for k, s in self._sent.items() if confirmed.covers(s.channel, s.seq)]
+        for k in done:
+            del self._sent[k]
+        return done
+
+    def forget(self, keys: Iterable[int]) -> None:
+        """Forget rows (deleted from the outbox, or to be sent again)."""
+        for k in keys:
+            self._sent.pop(k, None)
+
+    def due(self, now: float, since: float, after_s: float = RESEND_AFTER_S) -> list[int]:
+        """Keys of rows unconfirmed for ``after_s`` seconds, counted from the later of their last send
+        and ``since`` (monotonic s: e.g. when the server last came online), oldest first."""
+        return sorted(k for k, s in self._sent.items() if now - max(s.at, since) >= after_s)
+
+    def keys(self) -> list[int]:
+        """Every row waiting, oldest first."""
+        return sorted(self._sent)
