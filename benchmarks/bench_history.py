@@ -28,10 +28,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from history_helpers import sample_row  # noqa: E402
 
 from fleet_server.store.db import open_database  # noqa: E402
-from fleet_server.store.history import samples_for_window  # noqa: E402
+from fleet_server.store.history.retention import DEFAULTS, apply_retention  # noqa: E402
+from fleet_server.store.history.rollups import roll_up_all  # noqa: E402
+from fleet_server.store.history.samples import samples_for_window  # noqa: E402
 from fleet_server.store.models import Device, Sample  # noqa: E402
-from fleet_server.store.retention import DEFAULTS, apply_retention  # noqa: E402
-from fleet_server.store.rollups import roll_up_all  # noqa: E402
 
 DAY_MS = 86_400_000
 TABLES = ("sample", "sample_rollup5m", "sample_rollup1h")

@@ -23,8 +23,8 @@ from fleet_server.ingest import BrokerAccount, Ingest
 from fleet_server.jobs.runner import ServerJobs
 from fleet_server.state import FleetState
 from fleet_server.store.db import open_database
-from fleet_server.store.retention import DEFAULTS as RETENTION_DEFAULTS
-from fleet_server.store.retention import RetentionPolicy
+from fleet_server.store.history.retention import DEFAULTS as RETENTION_DEFAULTS
+from fleet_server.store.history.retention import RetentionPolicy
 
 log = logging.getLogger("clawfleet.server")
 
@@ -66,8 +66,10 @@ class ServerHealth:
     ingest: dict = field(default_factory=dict)
 
     def as_json(self) -> dict:
-        """The JSON body: ``{"ok": bool, "reason"?: str, "ingest": {...}}``."""
-        body: dict = {"ok": self.ok, "ingest": self.ingest}
+        """The JSON body: ``{"ok": bool, "reason"?: str, "ingest"?: {...}}`` (no ``ingest`` without one)."""
+        body: dict = {"ok": self.ok}
+        if self.ingest:
+            body["ingest"] = self.ingest
         if self.reason:
             body["reason"] = self.reason
         return body

@@ -16,10 +16,10 @@ from dataclasses import dataclass, field, replace
 from peewee import fn
 
 from fleet_server.store import logs as log_store
-from fleet_server.store import usage as usage_store
-from fleet_server.store.availability import transitions_since
+from fleet_server.store.history.availability import transitions_since
 from fleet_server.store.models import Device, RejectCount, Sample, UsageHourly
-from fleet_server.store.usage import HOUR_MS, TokenSums
+from fleet_server.store.usage import ledger as usage_store
+from fleet_server.store.usage.ledger import HOUR_MS, TokenSums
 from shared import schemas
 
 log = logging.getLogger("clawfleet.state")

@@ -43,7 +43,7 @@ MAX_LOAD = 1e6
 MAX_TOKENS = 10**12
 """Largest token count in one field of one usage record. A batch adds at most 500 x 4 x 10^12,
 so rollup sums stay far below 2^63 for any realistic history (and sums are computed so that they
-cannot overflow anyway, see ``fleet_server.store.usage``)."""
+cannot overflow anyway, see ``fleet_server.store.usage.ledger``)."""
 MAX_COST_USD = 1e6
 """Largest cost of one usage record, USD."""
 MAX_SHORT_STR = 200

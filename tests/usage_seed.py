@@ -12,7 +12,7 @@ from fixtures_openclaw import EXPECTED, make_latest_state, make_legacy_state, ma
 from agent_tray.collectors.logs import LogCollector
 from agent_tray.collectors.usage import UsageCollector
 from fleet_server.store.models import Device, LogRecord, db
-from fleet_server.store.usage import insert_usage
+from fleet_server.store.usage.ledger import insert_usage
 
 DEVICES = {"oc-latest": ("latest", "main"), "oc-legacy": ("legacy", "research")}
 """device id -> (fixture era, OpenClaw agent id it is stored under)."""

@@ -33,7 +33,7 @@ from prometheus_client.registry import Collector
 
 from fleet_server.ingest import Ingest
 from fleet_server.state import FleetState
-from fleet_server.store import queries
+from fleet_server.store.usage import summary as queries
 
 TOKEN_TYPES = ("input", "output", "cache_read", "cache_write")
 _DEVICE_GAUGES = (

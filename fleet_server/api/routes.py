@@ -1,7 +1,7 @@
 """REST API ``/api/v1`` (read-only), served by NiceGUI's FastAPI app; OpenAPI at ``/api/openapi.json``,
 interactive docs at ``/api/docs``.
 
-Authentication is done by the gate in front of every route (:mod:`fleet_server.dashboard.login`):
+Authentication is done by the gate in front of every route (:mod:`fleet_server.auth.gate`):
 a dashboard session, or an API token as ``Authorization: Bearer cft_…``. Without either: 401.
 """
 
@@ -25,7 +25,9 @@ from fleet_server.api.schemas import (
 )
 from fleet_server.state import DeviceView, FleetState
 from fleet_server.store import logs as log_store
-from fleet_server.store import queries
+from fleet_server.store.history import queries as history
+from fleet_server.store.sql import QueryError
+from fleet_server.store.usage import summary as queries
 from shared.version import PROTOCOL_VERSION
 
 API_PREFIX = "/api/v1"
@@ -86,11 +88,11 @@ def build_router() -> APIRouter:
 
     @r.get("/devices/{device_id}/samples", response_model=SamplesOut, summary="Telemetry samples over a window")
     def get_samples(device_id: str, window: Annotated[str, Query(description="one of " + ", ".join(
-            queries.WINDOWS_MS))] = "1h") -> dict:
+            history.WINDOWS_MS))] = "1h") -> dict:
         _device(device_id)
         try:
-            return queries.samples_window(device_id, window, _now_ms())
-        except queries.QueryError as exc:
+            return history.samples_window(device_id, window, _now_ms())
+        except QueryError as exc:
             raise HTTPException(400, str(exc)) from None
 
     @r.get("/devices/{device_id}/status-events", response_model=list[StatusEventOut],
@@ -98,7 +100,7 @@ def build_router() -> APIRouter:
     def get_status_events(device_id: str, limit: Annotated[int, Query(ge=1, le=1000)] = 200,
                           before_ms: int | None = None) -> list[dict]:
         _device(device_id)
-        return queries.status_events(device_id, limit, before_ms)
+        return history.status_events(device_id, limit, before_ms)
 
     @r.get("/usage", response_model=UsageOut, summary="Token usage and cost, grouped")
     def get_usage(group_by: Annotated[str, Query(description="comma-separated: device, agent, model, session, day")]
@@ -109,7 +111,7 @@ def build_router() -> APIRouter:
         groups = [g.strip() for g in group_by.split(",") if g.strip()]
         try:
             rows = queries.usage_summary(groups, since, until, device, tz)
-        except queries.QueryError as exc:
+        except QueryError as exc:
             raise HTTPException(400, str(exc)) from None
         return {"group_by": groups, "since_ms": since, "until_ms": until, "tz": tz,
                 "rows": [row.as_json() for row in rows]}

@@ -16,7 +16,7 @@ Two roles: ``"admin"`` may change things, ``"viewer"`` is read-only. Pages use :
 to render admin-only content, event handlers use :func:`admin_only` (or :func:`is_admin`).
 
 The login page, logout, and the gate in front of every route are in
-:mod:`fleet_server.dashboard.login`.
+:mod:`fleet_server.auth.gate`.
 """
 
 from __future__ import annotations

@@ -225,7 +225,7 @@ def device_add(
 @device_app.command("list")
 def device_list(data_dir: DataDirOpt = None, database_url: DbUrlOpt = None) -> None:
     """List devices with their status and key hint."""
-    from fleet_server.dashboard.format import ago_h
+    from fleet_server.dashboard.parts.format import ago_h
     from fleet_server.devices.registry import list_devices
     from fleet_server.store.db import open_database
 

@@ -93,8 +93,8 @@ def run(
     from broker.dynsec import DynSecConnectionError, DynSecError
     from fleet_server.cli.tls import dashboard_tls, external_broker, save_settings, startup_warnings
     from fleet_server.endpoints.tls import TlsError
+    from fleet_server.store.history.retention import RetentionPolicy
     from fleet_server.store.migrations import SchemaTooNew
-    from fleet_server.store.retention import RetentionPolicy
 
     try:
         web = dashboard_tls(host, port, https_certfile, https_keyfile, behind_proxy)

@@ -1,6 +1,6 @@
 """NiceGUI dashboard: one module per page; :func:`register_pages` adds them all.
 
-Every route needs a login except the ones listed in :mod:`fleet_server.dashboard.login`; pages
+Every route needs a login except the ones listed in :mod:`fleet_server.auth.gate`; pages
 check roles with :func:`fleet_server.auth.accounts.require_admin` (page content) and
 :func:`fleet_server.auth.accounts.admin_only` (event handlers of admin actions).
 """
@@ -12,20 +12,21 @@ from collections.abc import Callable
 from nicegui import app, ui
 
 from broker.dynsec import DynSecClient
+from fleet_server.api.health import install_health
 from fleet_server.api.routes import install_api
+from fleet_server.auth.gate import install_auth
 from fleet_server.auth.ratelimit import LoginRateLimiter
-from fleet_server.dashboard.api_settings import render_api_settings
-from fleet_server.dashboard.audit import render_audit
-from fleet_server.dashboard.device_detail import render_device
-from fleet_server.dashboard.devices import render_devices
-from fleet_server.dashboard.fleet.overview import render_overview
-from fleet_server.dashboard.frame import frame as _frame
-from fleet_server.dashboard.frame import install_not_found
-from fleet_server.dashboard.health import install_health
-from fleet_server.dashboard.integrations import render_integrations
-from fleet_server.dashboard.login import install_auth
-from fleet_server.dashboard.logs import render_logs
-from fleet_server.dashboard.tokens import render_tokens
+from fleet_server.dashboard.pages.api_settings import render_api_settings
+from fleet_server.dashboard.pages.audit import render_audit
+from fleet_server.dashboard.pages.device import render_device
+from fleet_server.dashboard.pages.devices import render_devices
+from fleet_server.dashboard.pages.integrations import render_integrations
+from fleet_server.dashboard.pages.login import install_login_page
+from fleet_server.dashboard.pages.logs import render_logs
+from fleet_server.dashboard.pages.overview.page import render_overview
+from fleet_server.dashboard.pages.tokens import render_tokens
+from fleet_server.dashboard.parts.frame import frame as _frame
+from fleet_server.dashboard.parts.frame import install_not_found
 from fleet_server.devices.actions import DeviceActions
 from fleet_server.server import ServerHealth
 from fleet_server.state import FleetState
@@ -46,9 +47,9 @@ def register_pages(state: FleetState, *, limiter: LoginRateLimiter | None = None
         dynsec: the broker admin client (``FleetServer.dynsec``) for MQTT integration accounts.
         broker_url: the URL integrations connect to (``FleetServer.broker_url``).
     """
-    install_auth(limiter)  # auth: login gate, /login, /logout, /healthz, /api/v1/whoami
-    if health is not None:
-        install_health(health)
+    install_auth(limiter)  # auth: login gate, /login/finish, /logout, /api/v1/whoami
+    install_login_page()  # /login
+    install_health(health)  # /healthz
     install_api(app, state)  # api: /api/v1/…, /api/openapi.json, /api/docs
     install_not_found()  # unknown pages: the dashboard's 404 page with a way back
 

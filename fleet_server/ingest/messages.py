@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from fleet_server.store.usage import TokenSums
+from fleet_server.store.usage.ledger import TokenSums
 from shared.topics import Channel
 
 

@@ -18,7 +18,7 @@ from fleet_server.store import bulk
 from fleet_server.store.bulk import CHUNK
 from fleet_server.store.logs import insert_logs, is_hint
 from fleet_server.store.models import Device, Sample, StatusEvent
-from fleet_server.store.usage import insert_usage
+from fleet_server.store.usage.ledger import insert_usage
 from shared.schemas import Telemetry
 from shared.topics import Channel
 

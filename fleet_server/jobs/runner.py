@@ -10,8 +10,8 @@ from fleet_server.jobs.history import RETENTION_S, ROLLUP_S, enforce_retention
 from fleet_server.jobs.periodic import PeriodicJob
 from fleet_server.jobs.stale import CHECK_S, StaleDetector
 from fleet_server.state import FleetState
-from fleet_server.store.retention import RetentionPolicy
-from fleet_server.store.rollups import roll_up_all
+from fleet_server.store.history.retention import RetentionPolicy
+from fleet_server.store.history.rollups import roll_up_all
 
 log = logging.getLogger("clawfleet.jobs")
 

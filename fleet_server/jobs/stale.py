@@ -14,7 +14,7 @@ import logging
 from collections.abc import Callable
 
 from fleet_server.state import DeviceView, FleetState, now_ms
-from fleet_server.store.availability import record_status
+from fleet_server.store.history.availability import record_status
 
 log = logging.getLogger("clawfleet.jobs.stale")
 

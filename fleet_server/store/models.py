@@ -208,7 +208,7 @@ class AuditEvent(BaseModel):
 # --- end accounts and audit ---
 
 
-# --- history: sample rollup tiers, rollup watermarks, schema version (fleet_server.store.rollups, .migrations) ---
+# --- history: sample rollup tiers, rollup watermarks, schema version (store.history.rollups, store.migrations) ---
 
 ROLLUP_METRICS = ("cpu_pct", "mem_pct", "disk_pct", "swap_pct", "net_rx_bps", "net_tx_bps", "load1")
 """Sample columns every rollup tier keeps the average and maximum of (``<metric>_avg``, ``<metric>_max``)."""
@@ -286,7 +286,7 @@ class LoginThrottle(BaseModel):
         primary_key = CompositeKey("username", "address")
 
 
-# --- prices, API tokens, MQTT integration accounts (fleet_server.store.prices, fleet_server.api, broker) ---
+# --- prices, API tokens, MQTT integration accounts (fleet_server.store.usage.prices, fleet_server.api, broker) ---
 
 class PriceRule(BaseModel):
     """A model price: USD per million tokens of each type, from ``effective_ms`` on.

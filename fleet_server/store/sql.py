@@ -12,3 +12,7 @@ def total(expr: object) -> Expression:
     "integer overflow" error however large the stored values), PostgreSQL's ``SUM`` (exact numeric).
     Callers convert the result (``int(v or 0)``)."""
     return fn.TOTAL(expr) if isinstance(db.obj, SqliteDatabase) else fn.SUM(expr)
+
+
+class QueryError(ValueError):
+    """A bad query parameter (unknown group, time zone or window); the message names it."""

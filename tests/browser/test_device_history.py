@@ -15,10 +15,10 @@ from history_helpers import add_device, add_samples
 from mqtt_helpers import free_port
 
 from fleet_server.store.db import open_database
+from fleet_server.store.history.retention import DEFAULTS, apply_retention
+from fleet_server.store.history.rollups import roll_up_all
 from fleet_server.store.models import StatusEvent
-from fleet_server.store.retention import DEFAULTS, apply_retention
-from fleet_server.store.rollups import roll_up_all
-from fleet_server.store.usage import insert_usage
+from fleet_server.store.usage.ledger import insert_usage
 
 pytestmark = pytest.mark.browser
 

@@ -8,7 +8,7 @@ from nicegui import ui
 from nicegui.testing.user_simulation import user_simulation
 
 from fleet_server.dashboard import register_pages
-from fleet_server.dashboard.audit import PER_PAGE
+from fleet_server.dashboard.pages.audit import PER_PAGE
 from fleet_server.state import FleetState
 from fleet_server.store import audit
 from fleet_server.store.models import AuditEvent

@@ -13,7 +13,7 @@ from nicegui.testing.user_simulation import user_simulation
 
 from broker.mosquitto import ManagedMosquitto
 from fleet_server.dashboard import register_pages
-from fleet_server.dashboard.devices import qr_data_uri
+from fleet_server.dashboard.pages.devices import qr_data_uri
 from fleet_server.devices.actions import DeviceActions, server_session
 from fleet_server.devices.keys import hash_api_key
 from fleet_server.state import FleetState

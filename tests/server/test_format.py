@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from fleet_server.dashboard.format import ago_h, bytes_h, date_time_h, duration_h, pct_h, rate_h, tokens_h, usd_h
+from fleet_server.dashboard.parts.format import ago_h, bytes_h, date_time_h, duration_h, pct_h, rate_h, tokens_h, usd_h
 
 ODD = [None, math.inf, -math.inf, math.nan, 10**30, -(10**30), 1e300, -5, 0, 2**63, 1.5]
 

@@ -12,8 +12,8 @@ from nicegui.testing.user_simulation import user_simulation
 from fleet_server.dashboard import register_pages
 from fleet_server.state import FleetState
 from fleet_server.store.db import open_database
+from fleet_server.store.history.rollups import roll_up_all
 from fleet_server.store.models import StatusEvent
-from fleet_server.store.rollups import roll_up_all
 from shared import schemas
 
 

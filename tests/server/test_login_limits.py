@@ -9,10 +9,10 @@ import pytest
 from auth_helpers import PASSWORD
 from typer.testing import CliRunner
 
+from fleet_server.auth import gate as login
 from fleet_server.auth.accounts import create_user
 from fleet_server.auth.ratelimit import LoginRateLimiter
 from fleet_server.cli.main import app as cli_app
-from fleet_server.dashboard import login
 from fleet_server.store.db import open_database
 from fleet_server.store.models import AuditEvent
 

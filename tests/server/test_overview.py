@@ -8,7 +8,7 @@ from fleet_server.dashboard import register_pages
 from fleet_server.state import FleetState
 from fleet_server.store.db import open_database
 from fleet_server.store.models import Device
-from fleet_server.store.usage import insert_usage
+from fleet_server.store.usage.ledger import insert_usage
 from shared import schemas
 
 

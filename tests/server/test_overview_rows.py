@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import time
 
-from fleet_server.dashboard.fleet.rows import Query, all_tags, openclaw_cell, row, select
-from fleet_server.dashboard.format import count_h, status_words
+from fleet_server.dashboard.pages.overview.rows import Query, all_tags, openclaw_cell, row, select
+from fleet_server.dashboard.parts.format import count_h, status_words
 from fleet_server.state import DeviceView
-from fleet_server.store.usage import TokenSums
+from fleet_server.store.usage.ledger import TokenSums
 from shared import schemas
 
 

@@ -6,12 +6,13 @@ from __future__ import annotations
 import pytest
 from usage_seed import DEVICES, expected_by_agent, seed_fixture_usage
 
-from fleet_server.dashboard.fleet.tiles import cost_h
-from fleet_server.dashboard.tokens import cost_text
-from fleet_server.dashboard.usage_csv import from_csv, to_csv
+from fleet_server.dashboard.pages.overview.tiles import cost_h
+from fleet_server.dashboard.pages.tokens import cost_text
+from fleet_server.dashboard.parts.usage_csv import from_csv, to_csv
 from fleet_server.state import FleetState
-from fleet_server.store import prices, queries
 from fleet_server.store.models import UsageRecord
+from fleet_server.store.usage import prices
+from fleet_server.store.usage import summary as queries
 
 KEYS = ("messages", "input_tokens", "output_tokens", "cache_read_tokens", "total_tokens", "failed_turns")
 

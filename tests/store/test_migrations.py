@@ -54,7 +54,7 @@ def test_v010_database_upgrades_without_losing_rows(db_url, tmp_path, request):
         StatusEvent.create(device="dev-a", ts=1764000200000, state="offline", reason="x")
         AuditEvent.create(ts_ms=1, actor="t", action="a")
         assert SampleRollup1h.select().count() == 0
-        from fleet_server.store.rollups import roll_up_all
+        from fleet_server.store.history.rollups import roll_up_all
 
         assert roll_up_all(database) == 10
     finally:

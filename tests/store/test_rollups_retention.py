@@ -9,10 +9,10 @@ from zoneinfo import ZoneInfo
 import pytest
 from history_helpers import add_device, add_samples
 
-from fleet_server.store.history import samples_for_window
+from fleet_server.store.history.retention import RetentionError, RetentionPolicy, apply_retention
+from fleet_server.store.history.rollups import FIVE_MIN_MS, HOUR_MS, roll_up_all
+from fleet_server.store.history.samples import samples_for_window
 from fleet_server.store.models import ROLLUP_METRICS, LogRecord, Sample, SampleRollup1h, SampleRollup5m, StatusEvent
-from fleet_server.store.retention import RetentionError, RetentionPolicy, apply_retention
-from fleet_server.store.rollups import FIVE_MIN_MS, HOUR_MS, roll_up_all
 
 T0 = 1_767_225_600_000  # 2026-01-01 00:00 UTC
 
@@ -150,7 +150,7 @@ def test_30_day_chart_reads_the_hourly_tier_with_window_edges_right_in_a_dst_zon
 @pytest.mark.parametrize(("hours", "tier"), [(1, "raw"), (6, "raw"), (24, "5m"), (48, "5m"), (7 * 24, "1h"),
                                              (30 * 24, "1h")])
 def test_tier_choice_gives_at_least_100_points_and_never_raw_past_24h(hours, tier):
-    from fleet_server.store.history import TIER_WIDTH_MS, choose_tier
+    from fleet_server.store.history.samples import TIER_WIDTH_MS, choose_tier
 
     chosen = choose_tier(0, hours * HOUR_MS)
     assert chosen == tier

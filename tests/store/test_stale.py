@@ -6,7 +6,7 @@ from history_helpers import add_device
 
 from fleet_server.jobs.stale import RESUMED_REASON, STALE_REASON, StaleDetector
 from fleet_server.state import FleetState
-from fleet_server.store.availability import status_periods, uptime_pct
+from fleet_server.store.history.availability import status_periods, uptime_pct
 from fleet_server.store.models import Device, StatusEvent
 from shared import schemas
 

@@ -10,7 +10,7 @@ from fleet_server.store.db import open_database
 from fleet_server.store.logs import insert_logs
 from fleet_server.store.models import LogRecord, UsageRecord
 from fleet_server.store.upgrade import scope_record_ids
-from fleet_server.store.usage import insert_usage
+from fleet_server.store.usage.ledger import insert_usage
 
 DUMP = Path(__file__).resolve().parents[1] / "fixtures" / "db" / "v0.1.0-sqlite.sql"  # as 0.1.0 wrote it
 

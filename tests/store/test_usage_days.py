@@ -7,8 +7,8 @@ from zoneinfo import ZoneInfo
 
 from history_helpers import add_device
 
-from fleet_server.store.usage import insert_usage
-from fleet_server.store.usage_days import day_bounds_ms, fleet_total, usage_between, zone
+from fleet_server.store.usage.days import day_bounds_ms, fleet_total, usage_between, zone
+from fleet_server.store.usage.ledger import insert_usage
 
 
 def _record(rid: str, device: str, ts: int, tokens: int, cost: float | None = None) -> dict:

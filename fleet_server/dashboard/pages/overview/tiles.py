@@ -14,12 +14,13 @@ from typing import TypeVar
 
 from nicegui import ui
 
-from fleet_server.dashboard.fleet.rows import token_breakdown
-from fleet_server.dashboard.format import day_bounds_ms, tokens_h
+from fleet_server.dashboard.pages.overview.rows import token_breakdown
+from fleet_server.dashboard.parts.format import day_bounds_ms, tokens_h
 from fleet_server.state import FleetState
-from fleet_server.store import queries, usage_days
-from fleet_server.store.queries import CostTotals
-from fleet_server.store.usage import TokenSums
+from fleet_server.store.usage import days as usage_days
+from fleet_server.store.usage import summary as queries
+from fleet_server.store.usage.ledger import TokenSums
+from fleet_server.store.usage.summary import CostTotals
 
 CACHE_S = 30.0
 """A rollup query behind a tile (or behind the table's "tokens today" in the viewer's zone) is

@@ -6,7 +6,7 @@ from nicegui import ui
 
 from fleet_server.auth import api_tokens
 from fleet_server.auth.accounts import admin_only, current_user, require_admin
-from fleet_server.dashboard.format import ago_h
+from fleet_server.dashboard.parts.format import ago_h
 from fleet_server.store import audit
 
 

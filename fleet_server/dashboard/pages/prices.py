@@ -1,6 +1,6 @@
 """The price table on the tokens page: everyone sees it, admins add, change and delete rules.
 
-Every change re-prices history (:func:`fleet_server.store.prices.reprice`) and says how many
+Every change re-prices history (:func:`fleet_server.store.usage.prices.reprice`) and says how many
 records changed ("re-priced 1,234 records"). Audited as ``price.add``, ``price.update``, ``price.delete``.
 """
 
@@ -13,7 +13,7 @@ from nicegui import run, ui
 
 from fleet_server.auth.accounts import admin_only, current_user
 from fleet_server.store import audit
-from fleet_server.store import prices as price_store
+from fleet_server.store.usage import prices as price_store
 
 PRICE_FIELDS = (("input", "Input"), ("output", "Output"), ("cache_read", "Cache read"), ("cache_write", "Cache write"))
 

@@ -21,8 +21,8 @@ from qrcode.exceptions import DataOverflowError
 
 from broker.dynsec import DynSecConnectionError, DynSecError
 from fleet_server.auth.accounts import admin_only, current_user
-from fleet_server.dashboard.format import STATUS_COLORS, ago_h, count_h, status_words
-from fleet_server.dashboard.live import redraw_on_change
+from fleet_server.dashboard.parts.format import STATUS_COLORS, ago_h, count_h, status_words
+from fleet_server.dashboard.parts.live import redraw_on_change
 from fleet_server.devices.actions import DeviceActions, RevokeResult
 from fleet_server.devices.registry import DeviceError, NewDevice
 from fleet_server.state import DeviceView, FleetState
@@ -60,7 +60,7 @@ shell history (``clawfleet-agent enroll -`` reads it from stdin, ``--token-file`
 
 def status_badge(d: DeviceView) -> ui.badge:
     """Status pill: ``revoked`` for a revoked device, else its status in plain words
-    (:func:`fleet_server.dashboard.format.status_words`); the recorded reason as tooltip."""
+    (:func:`fleet_server.dashboard.parts.format.status_words`); the recorded reason as tooltip."""
     status = d.display_status
     badge = ui.badge(status_words(status, None)[0], color=STATUS_COLORS.get(status, "grey")).classes(
         "text-sm px-2").props(f'data-testid="status-{status}"').mark(f"status-{status}")

@@ -10,7 +10,7 @@ from nicegui import run, ui
 from broker.acl import INTEGRATION_CHANNELS
 from broker.dynsec import DynSecClient
 from fleet_server.auth.accounts import admin_only, current_user, require_admin
-from fleet_server.dashboard.format import ago_h
+from fleet_server.dashboard.parts.format import ago_h
 from fleet_server.integrations import accounts
 
 

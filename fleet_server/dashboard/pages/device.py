@@ -13,10 +13,11 @@ from zoneinfo import ZoneInfo
 from nicegui import ui
 
 from fleet_server.auth.accounts import current_user
-from fleet_server.dashboard.availability import render_availability_live
-from fleet_server.dashboard.devices import status_badge
-from fleet_server.dashboard.fleet.rows import STALE_ERROR_MS, token_breakdown
-from fleet_server.dashboard.format import (
+from fleet_server.dashboard.pages.devices import status_badge
+from fleet_server.dashboard.pages.overview.rows import STALE_ERROR_MS, token_breakdown
+from fleet_server.dashboard.parts.availability import render_availability_live
+from fleet_server.dashboard.parts.charts import render_history
+from fleet_server.dashboard.parts.format import (
     NA,
     ago_h,
     bytes_h,
@@ -28,14 +29,13 @@ from fleet_server.dashboard.format import (
     status_words,
     tokens_h,
 )
-from fleet_server.dashboard.history_charts import render_history
-from fleet_server.dashboard.live import redraw_on_change
-from fleet_server.dashboard.timezone import browser_zone
+from fleet_server.dashboard.parts.live import redraw_on_change
+from fleet_server.dashboard.parts.timezone import browser_zone
 from fleet_server.state import DeviceView, FleetState
 from fleet_server.store.models import RejectCount
-from fleet_server.store.usage import TokenSums
-from fleet_server.store.usage_days import day_bounds_ms as usage_day_bounds
-from fleet_server.store.usage_days import usage_between
+from fleet_server.store.usage.days import day_bounds_ms as usage_day_bounds
+from fleet_server.store.usage.days import usage_between
+from fleet_server.store.usage.ledger import TokenSums
 
 
 def _time(ts_ms: int | None) -> str:

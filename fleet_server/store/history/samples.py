@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from fleet_server.store.history.rollups import FIVE_MIN_MS, HOUR_MS
 from fleet_server.store.models import ROLLUP_METRICS, Sample, SampleRollup1h, SampleRollup5m, UsageHourly
-from fleet_server.store.rollups import FIVE_MIN_MS, HOUR_MS
 
 DAY_MS = 86_400_000
 MIN_POINTS = 100

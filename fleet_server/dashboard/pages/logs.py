@@ -16,7 +16,7 @@ from urllib.parse import quote
 
 from nicegui import ui
 
-from fleet_server.dashboard.format import ago_h
+from fleet_server.dashboard.parts.format import ago_h
 from fleet_server.state import FleetState
 from fleet_server.store import logs as log_store
 

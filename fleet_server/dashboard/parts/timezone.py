@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 
 from nicegui import ui
 
-from fleet_server.store.usage_days import zone
+from fleet_server.store.usage.days import zone
 
 log = logging.getLogger("clawfleet.dashboard")
 

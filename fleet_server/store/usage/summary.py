@@ -1,4 +1,4 @@
-"""Read queries the dashboard pages and the REST API share (tokens, samples, status events).
+"""Usage sums the dashboard pages and the REST API share (tokens, cost).
 
 Units: tokens; USD; timestamps epoch ms UTC. Day buckets are calendar days in a named IANA time
 zone (``zoneinfo``): records are summed per 15-minute UTC slot in SQL (every real UTC offset is a
@@ -14,17 +14,12 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from peewee import OP, SQL, Case, Expression, fn
 
-from fleet_server.store.history import samples_for_window
-from fleet_server.store.models import StatusEvent, UsageHourly, UsageRecord
-from fleet_server.store.sql import total
+from fleet_server.store.models import UsageHourly, UsageRecord
+from fleet_server.store.sql import QueryError, total
 
 SLOT_MS = 15 * 60 * 1000
 GROUP_KEYS = ("device", "agent", "model", "session", "day")
 """What usage can be grouped by (``model`` is ``provider/model``)."""
-
-
-class QueryError(ValueError):
-    """A bad query parameter (unknown group, time zone or window); the message names it."""
 
 
 @dataclass
@@ -176,38 +171,3 @@ def cost_between(start_ms: int, end_ms: int) -> CostTotals:
         (UsageHourly.hour_ms >= start_ms) & (UsageHourly.hour_ms < end_ms))
     usd, priced, unpriced, tokens = q.tuples().get()
     return CostTotals(float(usd or 0.0), int(priced or 0), int(unpriced or 0), int(tokens or 0))
-
-
-WINDOWS_MS = {"1h": 3_600_000, "6h": 6 * 3_600_000, "24h": 86_400_000, "7d": 7 * 86_400_000,
-              "30d": 30 * 86_400_000}
-"""Sample windows the API accepts (name -> milliseconds back from now)."""
-
-def samples_window(device_id: str, window: str, now_ms: int) -> dict:
-    """A device's samples over a window back from ``now_ms``, from the tier the charts read
-    (:func:`fleet_server.store.history.samples_for_window`: raw up to 6 h, 5-minute buckets for
-    24 h, 1-hour buckets for 7 d and 30 d).
-
-    Returns:
-        ``{"device_id", "window", "tier": "raw"|"5m"|"1h", "since_ms", "samples": [...]}``, oldest
-        first; each sample ``{"ts", "n", "<metric>_avg", "<metric>_max"}`` for the metrics of
-        :data:`fleet_server.store.models.ROLLUP_METRICS` (percent 0–100, bytes per second, load);
-        ``ts`` is the sample time or the bucket start (epoch ms), ``n`` the samples in it.
-
-    Raises:
-        QueryError: unknown window.
-    """
-    if window not in WINDOWS_MS:
-        raise QueryError(f"window must be one of {', '.join(WINDOWS_MS)}")
-    since = now_ms - WINDOWS_MS[window]
-    tier, rows = samples_for_window(device_id, since, now_ms + 1)
-    samples = [{"ts": r.ts_ms, "n": r.n, **{f"{m}_avg": v for m, v in r.avg.items()},
-                **{f"{m}_max": v for m, v in r.max.items()}} for r in rows]
-    return {"device_id": device_id, "window": window, "tier": tier, "since_ms": since, "samples": samples}
-
-
-def status_events(device_id: str, limit: int = 200, before_ms: int | None = None) -> list[dict]:
-    """A device's availability changes, newest first: ``[{"ts", "state", "reason"}]`` (ts epoch ms)."""
-    q = StatusEvent.select(StatusEvent.ts, StatusEvent.state, StatusEvent.reason).where(StatusEvent.device == device_id)
-    if before_ms is not None:
-        q = q.where(StatusEvent.ts < before_ms)
-    return list(q.order_by(StatusEvent.ts.desc(), StatusEvent.id.desc()).limit(limit).dicts())

@@ -15,7 +15,7 @@ import time
 
 from nicegui import events, ui
 
-from fleet_server.dashboard.fleet.rows import (
+from fleet_server.dashboard.pages.overview.rows import (
     DEFAULT_PAGE_SIZE,
     PAGE_SIZES,
     STATUS_FILTERS,
@@ -25,12 +25,12 @@ from fleet_server.dashboard.fleet.rows import (
     row_text,
     select,
 )
-from fleet_server.dashboard.fleet.tiles import render_tiles, usage_today
-from fleet_server.dashboard.format import count_h, day_bounds_ms
-from fleet_server.dashboard.timezone import browser_zone
+from fleet_server.dashboard.pages.overview.tiles import render_tiles, usage_today
+from fleet_server.dashboard.parts.format import count_h, day_bounds_ms
+from fleet_server.dashboard.parts.timezone import browser_zone
 from fleet_server.state import DeviceView, FleetState
-from fleet_server.store import usage_days
-from fleet_server.store.usage import TokenSums
+from fleet_server.store.usage import days as usage_days
+from fleet_server.store.usage.ledger import TokenSums
 
 CHECK_S = 1.0
 """How often an open overview asks the cache what changed, seconds."""

@@ -18,7 +18,7 @@ from peewee import Case, fn
 
 from fleet_server.store.models import UsageHourly, UsageRecord
 from fleet_server.store.sql import total
-from fleet_server.store.usage import HOUR_MS, SUM_FIELDS, TokenSums
+from fleet_server.store.usage.ledger import HOUR_MS, SUM_FIELDS, TokenSums
 
 
 def zone(name: str | None) -> ZoneInfo:
@@ -68,7 +68,7 @@ def usage_between(start_ms: int, end_ms: int, device_id: str | None = None) -> d
         edges = [(start_ms, first_full), (last_full, end_ms)]
     else:  # the range lies within one or two hours: sum its records directly
         edges = [(start_ms, end_ms)]
-    cost = fn.COALESCE(UsageRecord.priced_usd, UsageRecord.cost_usd)  # as fleet_server.store.prices.effective_cost
+    cost = fn.COALESCE(UsageRecord.priced_usd, UsageRecord.cost_usd)  # as store.usage.prices.effective_cost
     record_cols = [fn.COUNT(UsageRecord.id), total(UsageRecord.input_tokens), total(UsageRecord.output_tokens),
                    total(UsageRecord.cache_read_tokens), total(UsageRecord.cache_write_tokens),
                    total(UsageRecord.total_tokens), total(cost), fn.COUNT(cost),

@@ -16,12 +16,12 @@ from datetime import datetime, timedelta
 
 from nicegui import ui
 
-from fleet_server.dashboard.format import tokens_h
-from fleet_server.dashboard.prices import render_prices
-from fleet_server.dashboard.usage_csv import to_csv
+from fleet_server.dashboard.pages.prices import render_prices
+from fleet_server.dashboard.parts.format import tokens_h
+from fleet_server.dashboard.parts.usage_csv import to_csv
 from fleet_server.state import FleetState
-from fleet_server.store import queries
-from fleet_server.store.queries import UsageRow
+from fleet_server.store.usage import summary as queries
+from fleet_server.store.usage.summary import UsageRow
 
 GROUPS = {"device": "Device", "agent": "Agent", "model": "Model", "day": "Day"}
 TOKEN_COLS = (("input_tokens", "Input"), ("output_tokens", "Output"), ("cache_read_tokens", "Cache read"),

@@ -10,7 +10,7 @@ from __future__ import annotations
 import csv
 import io
 
-from fleet_server.store.queries import UsageRow
+from fleet_server.store.usage.summary import UsageRow
 
 SUM_COLUMNS = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "total_tokens",
                "messages", "failed_turns", "cost_usd", "priced_messages", "unpriced_tokens")

@@ -12,9 +12,11 @@ from nicegui.page import page
 from starlette.requests import Request
 from starlette.responses import Response
 
-from fleet_server.dashboard.login import user_menu
+from fleet_server.auth.accounts import current_user
 
 DARK_KEY = "dark_mode"
+SESSION_CHECK_S = 10.0
+"""How often an open page checks that its session is still valid, seconds."""
 NAV = (("Overview", "/"), ("Devices", "/devices"), ("Tokens", "/tokens"), ("Logs", "/logs"))
 
 # Tailwind's fixed greys and black are unreadable on Quasar's dark background: lighten them there.
@@ -67,8 +69,6 @@ def frame(title: str) -> None:
 
 def admin_links() -> list[tuple[str, str]]:
     """The admin pages' links for the phone menu (none for a viewer)."""
-    from fleet_server.auth.accounts import current_user
-
     user = current_user()
     if user is None or not user.is_admin:
         return []
@@ -103,3 +103,29 @@ def install_not_found() -> None:
         return client.build_response(request, 404)
 
     app.add_exception_handler(404, not_found)
+
+
+def user_menu() -> None:
+    """Header part: who is logged in, the audit log link (admins), "Log out"; and a session check.
+
+    The check runs every :data:`SESSION_CHECK_S` seconds and sends the page to ``/login`` once the
+    session has ended (logout in another tab, user disabled, password changed, expiry).
+    """
+    user = current_user()
+    if user is None:
+        return
+    with ui.row().classes("items-center gap-4 text-white no-wrap"):
+        if user.is_admin:  # on a phone these are in the header's menu (fleet_server.dashboard.parts.frame)
+            with ui.row().classes("gt-sm items-center gap-4 no-wrap"):
+                ui.link("Audit log", "/audit").classes("text-white no-underline")
+                ui.link("API tokens", "/settings/api").classes("text-white no-underline")
+                ui.link("MQTT", "/settings/integrations").classes("text-white no-underline")
+        ui.label(f"{user.username} ({user.role})").classes("gt-xs text-sm opacity-80")
+        with ui.element("form").props('method="post" action="/logout"').classes("m-0"):
+            ui.button("Log out").props('type="submit" flat dense no-caps color="white"').mark("logout")
+
+    def check_session() -> None:
+        if current_user() is None:
+            ui.navigate.to("/login")
+
+    ui.timer(SESSION_CHECK_S, check_session)

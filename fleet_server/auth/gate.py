@@ -1,6 +1,7 @@
-"""Login (``/login``), logout (``POST /logout``) and the gate in front of every other route.
+"""The gate in front of every route, the login hand-off (``/login/finish``) and logout (``POST /logout``).
 
-:func:`install_auth` adds :class:`AuthGate` (a middleware) and the public routes. Everything
+:func:`install_auth` adds :class:`AuthGate` (a middleware) and the public routes; the ``/login`` page
+itself is :mod:`fleet_server.dashboard.pages.login` and ``/healthz`` is :mod:`fleet_server.api.health`. Everything
 is private by default: only ``/login``, ``/login/finish``, ``/logout``, ``/healthz``,
 ``/favicon.ico`` and NiceGUI's own ``/_nicegui…`` routes are reachable without a session.
 Unauthenticated page requests are redirected to ``/login?redirect_to=<path>``; unauthenticated
@@ -16,7 +17,7 @@ Logout is a POST (the header's "Log out" button submits a form), so another site
 out with a link or an image; a cross-site POST carries no session cookie (``SameSite=Lax``) and
 is refused when the browser says it is cross-site (``Sec-Fetch-Site``).
 
-Routes added here: ``GET /healthz`` → ``{"ok": true}`` (public) and ``GET /api/v1/whoami`` →
+Routes added here: ``/login/finish``, ``/logout`` and ``GET /api/v1/whoami`` →
 ``{"username": …, "role": …}`` (login required).
 """
 
@@ -29,8 +30,7 @@ import uuid
 from dataclasses import dataclass
 from urllib.parse import quote
 
-from nicegui import app, run, ui
-from peewee import OperationalError
+from nicegui import app, run
 from starlette.middleware import Middleware
 from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
 from starlette.middleware.sessions import SessionMiddleware
@@ -55,7 +55,6 @@ log = logging.getLogger("clawfleet.auth")
 PUBLIC_PATHS = frozenset({"/login", "/login/finish", "/logout", "/healthz", "/favicon.ico"})
 PUBLIC_PREFIXES = ("/_nicegui/", "/_nicegui_ws/")
 HANDOFF_TTL_S = 60.0
-SESSION_CHECK_S = 10.0
 SECURITY_HEADERS = {"X-Frame-Options": "DENY", "X-Content-Type-Options": "nosniff",
                     "Referrer-Policy": "same-origin"}
 
@@ -137,8 +136,8 @@ class AuthGate(BaseHTTPMiddleware):
 
 
 def install_auth(limiter: LoginRateLimiter | None = None) -> None:
-    """Add the :class:`AuthGate` middleware, ``/login``, ``/login/finish``, ``/logout``, ``/healthz``
-    and ``/api/v1/whoami``. Called by :func:`fleet_server.dashboard.register_pages`.
+    """Add the :class:`AuthGate` middleware, ``/login/finish``, ``/logout`` and ``/api/v1/whoami``.
+    Called by :func:`fleet_server.dashboard.register_pages`.
 
     Works before ``ui.run`` (the server) and after it (NiceGUI's user simulation): the gate always
     ends up inside the session middleware, so it can read ``app.storage.user``.
@@ -154,16 +153,9 @@ def install_auth(limiter: LoginRateLimiter | None = None) -> None:
     else:
         app.add_middleware(AuthGate)  # ui.run adds the session middleware around it later
 
-    app.add_api_route("/healthz", healthz, methods=["GET"], include_in_schema=False)
     app.add_api_route("/api/v1/whoami", whoami, methods=["GET"])
     app.add_api_route("/login/finish", login_finish, methods=["GET"], include_in_schema=False)
     app.add_api_route("/logout", logout, methods=["POST"], include_in_schema=False)
-    ui.page("/login")(login_page)
-
-
-async def healthz() -> dict[str, bool]:
-    """``{"ok": true}`` while the web server answers. Public; reveals nothing else."""
-    return {"ok": True}
 
 
 async def whoami(request: Request) -> dict[str, str]:
@@ -225,71 +217,11 @@ async def authenticate(username: str, password: str, ip: str) -> tuple[User | No
     return user, ""
 
 
-def login_page(redirect_to: str = "/") -> RedirectResponse | None:
-    """The ``/login`` page: username, password, Enter or the button submits."""
-    target = safe_redirect_target(redirect_to)
-    if current_user() is not None:
-        return RedirectResponse(target, status_code=303)
-    ui.page_title("Log in · ClawFleet")
-    with ui.card().classes("absolute-center w-80 gap-3"):
-        ui.label("ClawFleet").classes("text-xl font-bold")
-        username = ui.input("Username").props('autocomplete="username" autofocus').classes("w-full")
-        password = ui.input("Password", password=True, password_toggle_button=True).props(
-            'autocomplete="current-password"').classes("w-full")
-        error = ui.label("").classes("text-red-700 text-sm").props('data-testid="login-error"')
-        button = ui.button("Log in").classes("w-full")
-
-    async def submit() -> None:
-        client = ui.context.client
-        name, pw, ip = (username.value or "").strip().lower(), password.value or "", client.ip or "?"
-        if not name or not pw:
-            error.text = "enter a username and a password"
-            return
-        button.disable()
-        try:
-            user, message = await authenticate(name, pw, ip)
-        except OperationalError as exc:  # e.g. SQLite locked by a long writer beyond busy_timeout
-            log.warning("login of %s could not be checked: %s", name, exc)
-            user, message = None, "the server is busy; try again in a few seconds"
-        finally:
-            button.enable()
-        if user is None:
-            password.value = ""
-            error.text = message
-            return
-        token = secrets.token_urlsafe(32)
-        _prune(_tokens)
-        _tokens[token] = _Pending(user.username, now_ms(), client.request.session.get("id", ""),
-                                  time.monotonic() + HANDOFF_TTL_S)
-        ui.navigate.to(f"/login/finish?token={token}&redirect_to={quote(target, safe='')}")
-
-    username.on("keydown.enter", submit)
-    password.on("keydown.enter", submit)
-    button.on_click(submit)
-    return None
-
-
-def user_menu() -> None:
-    """Header part: who is logged in, the audit log link (admins), "Log out"; and a session check.
-
-    The check runs every :data:`SESSION_CHECK_S` seconds and sends the page to ``/login`` once the
-    session has ended (logout in another tab, user disabled, password changed, expiry).
-    """
-    user = current_user()
-    if user is None:
-        return
-    with ui.row().classes("items-center gap-4 text-white no-wrap"):
-        if user.is_admin:  # on a phone these are in the header's menu (fleet_server.dashboard.frame)
-            with ui.row().classes("gt-sm items-center gap-4 no-wrap"):
-                ui.link("Audit log", "/audit").classes("text-white no-underline")
-                ui.link("API tokens", "/settings/api").classes("text-white no-underline")
-                ui.link("MQTT", "/settings/integrations").classes("text-white no-underline")
-        ui.label(f"{user.username} ({user.role})").classes("gt-xs text-sm opacity-80")
-        with ui.element("form").props('method="post" action="/logout"').classes("m-0"):
-            ui.button("Log out").props('type="submit" flat dense no-caps color="white"').mark("logout")
-
-    def check_session() -> None:
-        if current_user() is None:
-            ui.navigate.to("/login")
-
-    ui.timer(SESSION_CHECK_S, check_session)
+def begin_login(username: str, session_id: str) -> str:
+    """A one-time token (URL-safe, 256 bits, valid :data:`HANDOFF_TTL_S` seconds) that
+    ``/login/finish`` turns into a logged-in session for ``username``, bound to the browser session
+    ``session_id`` that checked the password."""
+    token = secrets.token_urlsafe(32)
+    _prune(_tokens)
+    _tokens[token] = _Pending(username, now_ms(), session_id, time.monotonic() + HANDOFF_TTL_S)
+    return token

@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from fleet_server.dashboard.format import (
+from fleet_server.dashboard.parts.format import (
     NA,
     STATUS_COLORS,
     ago_h,
@@ -24,7 +24,7 @@ from fleet_server.dashboard.format import (
     usd_h,
 )
 from fleet_server.state import DeviceView
-from fleet_server.store.usage import TokenSums
+from fleet_server.store.usage.ledger import TokenSums
 
 STALE_ERROR_MS = 24 * 3_600_000
 """An error older than this (ms) is shown grey instead of red."""

@@ -17,9 +17,9 @@ from decimal import Decimal
 
 from fleet_server.store.bulk import executemany
 from fleet_server.store.models import UsageHourly, UsageRecord
-from fleet_server.store.prices import effective_cost, price_rows
 from fleet_server.store.records import insert_rows, new_records
 from fleet_server.store.sql import total
+from fleet_server.store.usage.prices import effective_cost, price_rows
 
 HOUR_MS = 3_600_000
 
@@ -56,7 +56,7 @@ class TokenSums:
     @classmethod
     def of_record(cls, r: dict) -> TokenSums:
         """Sums of one usage record row (as stored in :class:`UsageRecord`); cost as in
-        :func:`fleet_server.store.prices.effective_cost`."""
+        :func:`fleet_server.store.usage.prices.effective_cost`."""
         cost = effective_cost(r)
         return cls(1, r["input_tokens"], r["output_tokens"], r["cache_read_tokens"], r["cache_write_tokens"],
                    r["total_tokens"], cost or 0.0, int(cost is not None), 0 if cost is not None else r["total_tokens"])
@@ -91,7 +91,7 @@ def _finite(v: object) -> float | int:
 def insert_usage(rows: list[dict], conflicts: list[dict] | None = None) -> dict[str, dict[int, TokenSums]]:
     """Insert usage records not stored yet and add them to the hourly rollup.
 
-    Each new record is priced by the price rules (``priced_usd``, see :mod:`fleet_server.store.prices`).
+    Each new record is priced by the price rules (``priced_usd``, see :mod:`fleet_server.store.usage.prices`).
     Must run inside the caller's transaction (one writer). Records whose ``(device, id)`` exists
     already (or repeats within ``rows``) with the same content are skipped, so re-delivery never
     double counts; with different content they are skipped too and appended to ``conflicts``.

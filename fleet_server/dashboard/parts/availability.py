@@ -8,9 +8,9 @@ from zoneinfo import ZoneInfo
 
 from nicegui import ui
 
-from fleet_server.dashboard.format import STATUS_COLORS, duration_h
+from fleet_server.dashboard.parts.format import STATUS_COLORS, duration_h
 from fleet_server.state import now_ms
-from fleet_server.store.availability import Period, status_periods, uptime_pct
+from fleet_server.store.history.availability import Period, status_periods, uptime_pct
 
 UPTIME_WINDOWS = (("24 h", 86_400_000), ("7 d", 7 * 86_400_000), ("30 d", 30 * 86_400_000))
 HISTORY_ROWS = 50
@@ -60,7 +60,7 @@ def render_availability(device_id: str, tz: ZoneInfo) -> None:
 
 def render_availability_live(device_id: str, refresh_s: float = 30.0) -> None:
     """:func:`render_availability` once the browser has told its time zone, redrawn every ``refresh_s``."""
-    from fleet_server.dashboard.timezone import browser_zone
+    from fleet_server.dashboard.parts.timezone import browser_zone
 
     box = ui.column().classes("w-full")
     tz: dict[str, ZoneInfo] = {}

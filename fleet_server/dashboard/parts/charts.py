@@ -1,8 +1,8 @@
 """Device-page trend charts (ECharts via ``ui.echart``): CPU, memory, disk, swap, network, load and
 tokens per hour over 1 h / 6 h / 24 h / 7 d / 30 d.
 
-Data comes from :func:`fleet_server.store.history.samples_for_window` (which picks the tier) and
-:func:`fleet_server.store.history.tokens_per_hour`. The time axis is an ECharts ``time`` axis,
+Data comes from :func:`fleet_server.store.history.samples.samples_for_window` (which picks the tier) and
+:func:`fleet_server.store.history.samples.tokens_per_hour`. The time axis is an ECharts ``time`` axis,
 drawn in the browser's local time zone. A silence longer than the tier allows (3 sample
 intervals raw, 2 buckets in a rollup) becomes a ``null`` point, so offline periods are gaps, and
 offline / shutdown / sleeping periods from the status history are shaded bands. 1 h and 6 h
@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from nicegui import ui
 
 from fleet_server.state import DeviceView, FleetState, now_ms
-from fleet_server.store.availability import Period, status_periods
-from fleet_server.store.history import TIER_WIDTH_MS, HistoryRow, samples_for_window, tokens_per_hour
+from fleet_server.store.history.availability import Period, status_periods
+from fleet_server.store.history.samples import TIER_WIDTH_MS, HistoryRow, samples_for_window, tokens_per_hour
 
 WINDOWS = {"1h": 3_600_000, "6h": 6 * 3_600_000, "24h": 24 * 3_600_000, "7d": 7 * 86_400_000, "30d": 30 * 86_400_000}
 """Chart windows (label -> length in ms)."""
