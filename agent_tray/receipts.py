@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from shared.payloads import RECEIPT_CHANNELS, Coverage, Receipt
+from shared.payloads import RECEIPT_CHANNELS, Coverage, Receipt, merge_coverage
 
 RECEIPT_WINDOW = 100
 """Messages sent but not yet confirmed by a receipt, at most; the sender waits for receipts beyond that."""
@@ -30,21 +30,6 @@ RESEND_AFTER_S = 30.0
 """A message no receipt confirmed this long after it was sent (or after the server came online,
 whichever is later) is sent again, seconds. Receipts come about once a second while the server
 keeps up; ingest's queue at the broker drains in well under this at the rates measured."""
-
-
-def _union(ranges: Iterable[tuple[int, int]], upto: int) -> Coverage:
-    """Normalise ``ranges`` (any order, overlapping) above ``upto``: merged, ascending, with a range
-    that touches ``upto + 1`` folded into ``upto``."""
-    spans = sorted((max(lo, upto + 1), hi) for lo, hi in ranges if hi > upto)
-    out: list[tuple[int, int]] = []
-    for lo, hi in spans:
-        if lo <= upto + 1:
-            upto = max(upto, hi)
-        elif out and lo <= out[-1][1] + 1:
-            out[-1] = (out[-1][0], max(out[-1][1], hi))
-        else:
-            out.append((lo, hi))
-    return Coverage(upto, tuple(out))
 
 
 def _clamp(cov: Coverage, limit: int) -> Coverage:
@@ -76,7 +61,7 @@ class Confirmed:
                 continue
             cov = _clamp(cov, last_assigned.get(name, 0))
             old = self.channels.get(name, Coverage())
-            new = _union([*old.ranges, *cov.ranges, (1, cov.upto)], old.upto)
+            new = merge_coverage(max(old.upto, cov.upto), [*old.ranges, *cov.ranges])
             if new != old:
                 self.channels[name] = grown[name] = new
         return grown
@@ -123,9 +108,11 @@ class Unconfirmed:
         for k in keys:
             self._sent.pop(k, None)
 
-    def due(self, now: float, since: float, after_s: float = RESEND_AFTER_S) -> list[int]:
-        """Keys of rows unconfirmed for ``after_s`` seconds, counted from the later of their last send
-        and ``since`` (monotonic s: e.g. when the server last came online), oldest first."""
+    def due(self, now: float, since: float, after_s: float | None = None) -> list[int]:
+        """Keys of rows unconfirmed for ``after_s`` seconds (default :data:`RESEND_AFTER_S`), counted from
+        the later of their last send and ``since`` (monotonic s: e.g. when the server last came online),
+        oldest first."""
+        after_s = RESEND_AFTER_S if after_s is None else after_s
         return sorted(k for k, s in self._sent.items() if now - max(s.at, since) >= after_s)
 
     def keys(self) -> list[int]:

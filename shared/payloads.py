@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -242,6 +243,22 @@ class Coverage:
     def covers(self, seq: int) -> bool:
         """True when ``seq`` is confirmed."""
         return seq <= self.upto or any(lo <= seq <= hi for lo, hi in self.ranges)
+
+
+def merge_coverage(upto: int, ranges: Iterable[tuple[int, int]], limit: int | None = None) -> Coverage:
+    """Everything up to ``upto`` plus the closed ``ranges`` (any order, may overlap), normalised: ranges
+    above ``upto``, merged, ascending and apart, a range reaching ``upto + 1`` folded into ``upto``.
+    ``limit``: keep at most that many ranges (the lowest; forgetting some only makes a sender repeat them)."""
+    spans = sorted((max(lo, upto + 1), hi) for lo, hi in ranges if hi > upto and lo <= hi)
+    out: list[tuple[int, int]] = []
+    for lo, hi in spans:
+        if lo <= upto + 1:
+            upto = max(upto, hi)
+        elif out and lo <= out[-1][1] + 1:
+            out[-1] = (out[-1][0], max(out[-1][1], hi))
+        else:
+            out.append((lo, hi))
+    return Coverage(upto, tuple(out if limit is None else out[:limit]))
 
 
 @dataclass(slots=True, frozen=True)

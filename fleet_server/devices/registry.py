@@ -19,6 +19,7 @@ from fleet_server.state import now_ms
 from fleet_server.store.models import (
     Device,
     LogRecord,
+    ReceiptMark,
     RejectCount,
     Sample,
     StatusEvent,
@@ -224,6 +225,7 @@ def delete_device(dynsec: DynSecClient, device_id: str, keep_data: bool = False)
         if not keep_data:
             for model in DEVICE_DATA_MODELS:
                 model.delete().where(model.device == device_id).execute()
+        ReceiptMark.delete().where(ReceiptMark.device == device_id).execute()  # a new enrollment has a new outbox
         Device.delete().where(Device.id == device_id).execute()
     log.info("device %s deleted%s", device_id, " (data kept)" if keep_data else "")
     return existed

@@ -8,6 +8,8 @@
 - :mod:`.writers`: one write per channel (``write_telemetry``, ``write_status``, ``write_meta``,
   ``write_usage``, ``write_logs``), each returning the cache change.
 - :mod:`.rejects`: reject counters per device and reason, rate-limited reject log lines.
+- :mod:`.receipts`: delivery receipts: what is committed of each device's outbox, published to it
+  after the commit (agents keep messages until a receipt confirms them).
 
 Inserts are idempotent: samples on ``(device, ts)``, usage and log records on ``(device, id)``.
 """
@@ -21,6 +23,7 @@ from dataclasses import dataclass, field
 import paho.mqtt.client as mqtt
 from peewee import Database
 
+from fleet_server.ingest.receipts import ReceiptPublisher
 from fleet_server.ingest.subscriber import BrokerAccount, Subscriber
 from fleet_server.ingest.writer import BatchWriter
 from fleet_server.state import FleetState
@@ -61,7 +64,9 @@ class Ingest:
         self.subscriber = Subscriber(account, client_id, shared_group)
         self.counters = self.subscriber.counters
         self.connected = self.subscriber.connected
-        self.writer = BatchWriter(database, self.subscriber.items, state, self.subscriber.ack, self.counters)
+        self.receipts = ReceiptPublisher(self.subscriber.client, self.counters)
+        self.writer = BatchWriter(database, self.subscriber.items, state, self.subscriber.ack, self.counters,
+                                  on_receipts=self.receipts.offer)
         self._writer_thread = threading.Thread(target=self.writer.run, name="clawfleet-ingest-writer", daemon=True)
 
     @property
@@ -78,16 +83,19 @@ class Ingest:
         """Connect (retrying in the background) and start the writer thread."""
         self.subscriber.start()
         self._writer_thread.start()
+        self.receipts.start()
 
     def stop(self) -> None:
         """Flush what was received, publish the server's ``offline`` status, disconnect."""
         self.writer.stopping.set()
         self._writer_thread.join(timeout=10)
+        self.receipts.stop()
         self.subscriber.stop()
 
     def forget_device(self, device_id: str) -> None:
         """Drop a device from the known-device cache (after revoke, rotate or delete)."""
         self.writer.forget_device(device_id)
+        self.receipts.forget(device_id)
 
     def health(self) -> IngestHealth:
         """Is ingest alive: network thread running, connected (or not for long), writer running and

@@ -26,9 +26,10 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
-from fleet_server.ingest.messages import Item, Received, Rejected
+from fleet_server.ingest.messages import DeliveryMark, Item, Received, Rejected
 from fleet_server.state import now_ms
 from shared import schemas
+from shared.payloads import RECEIPT_CHANNELS
 from shared.topics import ALL_DEVICES_FILTER, SERVER_STATUS_TOPIC, Channel, TopicError, parse_device_topic
 
 log = logging.getLogger("clawfleet.ingest")
@@ -63,15 +64,21 @@ def classify(msg: mqtt.MQTTMessage, received_ms: int) -> Item:
         device_id, channel = parse_device_topic(msg.topic)
     except (TopicError, UnicodeDecodeError) as exc:
         return Rejected(msg.mid, msg.qos, "", "bad_topic", str(exc)[:300])
-    if channel is Channel.CMD or not msg.payload:  # our own commands / cleared retained topics
+    if channel in (Channel.CMD, Channel.RECEIPT) or not msg.payload:  # ours (commands, receipts) / cleared topics
         return Rejected(msg.mid, msg.qos, "", "", "")
     try:
         payload = schemas.decode(channel, msg.payload, expected_device_id=device_id, now_ms=received_ms)
     except schemas.PayloadError as exc:
         if msg.retain and exc.reason == "ts_out_of_window":  # an old retained sample replayed on subscribe
             return Rejected(msg.mid, msg.qos, "", "", "")
-        return Rejected(msg.mid, msg.qos, device_id, exc.reason, str(exc))
-    return Received(msg.mid, msg.qos, device_id, channel, payload, received_ms, retained=bool(msg.retain))
+        fields = schemas.delivery_fields(msg.payload) if channel.value in RECEIPT_CHANNELS else None
+        mark = DeliveryMark(channel.value, *fields) if fields else None  # rejected for good still counts as received
+        return Rejected(msg.mid, msg.qos, device_id, exc.reason, str(exc), mark)
+    mark = None
+    if getattr(payload, "seq", None) is not None and payload.outbox is not None:
+        mark = DeliveryMark(channel.value, payload.outbox, payload.seq, min(payload.seq_floor or payload.seq,
+                                                                          payload.seq))
+    return Received(msg.mid, msg.qos, device_id, channel, payload, received_ms, retained=bool(msg.retain), mark=mark)
 
 
 class Subscriber:
@@ -176,7 +183,8 @@ def _device_of(msg: mqtt.MQTTMessage) -> str:
 
 
 def _server_status(state: str) -> bytes:
-    return schemas.ServerStatus(ts=now_ms(), state=state).model_dump_json().encode()
+    # receipts: this server confirms what it stored (agents then keep messages until it does)
+    return schemas.ServerStatus(ts=now_ms(), state=state, receipts=True).model_dump_json().encode()
 
 
 def _no_delay(_client: mqtt.Client, _userdata: object, sock: object) -> None:

@@ -18,6 +18,7 @@ from collections.abc import Callable
 
 from peewee import Database, InterfaceError, OperationalError
 
+from fleet_server.ingest import receipts
 from fleet_server.ingest.messages import CacheChange, Item, Rejected
 from fleet_server.ingest.rejects import RejectLog, store_rejects
 from fleet_server.ingest.writers import WRITERS, write_last_seen
@@ -58,11 +59,15 @@ class BatchWriter:
         ack: ``ack(mid, qos)`` acknowledges one MQTT message.
         counters: ingest's counters (``stored_<channel>``, ``rejected_<reason>``, ``acked``, ``batches``;
             :attr:`batch_seconds` sums the batches' time).
+        on_receipts: called after each commit with the devices whose receipt marks the batch touched
+            (:meth:`fleet_server.ingest.receipts.ReceiptPublisher.offer`); None: no receipt marks kept.
     """
 
     def __init__(self, database: Database, items: queue.Queue[Item], state: FleetState,
-                 ack: Callable[[int, int], None], counters: Counter[str]) -> None:
+                 ack: Callable[[int, int], None], counters: Counter[str],
+                 on_receipts: Callable[[dict], None] | None = None) -> None:
         self.database, self.items, self.state, self._ack, self.counters = database, items, state, ack, counters
+        self._on_receipts = on_receipts
         self.stopping = threading.Event()
         self.last_commit_monotonic: float | None = None
         self.oldest_waiting_since: float | None = None  # monotonic time the current batch was taken
@@ -142,7 +147,7 @@ class BatchWriter:
     def _store_failed(self, item: Item, exc: Exception) -> None:
         device_id = item.device_id
         error = f"the database refused it: {type(exc).__name__}: {exc}"
-        self._store([Rejected(item.mid, item.qos, device_id, "store_error", error)], split=False)
+        self._store([Rejected(item.mid, item.qos, device_id, "store_error", error, item.mark)], split=False)
 
     def _write(self, batch: list[Item]) -> CacheChange:
         change = CacheChange()
@@ -165,6 +170,9 @@ class BatchWriter:
                 change.merge(write(by_channel[channel], self.state))
         write_last_seen(change)
         store_rejects(change.rejects, now_ms())
+        if self._on_receipts is not None:  # after the checks above, ``_known`` holds every device of the batch
+            change.receipts = receipts.record((i for i in batch if self._known.get(i.device_id)
+                                               and receipts.counts_as_received(i)), now_ms())
         return change
 
     def _check_device(self, device_id: str, change: CacheChange) -> str | None:
@@ -201,6 +209,8 @@ class BatchWriter:
                 fields = {k: v for k, v in fields.items() if k != "last_seen_ms"}
             if fields:
                 updates[device_id] = fields
+        if change.receipts and self._on_receipts is not None:
+            self._on_receipts(change.receipts)
         self.state.upsert_many(updates)  # one lock, one version step for the whole batch
         self.state.add_usage(change.usage)
         for channel, n in change.stored.items():

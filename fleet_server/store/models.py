@@ -340,8 +340,24 @@ class IntegrationAccount(BaseModel):
 # --- end prices, API tokens, integrations ---
 
 
+class ReceiptMark(BaseModel):
+    """What ingest has committed of a device's outbox (delivery receipts, :mod:`fleet_server.ingest.receipts`).
+
+    ``outbox``: the agent's outbox id; ``prev_outbox``: the one before (its late messages do not
+    reset the marks); ``channels``: JSON ``{"usage": [upto, [[first, last], …]], …}`` — every
+    sequence number up to ``upto`` and the ranges above it, stored or rejected for good.
+    """
+
+    device = CharField(primary_key=True, max_length=63)
+    outbox = CharField(max_length=64)
+    prev_outbox = CharField(max_length=64, null=True)
+    channels = TextField()
+    updated_ms = BigIntegerField()
+
+
 ALL_MODELS = [Device, Sample, StatusEvent, UsageRecord, UsageHourly, LogRecord, RejectCount, User, AuditEvent,
               SampleRollup5m, SampleRollup1h, RollupWatermark,  # history
               LoginThrottle,  # failed logins
               PriceRule, ApiToken, IntegrationAccount,  # tokens and cost, API, integrations
+              ReceiptMark,  # delivery receipts
               SchemaVersion]  # migrations
