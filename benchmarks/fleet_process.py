@@ -78,8 +78,9 @@ def main() -> None:
     ap.add_argument("--mqtt-port", type=int, required=True)
     ap.add_argument("--devices", type=int, default=100)
     ap.add_argument("--creds-out", type=Path, required=True)
-    ap.add_argument("--broker-autosave-changes", type=int, default=None,
-                    help="save the broker's persistence file every N changes instead of the shipped setting")
+    ap.add_argument("--broker-save", default=None, metavar="HOW",
+                    help="instead of the shipped setting, the managed broker saves its persistence file: "
+                         "'changes:N' (every N changes), 'interval:S' (every S seconds) or 'off' (no persistence)")
     args = ap.parse_args()
     sys.path.insert(0, str(args.repo.resolve()))
     logging.basicConfig(level=logging.WARNING, format="server: %(levelname)s %(name)s: %(message)s")
@@ -88,13 +89,16 @@ def main() -> None:
     from broker.config import write_private
     from fleet_server.server import FleetServer, ServerOptions
 
-    if args.broker_autosave_changes:  # a what-if for benchmarks, not the shipped configuration
+    if args.broker_save:  # a what-if for benchmarks, not the shipped configuration
         import dataclasses
 
         import fleet_server.server as server_module
+        how, _, n = args.broker_save.partition(":")
+        change = {"changes": dict(persistence=True, autosave_on_changes=True, autosave_changes=int(n or 1)),
+                  "interval": dict(persistence=True, autosave_on_changes=False, autosave_interval_s=int(n or 60)),
+                  "off": dict(persistence=False)}[how]
         shipped = server_module.managed_broker_config
-        server_module.managed_broker_config = lambda *a, **kw: dataclasses.replace(
-            shipped(*a, **kw), autosave_changes=args.broker_autosave_changes)
+        server_module.managed_broker_config = lambda *a, **kw: dataclasses.replace(shipped(*a, **kw), **change)
     creds = seed_fleet(args.data_dir, args.devices)
     server = FleetServer(ServerOptions(data_dir=args.data_dir, mqtt_port=args.mqtt_port, local_agent=False))
     done = threading.Event()

@@ -45,6 +45,7 @@ from broker.config import (
 from broker.dynsec import DynSecClient
 from broker.fdlimit import raise_nofile_limit
 from broker.install import BrokerSetupError, MosquittoInstall, find_mosquitto, install_command
+from broker.overload import dropping_client
 
 __all__ = [
     "DEFAULT_MQTT_PORT", "DEFAULT_TLS_PORT", "PORT_FLAG", "TLS_PORT_FLAG", "BrokerAdmin", "BrokerConfig",
@@ -69,7 +70,7 @@ _CHATTER = ("New connection from", "New client connected", "Client ", "Socket er
 def _level(line: str) -> int:
     if line.startswith("Error"):
         return logging.ERROR
-    if line.startswith("Warning"):
+    if line.startswith("Warning") or dropping_client(line):
         return logging.WARNING
     if line.startswith(_CHATTER):
         return logging.DEBUG
@@ -307,6 +308,11 @@ class ManagedMosquitto:
                 self._tail.append(line)
                 if line.endswith(" running") and "mosquitto version" in line:
                     self._running.set()  # printed once every listener is open
+                client = dropping_client(line)
+                if client is not None:  # once per connection of that client, however many follow
+                    line += (f" Its queue of {self.cfg.max_queued_messages:,} messages is full: the broker drops "
+                             f"what it acknowledged for {client} (ClawFleet agents send again what the server "
+                             "did not confirm); see clawfleet_broker_dropped_messages_total")
                 log.log(_level(line), "%s", line)
         stream.close()
 

@@ -17,7 +17,7 @@ from broker.fdlimit import raise_nofile_limit
 from broker.mosquitto import ManagedMosquitto
 from fleet_server.devices.actions import DeviceActions
 from fleet_server.devices.local_agent import LocalAgentProcess, ensure_local_device
-from fleet_server.devices.reconcile import ReconcileSummary, reconcile
+from fleet_server.devices.reconcile import ReconcileSummary, grant_receipts, reconcile
 from fleet_server.endpoints.broker_link import AgentEndpoint, ExternalBroker, agent_endpoint, managed_broker_config
 from fleet_server.ingest import BrokerAccount, Ingest
 from fleet_server.jobs.runner import ServerJobs
@@ -141,6 +141,7 @@ class FleetServer:
                                    client_id="clawfleet-dynsec")
         self.dynsec.ensure_server_role()
         self.reconciled = reconcile(self.dynsec)  # broker clients follow the devices table
+        threading.Thread(target=self._grant_receipts, name="clawfleet-grant-receipts", daemon=True).start()
         self.state.load_from_db()
         self.jobs = ServerJobs(self.database, self.state, opts.retention)
         self.jobs.check_stale_now()  # before ingest: a device silent while the server was down is offline now
@@ -158,6 +159,14 @@ class FleetServer:
             self.state.load_from_db()
             self.agent = LocalAgentProcess(cfg_path)
             self.agent.start()
+
+    def _grant_receipts(self) -> None:
+        dynsec = self.dynsec
+        try:
+            if dynsec is not None:
+                grant_receipts(dynsec)
+        except Exception as exc:  # the next start tries again; agents meanwhile use PUBACKs
+            log.warning("could not check the devices' receipt topics on the broker: %s", exc)
 
     def health(self) -> ServerHealth:
         """Liveness for ``/healthz``: not ok when ingest is not running, has lost its network thread

@@ -19,14 +19,19 @@ no device row, client present                 client and role deleted, with a wa
 
 Only clients that look like ClawFleet devices (a username that is a valid device id holding the
 role ``device-<username>``) are considered, so other accounts on a shared broker are left alone.
+
+:func:`grant_receipts` then gives devices enrolled before delivery receipts the right to read
+their own ``receipt`` topic (an external broker; the managed broker's file is updated before it
+starts, so there it finds nothing to do).
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
 
-from broker.acl import DEVICE_ROLE_PREFIX, SERVER_USERNAME
+from broker.acl import DEVICE_ROLE_PREFIX, SERVER_USERNAME, receipt_acl, same_acls
 from broker.dynsec import DynSecClient
 from fleet_server.state import now_ms
 from fleet_server.store.models import Device, StatusEvent, db
@@ -128,6 +133,43 @@ def reconcile(dynsec: DynSecClient) -> ReconcileSummary:
             summary.errors.append(f"{device_id}: {exc}")
     log.info("%s", summary.line())
     return summary
+
+
+def grant_receipts(dynsec: DynSecClient, pace_s: float = 0.05) -> list[str]:
+    """Add the receipt subscription (:func:`broker.acl.receipt_acl`) to every device role that lacks
+    it: one ``listRoles``, then one ``addRoleACL`` per device, ``pace_s`` apart (Mosquitto 2.0.11
+    rewrites its whole dynsec file after each, so a big fleet is done gently, in the background).
+    Until then such a device's agent keeps deleting messages on PUBACK (it retries the subscription
+    every 10 minutes). Returns the device ids changed; a refused one is logged and skipped.
+
+    Raises:
+        DynSecError, DynSecConnectionError: the role list could not be read.
+    """
+    reply = dynsec.execute([{"command": "listRoles", "verbose": True, "count": -1, "offset": 0}], timeout=30)[0]
+    missing = []
+    for role in reply.get("data", {}).get("roles", []):
+        name = str(role.get("rolename", ""))
+        device_id = name[len(DEVICE_ROLE_PREFIX):]
+        if not name.startswith(DEVICE_ROLE_PREFIX) or not is_valid_device_id(device_id):
+            continue
+        acl = receipt_acl(device_id)
+        if not any(same_acls([a], [acl]) for a in role.get("acls", [])):
+            missing.append(device_id)
+    if not missing:
+        return []
+    log.info("letting %d devices enrolled before delivery receipts read their receipt topic (one broker command "
+             "each, in the background)", len(missing))
+    done = []
+    for device_id in missing:
+        try:
+            dynsec.execute([{"command": "addRoleACL", "rolename": DEVICE_ROLE_PREFIX + device_id,
+                             **receipt_acl(device_id)}])
+            done.append(device_id)
+        except Exception as exc:  # one refused change must not stop the others
+            log.error("could not add the receipt topic to device %s: %s", device_id, exc)
+        time.sleep(pace_s)
+    log.info("%d devices may now read their receipts", len(done))
+    return done
 
 
 def _mark_needs_new_key(dev: Device) -> None:

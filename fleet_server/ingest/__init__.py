@@ -35,7 +35,10 @@ __all__ = ["BrokerAccount", "Ingest", "IngestHealth"]
 class IngestHealth:
     """Whether ingest works. ``ok`` False comes with a one-line ``reason``; ``detail`` holds
     ``connected``, ``network_thread``, ``writer_thread`` (bools), ``queued`` (messages waiting),
-    ``last_commit_age_s`` (seconds since the last commit, None before the first)."""
+    ``last_commit_age_s`` (seconds since the last commit, None before the first),
+    ``broker_dropped_messages`` (what the broker says it dropped since it started; None when it does
+    not say) and ``broker_dropping`` (that count rose within the last minute: overloaded; with a
+    ``warning`` line — ingest still works and agents send the dropped messages again)."""
 
     ok: bool
     reason: str = ""
@@ -105,7 +108,11 @@ class Ingest:
         last = w.last_commit_monotonic
         detail = {"connected": sub.connected.is_set(), "network_thread": sub.network_alive,
                   "writer_thread": self._writer_thread.is_alive(), "queued": sub.items.qsize(),
-                  "last_commit_age_s": None if last is None else round(now - last, 1)}
+                  "last_commit_age_s": None if last is None else round(now - last, 1),
+                  "broker_dropped_messages": sub.drops.total, "broker_dropping": sub.drops.dropping()}
+        if detail["broker_dropping"]:
+            detail["warning"] = ("the broker is dropping messages it acknowledged (a queue is full: ingest is behind "
+                                 "the fleet); agents send them again")
         if not detail["network_thread"]:
             return IngestHealth(False, "ingest's MQTT network thread is not running", detail)
         if not detail["writer_thread"]:

@@ -6,7 +6,9 @@ keeps running whatever arrives.
 - Persistent session (clean start off, session expiry 7 days) and QoS 1, so the broker queues
   for the server while it restarts; manual acknowledgement (the writer acks after the commit),
   with a Receive Maximum of :data:`RECEIVE_MAXIMUM` messages in flight.
-- Server birth: retained ``online`` on ``clawfleet/v1/_server/status``; last will ``offline``.
+- Server birth: retained ``online`` on ``clawfleet/v1/_server/status`` (saying that this server
+  sends delivery receipts); last will ``offline``.
+- Also subscribed: the broker's count of dropped messages (:mod:`broker.overload`), in :attr:`Subscriber.drops`.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
+from broker.acl import BROKER_DROPPED_TOPIC
+from broker.overload import DropCounter
 from fleet_server.ingest.messages import DeliveryMark, Item, Received, Rejected
 from fleet_server.state import now_ms
 from shared import schemas
@@ -95,6 +99,8 @@ class Subscriber:
         self.account = account
         self.items: queue.Queue[Item] = queue.Queue()
         self.counters: Counter[str] = Counter()
+        self.drops = DropCounter()
+        """What the broker says it dropped (``$SYS/broker/publish/messages/dropped``)."""
         self.connected = threading.Event()
         self.disconnected_since: float | None = time.monotonic()  # monotonic; None while connected
         self._stopping = False
@@ -110,6 +116,7 @@ class Subscriber:
         c.on_connect = self._on_connect
         c.on_disconnect = self._on_disconnect
         c.on_message = self._on_message
+        c.message_callback_add(BROKER_DROPPED_TOPIC, lambda _c, _u, msg: self.drops.update(msg.payload))
         self.client = c
 
     @property
@@ -151,7 +158,8 @@ class Subscriber:
             log.error("broker refused the server's connection: %s", reason)
             return
         log.info("ingest connected (session %s)", "resumed" if flags.session_present else "new")
-        client.subscribe(self._filter, options=SubscribeOptions(qos=1, noLocal=True))
+        client.subscribe([(self._filter, SubscribeOptions(qos=1, noLocal=True)),
+                          (BROKER_DROPPED_TOPIC, SubscribeOptions(qos=0))])
         client.publish(SERVER_STATUS_TOPIC, _server_status("online"), qos=1, retain=True)
         self.disconnected_since = None
         self.connected.set()

@@ -161,3 +161,22 @@ def test_file_helpers_refuse_duplicates_and_migrate_idempotently(tmp_path: Path)
         add_devices(data, [("new-2", pbkdf2_fields("k3")), ("new-1", pbkdf2_fields("k4"))])
     assert "new-2" not in {c["username"] for c in data["clients"]}  # all or nothing
     assert migrate_device_layout(data) == 0  # added in the current layout
+
+
+def test_an_external_broker_gets_the_receipt_topics_through_dynsec_commands(dynsec: DynSecClient,
+                                                                            managed_broker: ManagedMosquitto) -> None:
+    from fleet_server.devices.reconcile import grant_receipts
+
+    old, other = unique_device_id("pre-ext"), unique_device_id()
+    make_device(dynsec, other)
+    key = "cfk_" + "e" * 43
+    dynsec.execute([{"command": "createRole", "rolename": device_role_name(old),
+                     "acls": pre_receipt_device_role_acls(old)},
+                    {"command": "createClient", "username": old, "password": key, "clientid": old,
+                     "roles": [{"rolename": device_role_name(old)}, {"rolename": DEVICE_SHARED_ROLE}]}])
+    probe, rc = connect_probe("127.0.0.1", managed_broker.cfg.port, old, key, old)
+    with probe:
+        assert rc.value == 0 and probe.subscribe(device_topic(old, Channel.RECEIPT)).value == NOT_AUTHORIZED
+    assert old in grant_receipts(dynsec, pace_s=0)
+    assert grant_receipts(dynsec, pace_s=0) == []  # once
+    assert_device_rights(managed_broker.cfg.port, old, key, other)
