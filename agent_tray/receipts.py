@@ -15,10 +15,14 @@ publisher (and the benchmarks' simulated devices) feed it and act on its answers
   later of the send and the server's last birth, so an outage of the server does not make every
   agent resend at once — and can keep at most :data:`RECEIPT_WINDOW` messages unconfirmed (a
   backlog after an outage drains at the pace the server confirms it).
+- :class:`ResendPacer` sends those again :data:`RESEND_BATCH` at a time, oldest first: the next
+  batch once a receipt confirmed something (the server keeps up again), else after a growing,
+  jittered pause — so an overloaded server is not buried under the fleet's resends.
 """
 
 from __future__ import annotations
 
+import random
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
@@ -30,6 +34,11 @@ RESEND_AFTER_S = 30.0
 """A message no receipt confirmed this long after it was sent (or after the server came online,
 whichever is later) is sent again, seconds. Receipts come about once a second while the server
 keeps up; ingest's queue at the broker drains in well under this at the rates measured."""
+RESEND_BATCH = 20
+"""Messages sent again at a time because no receipt confirmed them in time."""
+RESEND_BACKOFF_MAX = 8
+"""Without any receipt progress, the pause between two such batches grows up to this many times
+:data:`RESEND_AFTER_S`."""
 
 
 def _clamp(cov: Coverage, limit: int) -> Coverage:
@@ -118,3 +127,24 @@ class Unconfirmed:
     def keys(self) -> list[int]:
         """Every row waiting, oldest first."""
         return sorted(self._sent)
+
+
+class ResendPacer:
+    """Decides which overdue messages to send again now (see the module docstring). Not thread-safe."""
+
+    def __init__(self) -> None:
+        self.ready_at = 0.0
+        self.backoff = 1
+
+    def progress(self) -> None:
+        """A receipt confirmed something: the next batch may go at once."""
+        self.ready_at, self.backoff = 0.0, 1
+
+    def take(self, due: list[int], now: float) -> list[int]:
+        """The keys of ``due`` (oldest first) to send again at ``now`` (monotonic s): at most
+        :data:`RESEND_BATCH`, or none while pausing."""
+        if not due or now < self.ready_at:
+            return []
+        self.ready_at = now + RESEND_AFTER_S * self.backoff * random.uniform(1.0, 1.5)
+        self.backoff = min(self.backoff * 2, RESEND_BACKOFF_MAX)
+        return due[:RESEND_BATCH]

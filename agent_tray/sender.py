@@ -9,10 +9,11 @@ network thread only reports to it (:meth:`~OutboxSender.on_connect`, :meth:`~Out
   sequence number and the channel's lowest held number (:func:`shared.payloads.stamp`) and stay in
   the outbox until a receipt confirms them. What no receipt confirmed is sent again right after a
   reconnect (the broker may have lost what it acknowledged) and once it has waited
-  :data:`~agent_tray.receipts.RESEND_AFTER_S` while the server was online; oldest first, at most
-  :data:`~agent_tray.receipts.RECEIPT_WINDOW` messages unconfirmed at a time, so a backlog drains at
-  the pace the server stores it. The server's support is remembered in the outbox file, so it is
-  known before its birth message arrives after a broker restart.
+  :data:`~agent_tray.receipts.RESEND_AFTER_S` while the server was online (oldest first, paced by
+  :class:`~agent_tray.receipts.ResendPacer`); at most :data:`~agent_tray.receipts.RECEIPT_WINDOW`
+  messages are unconfirmed at a time, so a backlog drains at the pace the server stores it. The
+  server's support is remembered in the outbox file, so it is known before its birth message
+  arrives after a broker restart.
 - **Receipts off** (an older server, or a broker that refuses the subscription): a message leaves
   the outbox on its PUBACK, as before receipts.
 
@@ -31,7 +32,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.reasoncodes import ReasonCode
 
 from agent_tray.outbox import Outbox, StoredMessage
-from agent_tray.receipts import RECEIPT_WINDOW, Confirmed, Unconfirmed
+from agent_tray.receipts import RECEIPT_WINDOW, Confirmed, ResendPacer, Unconfirmed
 from shared import payloads
 
 log = logging.getLogger("clawfleet.agent.mqtt")
@@ -71,6 +72,7 @@ class OutboxSender:
         """What the server's receipts confirmed (sender thread)."""
         self.unconfirmed = Unconfirmed()
         """Messages sent and waiting for a receipt (sender thread)."""
+        self._pacer = ResendPacer()
         self.last_publish_ms: int | None = None
         """Epoch ms of the last PUBACK of an outbox message."""
         self.last_confirmed_ms: int | None = None
@@ -162,8 +164,8 @@ class OutboxSender:
             if self._after_connect:  # the broker may have lost what it acknowledged (a restart without saving)
                 self._send_again(self.unconfirmed.keys(), "sent before the reconnect")
             elif self._server_online:
-                self._send_again(self.unconfirmed.due(now, self._server_online_since),
-                                 "no receipt confirmed them in time")
+                due = [k for k in self.unconfirmed.due(now, self._server_online_since) if k not in self._inflight]
+                self._send_again(self._pacer.take(due, now), "no receipt confirmed them in time")
         elif self._receipt_sub is False and self._server_receipts and now >= self._resubscribe_at:
             self._resubscribe_at = now + RESUBSCRIBE_S
             _rc, self._receipt_mid = self._client.subscribe(self.receipt_topic, qos=1)
@@ -194,6 +196,7 @@ class OutboxSender:
         if grown:
             self.unconfirmed.settle(self.confirmed)
             self.last_confirmed_ms = now_ms()
+            self._pacer.progress()
 
     def _send_again(self, keys: list[int], why: str) -> None:
         keys = [k for k in keys if k not in self._inflight]  # paho itself re-sends what awaits a PUBACK

@@ -2,9 +2,10 @@
 (:mod:`agent_tray.sender`, :mod:`agent_tray.receipts`), for the load generator: every telemetry,
 usage and log message is stamped with the outbox id, its sequence number and the channel's lowest
 unconfirmed number, kept until a receipt confirms it, and sent again (not retained) once it has
-waited :data:`agent_tray.receipts.RESEND_AFTER_S` while the server was online. Unlike the agent it
-does not hold back at :data:`~agent_tray.receipts.RECEIPT_WINDOW`: the load generator offers a fixed
-rate, so an overload stays an overload.
+waited :data:`agent_tray.receipts.RESEND_AFTER_S` while the server was online, paced like the
+agent's (:class:`agent_tray.receipts.ResendPacer`). Unlike the agent it does not hold back at
+:data:`~agent_tray.receipts.RECEIPT_WINDOW`: the load generator offers a fixed rate, so an overload
+stays an overload.
 
 Receipts count only once the server's retained birth says ``"receipts": true`` (a server from
 before receipts never confirms anything; then a PUBACK is the end of a message, as before)."""
@@ -15,7 +16,7 @@ import secrets
 import time
 from collections import deque
 
-from agent_tray.receipts import Confirmed, Unconfirmed
+from agent_tray.receipts import Confirmed, ResendPacer, Unconfirmed
 from shared import payloads
 
 
@@ -29,6 +30,7 @@ class SimOutbox:
         self.server_receipts = False
         self.server_online_since = 0.0
         self.resent = 0
+        self._pacer = ResendPacer()
         self._messages: dict[int, tuple[str, int, str, bytes]] = {}  # key -> (channel, seq, topic, payload)
         self._order: dict[str, deque[int]] = {}  # channel -> keys in sequence order (confirmed ones popped lazily)
         self._last_seq: dict[str, int] = {}
@@ -56,6 +58,7 @@ class SimOutbox:
         if self.confirmed.merge(receipt, self._last_seq):
             for key in self.unconfirmed.settle(self.confirmed):
                 self._messages.pop(key, None)
+            self._pacer.progress()
 
     def new(self, channel: str, topic: str, payload: bytes) -> bytes:
         """Take a new message of ``channel``; returns what to publish (stamped while receipts are on)."""
@@ -74,7 +77,7 @@ class SimOutbox:
             return []
         now = time.monotonic()
         out = []
-        for key in self.unconfirmed.due(now, self.server_online_since):
+        for key in self._pacer.take(self.unconfirmed.due(now, self.server_online_since), now):
             msg = self._messages.get(key)
             if msg is None:
                 continue

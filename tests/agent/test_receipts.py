@@ -116,3 +116,17 @@ def test_stamped_payloads_decode_with_their_delivery_fields():
     for bad in (b"[]", b"not json", b'{"outbox":"x","seq":1}', b'{"outbox":"0123456789abcdef","seq":0}',
                 b'{"outbox":"0123456789abcdef","seq":1.5}'):
         assert schemas.delivery_fields(bad) is None
+
+
+def test_resends_go_in_batches_paced_by_receipt_progress():
+    from agent_tray.receipts import RESEND_AFTER_S, RESEND_BATCH, ResendPacer
+
+    pacer = ResendPacer()
+    due = list(range(100))
+    assert pacer.take(due, now=1000.0) == due[:RESEND_BATCH]  # oldest first, one batch
+    assert pacer.take(due[RESEND_BATCH:], now=1001.0) == []  # no receipt progress: pause
+    pacer.progress()  # a receipt confirmed something: the server keeps up
+    assert pacer.take(due[RESEND_BATCH:], now=1002.0) == due[RESEND_BATCH:2 * RESEND_BATCH]
+    assert pacer.take(due, now=1002.0 + RESEND_AFTER_S * 1.5) != []  # after the first pause
+    assert pacer.take(due, now=1002.0 + RESEND_AFTER_S * 3.1) == []  # the pause doubled
+    assert pacer.backoff == 4

@@ -171,3 +171,43 @@ def test_server_down_with_a_full_outbox_catches_up_without_loss(fleet_proc: Serv
         assert down >= 0.7 * (down_until - down_from) / 1000
     finally:
         stop_agent(agent)
+
+
+def test_broker_sigkill_during_a_burst_with_the_shipped_settings_loses_nothing(fleet_proc: ServerProcess, tmp_path):
+    """The managed broker saves only every few minutes: what it acknowledged since its last save is
+    gone after a SIGKILL. Receipts make the agent send that again: every usage and log record is
+    stored exactly once, and samples too (the agent keeps them until confirmed)."""
+    server = fleet_proc
+    conf = (server.data_dir / "mosquitto" / "mosquitto.conf").read_text()
+    assert "autosave_on_changes false" in conf and "autosave_interval 300" in conf  # the shipped settings
+    key = _enroll(server, "chaos-broker")
+    state = make_busy_legacy_state(tmp_path, INITIAL, LOGS)
+    initial_input = sum(1000 + i % 97 for i in range(INITIAL))
+    cfg = write_agent_config(tmp_path, "chaos-broker", key, server.mqtt_port, openclaw_state_dir=str(state))
+    agent = start_agent(cfg, tmp_path / "agent.log")
+    started_ms = int(time.time() * 1000)
+    try:
+        with OpenClawWriter(state, INITIAL, rate=200) as writer:
+            wait_for(lambda: _usage("chaos-broker")[0] > 0, 30, what="the burst to start arriving")
+            for _ in range(3):  # mid-burst, three times; the server's supervisor restarts it each time
+                old = server.broker_pid()
+                os.kill(old, signal.SIGKILL)
+                wait_for(lambda old=old: _pid_or_none(server) not in (None, old), 20, what="mosquitto restarted")
+                time.sleep(4)
+        total, input_tokens = writer.next, initial_input + writer.input_tokens
+        _expect_all("chaos-broker", total, input_tokens, "every usage and log record exactly once after 3 broker kills")
+        elapsed_s = (int(time.time() * 1000) - started_ms) / 1000
+        samples = _samples("chaos-broker")
+        print(f"chaos-broker: {total} usage records exactly once, {samples} samples in {elapsed_s:.0f} s")
+        assert samples >= 0.8 * elapsed_s, f"{samples} samples in {elapsed_s:.0f} s"  # 1 s interval
+        log = (tmp_path / "agent.log").read_text()
+        assert "sending" in log and "again" in log  # what the broker lost came back as resends
+    finally:
+        stop_agent(agent)
+
+
+def _pid_or_none(server: ServerProcess) -> int | None:
+    try:
+        return server.broker_pid()
+    except (OSError, ValueError, KeyError):
+        return None
