@@ -11,10 +11,14 @@ publisher (and the benchmarks' simulated devices) feed it and act on its answers
   two ingest workers publishing out of order) changes nothing, because what the server stored stays
   stored; nothing beyond the newest sequence number the outbox ever assigned is taken.
 - :class:`Unconfirmed` remembers when each message was last sent until a receipt confirms it, so the
-  publisher can resend what no receipt covered after :data:`RESEND_AFTER_S` — counted from the
-  later of the send and the server's last birth, so an outage of the server does not make every
-  agent resend at once — and can keep at most :data:`RECEIPT_WINDOW` messages unconfirmed (a
-  backlog after an outage drains at the pace the server confirms it).
+  publisher can keep at most :data:`RECEIPT_WINDOW` messages unconfirmed (a backlog after an outage
+  drains at the pace the server confirms it) and knows what to send again: a message *overtaken* by
+  one sent :data:`OVERTAKEN_GRACE_S` after it that a receipt already confirmed (the messages of one
+  connection arrive in order, so it was lost on the way, e.g. dropped by an overloaded broker),
+  and, when no receipt confirmed anything for :data:`RESEND_AFTER_S`, every message that waited
+  that long — counted from the later of its send and the server's last birth, so an outage of
+  the server does not make every agent resend at once. A server that is merely behind (its
+  receipts keep coming, for older messages) is not sent anything twice.
 - :class:`ResendPacer` sends those again :data:`RESEND_BATCH` at a time, oldest first: the next
   batch once a receipt confirmed something (the server keeps up again), else after a growing,
   jittered pause — so an overloaded server is not buried under the fleet's resends.
@@ -23,6 +27,7 @@ publisher (and the benchmarks' simulated devices) feed it and act on its answers
 from __future__ import annotations
 
 import random
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
@@ -34,6 +39,9 @@ RESEND_AFTER_S = 30.0
 """A message no receipt confirmed this long after it was sent (or after the server came online,
 whichever is later) is sent again, seconds. Receipts come about once a second while the server
 keeps up; ingest's queue at the broker drains in well under this at the rates measured."""
+OVERTAKEN_GRACE_S = 5.0
+"""A message counts as lost once a message sent this much later was confirmed, seconds (leaves room
+for several ingest workers storing one device's messages out of order)."""
 RESEND_BATCH = 20
 """Messages sent again at a time because no receipt confirmed them in time."""
 RESEND_BACKOFF_MAX = 8
@@ -94,6 +102,10 @@ class Unconfirmed:
 
     def __init__(self) -> None:
         self._sent: dict[int, _Sent] = {}
+        self.confirmed_sent_at = float("-inf")
+        """Monotonic send time of the latest-sent message a receipt confirmed."""
+        self.last_progress = float("-inf")
+        """Monotonic time a receipt last confirmed something (set by :meth:`settle`)."""
 
     def __len__(self) -> int:
         return len(self._sent)
@@ -105,11 +117,13 @@ class Unconfirmed:
         """Record that row ``key`` (``channel`` number ``seq``) was sent at ``now`` (monotonic s)."""
         self._sent[key] = _Sent(channel, seq, now)
 
-    def settle(self, confirmed: Confirmed) -> list[int]:
-        """Forget the rows ``confirmed`` covers; returns their keys."""
+    def settle(self, confirmed: Confirmed, now: float | None = None) -> list[int]:
+        """Forget the rows ``confirmed`` covers; returns their keys. ``now``: monotonic s (default: the clock)."""
         done = [k for k, s in self._sent.items() if confirmed.covers(s.channel, s.seq)]
         for k in done:
-            del self._sent[k]
+            self.confirmed_sent_at = max(self.confirmed_sent_at, self._sent.pop(k).at)
+        if done:
+            self.last_progress = time.monotonic() if now is None else now
         return done
 
     def forget(self, keys: Iterable[int]) -> None:
@@ -118,11 +132,15 @@ class Unconfirmed:
             self._sent.pop(k, None)
 
     def due(self, now: float, since: float, after_s: float | None = None) -> list[int]:
-        """Keys of rows unconfirmed for ``after_s`` seconds (default :data:`RESEND_AFTER_S`), counted from
-        the later of their last send and ``since`` (monotonic s: e.g. when the server last came online),
-        oldest first."""
+        """Keys of rows to send again, oldest first: those overtaken (see the module docstring), and,
+        when nothing was confirmed for ``after_s`` seconds (default :data:`RESEND_AFTER_S`), those
+        unconfirmed that long, counted from the later of their last send and ``since`` (monotonic s:
+        when the server last came online)."""
         after_s = RESEND_AFTER_S if after_s is None else after_s
-        return sorted(k for k, s in self._sent.items() if now - max(s.at, since) >= after_s)
+        overtaken = self.confirmed_sent_at - OVERTAKEN_GRACE_S
+        stalled = now - max(self.last_progress, since) >= after_s
+        return sorted(k for k, s in self._sent.items()
+                      if s.at < overtaken or (stalled and now - max(s.at, since) >= after_s))
 
     def keys(self) -> list[int]:
         """Every row waiting, oldest first."""

@@ -130,3 +130,17 @@ def test_resends_go_in_batches_paced_by_receipt_progress():
     assert pacer.take(due, now=1002.0 + RESEND_AFTER_S * 1.5) != []  # after the first pause
     assert pacer.take(due, now=1002.0 + RESEND_AFTER_S * 3.1) == []  # the pause doubled
     assert pacer.backoff == 4
+
+
+def test_a_message_overtaken_by_a_confirmed_later_one_is_due_at_once_a_slow_server_gets_nothing_twice():
+    u = Unconfirmed()
+    for k, at in enumerate((100.0, 110.0, 120.0, 130.0), start=1):
+        u.sent(k, "telemetry", k, now=at)
+    c = Confirmed(OUTBOX)
+    c.merge(receipt(telemetry=Coverage(1)), {"telemetry": 4})  # a server 40 s behind, still confirming in order
+    u.settle(c, now=140.0)
+    assert u.due(now=160.0, since=0.0, after_s=30) == []  # waiting 40-50 s, yet receipts keep coming
+    c.merge(receipt(telemetry=Coverage(1, ((3, 4),))), {"telemetry": 4})  # 2 was lost on the way
+    u.settle(c, now=161.0)
+    assert u.due(now=161.0, since=0.0, after_s=30) == [2]
+    assert u.due(now=161.0 + 30, since=0.0, after_s=30) == [2]  # and still, until it is confirmed

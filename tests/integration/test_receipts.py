@@ -113,8 +113,8 @@ def test_without_receipts_messages_leave_the_outbox_on_their_puback(fleet: Fleet
         lock.execute("BEGIN IMMEDIATE")  # nothing is stored, yet the outbox drains on PUBACKs
         try:
             acked = sender.last_publish_ms
-            wait_for(lambda: (sender.last_publish_ms or 0) > (acked or 0) + 2000, 20, what="more PUBACKs")
-            assert outbox.stats()["messages"] <= 1
+            wait_for(lambda: (sender.last_publish_ms or 0) > (acked or 0) + 3000, 20, what="more PUBACKs")
+            assert outbox.stats()["messages"] <= 2  # a sample just taken, one awaiting its PUBACK: no pile-up
         finally:
             lock.execute("ROLLBACK")
             lock.close()
