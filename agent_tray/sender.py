@@ -8,7 +8,8 @@ network thread only reports to it (:meth:`~OutboxSender.on_connect`, :meth:`~Out
   its ``receipt`` topic): telemetry, usage and log messages go out stamped with the outbox id, their
   sequence number and the channel's lowest held number (:func:`shared.payloads.stamp`) and stay in
   the outbox until a receipt confirms them. What no receipt confirmed is sent again right after a
-  reconnect (the broker may have lost what it acknowledged) and once it has waited
+  reconnect (the broker may have lost what it acknowledged), once a message sent after it was
+  confirmed (it was lost on the way), and when receipts stopped for
   :data:`~agent_tray.receipts.RESEND_AFTER_S` while the server was online (oldest first, paced by
   :class:`~agent_tray.receipts.ResendPacer`); at most :data:`~agent_tray.receipts.RECEIPT_WINDOW`
   messages are unconfirmed at a time, so a backlog drains at the pace the server stores it. The

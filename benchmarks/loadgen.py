@@ -21,8 +21,9 @@ agent sends it (``retain_telemetry``).
 
 With ``receipts`` each device also reads its delivery receipts and the server's birth, stamps its
 messages and sends again what no receipt confirmed (:mod:`benchmarks.loadgen_receipts`), and the
-run waits (up to ``settle_s``) until every message is confirmed: an overloaded broker's drops
-become resends, and ``LoadResult.unconfirmed`` says what was never confirmed.
+run waits (up to ``settle_s``) until every message is confirmed, devices still waiting sending a
+sample every :data:`SETTLE_SAMPLE_S` like an agent: an overloaded broker's drops become resends,
+and ``LoadResult.unconfirmed`` says what was never confirmed.
 """
 
 from __future__ import annotations
@@ -44,6 +45,9 @@ TOPIC_ROOT = "clawfleet/v1"
 SERVER_STATUS = f"{TOPIC_ROOT}/_server/status"
 TICK_S = 0.01
 """How often each worker tops up what it has sent to the offered rate, seconds."""
+SETTLE_SAMPLE_S = 5.0
+"""With receipts, while the run waits for confirmations, a device that waits for one sends a
+telemetry sample this often (seconds), as an agent keeps sampling; counted as published."""
 
 
 @dataclass(frozen=True)
@@ -347,8 +351,19 @@ async def _worker_main(index: int, spec: LoadSpec, devices: list[DeviceCreds], s
     def unconfirmed() -> int:
         return sum(len(d.outbox) for d in clients.values() if d.outbox is not None)
 
+    next_sample = time.monotonic() + SETTLE_SAMPLE_S
     while (sum(d.acked for d in clients.values()) < expected + resent["n"] or unconfirmed()) \
             and time.monotonic() < deadline:
+        if time.monotonic() >= next_sample:  # as an agent keeps sampling: later messages show what was lost
+            next_sample += SETTLE_SAMPLE_S
+            for dev in clients.values():
+                if dev.outbox is not None and len(dev.outbox):
+                    ts = last_ts[dev.device_id] = max(int(time.time() * 1000), last_ts.get(dev.device_id, 0) + 1)
+                    dev.publish(f"{TOPIC_ROOT}/{dev.device_id}/telemetry", telemetry_payload(dev.device_id, ts),
+                                spec.qos, retain=spec.retain_telemetry, channel="telemetry")
+                    published["telemetry"] += 1
+                    expected += 1
+                    sent += 1
         await asyncio.sleep(0.05)
     acked = sum(d.acked for d in clients.values()) - acked_before - resent["n"]
     if acked < sent:

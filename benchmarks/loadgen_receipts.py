@@ -1,9 +1,9 @@
 """A simulated device's outbox, in memory, handling delivery receipts the way the agent does
 (:mod:`agent_tray.sender`, :mod:`agent_tray.receipts`), for the load generator: every telemetry,
 usage and log message is stamped with the outbox id, its sequence number and the channel's lowest
-unconfirmed number, kept until a receipt confirms it, and sent again (not retained) once it has
-waited :data:`agent_tray.receipts.RESEND_AFTER_S` while the server was online, paced like the
-agent's (:class:`agent_tray.receipts.ResendPacer`). Unlike the agent it does not hold back at
+unconfirmed number, kept until a receipt confirms it, and sent again (not retained) when the agent
+would send it again (:meth:`agent_tray.receipts.Unconfirmed.due`, paced by
+:class:`agent_tray.receipts.ResendPacer`). Unlike the agent it does not hold back at
 :data:`~agent_tray.receipts.RECEIPT_WINDOW`: the load generator offers a fixed rate, so an overload
 stays an overload.
 

@@ -119,7 +119,7 @@ def test_stamped_payloads_decode_with_their_delivery_fields():
 
 
 def test_resends_go_in_batches_paced_by_receipt_progress():
-    from agent_tray.receipts import RESEND_AFTER_S, RESEND_BATCH, ResendPacer
+    from agent_tray.receipts import RESEND_BATCH, RESEND_PAUSE_S, ResendPacer
 
     pacer = ResendPacer()
     due = list(range(100))
@@ -127,8 +127,8 @@ def test_resends_go_in_batches_paced_by_receipt_progress():
     assert pacer.take(due[RESEND_BATCH:], now=1001.0) == []  # no receipt progress: pause
     pacer.progress()  # a receipt confirmed something: the server keeps up
     assert pacer.take(due[RESEND_BATCH:], now=1002.0) == due[RESEND_BATCH:2 * RESEND_BATCH]
-    assert pacer.take(due, now=1002.0 + RESEND_AFTER_S * 1.5) != []  # after the first pause
-    assert pacer.take(due, now=1002.0 + RESEND_AFTER_S * 3.1) == []  # the pause doubled
+    assert pacer.take(due, now=1002.0 + RESEND_PAUSE_S * 1.5) != []  # after the first pause
+    assert pacer.take(due, now=1002.0 + RESEND_PAUSE_S * 3.1) == []  # the pause doubled
     assert pacer.backoff == 4
 
 
