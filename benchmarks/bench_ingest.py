@@ -374,7 +374,8 @@ def print_pipeline(costs: dict[str, dict]) -> None:
         for channel, c in by_channel.items():
             total = c["validate_us"] + c["write_us"]
             print(f"{code:8} {channel:10} {c['validate_us']:9.1f} {c['write_us']:8.1f} {total:8.1f} "
-                  f"{total / 1000:19.3f}")
+                  f"{total / 1000:19.3f}" + (f"   (one receipt payload: {c['receipt_us']:.1f} µs)"
+                                             if "receipt_us" in c else ""))
     print()
 
 

@@ -387,14 +387,14 @@ def _reference_decode(schema: type[_Payload], raw: bytes, expected_device_id: st
 
 def delivery_fields(raw: bytes) -> tuple[str, int, int] | None:
     """``(outbox, seq, seq_floor)`` of a device payload that :func:`decode` refused, read leniently
-    (the JSON object's top-level fields, each checked alone; ``seq_floor`` defaults to ``seq`` and
-    is capped at it), so a rejected message still counts as received. None when the bytes are no
-    JSON object or the fields are missing or malformed. Never raises."""
+    (the JSON object's top-level fields, each checked alone; a missing ``seq_floor`` is 1, one above
+    ``seq`` is capped at it), so a rejected message still counts as received. None when the bytes are
+    no JSON object or the fields are missing or malformed. Never raises."""
     try:
         data = from_json(raw, allow_inf_nan=False, cache_strings=False)
         if not isinstance(data, dict):
             return None
-        outbox, seq, floor = data.get("outbox"), data.get("seq"), data.get("seq_floor", data.get("seq"))
+        outbox, seq, floor = data.get("outbox"), data.get("seq"), data.get("seq_floor", 1)
         if not isinstance(outbox, str) or not _OUTBOX_ID.fullmatch(outbox):
             return None
         if any(type(x) is not int or not 1 <= x <= MAX_SEQ for x in (seq, floor)):

@@ -80,8 +80,7 @@ def classify(msg: mqtt.MQTTMessage, received_ms: int) -> Item:
         return Rejected(msg.mid, msg.qos, device_id, exc.reason, str(exc), mark)
     mark = None
     if getattr(payload, "seq", None) is not None and payload.outbox is not None:
-        mark = DeliveryMark(channel.value, payload.outbox, payload.seq, min(payload.seq_floor or payload.seq,
-                                                                          payload.seq))
+        mark = DeliveryMark(channel.value, payload.outbox, payload.seq, min(payload.seq_floor or 1, payload.seq))
     return Received(msg.mid, msg.qos, device_id, channel, payload, received_ms, retained=bool(msg.retain), mark=mark)
 
 

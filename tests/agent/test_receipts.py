@@ -113,6 +113,7 @@ def test_stamped_payloads_decode_with_their_delivery_fields():
     assert payloads.stamp(b"{}", OUTBOX, 1, 1) == b'{"outbox":"0123456789abcdef","seq":1,"seq_floor":1}'
     assert schemas.delivery_fields(b'{"outbox":"0123456789abcdef","seq":3,"seq_floor":9,"ts":"bad"}') == (
         OUTBOX, 3, 3)  # a floor above the message's own number is capped at it
+    assert schemas.delivery_fields(b'{"outbox":"0123456789abcdef","seq":3}') == (OUTBOX, 3, 1)  # no floor: no jump
     for bad in (b"[]", b"not json", b'{"outbox":"x","seq":1}', b'{"outbox":"0123456789abcdef","seq":0}',
                 b'{"outbox":"0123456789abcdef","seq":1.5}'):
         assert schemas.delivery_fields(bad) is None
