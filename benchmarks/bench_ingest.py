@@ -286,7 +286,7 @@ def measure(code: str, srv: ServerProcess, rate: float, args: argparse.Namespace
                broker_rss_mib=sampler.rss["broker"] / 2**20,
                broker_disk_per_msg=written / stored_end if stored_end > 0 else None,
                broker_db_bytes=0, drain_s=drain_s,
-               lost=max(0, round(published - stored_end)), resent=result.resent,
+               lost=max(0, round(published + result.settle_samples - stored_end)), resent=result.resent,
                keeps_up=drain_s is not None and drain_s <= KEEPS_UP_S and result.connect_failures == 0,
                errors=list(result.errors)[:5])
 

@@ -22,7 +22,8 @@ agent sends it (``retain_telemetry``).
 With ``receipts`` each device also reads its delivery receipts and the server's birth, stamps its
 messages and sends again what no receipt confirmed (:mod:`benchmarks.loadgen_receipts`), and the
 run waits (up to ``settle_s``) until every message is confirmed, devices still waiting sending a
-sample every :data:`SETTLE_SAMPLE_S` like an agent: an overloaded broker's drops become resends,
+sample every :data:`SETTLE_SAMPLE_S` like an agent (counted in ``LoadResult.settle_samples``, not in
+``published``): an overloaded broker's drops become resends,
 and ``LoadResult.unconfirmed`` says what was never confirmed.
 """
 
@@ -47,7 +48,7 @@ TICK_S = 0.01
 """How often each worker tops up what it has sent to the offered rate, seconds."""
 SETTLE_SAMPLE_S = 5.0
 """With receipts, while the run waits for confirmations, a device that waits for one sends a
-telemetry sample this often (seconds), as an agent keeps sampling; counted as published."""
+telemetry sample this often (seconds), as an agent keeps sampling."""
 
 
 @dataclass(frozen=True)
@@ -94,8 +95,9 @@ class LoadResult:
     ended (0 when it kept up); ``observed``: messages the observer received from the start of the
     load until the end of the settle time (``observed_in_window`` until the end of the offered
     window; ``observed_per_s`` = that ÷ ``duration_s``); ``started_at``: epoch s of the first
-    publish; with receipts: ``resent`` (messages sent again) and ``unconfirmed`` (never confirmed
-    within the settle time)."""
+    publish; with receipts: ``resent`` (messages sent again), ``unconfirmed`` (never confirmed
+    within the settle time) and ``settle_samples`` (telemetry sent while waiting for receipts, not in
+    ``published``)."""
 
     connected: int = 0
     connect_failures: int = 0
@@ -111,6 +113,7 @@ class LoadResult:
     started_at: float = 0.0
     resent: int = 0
     unconfirmed: int = 0
+    settle_samples: int = 0
 
     @property
     def total_published(self) -> int:
@@ -352,6 +355,7 @@ async def _worker_main(index: int, spec: LoadSpec, devices: list[DeviceCreds], s
         return sum(len(d.outbox) for d in clients.values() if d.outbox is not None)
 
     next_sample = time.monotonic() + SETTLE_SAMPLE_S
+    settle_samples = 0
     while (sum(d.acked for d in clients.values()) < expected + resent["n"] or unconfirmed()) \
             and time.monotonic() < deadline:
         if time.monotonic() >= next_sample:  # as an agent keeps sampling: later messages show what was lost
@@ -361,16 +365,15 @@ async def _worker_main(index: int, spec: LoadSpec, devices: list[DeviceCreds], s
                     ts = last_ts[dev.device_id] = max(int(time.time() * 1000), last_ts.get(dev.device_id, 0) + 1)
                     dev.publish(f"{TOPIC_ROOT}/{dev.device_id}/telemetry", telemetry_payload(dev.device_id, ts),
                                 spec.qos, retain=spec.retain_telemetry, channel="telemetry")
-                    published["telemetry"] += 1
+                    settle_samples += 1
                     expected += 1
-                    sent += 1
         await asyncio.sleep(0.05)
-    acked = sum(d.acked for d in clients.values()) - acked_before - resent["n"]
+    acked = sum(d.acked for d in clients.values()) - acked_before - resent["n"] - settle_samples
     if acked < sent:
         errors.append(f"{sent - acked} publishes were not acknowledged within {spec.settle_s:.0f} s")
     if unconfirmed():
         errors.append(f"{unconfirmed()} messages were not confirmed by a receipt within {spec.settle_s:.0f} s")
-    out.put(("done", index, published, acked, log, list(errors), lag, resent["n"], unconfirmed()))
+    out.put(("done", index, published, acked, log, list(errors), lag, resent["n"], unconfirmed(), settle_samples))
     ticker.cancel()
     for dev in clients.values():  # a clean DISCONNECT: the broker drops the last will
         with contextlib.suppress(Exception):
@@ -488,6 +491,7 @@ def run_load(spec: LoadSpec, progress: bool = True) -> LoadResult:
         result.lag_s = max(result.lag_s, msg[6])
         result.resent += msg[7]
         result.unconfirmed += msg[8]
+        result.settle_samples += msg[9]
     result.published = {c: v for c, v in published.items() if v}
     result.elapsed_s = time.time() - start_at.value
     if observer is not None:
