@@ -111,12 +111,12 @@ def record(items: Iterable[Item], now_ms: int) -> dict[str, DeviceMarks]:
             by_device.setdefault(item.device_id, []).append(item.mark)
     if not by_device:
         return {}
-    stored = load_marks(by_device)
+    stored = load_marks(by_device, now_ms)
     out: dict[str, DeviceMarks] = {}
     changed: list[MarkRow] = []
     for device_id, marks in by_device.items():
         row = stored.get(device_id)
-        dm = DeviceMarks.from_row(row) if row else DeviceMarks(marks[0].outbox, None, {})
+        dm = DeviceMarks.from_row(row) if row and row[1] else DeviceMarks(marks[0].outbox, None, {})
         for mark in marks:
             dm.add(mark)
         new = dm.to_row(device_id)

@@ -1,7 +1,8 @@
 """Receipt marks in the database (:class:`~fleet_server.store.models.ReceiptMark`): one row per
 device saying what ingest has committed of its outbox. Read and written inside the writer's batch
-transaction, so a mark never runs ahead of the data it confirms; on PostgreSQL the rows are read
-``FOR UPDATE``, so two ingest workers storing messages of the same device take turns."""
+transaction, so a mark never runs ahead of the data it confirms. On PostgreSQL the rows are first
+made to exist (an empty placeholder, ``ON CONFLICT DO NOTHING``) and then read ``FOR UPDATE``, so two
+ingest workers storing messages of the same device take turns, even for its first mark."""
 
 from __future__ import annotations
 
@@ -15,15 +16,19 @@ MarkRow = tuple[str, str, str | None, str]
 """``(device, outbox, prev_outbox, channels JSON)``: one stored mark."""
 
 
-def load_marks(device_ids: Iterable[str]) -> dict[str, MarkRow]:
-    """The stored marks of ``device_ids`` (devices without one are left out). Call inside the
-    transaction that will save them."""
+def load_marks(device_ids: Iterable[str], now_ms: int = 0) -> dict[str, MarkRow]:
+    """The stored marks of ``device_ids`` (devices without one are left out; on PostgreSQL an empty
+    placeholder row, outbox ``""``, is created and returned for them). Call inside the transaction
+    that will save them."""
     ids = sorted(set(device_ids))  # one lock order for every worker (PostgreSQL)
     out: dict[str, MarkRow] = {}
     m = ReceiptMark
     for i in range(0, len(ids), CHUNK):
-        q = m.select(m.device, m.outbox, m.prev_outbox, m.channels).where(m.device.in_(ids[i:i + CHUNK]))
+        part = ids[i:i + CHUNK]
+        q = m.select(m.device, m.outbox, m.prev_outbox, m.channels).where(m.device.in_(part))
         if not bulk.is_sqlite():
+            m.insert_many([{"device": d, "outbox": "", "prev_outbox": None, "channels": "{}", "updated_ms": now_ms}
+                           for d in part]).on_conflict_ignore().execute()
             q = q.for_update()
         out.update((row[0], row) for row in q.tuples())
     return out

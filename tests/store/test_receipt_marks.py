@@ -42,3 +42,35 @@ def test_a_new_outbox_replaces_the_marks(store):
     row = ReceiptMark.get_by_id("d")
     assert (row.outbox, row.prev_outbox) == ("fedcba9876543210", OUTBOX)
     assert out["d"].channels == {"usage": Coverage(1)}
+
+
+def test_two_writers_recording_one_device_lose_no_mark(store, db_url):
+    """Two ingest workers (two connections, two threads) storing messages of the same devices at once:
+    on PostgreSQL they take turns on each device's row, also for its first mark."""
+    import threading
+
+    from fleet_server.store.models import db
+
+    if db_url.startswith("sqlite"):
+        return  # one process, one writer at a time (the write lock at BEGIN)
+    errors: list[BaseException] = []
+
+    def worker(parity: int) -> None:
+        try:
+            with db.connection_context():
+                for seq in range(1 + parity, 81, 2):
+                    with write_transaction(store):
+                        record([item(f"race-{k}", "usage", seq) for k in range(5)], now_ms=seq)
+        except BaseException as exc:  # reported by the main thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(p,)) for p in (0, 1)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not errors, errors
+    for k in range(5):
+        row = ReceiptMark.get_by_id(f"race-{k}")
+        assert DeviceMarks.from_row((row.device, row.outbox, row.prev_outbox, row.channels)).channels == {
+            "usage": Coverage(80)}
