@@ -57,6 +57,16 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
+def puback_received(info: mqtt.MQTTMessageInfo) -> bool:
+    """Has the broker acknowledged the message of ``info``? paho's ``is_published`` raises for a QoS 1
+    message published while the connection was down (``rc`` NO_CONN) — forever, although paho keeps
+    that message, sends it after the reconnect and marks it published on its PUBACK like any other;
+    so such an ``info`` is treated as queued."""
+    if info.rc == mqtt.MQTT_ERR_NO_CONN:
+        info.rc = mqtt.MQTT_ERR_SUCCESS
+    return info.is_published()
+
+
 class OutboxSender:
     """Publishes the outbox in order and deletes what is delivered (see the module docstring).
 
@@ -153,7 +163,7 @@ class OutboxSender:
             self._send_again(self.unconfirmed.keys(), "the server no longer confirms them")
         self._was_active = active
         self._apply_receipts()
-        done = [seq for seq, (info, _) in self._inflight.items() if info.is_published()]
+        done = [seq for seq, (info, _) in self._inflight.items() if puback_received(info)]
         if done:
             self.outbox.ack([seq for seq in done if not (active and self._inflight[seq][1])])
             self.last_publish_ms = now_ms()

@@ -145,3 +145,37 @@ def test_a_message_overtaken_by_a_confirmed_later_one_is_due_at_once_a_slow_serv
     u.settle(c, now=161.0)
     assert u.due(now=161.0, since=0.0, after_s=30) == [2]
     assert u.due(now=161.0 + 30, since=0.0, after_s=30) == [2]  # and still, until it is confirmed
+
+
+def test_a_message_published_while_the_connection_was_down_does_not_stop_the_sender(tmp_path):
+    """paho returns rc NO_CONN for a publish made while the connection is down, keeps the message and
+    sends it after the reconnect; its ``is_published`` raised for it ever after, which stopped the
+    sender (seen in the chaos test after a broker kill: the outbox never drained again)."""
+    import paho.mqtt.client as mqtt
+
+    from agent_tray.sender import OutboxSender
+
+    class DownClient:
+        """A paho client whose connection just went down (what ``publish`` answers then)."""
+
+        def __init__(self) -> None:
+            self.infos: list[mqtt.MQTTMessageInfo] = []
+
+        def publish(self, topic: str, payload: bytes, qos: int, retain: bool) -> mqtt.MQTTMessageInfo:
+            info = mqtt.MQTTMessageInfo(len(self.infos) + 1)
+            info.rc = mqtt.MQTT_ERR_NO_CONN
+            self.infos.append(info)
+            return info
+
+    ob = Outbox(tmp_path / "o.sqlite")
+    ob.put([OutMessage("usage", "t/u", b'{"v":1}') for _ in range(3)])
+    client = DownClient()
+    sender = OutboxSender(ob, client, "t/receipt", lambda: None)  # type: ignore[arg-type]
+    sender.drain(connected=True)
+    assert len(client.infos) == 3
+    sender.drain(connected=True)  # raised RuntimeError("Message publish failed: ... not currently connected")
+    for info in client.infos:
+        info._set_as_published()  # what paho does on each PUBACK after the reconnect
+    sender.drain(connected=True)
+    assert ob.stats()["messages"] == 0  # no receipts from this server: deleted on PUBACK
+    ob.close()

@@ -11,12 +11,12 @@ from collections import Counter
 import paho.mqtt.client as mqtt
 import pytest
 from payload_helpers import batch, now_ms, telemetry, usage_record
+from writer_helpers import writer_database
 
 from fleet_server.ingest.receipts import DeviceMarks, ReceiptPublisher
 from fleet_server.ingest.subscriber import classify
 from fleet_server.ingest.writer import BatchWriter
 from fleet_server.state import FleetState
-from fleet_server.store.db import open_database
 from fleet_server.store.models import Device, ReceiptMark, UsageRecord
 from shared import payloads
 from shared.payloads import Coverage
@@ -66,11 +66,7 @@ class Harness:
 
 @pytest.fixture
 def harness(tmp_path):
-    database = open_database(tmp_path)
-    for d in ("a", "b"):
-        Device.create(id=d, name=d, key_hash="x", key_hint="abcd", created_ms=1)
-    database.execute_sql("CREATE TRIGGER refuse_poison BEFORE INSERT ON usage_record WHEN NEW.model = 'poison' "
-                         "BEGIN SELECT RAISE(ABORT, 'poison model refused'); END")
+    database = writer_database(tmp_path)
     yield Harness(database)
     database.close()
 
