@@ -396,14 +396,14 @@ def _observer(spec: LoadSpec, out: mp.Queue, start_event: mp.Event, start_at: mp
     subscribed = {"ok": False}
     window = {"start": None, "end": None}
 
-    def on_connect(client, userdata, flags, rc, props):
-        client.subscribe(f"{TOPIC_ROOT}/+/+", qos=1)
+    def on_connect(client, userdata, flags, rc, props):  # the data channels only (not receipts, status, meta)
+        client.subscribe([(f"{TOPIC_ROOT}/+/{channel}", 1) for channel in CHANNELS])
 
     def on_subscribe(client, userdata, mid, rcs, props):
         subscribed["ok"] = True
 
     def on_message(client, userdata, msg):
-        if msg.retain or window["start"] is None or msg.topic.rsplit("/", 1)[-1] not in CHANNELS:
+        if msg.retain or window["start"] is None:
             return
         now = time.time()
         if now >= window["start"]:

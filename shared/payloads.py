@@ -263,7 +263,7 @@ def merge_coverage(upto: int, ranges: Iterable[tuple[int, int]], limit: int | No
 
 @dataclass(slots=True, frozen=True)
 class Receipt:
-    """``clawfleet/v1/<device_id>/receipt`` (server -> agent, retained, QoS 1): what the server has
+    """``clawfleet/v1/<device_id>/receipt`` (server -> agent, retained, QoS 0): what the server has
     committed of the outbox ``outbox``, per channel name (:data:`RECEIPT_CHANNELS`)."""
 
     ts: int

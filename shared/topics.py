@@ -24,7 +24,7 @@ class Channel(str, Enum):
     USAGE = "usage"  # agent; QoS 1 batches of token-usage records
     LOGS = "logs"  # agent; QoS 1 batches of log records
     CMD = "cmd"  # server -> agent; QoS 1
-    RECEIPT = "receipt"  # server -> agent; retained, QoS 1: what the server has stored (shared.payloads.Receipt)
+    RECEIPT = "receipt"  # server -> agent; retained, QoS 0: what the server has stored (shared.payloads.Receipt)
 
 
 DEVICE_PUBLISH_CHANNELS = (Channel.STATUS, Channel.META, Channel.TELEMETRY, Channel.USAGE, Channel.LOGS)

@@ -5,9 +5,12 @@ Agents number the telemetry, usage and log messages of their outbox per channel 
 transaction :func:`record` adds each message's number to its device's marks
 (:class:`~fleet_server.store.models.ReceiptMark`): per channel the highest number up to which
 everything arrived (``upto``) and the ranges above it. After the commit :class:`ReceiptPublisher`
-publishes the device's marks as a retained QoS 1 receipt on ``clawfleet/v1/<device>/receipt``
+publishes the device's marks as a retained receipt on ``clawfleet/v1/<device>/receipt``
 (:class:`shared.payloads.Receipt`), at most once per :data:`RECEIPT_INTERVAL_S` per device. Only
-that device may read the topic and only the server may publish it (broker ACLs).
+that device may read the topic and only the server may publish it (broker ACLs). QoS 0: a receipt
+holds everything confirmed so far, so one lost on the way is made good by the next (the agent keeps
+sampling) or by the retained copy at its next connect — and paho spends 13 µs of CPU on a QoS 0
+publish against 58-65 µs with its PUBACK (measured), at up to one receipt per device per second.
 
 Pitfalls and how they are handled:
 
@@ -128,7 +131,7 @@ def record(items: Iterable[Item], now_ms: int) -> dict[str, DeviceMarks]:
 
 
 class ReceiptPublisher:
-    """Publishes the newest marks of each device offered to it, retained QoS 1, at most once per
+    """Publishes the newest marks of each device offered to it, retained (QoS 0), at most once per
     ``interval_s`` per device, from its own thread, while ``client`` is connected (what waits
     meanwhile goes out after the reconnect). Counts ``receipts_published`` in ``counters``.
 
@@ -192,7 +195,7 @@ class ReceiptPublisher:
                 self._last = {d: t for d, t in self._last.items() if now - t < self.interval_s}
         ts = int(time.time() * 1000)
         for device_id, dm in items:
-            self.client.publish(device_topic(device_id, Channel.RECEIPT), dm.receipt(ts), qos=1, retain=True)
+            self.client.publish(device_topic(device_id, Channel.RECEIPT), dm.receipt(ts), qos=0, retain=True)
         if items:
             self.counters["receipts_published"] += len(items)
         return len(items)

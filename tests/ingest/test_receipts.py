@@ -169,5 +169,5 @@ def test_receipts_are_coalesced_per_device():
     assert pub.flush(force=True) == 1
     topics = [t for t, *_ in client.published]
     assert topics == ["clawfleet/v1/a/receipt", "clawfleet/v1/b/receipt", "clawfleet/v1/a/receipt"]
-    assert all(qos == 1 and retain for _, _, qos, retain in client.published)
+    assert all(qos == 0 and retain for _, _, qos, retain in client.published)
     assert payloads.parse_receipt(client.published[0][1]).channels["usage"] == Coverage(3)  # the newest only
