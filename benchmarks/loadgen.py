@@ -221,6 +221,8 @@ class _Device:
         c.on_connect = self._on_connect
         c.on_publish = self._on_publish
         c.on_message = self._on_message
+        c.on_disconnect = self._on_disconnect
+        self.disconnected: str | None = None  # why the broker or the socket ended the connection
         self.client = c
 
     def start(self, host: str, port: int) -> None:
@@ -245,6 +247,9 @@ class _Device:
 
     def _on_publish(self, client, userdata, mid, rc, props) -> None:
         self.acked += 1
+
+    def _on_disconnect(self, client, userdata, flags, rc, props) -> None:
+        self.disconnected = str(rc)
 
     def _on_message(self, client, userdata, msg) -> None:
         if self.outbox is None:
@@ -373,6 +378,9 @@ async def _worker_main(index: int, spec: LoadSpec, devices: list[DeviceCreds], s
         errors.append(f"{sent - acked} publishes were not acknowledged within {spec.settle_s:.0f} s")
     if unconfirmed():
         errors.append(f"{unconfirmed()} messages were not confirmed by a receipt within {spec.settle_s:.0f} s")
+    lost = [d for d in clients.values() if d.disconnected is not None]
+    if lost:
+        errors.append(f"{len(lost)} devices lost their connection (e.g. {lost[0].device_id}: {lost[0].disconnected})")
     out.put(("done", index, published, acked, log, list(errors), lag, resent["n"], unconfirmed(), settle_samples))
     ticker.cancel()
     for dev in clients.values():  # a clean DISCONNECT: the broker drops the last will
