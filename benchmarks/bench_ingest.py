@@ -117,10 +117,17 @@ class ServerProcess:
         try:
             if self.proc.stdin:
                 self.proc.stdin.close()
-            self.proc.wait(timeout=30)
+            self.proc.wait(timeout=120)  # the server stops its broker, which saves its persistence file
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
+        broker = getattr(self, "broker", None)
+        if broker is not None and broker.is_running():  # orphaned by a server that did not stop in time
+            broker.terminate()
+            try:
+                broker.wait(30)
+            except psutil.TimeoutExpired:
+                broker.kill()
 
 
 def broker_written(proc: psutil.Process) -> int:
