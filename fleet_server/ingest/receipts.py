@@ -2,7 +2,7 @@
 
 Agents number the telemetry, usage and log messages of their outbox per channel (``outbox``,
 ``seq``, ``seq_floor`` in the payload, :class:`shared.schemas._Delivered`). Inside the batch's
-transaction :func:`record` adds each message's number to its device's marks
+transaction :meth:`ReceiptBook.record` adds each message's number to its device's marks
 (:class:`~fleet_server.store.models.ReceiptMark`): per channel the highest number up to which
 everything arrived (``upto``) and the ranges above it. After the commit :class:`ReceiptPublisher`
 publishes the device's marks as a retained receipt on ``clawfleet/v1/<device>/receipt``
@@ -39,6 +39,7 @@ from dataclasses import dataclass
 import paho.mqtt.client as mqtt
 
 from fleet_server.ingest.messages import DeliveryMark, Item, Received
+from fleet_server.store import bulk
 from fleet_server.store.receipts import MarkRow, load_marks, save_marks
 from shared.payloads import MAX_RECEIPT_RANGES, RECEIPT_CHANNELS, Coverage, merge_coverage
 from shared.topics import Channel, device_topic
@@ -73,10 +74,15 @@ class DeviceMarks:
         return cls(outbox, prev, channels)
 
     def to_row(self, device_id: str) -> MarkRow:
-        """The row to store."""
-        text = json.dumps({k: [c.upto, [list(r) for r in c.ranges]] for k, c in sorted(self.channels.items())},
-                          separators=(",", ":"))
-        return device_id, self.outbox, self.prev_outbox, text
+        """The row to store (``channels`` as compact JSON, written without the json module: this runs for
+        every device of every batch)."""
+        text = ",".join(f'"{k}":[{c.upto},[{",".join(f"[{lo},{hi}]" for lo, hi in c.ranges)}]]'
+                        for k, c in sorted(self.channels.items()))
+        return device_id, self.outbox, self.prev_outbox, "{" + text + "}"
+
+    def copy(self) -> DeviceMarks:
+        """A copy to change (its coverages are immutable)."""
+        return DeviceMarks(self.outbox, self.prev_outbox, dict(self.channels))
 
     def add(self, mark: DeliveryMark) -> None:
         """Count ``mark`` as received (see the module docstring for outbox changes and floors)."""
@@ -104,30 +110,65 @@ def counts_as_received(item: Item) -> bool:
     return isinstance(item, Received) or item.reason not in RETRYABLE_REJECTS
 
 
-def record(items: Iterable[Item], now_ms: int) -> dict[str, DeviceMarks]:
-    """Add the marks of ``items`` (already filtered with :func:`counts_as_received`, devices enrolled)
-    to their devices' stored marks, inside the batch's transaction. Returns every device touched with
-    its marks (to publish after the commit, even when nothing changed: the agent may have missed it)."""
-    by_device: dict[str, list[DeliveryMark]] = {}
-    for item in items:
-        if item.mark is not None:
-            by_device.setdefault(item.device_id, []).append(item.mark)
-    if not by_device:
-        return {}
-    stored = load_marks(by_device, now_ms)
-    out: dict[str, DeviceMarks] = {}
-    changed: list[MarkRow] = []
-    for device_id, marks in by_device.items():
-        row = stored.get(device_id)
-        dm = DeviceMarks.from_row(row) if row and row[1] else DeviceMarks(marks[0].outbox, None, {})
-        for mark in marks:
-            dm.add(mark)
-        new = dm.to_row(device_id)
-        if new != row:
-            changed.append(new)
-        out[device_id] = dm
-    save_marks(changed, now_ms)
-    return out
+class ReceiptBook:
+    """Records receipt marks inside the writer's transactions, keeping the committed marks in memory
+    so a batch costs no parsing of unchanged rows and, on SQLite (one writing process), no reading.
+    The memory follows only what committed (:meth:`committed`), so a rolled-back batch never makes a
+    later one confirm what was not stored. On PostgreSQL the rows are always read ``FOR UPDATE``
+    (another ingest worker may have changed them)."""
+
+    MAX_CACHED = 200_000
+
+    def __init__(self) -> None:
+        self._cache: dict[str, tuple[MarkRow, DeviceMarks]] = {}
+        self._rows: dict[str, MarkRow] = {}  # the rows the last record() left, for committed()
+
+    def record(self, items: Iterable[Item], now_ms: int) -> dict[str, DeviceMarks]:
+        """Add the marks of ``items`` (already filtered with :func:`counts_as_received`, devices
+        enrolled) to their devices' stored marks, inside the batch's transaction. Returns every device
+        touched with its marks (to publish after the commit, even when nothing changed: the agent may
+        have missed the last receipt), for :meth:`committed`."""
+        by_device: dict[str, list[DeliveryMark]] = {}
+        for item in items:
+            if item.mark is not None:
+                by_device.setdefault(item.device_id, []).append(item.mark)
+        if not by_device:
+            return {}
+        cached = self._cache if bulk.is_sqlite() else {}
+        stored = {d: c[0] for d, c in cached.items() if d in by_device}
+        stored.update(load_marks([d for d in by_device if d not in stored], now_ms))
+        out: dict[str, DeviceMarks] = {}
+        changed: list[MarkRow] = []
+        self._rows = {}
+        for device_id, marks in by_device.items():
+            row = stored.get(device_id)
+            hit = self._cache.get(device_id)
+            if hit is not None and hit[0] == row:
+                dm = hit[1].copy()
+            elif row and row[1]:
+                dm = DeviceMarks.from_row(row)
+            else:  # none yet (or PostgreSQL's placeholder)
+                dm = DeviceMarks(marks[0].outbox, None, {})
+            for mark in marks:
+                dm.add(mark)
+            new = self._rows[device_id] = dm.to_row(device_id)
+            if new != row:
+                changed.append(new)
+            out[device_id] = dm
+        save_marks(changed, now_ms)
+        return out
+
+    def committed(self, marks: dict[str, DeviceMarks]) -> None:
+        """The transaction that recorded ``marks`` committed: remember them."""
+        if len(self._cache) + len(marks) > self.MAX_CACHED:
+            self._cache.clear()
+        for device_id, dm in marks.items():
+            row = self._rows.get(device_id)
+            self._cache[device_id] = (row if row is not None else dm.to_row(device_id), dm)
+
+    def forget(self, device_id: str) -> None:
+        """Drop a device's cached marks (deleted or re-enrolled)."""
+        self._cache.pop(device_id, None)
 
 
 class ReceiptPublisher:

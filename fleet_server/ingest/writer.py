@@ -68,6 +68,7 @@ class BatchWriter:
                  on_receipts: Callable[[dict], None] | None = None) -> None:
         self.database, self.items, self.state, self._ack, self.counters = database, items, state, ack, counters
         self._on_receipts = on_receipts
+        self._receipt_book = receipts.ReceiptBook()
         self.stopping = threading.Event()
         self.last_commit_monotonic: float | None = None
         self.oldest_waiting_since: float | None = None  # monotonic time the current batch was taken
@@ -81,6 +82,7 @@ class BatchWriter:
         """Drop a device from the known-device cache (after revoke, rotate or delete)."""
         self._known.pop(device_id, None)
         self._unknown.pop(device_id, None)
+        self._receipt_book.forget(device_id)
 
     def run(self) -> None:
         """Store batches until :attr:`stopping` is set and the queue is empty."""
@@ -171,8 +173,8 @@ class BatchWriter:
         write_last_seen(change)
         store_rejects(change.rejects, now_ms())
         if self._on_receipts is not None:  # after the checks above, ``_known`` holds every device of the batch
-            change.receipts = receipts.record((i for i in batch if self._known.get(i.device_id)
-                                               and receipts.counts_as_received(i)), now_ms())
+            change.receipts = self._receipt_book.record((i for i in batch if self._known.get(i.device_id)
+                                                         and receipts.counts_as_received(i)), now_ms())
         return change
 
     def _check_device(self, device_id: str, change: CacheChange) -> str | None:
@@ -210,6 +212,7 @@ class BatchWriter:
             if fields:
                 updates[device_id] = fields
         if change.receipts and self._on_receipts is not None:
+            self._receipt_book.committed(change.receipts)
             self._on_receipts(change.receipts)
         self.state.upsert_many(updates)  # one lock, one version step for the whole batch
         self.state.add_usage(change.usage)

@@ -35,6 +35,15 @@ def executemany(sql: str, rows: Sequence[Sequence[object]]) -> None:
         db.obj.cursor().executemany(_for_database(db.obj, sql), rows)
 
 
+def query(sql: str, params: Sequence[object]) -> list[tuple]:
+    """Run one SELECT (``?`` placeholders, as :func:`executemany`) on the models' database connection;
+    returns its rows."""
+    with _wrap_errors:
+        cursor = db.obj.cursor()
+        cursor.execute(_for_database(db.obj, sql), params)
+        return cursor.fetchall()
+
+
 def is_sqlite() -> bool:
     """True when the models are bound to SQLite (the bulk paths here use ``executemany`` there)."""
     return isinstance(db.obj, SqliteDatabase)

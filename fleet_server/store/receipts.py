@@ -19,18 +19,19 @@ MarkRow = tuple[str, str, str | None, str]
 def load_marks(device_ids: Iterable[str], now_ms: int = 0) -> dict[str, MarkRow]:
     """The stored marks of ``device_ids`` (devices without one are left out; on PostgreSQL an empty
     placeholder row, outbox ``""``, is created and returned for them). Call inside the transaction
-    that will save them."""
+    that will save them. Plain SQL (peewee would build the ``IN`` list anew for every batch)."""
     ids = sorted(set(device_ids))  # one lock order for every worker (PostgreSQL)
     out: dict[str, MarkRow] = {}
-    m = ReceiptMark
+    sqlite = bulk.is_sqlite()
     for i in range(0, len(ids), CHUNK):
         part = ids[i:i + CHUNK]
-        q = m.select(m.device, m.outbox, m.prev_outbox, m.channels).where(m.device.in_(part))
-        if not bulk.is_sqlite():
-            m.insert_many([{"device": d, "outbox": "", "prev_outbox": None, "channels": "{}", "updated_ms": now_ms}
-                           for d in part]).on_conflict_ignore().execute()
-            q = q.for_update()
-        out.update((row[0], row) for row in q.tuples())
+        if not sqlite:
+            bulk.executemany('INSERT INTO "receipt_mark" ("device", "outbox", "prev_outbox", "channels", "updated_ms") '
+                             "VALUES (?, '', NULL, '{}', ?) ON CONFLICT DO NOTHING", [(d, now_ms) for d in part])
+        marks = ",".join("?" * len(part))
+        sql = (f'SELECT "device", "outbox", "prev_outbox", "channels" FROM "receipt_mark" WHERE "device" IN ({marks})'  # noqa: S608 - placeholders only
+               + ("" if sqlite else " FOR UPDATE"))
+        out.update((row[0], tuple(row)) for row in bulk.query(sql, part))
     return out
 
 

@@ -4,7 +4,7 @@ read back (PostgreSQL: ``FOR UPDATE``) and replaced."""
 from __future__ import annotations
 
 from fleet_server.ingest.messages import DeliveryMark, Received
-from fleet_server.ingest.receipts import DeviceMarks, record
+from fleet_server.ingest.receipts import DeviceMarks, ReceiptBook
 from fleet_server.store.locks import write_transaction
 from fleet_server.store.models import ReceiptMark
 from fleet_server.store.receipts import load_marks
@@ -12,6 +12,11 @@ from shared.payloads import Coverage
 from shared.topics import Channel
 
 OUTBOX = "0123456789abcdef"
+
+
+def record(items: list, now_ms: int) -> dict[str, DeviceMarks]:
+    """Record with a fresh book (nothing cached: every mark is read from the database)."""
+    return ReceiptBook().record(items, now_ms)
 
 
 def item(device_id: str, channel: str, seq: int, floor: int = 1, outbox: str = OUTBOX) -> Received:
@@ -74,3 +79,18 @@ def test_two_writers_recording_one_device_lose_no_mark(store, db_url):
         row = ReceiptMark.get_by_id(f"race-{k}")
         assert DeviceMarks.from_row((row.device, row.outbox, row.prev_outbox, row.channels)).channels == {
             "usage": Coverage(80)}
+
+
+def test_marks_of_a_rolled_back_batch_are_not_confirmed_later(store):
+    book = ReceiptBook()
+    with write_transaction(store):
+        book.committed(book.record([item("d", "usage", 1)], now_ms=1))
+    try:
+        with write_transaction(store):
+            book.record([item("d", "usage", 2)], now_ms=2)  # stored nothing in the end: no commit
+            raise RuntimeError("the batch failed")
+    except RuntimeError:
+        pass
+    with write_transaction(store):
+        out = book.record([item("d", "usage", 3)], now_ms=3)
+    assert out["d"].channels == {"usage": Coverage(1, ((3, 3),))}  # 2 is not confirmed
