@@ -42,8 +42,8 @@ class BridgeUsage:
 
     input: int = 0
     output: int = 0
-    cacheRead: int = 0  # noqa: N815 - OpenClaw's field name
-    cacheWrite: int = 0  # noqa: N815
+    cacheRead: int = 0  # OpenClaw's field name
+    cacheWrite: int = 0
     total: int | None = None
 
     RULES: ClassVar[dict[str, Rule]] = {k: Rule(int, optional=True, ge=0)
@@ -59,10 +59,10 @@ class BridgeEvent:
     ts: int | None = None
     port: int | None = None
     reason: str | None = None
-    agentId: str = "main"  # noqa: N815
-    sessionId: str = ""  # noqa: N815
-    runId: str = ""  # noqa: N815
-    entryId: str | None = None  # noqa: N815
+    agentId: str = "main"
+    sessionId: str = ""
+    runId: str = ""
+    entryId: str | None = None
     provider: str = ""
     model: str = ""
     usage: BridgeUsage | None = None

@@ -61,7 +61,7 @@ class _Handler(BaseHTTPRequestHandler):
                 return False
         return True
 
-    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+    def do_GET(self) -> None:  # http.server's naming
         if not self._allowed():
             return
         if self.path == "/health":
@@ -75,7 +75,7 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self._reply(HTTPStatus.NOT_FOUND, {"error": f"no such endpoint: GET {self.path}"})
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         if not self._allowed():
             return
         if (self.headers.get("Content-Type") or "").split(";")[0].strip() != "application/json":

@@ -21,7 +21,8 @@ from shared.enrollment import EnrollmentError
 from shared.version import __version__
 
 app = typer.Typer(help="ClawFleet agent: reports this machine and its OpenClaw gateway to a fleet server.",
-                  no_args_is_help=True, add_completion=False)
+                  no_args_is_help=True, add_completion=False,
+                  rich_markup_mode=None)  # plain help: long option names wrap instead of being cut off
 
 ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="agent config file "
                       "(default: $CLAWFLEET_AGENT_CONFIG or the per-user config dir)")]
@@ -87,9 +88,10 @@ def enroll(
         from agent_tray.enroll_dialog import ask_and_enroll
 
         try:
-            raise typer.Exit(0 if ask_and_enroll(path) else 1)
-        except RuntimeError as exc:
+            enrolled = ask_and_enroll(path)
+        except RuntimeError as exc:  # no display or no Tk (typer.Exit is a RuntimeError too: raised below)
             raise _fail(str(exc)) from None
+        raise typer.Exit(0 if enrolled else 1)
     overrides: dict[str, Any] = {
         "interval_s": interval, "data_dir": str(data_dir) if data_dir else None, "bridge_port": bridge_port,
         "openclaw_state_dir": str(openclaw_state_dir) if openclaw_state_dir else None,
@@ -114,7 +116,8 @@ def enroll(
                f"{' (key accepted)' if result.checked else ' (key not checked: --offline)'}; config written to {path}")
     if result.kept:
         typer.echo("kept from the previous config: " + ", ".join(result.kept))
-    typer.echo("start it with: clawfleet-agent run   (tray)   or   clawfleet-agent run --headless   (service)")
+    typer.echo("an agent already running with this config switches to it within a few seconds; otherwise start it "
+               "with: clawfleet-agent run   (tray)   or   clawfleet-agent run --headless   (service)")
 
 
 @app.command()
@@ -157,17 +160,22 @@ def status(
     Asks the running agent through its local bridge (127.0.0.1:bridge_port). Exit code 0 when an agent
     answers, 3 when none runs, 2 when this machine is not enrolled.
     """
-    from agent_tray.status import ask_running_agent, outbox_size
+    from agent_tray.status import ask_running_agent, outbox_size, recorded_bridge_port
 
     cfg = _load(config)
+    port = recorded_bridge_port(cfg.resolved_data_dir(), cfg.device_id) or cfg.bridge_port
+    other = None
     try:
-        live = ask_running_agent(cfg.bridge_port, cfg.bridge_token) if cfg.bridge_port else None
+        live = ask_running_agent(port, cfg.bridge_token) if port else None
     except PermissionError as exc:
         raise _fail(str(exc)) from None
+    if live is not None and live.get("device_id") != cfg.device_id:  # another agent's bridge answered
+        other, live = str(live.get("device_id")), None
     if as_json:
         waiting = outbox_size(cfg.resolved_data_dir() / "outbox.sqlite")
         typer.echo(json.dumps(live or {"health": "not-running", "device_id": cfg.device_id,
-                                       "broker_url": cfg.broker_url, "outbox_messages": waiting}))
+                                       "broker_url": cfg.broker_url, "outbox_messages": waiting,
+                                       **({"bridge_answered_for": other} if other else {})}))
         raise typer.Exit(0 if live else EXIT_NOT_RUNNING)
     rows: list[tuple[str, str]] = []
     if live:
@@ -184,7 +192,8 @@ def status(
             rows.append(("last error", str(live["last_error"])))
     else:
         waiting = outbox_size(cfg.resolved_data_dir() / "outbox.sqlite")
-        why = f"nothing answers on 127.0.0.1:{cfg.bridge_port}" if cfg.bridge_port else "bridge_port is 0 (off)"
+        why = (f"127.0.0.1:{port} answers for another agent (device {other})" if other
+               else f"nothing answers on 127.0.0.1:{port}" if port else "bridge_port is 0 (off)")
         rows += [("state", f"not running ({why})"), ("device", cfg.device_id), ("broker", cfg.broker_url),
                  ("outbox", "empty (no outbox yet)" if waiting is None else f"{waiting} messages waiting")]
     width = max(len(k) for k, _ in rows)

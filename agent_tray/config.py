@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,9 +19,11 @@ import platformdirs
 
 from agent_tray.checks import Rule
 from shared.broker_url import parse_broker_url
+from shared.private_files import write_private
 from shared.topics import DEVICE_ID_RE
 
 APP = "clawfleet"
+log = logging.getLogger("clawfleet.agent")
 
 
 class ConfigError(ValueError):
@@ -161,10 +164,42 @@ def load_config(path: Path) -> AgentConfig:
 
 def save_config(cfg: AgentConfig, path: Path) -> None:
     """Write the config atomically with mode 0600 (owner read/write only)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(json.dumps(cfg.to_dict(), indent=2))
-    os.chmod(tmp, 0o600)
-    os.replace(tmp, path)
+    write_private(path, json.dumps(cfg.to_dict(), indent=2))
+
+
+class ConfigWatch:
+    """Notices that the config file at ``path`` was rewritten (``clawfleet-agent enroll`` with a new key,
+    or into another fleet) while the agent runs with ``current``.
+
+    Cheap to ask often: one ``stat`` when nothing changed. A file that does not load is ignored
+    (logged once per change) and the agent keeps its config.
+    """
+
+    def __init__(self, path: Path, current: AgentConfig) -> None:
+        self.path, self.current = path, current
+        self._stamp = config_stamp(path)
+
+    def changed(self) -> AgentConfig | None:
+        """The new config when the file now holds a valid config other than :attr:`current`, else None."""
+        stamp = config_stamp(self.path)
+        if stamp == self._stamp:
+            return None
+        self._stamp = stamp
+        try:
+            cfg = load_config(self.path)
+        except ConfigError as exc:
+            log.warning("the agent config changed but cannot be used, keeping the running one: %s", exc)
+            return None
+        if cfg.to_dict(exclude_none=False) == self.current.to_dict(exclude_none=False):
+            return None
+        self.current = cfg
+        return cfg
+
+
+def config_stamp(path: Path) -> tuple[int, int] | None:
+    """``(mtime ns, size)`` of the config file, None when it does not exist: changes when it is rewritten."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_mtime_ns, st.st_size

@@ -13,13 +13,13 @@ from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
 from agent_tray.config import KEPT_ON_REENROLL, AgentConfig, ConfigError, load_config, save_config
 from agent_tray.publisher import describe_connect_error, tls_context
 from agent_tray.status import REFUSED_REASON_CODES
 from shared.enrollment import EnrollmentError, decode_token
+from shared.mqtt_client import mqtt5_client
 
 log = logging.getLogger("clawfleet.agent.enroll")
 
@@ -102,13 +102,7 @@ def check_key(cfg: AgentConfig, timeout: float = CHECK_TIMEOUT_S) -> None:
             within ``timeout`` seconds.
     """
     scheme, host, port = cfg.broker()
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=cfg.device_id, protocol=mqtt.MQTTv5)
-    client.username_pw_set(cfg.device_id, cfg.api_key)
-    ctx = tls_context(cfg)
-    if ctx is not None:
-        client.tls_set_context(ctx)
-        if cfg.insecure:
-            client.tls_insecure_set(True)
+    client = mqtt5_client(cfg.device_id, cfg.device_id, cfg.api_key, tls_context(cfg), insecure=cfg.insecure)
     answer: list[ReasonCode] = []
     done = threading.Event()
 

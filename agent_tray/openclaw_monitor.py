@@ -25,8 +25,8 @@ from agent_tray.collectors.result import CollectResult
 from agent_tray.collectors.usage import UsageCollector
 from agent_tray.config import AgentConfig
 from agent_tray.outbox import Outbox, OutboxFull, OutMessage
-from agent_tray.publisher import now_ms
 from shared import payloads
+from shared.clock import now_ms
 from shared.topics import Channel, device_topic
 
 log = logging.getLogger("clawfleet.agent.openclaw")

@@ -26,13 +26,14 @@ import json
 import logging
 import os
 import sqlite3
-import stat
 import threading
-import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from shared.clock import now_ms
+from shared.private_files import ensure_private_database
 
 log = logging.getLogger("clawfleet.agent.outbox")
 
@@ -132,7 +133,8 @@ class Outbox:
 
     def __init__(self, path: Path, max_bytes: int = 64 * 1024 * 1024) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        _create_private(path)
+        if os.name == "posix":  # it holds the device's unsent data
+            ensure_private_database(path)
         self.path = path
         self.max_bytes = max_bytes
         self.dropped = 0
@@ -177,7 +179,7 @@ class Outbox:
                 and they do not fit within the bound next to the kept messages already stored
                 (telemetry does not count: it makes room). Nothing is stored.
         """
-        now = int(time.time() * 1000)
+        now = now_ms()
         messages = list(messages)
         kept = sum(len(m.payload or b"") for m in messages if m.kind not in DROPPABLE)
         with self._lock:
@@ -331,14 +333,3 @@ class Outbox:
         with self._lock:
             self._db.close()
 
-
-def _create_private(path: Path) -> None:
-    """Create the SQLite file (and its WAL/SHM companions, which SQLite gives the same mode) with
-    mode 0600, or tighten an existing one: it holds the device's unsent data."""
-    if os.name != "posix":
-        return
-    if not path.exists():
-        os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
-    for p in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
-        if p.exists() and stat.S_IMODE(p.stat().st_mode) & 0o077:
-            p.chmod(0o600)

@@ -27,7 +27,6 @@ import time
 from collections.abc import Callable
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
@@ -35,6 +34,8 @@ from agent_tray.config import AgentConfig
 from agent_tray.outbox import Outbox
 from agent_tray.sender import SEND_WINDOW, OutboxSender
 from shared import payloads
+from shared.clock import now_ms
+from shared.mqtt_client import mqtt5_client
 from shared.topics import SERVER_STATUS_TOPIC, Channel, device_topic
 
 log = logging.getLogger("clawfleet.agent.mqtt")
@@ -48,11 +49,6 @@ FAIL_REPEAT_LOG_S = 600.0
 """A connection failure is logged when it first happens or changes, then again at most this often (seconds)."""
 X509_V_ERR_HOSTNAME_MISMATCH = 62
 """OpenSSL's verify code for a certificate that does not name the host."""
-
-
-def now_ms() -> int:
-    """Current time in epoch milliseconds UTC."""
-    return int(time.time() * 1000)
 
 
 def jittered_backoff(attempt: int, base: float = BACKOFF_MIN_S, cap: float = BACKOFF_MAX_S) -> float:
@@ -116,18 +112,12 @@ class Publisher:
 
     def _make_client(self) -> mqtt.Client:
         cfg = self.cfg
-        client = _Client(CallbackAPIVersion.VERSION2, client_id=cfg.device_id, protocol=mqtt.MQTTv5)
-        client.username_pw_set(cfg.device_id, cfg.api_key)
+        client = mqtt5_client(cfg.device_id, cfg.device_id, cfg.api_key, tls_context(cfg), insecure=cfg.insecure,
+                              cls=_Client)
         client.loop_timeout_s = network_loop_timeout(cfg.keepalive_s)
         will = payloads.Status(device_id=cfg.device_id, ts=now_ms(), state="offline", reason="last-will")
         client.will_set(self._status_topic, payloads.encode(will), qos=1, retain=True)
-        ctx = tls_context(cfg)
-        if ctx is not None:
-            client.tls_set_context(ctx)
-            if cfg.insecure:
-                client.tls_insecure_set(True)
         client.max_inflight_messages_set(SEND_WINDOW)
-        client.on_socket_open = _no_delay
         client.max_queued_messages_set(0)
         client.reconnect_delay_set(BACKOFF_MIN_S, BACKOFF_MIN_S)
         client.on_connect = self._handle_connect
@@ -292,10 +282,6 @@ class Publisher:
         """Epoch ms of the last PUBACK of an outbox message (None before the first)."""
         return self.sender.last_publish_ms
 
-    def outbox_pending(self) -> int:
-        """Messages waiting in the outbox (sent-but-unacknowledged included)."""
-        return self.outbox.stats()["messages"]
-
 
 def network_loop_timeout(keepalive_s: float) -> float:
     """How long paho's network thread may sleep in ``select`` when nothing arrives, seconds.
@@ -360,11 +346,3 @@ def describe_connect_error(exc: BaseException | None, host: str, tls: bool = Fal
     if exc is not None:
         return logging.WARNING, f"broker unreachable: {getattr(exc, 'strerror', None) or exc}"
     return logging.WARNING, "broker unreachable"
-
-
-def _no_delay(_client: mqtt.Client, _userdata: object, sock: object) -> None:
-    """Send small MQTT packets at once (Nagle + delayed ACK add ~40 ms per QoS 1 round trip)."""
-    try:
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # type: ignore[attr-defined]
-    except (OSError, AttributeError):  # not a TCP socket (e.g. a unix socket or websocket)
-        pass

@@ -89,9 +89,13 @@ def _run_headless(path: Path) -> None:
         raise _fail(str(exc)) from None
     from agent_tray.service import AgentService
 
-    service = AgentService(cfg)
-    on_signals(service.stop)
-    service.run()
+    while True:  # again with the new config when the file is rewritten (re-enrolled) while running
+        service = AgentService(cfg, config_path=path)
+        on_signals(service.stop)
+        service.run()
+        if service.next_config is None:
+            return
+        cfg = service.next_config
 
 
 def _run_tray(path: Path, log_dir: Path) -> None:

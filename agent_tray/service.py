@@ -11,18 +11,19 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from dataclasses import dataclass, field
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from agent_tray.collectors.network import NetworkCollector
 from agent_tray.collectors.system import SystemCollector
-from agent_tray.config import AgentConfig
+from agent_tray.config import AgentConfig, ConfigWatch
 from agent_tray.openclaw_monitor import OpenClawMonitor
 from agent_tray.outbox import Outbox, OutMessage
-from agent_tray.publisher import Publisher, now_ms
-from agent_tray.status import AgentStatus, TokenCounter, snapshot
+from agent_tray.publisher import Publisher
+from agent_tray.status import AgentStatus, TokenCounter, record_bridge_port, remove_bridge_record, snapshot
 from shared import payloads
+from shared.clock import now_ms
 from shared.topics import Channel, device_topic
 from shared.version import __version__
 
@@ -38,15 +39,9 @@ EXIT_WITH_PARENT_ENV = "CLAWFLEET_EXIT_WITH_PARENT"
 """When set to a pid, the agent stops once that process is gone (the server's local agent)."""
 
 
-@dataclass
-class AgentState:
-    """What the agent shows locally (tray tooltip, bridge ``/health``)."""
-
-    connected: bool = False
-    last_sample: payloads.Telemetry | None = None
-    last_error: str | None = None
-    samples_taken: int = 0
-    extra: dict = field(default_factory=dict)
+CONFIG_CHECK_S = 2.0
+"""How often a running agent looks whether its config file was rewritten (``enroll`` with a new key or
+another fleet), seconds: it then restarts with the new config."""
 
 
 class AgentService:
@@ -55,12 +50,20 @@ class AgentService:
     Args:
         cfg: validated agent configuration.
         data_dir: where ``outbox.sqlite`` lives (default: ``cfg.resolved_data_dir()``).
+        config_path: the file ``cfg`` came from: when it is rewritten with another valid config,
+            :meth:`run` returns within :data:`CONFIG_CHECK_S` with :attr:`next_config` set, so
+            the caller starts again with the new config (None: not watched).
     """
 
     def __init__(self, cfg: AgentConfig, data_dir: Path | None = None,
-                 openclaw: OpenClawMonitor | None = None) -> None:
+                 openclaw: OpenClawMonitor | None = None, config_path: Path | None = None) -> None:
         self.cfg = cfg
-        self.state = AgentState()
+        self.last_sample: payloads.Telemetry | None = None
+        self.samples_taken = 0
+        self._watch = ConfigWatch(config_path, cfg) if config_path is not None else None
+        self.next_config: AgentConfig | None = None
+        """Set when :meth:`run` returned because the config file changed (see ``config_path``): run again
+        with this one."""
         self.data_dir = data_dir or cfg.resolved_data_dir()
         self.outbox = Outbox(self.data_dir / "outbox.sqlite", max_bytes=cfg.outbox_max_bytes)
         self.system = SystemCollector()
@@ -83,8 +86,7 @@ class AgentService:
         nothing is lost: resuming catches up); "report now" still runs one pass."""
         self.tokens = TokenCounter(now_ms())
         self.openclaw.on_usage = self.tokens.add
-        self.publisher = Publisher(cfg, self.outbox, meta=self.meta,
-                                   on_command=self._on_command, on_connection=self._on_connection)
+        self.publisher = Publisher(cfg, self.outbox, meta=self.meta, on_command=self._on_command)
         self._telemetry_topic = device_topic(cfg.device_id, Channel.TELEMETRY)
 
     # ---- what gets published -------------------------------------------------------------
@@ -119,8 +121,8 @@ class AgentService:
         """Sample, store the sample in the outbox (retained telemetry, QoS 1), wake the sender."""
         tel = self.sample()
         self.outbox.put([OutMessage("telemetry", self._telemetry_topic, payloads.encode(tel), qos=1, retain=True)])
-        self.state.last_sample = tel
-        self.state.samples_taken += 1
+        self.last_sample = tel
+        self.samples_taken += 1
         self._republish_meta_on_change()
         self.publisher.wake()
         return tel
@@ -150,11 +152,7 @@ class AgentService:
         log.info("agent %s starting: device %s, broker %s, sample every %.0f s, outbox %s",
                  __version__, self.cfg.device_id, self.cfg.broker_url, self.cfg.interval_s, self.outbox.path)
         if self.bridge:
-            try:
-                self.bridge.start()
-            except OSError as exc:
-                log.error("%s", exc)
-                self.bridge = None
+            self._start_bridge()
         try:
             self.openclaw.gateway()  # so the first meta, sent on connect, already names OpenClaw's version
         except Exception:
@@ -172,13 +170,52 @@ class AgentService:
             if self._parent_gone():
                 log.warning("the process that started this agent (pid %s) is gone; stopping", self._parent)
                 break
-            self._report_now.wait(timeout=self.cfg.interval_s)
-            self._report_now.clear()
+            self._wait_next_pass()
         if self.bridge:
             self.bridge.stop()
+            remove_bridge_record(self.data_dir, self.cfg.device_id)
         self.publisher.stop()
         self.outbox.close()
         log.info("agent stopped")
+
+    def _wait_next_pass(self) -> None:
+        """Sleep until the next interval or :meth:`report_now`, looking at the config file meanwhile."""
+        deadline = time.monotonic() + self.cfg.interval_s
+        while not self._report_now.is_set() and (left := deadline - time.monotonic()) > 0:
+            self._report_now.wait(min(left, CONFIG_CHECK_S) if self._watch else left)
+            new = self._watch.changed() if self._watch else None
+            if new is not None:
+                log.info("the agent config changed (device %s, broker %s); restarting with it", new.device_id,
+                         new.broker_url)
+                self.next_config = new
+                self._stop.set()
+                break
+        self._report_now.clear()
+
+    def _start_bridge(self) -> None:
+        """Listen on the configured bridge port; when another agent holds it, on a free port instead.
+        The port in use is recorded (:func:`agent_tray.status.record_bridge_port`) for ``status``."""
+        assert self.bridge is not None
+        try:
+            self.bridge.start()
+        except OSError as exc:
+            if not self.cfg.bridge_port:
+                log.error("%s", exc)
+                self.bridge = None
+                return
+            from agent_tray.bridge import LocalBridge
+
+            log.warning("%s; listening on a free port instead (another agent on this machine?)", exc)
+            self.bridge = LocalBridge(self, 0, self.cfg.bridge_token)
+            try:
+                self.bridge.start()
+            except OSError as again:
+                log.error("%s", again)
+                self.bridge = None
+                return
+            log.warning("the local bridge listens on 127.0.0.1:%d: point this machine's OpenClaw plugin there",
+                        self.bridge.port)
+        record_bridge_port(self.data_dir, self.cfg.device_id, self.bridge.port)
 
     def stop(self) -> None:
         """Ask :meth:`run` to finish: it publishes a retained ``shutdown`` status and disconnects."""
@@ -216,7 +253,7 @@ class AgentService:
 
     def bridge_telemetry(self) -> dict | None:
         """``GET /telemetry`` body: the latest sample, or None before the first."""
-        t = self.state.last_sample
+        t = self.last_sample
         return payloads.to_dict(t) if t else None
 
     def bridge_openclaw(self, info: OpenClawInfo) -> None:
@@ -245,7 +282,3 @@ class AgentService:
         if cmd.command == "report_now":
             log.info("server asked for a report")
             self._report_now.set()
-
-    def _on_connection(self, up: bool) -> None:
-        self.state.connected = up
-        self.state.last_error = self.publisher.last_error

@@ -162,7 +162,7 @@ def ask_running_agent(port: int, token: str | None = None, timeout: float = 2.0)
     import urllib.error
     import urllib.request
 
-    req = urllib.request.Request(f"http://127.0.0.1:{port}/health")  # noqa: S310 - fixed loopback http URL
+    req = urllib.request.Request(f"http://127.0.0.1:{port}/health")  # fixed loopback http URL
     if token:
         req.add_header("Authorization", f"Bearer {token}")
     try:
@@ -189,3 +189,44 @@ def outbox_size(path: Path) -> int | None:
             return int(db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
     except sqlite3.Error:
         return None
+
+
+def bridge_record_path(data_dir: Path, device_id: str) -> Path:
+    """Where a running agent records the port its local bridge listens on (``bridge-<device>.json``
+    in its data dir)."""
+    return data_dir / f"bridge-{device_id}.json"
+
+
+def record_bridge_port(data_dir: Path, device_id: str, port: int) -> None:
+    """Record the bridge port of the running agent of ``device_id`` (``{"port", "pid"}``, mode 0600), so
+    ``status`` asks the right agent when a second one had to take another port."""
+    import json
+    import os
+
+    from shared.private_files import write_private
+
+    try:
+        write_private(bridge_record_path(data_dir, device_id), json.dumps({"port": port, "pid": os.getpid()}))
+    except OSError:  # a read-only data dir: status falls back to the configured port
+        pass
+
+
+def remove_bridge_record(data_dir: Path, device_id: str) -> None:
+    """Forget the recorded bridge port (the agent stopped)."""
+    with contextlib.suppress(OSError):
+        bridge_record_path(data_dir, device_id).unlink()
+
+
+def recorded_bridge_port(data_dir: Path, device_id: str) -> int | None:
+    """The bridge port a running agent of ``device_id`` recorded, or None (none recorded, or its
+    process is gone)."""
+    import json
+
+    import psutil
+
+    try:
+        data = json.loads(bridge_record_path(data_dir, device_id).read_text(encoding="utf-8"))
+        port, pid = int(data["port"]), int(data["pid"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return port if 0 < port < 65536 and psutil.pid_exists(pid) else None

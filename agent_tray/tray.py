@@ -31,7 +31,7 @@ from typing import Any
 
 from PIL import Image, ImageDraw, ImageFont
 
-from agent_tray.config import AgentConfig, ConfigError, load_config
+from agent_tray.config import AgentConfig, ConfigError, ConfigWatch, config_stamp, load_config
 from agent_tray.platform import agent_command, current
 from agent_tray.status import AgentStatus, Health
 
@@ -119,6 +119,9 @@ class TrayApp:
                                                                gui=True)
         self.service: Any = None
         self.cfg: AgentConfig | None = None
+        self._watch: ConfigWatch | None = None
+        self._tried: tuple[int, int] | None = None  # the config file state start_agent last failed on
+        self._restart_lock = threading.RLock()  # the Enroll… dialog and follow_config never restart at once
         self._thread: threading.Thread | None = None
         self._error: str | None = None
         self._stop = threading.Event()
@@ -137,6 +140,7 @@ class TrayApp:
     def start_agent(self) -> bool:
         """Load the config and start the agent core in a thread; False (and a red icon) when the
         config is missing or invalid."""
+        self._tried = config_stamp(self.config_path)
         try:
             cfg = load_config(self.config_path)
         except ConfigError as exc:
@@ -145,6 +149,7 @@ class TrayApp:
             return False
         with self._lock:
             self.cfg, self._error = cfg, None
+            self._watch = ConfigWatch(self.config_path, cfg)
             self.service = self._factory(cfg)
             self._thread = threading.Thread(target=self.service.run, name="clawfleet-agent-core", daemon=True)
             self._thread.start()
@@ -158,6 +163,23 @@ class TrayApp:
             service.stop()
         if thread is not None:
             thread.join(timeout=20)
+
+    def follow_config(self) -> bool:
+        """Restart the agent core when its config file was rewritten with another valid config
+        (``clawfleet-agent enroll`` in a terminal), or start it once a config appears. True when it
+        (re)started."""
+        with self._restart_lock:
+            if self.service is None:  # not enrolled or a bad config: try again when the file changes
+                stamp = config_stamp(self.config_path)
+                if stamp is None or stamp == self._tried:
+                    return False
+                self._tried = stamp
+                return self.start_agent()
+            if self._watch is None or self._watch.changed() is None:
+                return False
+            log.info("the agent config changed; restarting the agent with it")
+            self.stop_agent()
+            return self.start_agent()
 
     def current_status(self) -> AgentStatus:
         """The core's status, or a configuration error when it is not running."""
@@ -212,8 +234,9 @@ class TrayApp:
             log.error("cannot open the enrollment dialog: %s", exc)
             return False
         if done:
-            self.stop_agent()
-            self.start_agent()
+            with self._restart_lock:
+                self.stop_agent()
+                self.start_agent()
             self.refresh()
         return done
 
@@ -293,6 +316,7 @@ class TrayApp:
                 self.enroll()
             while not self._stop.wait(self.poll_s):
                 try:
+                    self.follow_config()
                     self.refresh()
                 except Exception:  # a drawing glitch must not stop the refresh
                     log.exception("tray refresh failed")

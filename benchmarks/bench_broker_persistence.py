@@ -34,7 +34,7 @@ from paho.mqtt.properties import Properties
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from broker.mosquitto import BrokerConfig, ManagedMosquitto  # noqa: E402
+from broker.mosquitto import BrokerConfig, ManagedMosquitto
 
 DEVICE = "bench-dev"
 WINDOW = 50

@@ -26,8 +26,8 @@ import zstandard
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from agent_tray.collectors.logs import LogCollector  # noqa: E402
-from agent_tray.collectors.usage import UsageCollector  # noqa: E402
+from agent_tray.collectors.logs import LogCollector
+from agent_tray.collectors.usage import UsageCollector
 
 T0 = 1_795_234_000_000
 SESSIONS = 100

@@ -4,7 +4,7 @@ connections that each publish telemetry every 30 s (:mod:`benchmarks.loadgen`, s
 processes), and what adding, rotating and revoking one device costs at 0 / 5,000 / 10,000 enrolled.
 
     .venv/bin/python -m benchmarks.bench_connections [--levels 1000,5000,10000] [--hold 60]
-        [--interval 30] [--json PATH] [--no-legacy]
+        [--interval 30] [--json PATH] [--no-legacy] [--no-enroll] [--profile DIR]
 
 Per level it reports: devices connected (and failures), server CPU in cores and RSS, broker RSS
 (averaged over the hold, after all devices connected), and ``GET /`` (the overview, logged in with
@@ -17,7 +17,10 @@ with the command sequence and account layout of the first design (one labelled r
 holding every right, ``getRole`` + ``createRole`` + ``createClient`` to add, ``modifyClient`` +
 ``enableClient`` to rotate) on a bare Mosquitto with the same number of accounts: the "before";
 the current design is timed the same way (``bare``), so the two compare without the server's own
-load. ``--enroll-only`` runs just those bare-broker figures (a minute).
+load. ``--enroll-only`` runs just those bare-broker figures (a minute); ``--no-enroll`` skips
+them (connections only). ``--profile DIR`` records the server with py-spy (``py-spy record``, 50
+samples per second, collapsed stacks in ``DIR/server-<level>.txt``) over the same window as the
+CPU figure and prints where its busy time went (the functions with the largest inclusive share).
 
 The server raises its own open-file limit (and so the broker's) itself; this script raises its own
 for the load generator. Needs ``mosquitto``, ``chromium`` and ``chromedriver``. Everything
@@ -48,7 +51,7 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.loadgen import DeviceCreds, LoadSpec, raise_fd_limit, run_load  # noqa: E402
+from benchmarks.loadgen import DeviceCreds, LoadSpec, raise_fd_limit, run_load
 
 PASSWORD = secrets.token_urlsafe(16)  # the dashboard admin of this run
 ENROLL_SAMPLES = 5
@@ -335,6 +338,8 @@ def main() -> None:
     ap.add_argument("--no-legacy", action="store_true", help="skip the first design's enrollment figures")
     ap.add_argument("--enroll-only", action="store_true", help="only the broker-side enrollment figures (bare "
                     "Mosquitto, current and first design) at 0 and each level; no server, no connections")
+    ap.add_argument("--no-enroll", action="store_true", help="skip every enrollment figure (connections only)")
+    ap.add_argument("--profile", type=Path, help="record the server with py-spy during each hold into this directory")
     ap.add_argument("--json", type=Path, help="also write the figures to this JSON file")
     args = ap.parse_args()
     import logging
@@ -349,7 +354,7 @@ def main() -> None:
     creds: list[DeviceCreds] = []
     enroll_rows: list[dict] = []
     conn_rows: list[dict] = []
-    marks = {0, 5000, 10000, levels[-1]}  # enrollment is timed at these fleet sizes
+    marks = set() if args.no_enroll else {0, 5000, 10000, levels[-1]}  # enrollment is timed at these fleet sizes
 
     def bare_rows(enrolled: int) -> dict[str, float]:
         row = {f"bare_{k}_ms": v for k, v in broker_enroll_timing(tmp, enrolled, legacy=False).items()}
@@ -392,7 +397,8 @@ def main() -> None:
     try:
         with server(data_dir, mqtt_port, http_port, tmp, 0) as srv:  # the first start creates the broker's files
             srv.wait_idle()
-            time_enrollment(0.0, 0)
+            if marks:
+                time_enrollment(0.0, 0)
         for n, level in enumerate(levels, 1):
             before = len(creds)
             seeded_s = seed(data_dir, mqtt_port, creds, level)
@@ -430,8 +436,20 @@ def hold_connections(srv: ServerProcess, devices: list[DeviceCreds], args: argpa
     while broker.num_fds() < len(devices) and time.monotonic() < deadline and load.is_alive():
         time.sleep(0.5)
     time.sleep(args.interval)  # every device has published once
+    window = max(5.0, args.hold - 15)
+    spy = None
+    if args.profile:
+        args.profile.mkdir(parents=True, exist_ok=True)
+        out = args.profile / f"server-{len(devices)}.txt"
+        spy = subprocess.Popen([shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy"), "record",
+                                "--pid", str(srv.proc.pid), "--rate", "50", "--duration", str(int(window)),
+                                "--format", "raw", "--threads", "--gil", "--nonblocking", "-o", str(out)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     with Sampler(srv.proc.pid, broker.pid) as sample:
-        time.sleep(max(5.0, args.hold - 15))
+        time.sleep(window)
+    if spy is not None:
+        spy.wait(60)
+        print_profile(out, window)
     overview_s, overview_bytes = time_overview(base_url, jar)  # while the devices go on publishing
     load.join()
     r = result["r"]
@@ -440,6 +458,44 @@ def hold_connections(srv: ServerProcess, devices: list[DeviceCreds], args: argpa
             "broker_cores": sample.broker_cores, "server_rss_mb": statistics.mean(sample.rss["server"]) / 2**20,
             "broker_rss_mb": statistics.mean(sample.rss["broker"]) / 2**20, "overview_s": overview_s,
             "overview_kb": overview_bytes / 1024, "errors": r.errors[:3]}
+
+
+def print_profile(path: Path, seconds: float, top: int = 12) -> None:
+    """Summarise py-spy's collapsed stacks (``thread;frame;frame;… count`` per line, recorded with
+    ``--gil``: only samples holding the GIL, i.e. running Python): the share per thread, the
+    functions the samples were in (self), and this project's functions by inclusive share."""
+    if not path.exists():
+        print(f"py-spy wrote no profile to {path}")
+        return
+    threads: dict[str, int] = {}
+    leaf: dict[str, int] = {}
+    ours: dict[str, int] = {}
+    total = 0
+    for line in path.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not count.isdigit():
+            continue
+        n = int(count)
+        frames = stack.split(";")
+        total += n
+        name = frames[0].split(": ", 1)[-1]
+        threads[name] = threads.get(name, 0) + n
+        leaf[frames[-1]] = leaf.get(frames[-1], 0) + n
+        for f in {f for f in frames[1:] if "fleet_server/" in f or "broker/" in f}:
+            ours[f] = ours.get(f, 0) + n
+    if not total:
+        print("py-spy recorded no samples holding the GIL")
+        return
+    print(f"\nprofile ({path}): {total} samples holding the GIL at 50/s over {seconds:.0f} s "
+          f"(~{total / 50 / seconds:.3f} cores of Python)")
+    by_thread = sorted(threads.items(), key=lambda kv: -kv[1])[:8]
+    print("  by thread:  " + ", ".join(f"{k} {v / total:.0%}" for k, v in by_thread))
+    print("  self (innermost frame):")
+    for name, n in sorted(leaf.items(), key=lambda kv: -kv[1])[:top]:
+        print(f"    {n / total:6.1%}  {name[:110]}")
+    print("  ClawFleet code, inclusive:")
+    for name, n in sorted(ours.items(), key=lambda kv: -kv[1])[:top]:
+        print(f"    {n / total:6.1%}  {name[:110]}")
 
 
 def _ms(v: float | None) -> str:

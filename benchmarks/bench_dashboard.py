@@ -185,7 +185,7 @@ def background_load(mqtt_port: int, keys: dict[str, str], seconds: float) -> tup
     return thread, result
 
 
-def main() -> None:  # noqa: PLR0915 - one run, step by step
+def main() -> None:  # one run, step by step
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--devices", type=int, default=1000, help="devices in the fleet (seeded through the store)")
     ap.add_argument("--live-devices", type=int, default=None,
@@ -224,7 +224,7 @@ def main() -> None:  # noqa: PLR0915 - one run, step by step
             for _ in range(args.rounds_browser):
                 try:
                     figures["login_s"].append(time_login(driver, base, expect))
-                except Exception as exc:  # noqa: BLE001 - counted and reported, then measured again
+                except Exception as exc:  # counted and reported, then measured again
                     notes.append(f"a login failed ({type(exc).__name__}); see the server log's errors above")
                     figures["login_s"].append(time_login(driver, base, expect))
             figures["render_s"] = [time_render(driver, base + "/", expect) for _ in range(args.rounds_browser)]

@@ -25,13 +25,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from history_helpers import sample_row  # noqa: E402
+from history_helpers import sample_row
 
-from fleet_server.store.db import open_database  # noqa: E402
-from fleet_server.store.history.retention import DEFAULTS, apply_retention  # noqa: E402
-from fleet_server.store.history.rollups import roll_up_all  # noqa: E402
-from fleet_server.store.history.samples import samples_for_window  # noqa: E402
-from fleet_server.store.models import Device, Sample  # noqa: E402
+from fleet_server.store.db import open_database
+from fleet_server.store.history.retention import DEFAULTS, apply_retention
+from fleet_server.store.history.rollups import roll_up_all
+from fleet_server.store.history.samples import samples_for_window
+from fleet_server.store.models import Device, Sample
 
 DAY_MS = 86_400_000
 TABLES = ("sample", "sample_rollup5m", "sample_rollup1h")

@@ -6,6 +6,7 @@ fast, and at what CPU cost?
     .venv/bin/python benchmarks/bench_ingest.py --devices 100,1000,10000 --rates 1000,3000,5000
     .venv/bin/python benchmarks/bench_ingest.py --baseline-repo /path/to/old/checkout --duration 20
     .venv/bin/python benchmarks/bench_ingest.py --devices 1000 --rates 3000 --receipts   # overload: resends
+    .venv/bin/python benchmarks/bench_ingest.py --postgres-workers 1,2,4 --rates 3000 --duration 30
 
 For each device count a fresh server runs as its own process (``benchmarks/fleet_process.py``;
 devices enrolled in bulk, real per-device credentials), and for each offered rate the shared load
@@ -31,6 +32,11 @@ again what was not confirmed; telemetry retained as the agent sends it), and the
 every message is confirmed: what the broker dropped under overload comes back as resends ("resent").
 ``--broker-save`` measures another broker persistence setting than the shipped one.
 
+With ``--postgres-workers 1,2,4`` the same loads also run against the server on a throw-away
+PostgreSQL (``tests/pg_helpers.py``: Debian's ``postgresql`` binaries, fsync off) with 1, 2 and 4
+ingest processes (``run --workers N``: a shared subscription), beside the one process on SQLite;
+CPU then counts every server process (:mod:`benchmarks.pg_workers`).
+
 With ``--baseline-repo`` every measurement is repeated with the server code of that checkout
 (same machine, same run) and a before/after table with ratios is printed. ``--json PATH`` writes
 every figure. First, for each checkout, ``benchmarks/ingest_pipeline.py`` measures the CPU
@@ -44,6 +50,7 @@ import argparse
 import bisect
 import contextlib
 import json
+import os
 import socket
 import sqlite3
 import subprocess
@@ -76,9 +83,11 @@ def free_port() -> int:
 class ServerProcess:
     """``benchmarks/fleet_process.py`` running the server of ``repo`` with ``devices`` enrolled."""
 
-    def __init__(self, repo: Path, workdir: Path, devices: int, broker_save: str | None = None) -> None:
+    def __init__(self, repo: Path, workdir: Path, devices: int, broker_save: str | None = None,
+                 database_url: str | None = None, workers: int = 1) -> None:
         self.repo, self.data_dir, self.devices = repo, workdir / "server", devices
         self.autosave = ["--broker-save", broker_save] if broker_save else []
+        self.database_url, self.workers = database_url, workers
         self.port = free_port()
         self.creds_path = workdir / "creds.json"
         self.proc: subprocess.Popen[str] | None = None
@@ -97,8 +106,9 @@ class ServerProcess:
         self.proc = subprocess.Popen(
             [sys.executable, str(ROOT / "benchmarks" / "fleet_process.py"), "--repo", str(self.repo),
              "--data-dir", str(self.data_dir), "--mqtt-port", str(self.port), "--devices", str(self.devices),
-             "--creds-out", str(self.creds_path), *self.autosave],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+             "--creds-out", str(self.creds_path), *self.autosave, "--workers", str(self.workers)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+            env={**os.environ, **({"CLAWFLEET_DATABASE_URL": self.database_url} if self.database_url else {})})
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline()
         if line.strip() != "READY":
@@ -248,7 +258,12 @@ def percentile(values: list[int], q: float) -> float | None:
 
 def measure(code: str, srv: ServerProcess, rate: float, args: argparse.Namespace) -> Row:
     """Run one load against the running server and read off every figure."""
-    sampler = Sampler(srv, args.usage_records, args.log_records).start()
+    if srv.database_url:
+        from benchmarks.pg_workers import PgSampler
+
+        sampler: Sampler = PgSampler(srv, args.usage_records, args.log_records, srv.database_url).start()
+    else:
+        sampler = Sampler(srv, args.usage_records, args.log_records).start()
     try:
         spec = LoadSpec(port=srv.port, devices=srv.creds, host="127.0.0.1", rate_per_s=rate,
                         duration_s=args.duration, mix=args.mix, usage_records=args.usage_records,
@@ -406,6 +421,9 @@ def main() -> None:
     ap.add_argument("--receipts", action="store_true",
                     help="devices handle delivery receipts like agents (resend what is not confirmed); the run "
                          "waits until everything is confirmed")
+    ap.add_argument("--postgres-workers", type=ints, default=[], metavar="N,N",
+                    help="also run the server on a throw-away PostgreSQL with these numbers of ingest processes "
+                         "(e.g. 1,2,4), beside the one process on SQLite")
     ap.add_argument("--json", type=Path, help="write every figure to this JSON file")
     args = ap.parse_args()
     codes = [("before", args.baseline_repo.resolve())] if args.baseline_repo else []
@@ -415,20 +433,36 @@ def main() -> None:
     print(f"machine: {psutil.cpu_count()} CPUs, load average {load[0]:.2f} before the run", file=sys.stderr)
     costs = {code: pipeline_costs(repo, args.pipeline_messages) for code, repo in codes}
     print_pipeline(costs)
-    for n in args.devices:
-        for code, repo in codes:
-            with tempfile.TemporaryDirectory(prefix="clawfleet-bench-") as tmp:
-                with ServerProcess(repo, Path(tmp), n, args.broker_save) as srv:
-                    for rate in args.rates:
-                        print(f"{code}: {n} devices, {rate} msg/s for {args.duration:.0f} s …", file=sys.stderr,
-                              flush=True)
-                        row = measure(code, srv, rate, args)
-                        print(row_line(row), file=sys.stderr, flush=True)
-                        rows.append(row)
-                db_file = srv.data_dir / "mosquitto" / "mosquitto.db"  # the broker saved it when it stopped
-                for row in rows[-len(args.rates):]:
-                    row.broker_db_bytes = db_file.stat().st_size if db_file.exists() else 0
+    pg = None
+    if args.postgres_workers:
+        sys.path.insert(0, str(ROOT / "tests"))
+        from pg_helpers import start_pg  # a throw-away cluster on a free loopback port
+
+        pg = start_pg()
+    setups = [(code, repo, None, 1) for code, repo in codes]
+    setups += [(f"pg×{w}", ROOT, "pg", w) for w in args.postgres_workers]
+    try:
+        for n in args.devices:
+            for code, repo, db, workers in setups:
+                url = pg.create_database() if db and pg else None
+                with tempfile.TemporaryDirectory(prefix="clawfleet-bench-") as tmp:
+                    with ServerProcess(repo, Path(tmp), n, args.broker_save, url, workers) as srv:
+                        for rate in args.rates:
+                            print(f"{code}: {n} devices, {rate} msg/s for {args.duration:.0f} s …",
+                                  file=sys.stderr, flush=True)
+                            row = measure(code, srv, rate, args)
+                            print(row_line(row), file=sys.stderr, flush=True)
+                            rows.append(row)
+                    db_file = srv.data_dir / "mosquitto" / "mosquitto.db"  # the broker saved it when it stopped
+                    for row in rows[-len(args.rates):]:
+                        row.broker_db_bytes = db_file.stat().st_size if db_file.exists() else 0
+    finally:
+        if pg is not None:
+            pg.stop()
     print_report(rows)
+    if args.postgres_workers:
+        print(f"\nthis machine: {psutil.cpu_count()} CPUs shared by the load generator, the broker, PostgreSQL and "
+              "every server process: more workers than CPUs cannot add throughput here")
     if args.json:
         args.json.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "pipeline_us": costs,
                                          "load_average": load, "rows": [asdict(r) for r in rows]}, indent=1) + "\n")

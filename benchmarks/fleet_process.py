@@ -38,16 +38,17 @@ def raise_fd_limit() -> int:
     return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
-def seed_fleet(data_dir: Path, count: int) -> list[tuple[str, str]]:
+def seed_fleet(data_dir: Path, count: int, database_url: str | None = None) -> list[tuple[str, str]]:
     """Enroll ``count`` devices ``bench-00000…`` in the database and the broker's dynsec file
     (broker not running yet). Returns ``[(device_id, api_key), …]``."""
     from broker.acl import DEFAULT_ACL_ACCESS, device_role_acls, device_role_name
-    from broker.config import BrokerConfig, pbkdf2_fields, write_private
+    from broker.config import BrokerConfig, pbkdf2_fields
     from fleet_server.devices.keys import generate_api_key, hash_api_key, key_hint
     from fleet_server.store.db import open_database
     from fleet_server.store.models import Device
+    from shared.private_files import write_private
 
-    database = open_database(data_dir)
+    database = open_database(data_dir, database_url)
     creds = [(f"bench-{i:05d}", generate_api_key()) for i in range(count)]
     now = int(time.time() * 1000)
     rows = [{"id": d, "name": f"bench {d[6:]}", "tags": "bench", "key_hash": hash_api_key(k), "key_hint": key_hint(k),
@@ -81,13 +82,15 @@ def main() -> None:
     ap.add_argument("--broker-save", default=None, metavar="HOW",
                     help="instead of the shipped setting, the managed broker saves its persistence file: "
                          "'changes:N' (every N changes), 'interval:S' (every S seconds) or 'off' (no persistence)")
+    ap.add_argument("--workers", type=int, default=1, help="ingest processes (more than 1 needs PostgreSQL)")
     args = ap.parse_args()
+    database_url = os.environ.get("CLAWFLEET_DATABASE_URL")  # PostgreSQL (never on the command line)
     sys.path.insert(0, str(args.repo.resolve()))
     logging.basicConfig(level=logging.WARNING, format="server: %(levelname)s %(name)s: %(message)s")
     raise_fd_limit()
 
-    from broker.config import write_private
     from fleet_server.server import FleetServer, ServerOptions
+    from shared.private_files import write_private
 
     if args.broker_save:  # a what-if for benchmarks, not the shipped configuration
         import dataclasses
@@ -99,8 +102,9 @@ def main() -> None:
                   "off": dict(persistence=False)}[how]
         shipped = server_module.managed_broker_config
         server_module.managed_broker_config = lambda *a, **kw: dataclasses.replace(shipped(*a, **kw), **change)
-    creds = seed_fleet(args.data_dir, args.devices)
-    server = FleetServer(ServerOptions(data_dir=args.data_dir, mqtt_port=args.mqtt_port, local_agent=False))
+    creds = seed_fleet(args.data_dir, args.devices, database_url)
+    extra = {"database_url": database_url, "workers": args.workers} if database_url else {}
+    server = FleetServer(ServerOptions(data_dir=args.data_dir, mqtt_port=args.mqtt_port, local_agent=False, **extra))
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())
     server.start()

@@ -32,6 +32,7 @@ from broker.acl import (
 from broker.dynsec_file import ensure_shared_role, migrate_device_layout
 from broker.fdlimit import broker_max_connections
 from broker.install import BrokerSetupError, MosquittoInstall
+from shared.private_files import make_private, write_private
 
 log = logging.getLogger("clawfleet.broker")
 
@@ -212,19 +213,6 @@ def render_config(cfg: BrokerConfig, install: MosquittoInstall, nofile_soft: int
     return "\n".join(lines) + "\n"
 
 
-def write_private(path: Path, text: str) -> None:
-    """Atomically replace ``path`` with ``text``, readable by the owner only (mode 0600)."""
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.write(fd, text.encode("utf-8"))
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.chmod(tmp, 0o600)
-    os.replace(tmp, path)
-
-
 @dataclass(frozen=True)
 class BrokerAdmin:
     """The server's broker account (``clawfleet-server``): dynsec admin plus the fleet ACLs."""
@@ -329,5 +317,5 @@ def prepare_dynsec_file(path: Path, admin: BrokerAdmin) -> bool:
     if changed:
         write_private(path, json.dumps(data) + "\n")  # compact: Python's C encoder (indent is 10x slower)
     else:
-        os.chmod(path, 0o600)
+        make_private(path)
     return changed

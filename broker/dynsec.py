@@ -24,7 +24,7 @@ import uuid
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+from paho.mqtt.enums import MQTTErrorCode
 
 from broker.acl import (
     DEFAULT_ACL_ACCESS,
@@ -40,6 +40,7 @@ from broker.acl import (
     server_role_acls,
 )
 from broker.acl import check_device_account as _check_device
+from shared.mqtt_client import mqtt5_client
 from shared.topics import is_valid_device_id
 
 __all__ = ["CONTROL_TOPIC", "RESPONSE_TOPIC", "SERVER_ROLE", "SERVER_USERNAME", "DynSecClient",
@@ -111,10 +112,7 @@ class DynSecClient:
         self._pub_failures: dict[int, str] = {}
         self._closed = False
         cid = client_id or f"{username}-dynsec-{uuid.uuid4().hex[:8]}"
-        c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=cid, protocol=mqtt.MQTTv5)
-        c.username_pw_set(username, password)
-        if tls is not None:
-            c.tls_set_context(tls)
+        c = mqtt5_client(cid, username, password, tls)
         c.reconnect_delay_set(1, 10)
         c.on_connect, c.on_disconnect = self._on_connect, self._on_disconnect
         c.on_subscribe, c.on_publish, c.on_message = self._on_subscribe, self._on_publish, self._on_message

@@ -44,7 +44,7 @@ class NofileLimit:
         return self.before is not None and self.soft is not None and self.soft != self.before
 
 
-def _resource():  # noqa: ANN202 - the module, or None on Windows
+def _resource():  # the module, or None on Windows
     try:
         import resource
     except ImportError:

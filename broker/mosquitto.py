@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import atexit
 import collections
-import errno
 import json
 import logging
 import os
@@ -40,12 +39,13 @@ from broker.config import (
     BrokerConfig,
     prepare_dynsec_file,
     render_config,
-    write_private,
 )
 from broker.dynsec import DynSecClient
 from broker.fdlimit import raise_nofile_limit
 from broker.install import BrokerSetupError, MosquittoInstall, find_mosquitto, install_command
 from broker.overload import dropping_client
+from shared.ports import bind_error, why_not
+from shared.private_files import write_private
 
 __all__ = [
     "DEFAULT_MQTT_PORT", "DEFAULT_TLS_PORT", "PORT_FLAG", "TLS_PORT_FLAG", "BrokerAdmin", "BrokerConfig",
@@ -217,19 +217,12 @@ class ManagedMosquitto:
 
     # internals
     def _check_port(self, host: str, port: int, flag: str) -> None:
-        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
-            if os.name == "posix":  # as mosquitto does; on Windows it would allow stealing the port
-                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            try:
-                s.bind((host, port))
-            except OSError as exc:
-                raise BrokerSetupError(self._port_message(host, port, flag, exc)) from None
+        exc = bind_error(host, port)
+        if exc is not None:
+            raise BrokerSetupError(self._port_message(host, port, flag, exc))
 
     def _port_message(self, host: str, port: int, flag: str, exc: OSError | None = None) -> str:
-        if exc is not None and exc.errno in (errno.EACCES, errno.EPERM):
-            why = "needs privileges (ports below 1024)"
-        else:
-            why = "is already in use"
+        why = why_not(exc) if exc is not None else "is already in use"
         return (f"port {port} on {host or 'all interfaces'} {why}, so the managed Mosquitto cannot listen there "
                 f"(a distribution's own mosquitto service usually holds 1883; ClawFleet's default is "
                 f"{DEFAULT_MQTT_PORT}). Choose another port with {flag} or stop what is using it.")

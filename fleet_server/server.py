@@ -9,9 +9,9 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from peewee import Database
+from peewee import Database, PostgresqlDatabase, SqliteDatabase
 
-from broker.config import DEFAULT_TLS_PORT
+from broker.config import DEFAULT_TLS_PORT, BrokerAdmin
 from broker.dynsec import DynSecClient
 from broker.fdlimit import raise_nofile_limit
 from broker.mosquitto import ManagedMosquitto
@@ -20,14 +20,20 @@ from fleet_server.devices.local_agent import LocalAgentProcess, ensure_local_dev
 from fleet_server.devices.reconcile import ReconcileSummary, grant_receipts, reconcile
 from fleet_server.endpoints.broker_link import AgentEndpoint, ExternalBroker, agent_endpoint, managed_broker_config
 from fleet_server.ingest import BrokerAccount, Ingest
+from fleet_server.ingest.change_feed import ChangeListener, ChangePublisher
+from fleet_server.ingest.processes import WorkerProcesses, WorkerSpec
+from fleet_server.jobs.leader import Leadership
 from fleet_server.jobs.runner import ServerJobs
 from fleet_server.state import FleetState
+from fleet_server.state.registry import sync_registry
 from fleet_server.store.db import open_database
 from fleet_server.store.history.retention import DEFAULTS as RETENTION_DEFAULTS
 from fleet_server.store.history.retention import RetentionPolicy
 
 log = logging.getLogger("clawfleet.server")
 
+SHARED_GROUP = "ingest"
+"""Several ingest processes subscribe as ``$share/ingest/…``: the broker gives each message to one of them."""
 REGISTRY_SYNC_S = 5.0
 """How often the server re-reads the devices table (device commands run by the CLI), seconds."""
 
@@ -53,6 +59,18 @@ class ServerOptions:
     """Use this broker instead of starting a managed Mosquitto."""
     retention: RetentionPolicy = RETENTION_DEFAULTS
     """How long each kind of history is kept (``--retention``)."""
+    workers: int = 1
+    """Ingest processes of this ``run`` (``--workers``): this one and ``workers - 1`` children on a
+    shared subscription; 0 runs no ingest here (a dashboard and jobs process). Anything but 1 needs
+    PostgreSQL."""
+    worker_index: int | None = None
+    """Set in a process started as ingest worker N (``clawfleet-server ingest --worker N``): ingest
+    (and the jobs when it holds their lease) only; the broker is the one the main process runs."""
+
+    @property
+    def several_processes(self) -> bool:
+        """True when this process is one of several on one database (shared subscription, lease, change feed)."""
+        return self.workers != 1 or self.worker_index is not None
 
 
 @dataclass(frozen=True)
@@ -75,8 +93,18 @@ class ServerHealth:
         return body
 
 
+class ServerSetupError(RuntimeError):
+    """Options that cannot work together; the message names the option and the fix."""
+
+
 class FleetServer:
-    """Starts and stops the server's parts in order: DB → broker → dynsec → ingest → local agent."""
+    """Starts and stops the server's parts in order: DB → broker → dynsec → ingest → local agent.
+
+    Several processes on one PostgreSQL (``ServerOptions.workers`` / ``worker_index``): ingest
+    subscribes as ``$share/ingest/…`` with client id ``clawfleet-ingest-<n>``, each batch's cache
+    change goes to the other processes through the database (:mod:`fleet_server.ingest.change_feed`),
+    and the background jobs run in whichever process holds their lease (:mod:`fleet_server.jobs.leader`).
+    """
 
     def __init__(self, opts: ServerOptions) -> None:
         self.opts = opts
@@ -92,6 +120,9 @@ class FleetServer:
         self._sync_stop = threading.Event()
         self._sync_thread: threading.Thread | None = None
         self.jobs: ServerJobs | None = None  # rollups, retention, stale devices
+        self.leadership: Leadership | None = None  # who runs the jobs (a database lease with several processes)
+        self.listener: ChangeListener | None = None  # other processes' changes (several processes)
+        self.workers: WorkerProcesses | None = None  # this run's extra ingest processes
 
     @property
     def endpoint(self) -> AgentEndpoint:
@@ -125,8 +156,19 @@ class FleetServer:
         opts = self.opts
         raise_nofile_limit()  # soft -> hard, for the dashboard's sockets and, inherited, the managed broker
         self.database = open_database(opts.data_dir, opts.database_url)
+        several = opts.several_processes
+        if several and isinstance(self.database, SqliteDatabase):
+            raise ServerSetupError("several ingest processes (--workers other than 1, or 'clawfleet-server ingest') "
+                                   "need PostgreSQL: add --database-url postgresql://user@host/db")
         ext = opts.external_broker
-        if ext is None:  # managed: the server's own connections stay on loopback plain MQTT
+        worker = opts.worker_index
+        if ext is not None:
+            account = BrokerAccount(ext.host, ext.port, ext.username, ext.password, ext.ssl_context())
+            log.info("using the external broker %s as %s", ext.url, ext.username)
+        elif worker is not None:  # the main process's managed broker, on this host
+            admin = BrokerAdmin.load(managed_broker_config(opts.data_dir, opts.mqtt_port).admin_path)
+            account = BrokerAccount("127.0.0.1", opts.mqtt_port, admin.username, admin.password)
+        else:  # managed: the server's own connections stay on loopback plain MQTT
             self.broker = ManagedMosquitto(managed_broker_config(opts.data_dir, opts.mqtt_port, opts.tls_port,
                                                                  opts.tls_host))
             self.broker.start()
@@ -134,29 +176,46 @@ class FleetServer:
             account = BrokerAccount("127.0.0.1", opts.mqtt_port, admin.username, admin.password)
             log.info("managed Mosquitto listening on %s%s", self.broker.url, f", TLS on port {opts.tls_port} "
                      f"({opts.tls_host or 'all interfaces'})" if self.broker.cfg.tls_enabled else "")
-        else:
-            account = BrokerAccount(ext.host, ext.port, ext.username, ext.password, ext.ssl_context())
-            log.info("using the external broker %s as %s", ext.url, ext.username)
-        self.dynsec = DynSecClient(account.host, account.port, account.username, account.password, tls=account.tls,
-                                   client_id="clawfleet-dynsec")
-        self.dynsec.ensure_server_role()
-        self.reconciled = reconcile(self.dynsec)  # broker clients follow the devices table
-        threading.Thread(target=self._grant_receipts, name="clawfleet-grant-receipts", daemon=True).start()
+        if worker is None:
+            self.dynsec = DynSecClient(account.host, account.port, account.username, account.password,
+                                       tls=account.tls, client_id="clawfleet-dynsec")
+            self.dynsec.ensure_server_role()
+            self.reconciled = reconcile(self.dynsec)  # broker clients follow the devices table
+            threading.Thread(target=self._grant_receipts, name="clawfleet-grant-receipts", daemon=True).start()
         self.state.load_from_db()
-        self.jobs = ServerJobs(self.database, self.state, opts.retention)
-        self.jobs.check_stale_now()  # before ingest: a device silent while the server was down is offline now
-        self.ingest = Ingest(self.database, account, self.state)
-        self.ingest.start()
-        self.jobs.start()
-        self.devices = DeviceActions(self.dynsec, lambda: self.endpoint, self.state, self.ingest, self.ingest.client)
-        self._sync_stop.clear()
+        self.jobs = ServerJobs(self.database, self.state, opts.retention, broker_connected=self._broker_connected)
+        self.leadership = Leadership(self.database, self._gain_jobs, self._lose_jobs)
+        publish = None
+        if several:
+            assert isinstance(self.database, PostgresqlDatabase)
+            self.listener = ChangeListener(self.database, self.state, self.leadership.holder)
+            self.listener.start()
+            publish = ChangePublisher(self.database, self.leadership.holder).publish
+        self.leadership.start()  # the leader's first stale check runs before ingest: silent devices are offline
+        if worker is not None or opts.workers >= 1:
+            index = worker or 0
+            self.ingest = Ingest(self.database, account, self.state,
+                                 client_id=f"clawfleet-ingest-{index}" if several else "clawfleet-ingest",
+                                 shared_group=SHARED_GROUP if several else None, publish=publish)
+            self.ingest.start()
+        self._sync_stop.clear()  # devices added, revoked or deleted by another process or the CLI
         self._sync_thread = threading.Thread(target=self._sync_loop, name="clawfleet-registry-sync", daemon=True)
         self._sync_thread.start()
+        if worker is not None:
+            return
+        if opts.workers > 1:
+            assert opts.database_url is not None
+            self.workers = WorkerProcesses(WorkerSpec(opts.data_dir, opts.mqtt_port, opts.database_url, ext),
+                                           opts.workers - 1)
+            self.workers.start()
+        assert self.dynsec is not None
+        self.devices = DeviceActions(self.dynsec, lambda: self.endpoint, self.state, self.ingest,
+                                     self.ingest.client if self.ingest is not None else None)
         if opts.local_agent:
             local = self.endpoint if ext is not None else AgentEndpoint(f"mqtt://127.0.0.1:{opts.mqtt_port}")
             cfg_path = ensure_local_device(self.dynsec, opts.data_dir, local.url, opts.local_agent_interval_s,
                                            ca_pem=local.ca_pem, bridge_port=opts.local_agent_bridge_port)
-            self.state.load_from_db()
+            self.sync_registry()  # the local device, if it was just added (never a reload under running ingest)
             self.agent = LocalAgentProcess(cfg_path)
             self.agent.start()
 
@@ -168,18 +227,36 @@ class FleetServer:
         except Exception as exc:  # the next start tries again; agents meanwhile use PUBACKs
             log.warning("could not check the devices' receipt topics on the broker: %s", exc)
 
+    def _gain_jobs(self) -> None:
+        assert self.jobs is not None
+        self.jobs.check_stale_now()
+        self.jobs.start()
+
+    def _lose_jobs(self) -> None:
+        if self.jobs is not None:
+            self.jobs.stop()
+
+    def _broker_connected(self) -> bool:
+        """For the stale check: ingest's broker connection; a process without ingest (``--workers 0``)
+        hears devices through the other processes, so it never holds the check back."""
+        if self.ingest is None:
+            return self.opts.workers == 0 and self.opts.worker_index is None
+        return self.ingest.connected.is_set()
+
     def health(self) -> ServerHealth:
         """Liveness for ``/healthz``: not ok when ingest is not running, has lost its network thread
         or writer, has been without a broker connection for a while, or is stuck on a batch."""
         if self.ingest is None:
+            if self.opts.workers == 0 and self.database is not None:  # a dashboard and jobs process
+                return ServerHealth(True, "", {"in_this_process": False})
             return ServerHealth(False, "ingest is not running")
         h = self.ingest.health()
         return ServerHealth(h.ok, h.reason, h.detail)
 
     def sync_registry(self) -> list[str]:
         """Apply device changes made outside this process (the CLI) to the cache and ingest: one
-        SELECT of the devices table (:meth:`FleetState.sync_registry`). Returns the changed ids."""
-        changed = self.state.sync_registry()
+        SELECT of the devices table (:func:`fleet_server.state.registry.sync_registry`). Returns the changed ids."""
+        changed = sync_registry(self.state)
         if self.ingest is not None:
             for device_id in changed:
                 self.ingest.forget_device(device_id)
@@ -199,9 +276,18 @@ class FleetServer:
     def stop(self) -> None:
         """Stop in reverse order; safe to call twice and after a partial start."""
         self._sync_stop.set()
+        if self.workers is not None:
+            self.workers.stop()
+            self.workers = None
+        if self.leadership is not None:
+            self.leadership.stop()  # stops the jobs when this process ran them, and gives the lease up
+            self.leadership = None
         if self.jobs is not None:
             self.jobs.stop()
             self.jobs = None
+        if self.listener is not None:
+            self.listener.stop()
+            self.listener = None
         if self._sync_thread is not None:
             self._sync_thread.join(timeout=5)
             self._sync_thread = None

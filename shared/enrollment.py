@@ -13,7 +13,7 @@ import json
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from shared.broker_url import parse_broker_url  # noqa: F401 - part of this module's names
+from shared.broker_url import parse_broker_url  # part of this module's names
 from shared.topics import DEVICE_ID_RE
 
 TOKEN_PREFIX = "cfe1."  # noqa: S105 - a format prefix, not a secret

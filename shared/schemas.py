@@ -28,7 +28,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError, from_json
 
-from shared.payloads import (  # noqa: F401 - the bounds live in the dependency-free module; re-exported here
+from shared.payloads import (  # the bounds live in the dependency-free module; re-exported here
     MAX_AHEAD_MS,
     MAX_BATCH_RECORDS,
     MAX_BPS,
@@ -353,7 +353,7 @@ def _fast_decode(schema: type[_Payload], raw: bytes, expected_device_id: str | N
         return None
     try:
         model = schema.model_validate_json(raw, context=context)
-    except Exception:  # noqa: BLE001 - any failure: the reference path decides and explains
+    except Exception:  # any failure: the reference path decides and explains
         return None
     if "v" not in model.model_fields_set or (expected_device_id is not None and model.device_id != expected_device_id):
         return None
@@ -400,7 +400,7 @@ def delivery_fields(raw: bytes) -> tuple[str, int, int] | None:
         if any(type(x) is not int or not 1 <= x <= MAX_SEQ for x in (seq, floor)):
             return None
         return outbox, seq, min(floor, seq)
-    except Exception:  # noqa: BLE001 - whatever the bytes hold: no delivery fields
+    except Exception:  # whatever the bytes hold: no delivery fields
         return None
 
 

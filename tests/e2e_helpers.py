@@ -41,7 +41,7 @@ def write_agent_config(tmp: Path, device_id: str, api_key: str, mqtt_port: int, 
 
 def start_agent(config_path: Path, log_path: Path) -> subprocess.Popen:
     """Run ``clawfleet-agent run --headless`` as a real child process, logging to ``log_path``."""
-    log = open(log_path, "wb")  # noqa: SIM115 - closed with the process by the caller's stop_agent
+    log = open(log_path, "wb")  # closed with the process by the caller's stop_agent
     return subprocess.Popen([sys.executable, "-m", "agent_tray.cli", "run", "--headless", "--config",
                              str(config_path)], stdout=log, stderr=subprocess.STDOUT)
 
@@ -117,7 +117,7 @@ class ServerProcess:
 
     def start(self, timeout: float = 60) -> ServerProcess:
         """Start and wait until ``/healthz`` answers. Raises AssertionError (with the log's tail) if it exits."""
-        log = open(self.log_path, "ab")  # noqa: SIM115 - the child keeps its own copy of the descriptor
+        log = open(self.log_path, "ab")  # the child keeps its own copy of the descriptor
         self.proc = subprocess.Popen([sys.executable, "-m", "fleet_server.cli.main", "run", "--data-dir",
                                       str(self.data_dir), "--port", str(self.port), "--mqtt-port", str(self.mqtt_port),
                                       *self.extra], stdout=log, stderr=subprocess.STDOUT, start_new_session=True,

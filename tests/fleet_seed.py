@@ -4,16 +4,12 @@ registry rows with meta, tags and one sample each, some with real broker credent
 from __future__ import annotations
 
 import random
-import time
 from pathlib import Path
 
 from shared import schemas
+from shared.clock import now_ms
 
 TAGS = ("prod", "staging", "edge", "gpu", "eu", "us")
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 def telemetry(device_id: str, cpu: float, ts: int | None = None) -> schemas.Telemetry:
@@ -34,9 +30,9 @@ def seed(data_dir: Path, devices: int, live: int, mqtt_port: int, quiet: bool = 
     from broker.config import BrokerConfig
     from broker.mosquitto import ManagedMosquitto
     from fleet_server.devices.registry import add_device
-    from fleet_server.state import meta_json, telemetry_row
     from fleet_server.store.db import open_database
     from fleet_server.store.models import Device, Sample
+    from fleet_server.store.rows import meta_json, telemetry_row
 
     database = open_database(data_dir)
     keys: dict[str, str] = {}

@@ -7,7 +7,6 @@ Import as ``from payload_helpers import ...`` (``tests/`` is on ``sys.path``).
 from __future__ import annotations
 
 import json
-import time
 import uuid
 from typing import Any
 
@@ -15,12 +14,8 @@ from mqtt_helpers import Probe, connect_probe
 
 from fleet_server.devices.registry import add_device
 from fleet_server.server import FleetServer
+from shared.clock import now_ms
 from shared.topics import Channel, device_topic
-
-
-def now_ms() -> int:
-    """Current time in epoch milliseconds UTC."""
-    return int(time.time() * 1000)
 
 
 def telemetry(device_id: str, ts: int | None = None, **over: Any) -> dict[str, Any]:

@@ -108,7 +108,7 @@ def start_external_mosquitto(d: Path, listeners: list[str], admin_user: str = "a
         f"user {pwd.getpwuid(os.geteuid()).pw_name}", "log_dest stderr", "log_type all",
         f"plugin {install.dynsec_plugin}", f"plugin_opt_config_file {dynsec_file}", "", *listeners, ""]))
     log = d / "mosquitto.log"
-    proc = subprocess.Popen([str(install.binary), "-c", str(conf)], stdout=open(log, "wb"),  # noqa: SIM115
+    proc = subprocess.Popen([str(install.binary), "-c", str(conf)], stdout=open(log, "wb"),
                             stderr=subprocess.STDOUT)
     ports = [(line.split()[2], int(line.split()[1])) for line in listeners if line.startswith("listener ")]
     deadline = time.monotonic() + 10

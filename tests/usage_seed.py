@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import random
+from collections.abc import Callable
 from pathlib import Path
 
 from fixtures_openclaw import EXPECTED, make_latest_state, make_legacy_state, make_log_dir
@@ -41,8 +42,14 @@ def add_device(device_id: str, name: str | None = None) -> None:
                   status="online").on_conflict_ignore().execute()
 
 
-def seed_fixture_usage(tmp: Path, with_logs: bool = True) -> None:
-    """Store the fixtures' usage (and gateway + failed-turn logs) for the devices in :data:`DEVICES`."""
+def seed_fixture_usage(tmp: Path, with_logs: bool = True,
+                       place: Callable[[int], int] | None = None) -> list[dict]:
+    """Store the fixtures' usage (and gateway + failed-turn logs) for the devices in :data:`DEVICES`.
+
+    ``place(i)``: the timestamp (epoch ms) to give the i-th usage record instead of its own (records
+    of both devices counted together), to spread the fixture fleet over chosen hours. Returns the
+    usage record rows stored."""
+    stored: list[dict] = []
     for device, (era, agent) in DEVICES.items():
         add_device(device)
         make = make_latest_state if era == "latest" else make_legacy_state
@@ -51,11 +58,16 @@ def seed_fixture_usage(tmp: Path, with_logs: bool = True) -> None:
         logs = list(result.logs)
         if with_logs:
             logs += LogCollector([make_log_dir(tmp / device, era)], device).collect({}).logs
+        rows = [{"device": device, **dataclasses.asdict(r)} for r in result.usage]
+        if place is not None:
+            rows = [{**r, "ts": place(len(stored) + i)} for i, r in enumerate(rows)]
+        stored += rows
         with db.atomic():
-            insert_usage([{"device": device, **dataclasses.asdict(r)} for r in result.usage])
+            insert_usage(rows)
             rows = [{"device": device, **dataclasses.asdict(r)} for r in logs]
             for i in range(0, len(rows), 200):
                 LogRecord.insert_many(rows[i:i + 200]).on_conflict_ignore().execute()
+    return stored
 
 
 MESSAGES = ("lane task error: lane=session:agent:main:{n} durationMs={d} error=\"HTTP 500\"",

@@ -56,7 +56,7 @@ def zstd_error() -> type[Exception]:
 
 def open_stream(path: Path) -> BinaryIO:
     """Open a file for reading bytes, transparently decompressing ``*.zst`` (zstd)."""
-    raw = open(path, "rb")  # noqa: SIM115 - returned to the caller, closed by it
+    raw = open(path, "rb")  # returned to the caller, closed by it
     if path.name.endswith(ZSTD_SUFFIX):
         return zstd().ZstdDecompressor().stream_reader(raw, closefd=True)  # type: ignore[return-value]
     return raw

@@ -36,7 +36,7 @@ from prometheus_client.registry import Collector
 
 from fleet_server.ingest import Ingest
 from fleet_server.state import FleetState
-from fleet_server.store.usage import summary as queries
+from fleet_server.store.usage import sums
 
 TOKEN_TYPES = ("input", "output", "cache_read", "cache_write")
 _DEVICE_GAUGES = (
@@ -97,7 +97,7 @@ class FleetCollector(Collector):
         cost = CounterMetricFamily("clawfleet_cost_usd", "cost of priced messages, US dollars", labels=labels)
         unpriced = CounterMetricFamily("clawfleet_unpriced_tokens", "tokens with no price rule and no recorded cost",
                                        labels=labels)
-        for r in queries.usage_summary(["device", "agent", "model"]):
+        for r in sums.usage(["device", "agent", "model"]):
             key = [r.key["device"], r.key["agent"], r.key["model"]]
             for t in TOKEN_TYPES:
                 tokens.add_metric([*key, t], getattr(r, f"{t}_tokens"))

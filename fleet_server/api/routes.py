@@ -1,5 +1,5 @@
 """REST API ``/api/v1`` (read-only), served by NiceGUI's FastAPI app; OpenAPI at ``/api/openapi.json``,
-interactive docs at ``/api/docs``.
+interactive docs at ``/api/docs`` (Swagger UI served from a package, no CDN).
 
 Authentication is done by the gate in front of every route (:mod:`fleet_server.auth.gate`):
 a dashboard session, or an API token as ``Authorization: Bearer cft_…``. Without either: 401.
@@ -7,13 +7,14 @@ a dashboard session, or an API token as ``Authorization: Bearer cft_…``. Witho
 
 from __future__ import annotations
 
-import time
+from pathlib import Path
 from typing import Annotated
 
 from fastapi import APIRouter, FastAPI, HTTPException, Query
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
 
 from fleet_server.api.schemas import (
     DeviceOut,
@@ -27,19 +28,16 @@ from fleet_server.state import DeviceView, FleetState
 from fleet_server.store import logs as log_store
 from fleet_server.store.history import queries as history
 from fleet_server.store.sql import QueryError
-from fleet_server.store.usage import summary as queries
+from fleet_server.store.usage import sums
+from fleet_server.store.usage.sums import UsageSums
+from shared.clock import now_ms
 from shared.version import PROTOCOL_VERSION
 
 API_PREFIX = "/api/v1"
 
 
-def _now_ms() -> int:
-    return int(time.time() * 1000)
-
-
-def device_json(d: DeviceView, state: FleetState) -> dict:
-    """A device view as :class:`fleet_server.api.schemas.DeviceOut` data."""
-    total = state.usage(d.device_id)
+def device_json(d: DeviceView, total: UsageSums) -> dict:
+    """A device view and its all-time usage as :class:`fleet_server.api.schemas.DeviceOut` data."""
     drop = {"v", "device_id"}
     return {
         "device_id": d.device_id, "name": d.name, "status": d.display_status, "status_reason": d.status_reason,
@@ -50,11 +48,7 @@ def device_json(d: DeviceView, state: FleetState) -> dict:
         "latest_error": ({"ts": d.latest_error.ts, "level": d.latest_error.level,
                           "subsystem": d.latest_error.subsystem, "message": d.latest_error.message}
                          if d.latest_error else None),
-        "tokens_total": {"input_tokens": total.input_tokens, "output_tokens": total.output_tokens,
-                         "cache_read_tokens": total.cache_read_tokens, "cache_write_tokens": total.cache_write_tokens,
-                         "total_tokens": total.total_tokens, "records": total.records,
-                         "cost_usd": total.cost_usd if total.priced_records else None,
-                         "unpriced_tokens": total.unpriced_tokens},
+        "tokens_total": total.as_json(),
         "rejects": dict(d.rejects),
     }
 
@@ -80,18 +74,20 @@ def build_router() -> APIRouter:
 
     @r.get("/devices", response_model=list[DeviceOut], summary="All devices with their latest state")
     def list_devices() -> list[dict]:
-        return [device_json(d, state) for d in state.snapshot()]
+        totals = sums.by_device()
+        return [device_json(d, totals.get(d.device_id, UsageSums())) for d in state.snapshot()]
 
     @r.get("/devices/{device_id}", response_model=DeviceOut, summary="One device with its latest state")
     def get_device(device_id: str) -> dict:
-        return device_json(_device(device_id), state)
+        d = _device(device_id)
+        return device_json(d, sums.by_device(devices=[device_id]).get(device_id, UsageSums()))
 
     @r.get("/devices/{device_id}/samples", response_model=SamplesOut, summary="Telemetry samples over a window")
     def get_samples(device_id: str, window: Annotated[str, Query(description="one of " + ", ".join(
             history.WINDOWS_MS))] = "1h") -> dict:
         _device(device_id)
         try:
-            return history.samples_window(device_id, window, _now_ms())
+            return history.samples_window(device_id, window, now_ms())
         except QueryError as exc:
             raise HTTPException(400, str(exc)) from None
 
@@ -108,9 +104,11 @@ def build_router() -> APIRouter:
                   until: Annotated[int | None, Query(description="epoch ms UTC, exclusive")] = None,
                   device: str | None = None,
                   tz: Annotated[str, Query(description="IANA time zone of 'day' keys")] = "UTC") -> dict:
+        """Sums as every dashboard view shows them (:func:`fleet_server.store.usage.sums.usage`);
+        grouping by ``agent`` or ``session`` also groups by ``device`` (an agent is a device's agent)."""
         groups = [g.strip() for g in group_by.split(",") if g.strip()]
         try:
-            rows = queries.usage_summary(groups, since, until, device, tz)
+            rows = sums.usage(groups, since, until, tz, devices=[device] if device else None)
         except QueryError as exc:
             raise HTTPException(400, str(exc)) from None
         return {"group_by": groups, "since_ms": since, "until_ms": until, "tz": tz,
@@ -168,7 +166,24 @@ def install_api(app: FastAPI, state: FleetState) -> None:
         return JSONResponse(openapi_document(app))
 
     async def docs() -> HTMLResponse:
-        return get_swagger_ui_html(openapi_url="/api/openapi.json", title="ClawFleet API")
+        return get_swagger_ui_html(openapi_url="/api/openapi.json", title="ClawFleet API",
+                                   swagger_js_url=f"{DOCS_ASSETS_PATH}/swagger-ui-bundle.js",
+                                   swagger_css_url=f"{DOCS_ASSETS_PATH}/swagger-ui.css",
+                                   swagger_favicon_url=f"{DOCS_ASSETS_PATH}/favicon.png")
 
     app.add_api_route("/api/openapi.json", openapi_json, methods=["GET"], include_in_schema=False)
     app.add_api_route("/api/docs", docs, methods=["GET"], include_in_schema=False)
+    app.mount(DOCS_ASSETS_PATH, StaticFiles(directory=docs_assets_dir()), name="api-docs-assets")
+
+
+DOCS_ASSETS_PATH = "/api/docs/assets"
+"""Where the Swagger UI files are served (behind the same login as the API): no CDN, so the docs
+work on a server without internet."""
+
+
+def docs_assets_dir() -> Path:
+    """The Swagger UI 5 files (``swagger-ui-bundle.js``, ``swagger-ui.css``, ``favicon.png``) that the
+    ``fastapi-offline`` package ships."""
+    import fastapi_offline
+
+    return Path(fastapi_offline.__file__).parent / "static"

@@ -21,16 +21,18 @@ class LatestErrorOut(BaseModel):
 
 
 class TokensOut(BaseModel):
-    """Token sums (tokens) and cost (USD of priced records; ``unpriced_tokens`` have no price)."""
+    """Token sums (tokens) and cost (USD of priced messages; ``unpriced_tokens`` have no price)."""
 
+    messages: int = Field(description="assistant messages")
     input_tokens: int
     output_tokens: int
     cache_read_tokens: int
     cache_write_tokens: int
     total_tokens: int
-    records: int
-    cost_usd: float | None = Field(description="None when nothing was priced (unpriced, not $0)")
-    unpriced_tokens: int
+    failed_turns: int = Field(description='assistant messages with stopReason "error"')
+    cost_usd: float | None = Field(description="USD of priced messages; None when none was priced (unpriced, not $0)")
+    priced_messages: int
+    unpriced_tokens: int = Field(description="tokens with no price rule and no cost recorded by OpenClaw")
 
 
 class DeviceOut(BaseModel):
@@ -41,7 +43,8 @@ class DeviceOut(BaseModel):
     status: str = Field(description="online | offline | sleeping | shutdown | unknown | revoked")
     status_reason: str | None
     status_ms: int | None = Field(description="when the status last changed, epoch ms UTC")
-    last_seen_ms: int | None = Field(description="newest sample, epoch ms UTC")
+    last_seen_ms: int | None = Field(description="when the server last received any message from the device "
+                                                 "(server clock), epoch ms UTC")
     tags: list[str]
     created_ms: int | None
     revoked_ms: int | None
@@ -70,21 +73,11 @@ class SamplesOut(BaseModel):
     samples: list[dict[str, Any]]
 
 
-class UsageRowOut(BaseModel):
-    """Usage of one group; the group key fields (device, agent, model, session, day) come first."""
+class UsageRowOut(TokensOut):
+    """Usage of one group; the group key fields (device, agent, model, session, day) come first. An
+    agent is a device's agent: rows grouped by agent or session carry ``device`` too."""
 
     model_config = {"extra": "allow"}
-
-    input_tokens: int
-    output_tokens: int
-    cache_read_tokens: int
-    cache_write_tokens: int
-    total_tokens: int
-    messages: int = Field(description="assistant messages")
-    failed_turns: int = Field(description='assistant messages with stopReason "error"')
-    cost_usd: float | None = Field(description="USD of priced messages; None when none was priced")
-    priced_messages: int
-    unpriced_tokens: int = Field(description="tokens with no price rule and no cost recorded by OpenClaw")
 
 
 class UsageOut(BaseModel):

@@ -27,9 +27,7 @@ import logging
 import os
 import re
 import secrets
-import stat
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +38,8 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 from fleet_server.store.models import User
+from shared.clock import now_ms
+from shared.private_files import make_private, open_private
 
 log = logging.getLogger("clawfleet.auth")
 
@@ -58,11 +58,6 @@ _dummy_hash: str | None = None
 
 class AuthError(ValueError):
     """A bad username, password or role, an unknown user, or a duplicate one (message says which)."""
-
-
-def now_ms() -> int:
-    """Current time, epoch milliseconds UTC."""
-    return int(time.time() * 1000)
 
 
 # --- passwords and accounts ---------------------------------------------------------------------
@@ -197,6 +192,29 @@ def check_credentials(username: str, password: str) -> User | None:
     return user
 
 
+@dataclass(frozen=True)
+class UserSettings:
+    """A user's dashboard settings: ``time_zone`` (IANA name; None: the browser's) and ``dark_mode``."""
+
+    time_zone: str | None = None
+    dark_mode: bool = False
+
+
+def user_settings(username: str) -> UserSettings:
+    """The settings of ``username`` (defaults for an unknown user)."""
+    row = User.select(User.time_zone, User.dark_mode).where(User.username == username).first()
+    return UserSettings() if row is None else UserSettings(row.time_zone or None, bool(row.dark_mode))
+
+
+def save_user_settings(username: str, **changes: object) -> None:
+    """Store some of a user's :class:`UserSettings` fields (``time_zone=None`` goes back to the
+    browser's zone). Raises AuthError for an unknown field."""
+    unknown = set(changes) - {"time_zone", "dark_mode"}
+    if unknown:
+        raise AuthError(f"unknown user setting(s): {', '.join(sorted(unknown))}")
+    User.update(**changes).where(User.username == username).execute()
+
+
 # --- sessions and roles -------------------------------------------------------------------------
 
 
@@ -328,15 +346,12 @@ def session_secret(data_dir: Path) -> str:
     if not path.exists():
         data_dir.mkdir(parents=True, exist_ok=True)
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with open_private(path, exclusive=True) as f:
+                f.write(secrets.token_hex(32) + "\n")
         except FileExistsError:  # another process won the race
             pass
-        else:
-            with os.fdopen(fd, "w", encoding="ascii") as f:
-                f.write(secrets.token_hex(32) + "\n")
-    if os.name == "posix" and stat.S_IMODE(path.stat().st_mode) & 0o077:
-        log.warning("%s was readable by others; setting mode 0600", path)
-        path.chmod(0o600)
+    if make_private(path):
+        log.warning("%s was readable by others; set mode 0600", path)
     secret = path.read_text(encoding="ascii").strip()
     if len(secret) < 32:
         raise OSError(f"{path} holds no usable secret; delete it to make a new one")
@@ -359,9 +374,7 @@ def configure_session_storage(data_dir: Path) -> None:
     path.mkdir(parents=True, exist_ok=True, mode=0o700)
     if os.name == "posix":
         path.chmod(0o700)
-        for f in path.glob("storage-*.json*"):
-            if stat.S_IMODE(f.stat().st_mode) & 0o077:
-                f.chmod(0o600)
+        make_private(*path.glob("storage-*.json*"))
     Storage.path = path
 
 

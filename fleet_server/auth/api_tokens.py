@@ -12,10 +12,10 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-import time
 
 from fleet_server.auth.accounts import SessionUser
 from fleet_server.store.models import ApiToken
+from shared.clock import now_ms
 
 PREFIX = "cft_"
 ROLE = "api"
@@ -41,7 +41,7 @@ def create_token(name: str, created_by: str) -> tuple[ApiToken, str]:
     if not name or len(name) > 100 or not name.isprintable():
         raise TokenError("token names are 1-100 printable characters, e.g. 'grafana' or 'ci-report'")
     token = PREFIX + secrets.token_urlsafe(32)
-    row = ApiToken.create(name=name, token_hash=_hash(token), hint=token[-4:], created_ms=int(time.time() * 1000),
+    row = ApiToken.create(name=name, token_hash=_hash(token), hint=token[-4:], created_ms=now_ms(),
                           created_by=created_by[:100])
     return row, token
 
@@ -60,7 +60,7 @@ def revoke_token(token_id: int) -> ApiToken:
     if row is None:
         raise TokenError(f"no API token {token_id}")
     if row.revoked_ms is None:
-        row.revoked_ms = int(time.time() * 1000)
+        row.revoked_ms = now_ms()
         row.save(only=[ApiToken.revoked_ms])
     return row
 
@@ -76,7 +76,7 @@ def user_for_token(token: str) -> SessionUser | None:
     row = ApiToken.get_or_none(ApiToken.token_hash == digest)
     if row is None or row.revoked_ms is not None or not hmac.compare_digest(row.token_hash, digest):
         return None
-    now = int(time.time() * 1000)
+    now = now_ms()
     if row.last_used_ms is None or now - row.last_used_ms > LAST_USED_RESOLUTION_MS:
         ApiToken.update(last_used_ms=now).where(ApiToken.id == row.id).execute()
     return SessionUser(f"token:{row.name}", ROLE)

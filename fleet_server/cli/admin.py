@@ -7,7 +7,6 @@ are never printed, logged or passed on the command line.
 
 from __future__ import annotations
 
-import os
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
@@ -27,10 +26,12 @@ from fleet_server.auth.accounts import (
     set_disabled,
     set_password,
 )
-from fleet_server.cli.options import DataDirOpt, DbUrlOpt, default_data_dir, fail
+from fleet_server.cli.options import PLAIN_HELP, DataDirOpt, DbUrlOpt, default_data_dir, fail
 from fleet_server.store import audit
+from shared.private_files import open_private
 
-admin_app = typer.Typer(help="Dashboard accounts: create users, reset passwords, disable.", no_args_is_help=True)
+admin_app = typer.Typer(help="Dashboard accounts: create users, reset passwords, disable.", no_args_is_help=True,
+                        **PLAIN_HELP)
 
 
 PasswordStdinOpt = Annotated[bool, typer.Option("--password-stdin",
@@ -183,26 +184,25 @@ def first_run_admin(password_file: Path | None = None) -> None:
     """
     if list_users():
         return
-    fd = None
+    out = None
     if password_file is not None:
         try:
-            fd = os.open(password_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            os.fchmod(fd, 0o600)
+            out = open_private(password_file)
         except OSError as exc:
             fail(f"cannot write the first admin password to {password_file}: {exc.strerror or exc}")
     try:
         password = ensure_first_admin()
         if password is None:
             return
-        if fd is not None:
-            os.write(fd, (password + "\n").encode())
+        if out is not None:
+            out.write(password + "\n")
     finally:
-        if fd is not None:
-            os.close(fd)
-    detail = "role admin; first run" + ("; password written to a file" if fd is not None else "")
+        if out is not None:
+            out.close()
+    detail = "role admin; first run" + ("; password written to a file" if out is not None else "")
     audit.record(audit.cli_actor(), "user.create", target="admin", detail=detail)
     bar = "=" * 72
-    if fd is not None:
+    if out is not None:
         typer.echo(f"\n{bar}\n  First run: created the dashboard user 'admin' (role admin).\n"
                    f"  Its password is in {password_file} (mode 0600); delete the file once you have it.\n"
                    f"  Change it with: clawfleet-server admin set-password admin\n{bar}\n")

@@ -13,11 +13,11 @@ from typing import Annotated
 import typer
 
 from fleet_server.auth import api_tokens
-from fleet_server.cli.options import DataDirOpt, DbUrlOpt, default_data_dir, fail
+from fleet_server.cli.options import PLAIN_HELP, DataDirOpt, DbUrlOpt, default_data_dir, fail
 from fleet_server.store import audit
 
 api_token_app = typer.Typer(help="Read-only API tokens for /api/v1 and /metrics (Authorization: Bearer).",
-                            no_args_is_help=True)
+                            no_args_is_help=True, **PLAIN_HELP)
 
 
 def _open(data_dir: Path | None, database_url: str | None) -> None:

@@ -137,7 +137,7 @@ def _count(n: int) -> str:
     return f"{n} device" + ("" if n == 1 else "s")
 
 
-def _already(row: ImportRow):  # noqa: ANN202 - RowError
+def _already(row: ImportRow):  # -> RowError
     from fleet_server.devices.bulk import RowError
 
     return RowError(row.line, row.name, f"device {row.device_id!r} is already enrolled")

@@ -17,14 +17,15 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from fleet_server.cli.options import DataDirOpt, DbUrlOpt, default_data_dir, fail
+from fleet_server.cli.options import PLAIN_HELP, DataDirOpt, DbUrlOpt, default_data_dir, fail
 from fleet_server.devices.actions import DeviceActions
 
 if TYPE_CHECKING:
     from fleet_server.devices.registry import NewDevice
     from fleet_server.endpoints.broker_link import AgentEndpoint
 
-device_app = typer.Typer(help="Enroll, rename, rotate keys of, revoke and delete devices.", no_args_is_help=True)
+device_app = typer.Typer(help="Enroll, rename, rotate keys of, revoke and delete devices.", no_args_is_help=True,
+                         **PLAIN_HELP)
 
 DeviceIdArg = Annotated[str, typer.Argument(help="device id (see 'clawfleet-server device list')")]
 MqttPortOpt = Annotated[int | None, typer.Option("--mqtt-port", help="loopback port of the managed Mosquitto "

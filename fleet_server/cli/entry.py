@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-SERVER_PACKAGES = frozenset({"nicegui", "peewee", "playhouse", "cryptography", "qrcode", "argon2", "starlette"})
+SERVER_PACKAGES = frozenset({"nicegui", "peewee", "playhouse", "cryptography", "qrcode", "argon2", "starlette",
+                             "fastapi_offline", "prometheus_client"})
 """Top-level modules of the ``server`` extra."""
 
 

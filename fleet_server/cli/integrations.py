@@ -11,10 +11,10 @@ from typing import Annotated
 
 import typer
 
-from fleet_server.cli.options import DataDirOpt, DbUrlOpt, MqttPortOpt, default_data_dir, fail
+from fleet_server.cli.options import PLAIN_HELP, DataDirOpt, DbUrlOpt, MqttPortOpt, default_data_dir, fail
 
 integration_app = typer.Typer(help="Read-only MQTT accounts for other tools (see docs/mqtt.md).",
-                              no_args_is_help=True)
+                              no_args_is_help=True, **PLAIN_HELP)
 
 
 def _when(ts_ms: int) -> str:

@@ -11,13 +11,23 @@ import typer
 from fleet_server.cli.admin import admin_app
 from fleet_server.cli.api_tokens import api_token_app
 from fleet_server.cli.devices import device_app
+from fleet_server.cli.ingest_worker import ingest
 from fleet_server.cli.integrations import integration_app
-from fleet_server.cli.options import DataDirOpt, DbUrlOpt, MqttPortOpt, default_data_dir, fail, setup_logging
+from fleet_server.cli.options import (
+    PLAIN_HELP,
+    DataDirOpt,
+    DbUrlOpt,
+    MqttPortOpt,
+    default_data_dir,
+    fail,
+    setup_logging,
+)
 from fleet_server.cli.service import install_service, uninstall_service
 from fleet_server.cli.tls import tls_app
+from shared.ports import bind_error, why_not
 
 app = typer.Typer(help="ClawFleet server: managed Mosquitto broker, ingest, storage and the dashboard.",
-                  no_args_is_help=True, add_completion=False)
+                  no_args_is_help=True, add_completion=False, **PLAIN_HELP)
 app.add_typer(device_app, name="device")
 app.add_typer(admin_app, name="admin")
 app.add_typer(tls_app, name="tls")
@@ -25,6 +35,7 @@ app.command("install-service")(install_service)
 app.command("uninstall-service")(uninstall_service)
 app.add_typer(api_token_app, name="api-token")
 app.add_typer(integration_app, name="integration")
+app.command("ingest")(ingest)
 
 log = logging.getLogger("clawfleet.server")
 
@@ -71,6 +82,9 @@ def run(
                          "logs 90d, usage records 400d, hourly usage sums forever")] = None,
     admin_password_file: Annotated[Path | None, typer.Option(help="on the first run, write the new 'admin' "
                                    "password to this file (mode 0600) instead of printing it")] = None,
+    workers: Annotated[int, typer.Option("--workers", min=0, help="ingest processes: this one and N-1 more on a "
+                       "shared subscription (needs --database-url postgresql://…); 0: no ingest here (dashboard "
+                       "and jobs only)")] = 1,
 ) -> None:
     """Run the server: managed Mosquitto, ingest, dashboard (and a local agent). Ctrl-C stops all.
 
@@ -87,7 +101,7 @@ def run(
     from fleet_server.auth.accounts import configure_session_storage, session_cookie_options, session_secret
     from fleet_server.cli.admin import first_run_admin
     from fleet_server.dashboard import register_pages
-    from fleet_server.server import FleetServer, ServerOptions
+    from fleet_server.server import FleetServer, ServerOptions, ServerSetupError
 
     setup_logging(verbose)
     from broker.dynsec import DynSecConnectionError, DynSecError
@@ -96,6 +110,11 @@ def run(
     from fleet_server.store.history.retention import RetentionPolicy
     from fleet_server.store.migrations import SchemaTooNew
 
+    busy = bind_error(host, port)  # before anything is written: no admin account, no password, no database
+    if busy is not None:
+        fail(f"the dashboard's port {port} on {host} {why_not(busy)} (another clawfleet-server or web server?): "
+             "choose another with --port (e.g. --port 8081; ./scripts/run.sh passes options through), or stop "
+             "what is using it")
     try:
         web = dashboard_tls(host, port, https_certfile, https_keyfile, behind_proxy)
         external = external_broker(broker_url, broker_admin_user, broker_admin_password_file, broker_ca_file)
@@ -107,13 +126,13 @@ def run(
                          local_agent=local_agent, local_agent_interval_s=local_agent_interval,
                          local_agent_bridge_port=local_agent_bridge_port, tls_port=mqtt_tls_port,
                          tls_host=mqtt_tls_bind, public_host=public_host, external_broker=external,
-                         retention=policy)
+                         retention=policy, workers=workers)
     for warning in web.warnings + startup_warnings(opts.data_dir, public_host, external):
         log.warning("%s", warning)
     server = FleetServer(opts)
     try:
         server.start()
-    except (BrokerSetupError, DynSecConnectionError, DynSecError, TlsError, SchemaTooNew) as exc:
+    except (BrokerSetupError, DynSecConnectionError, DynSecError, TlsError, SchemaTooNew, ServerSetupError) as exc:
         fail(str(exc))
     save_settings(opts.data_dir, mqtt_port, mqtt_tls_port, public_host, external, broker_admin_password_file)
     try:

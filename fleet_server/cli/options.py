@@ -17,6 +17,10 @@ def default_data_dir() -> Path:
     return Path(env) if env else Path(platformdirs.user_data_dir("clawfleet", appauthor=False)) / "server"
 
 
+PLAIN_HELP = {"rich_markup_mode": None}
+"""``typer.Typer`` settings of every command group: click's plain help, which wraps long option names
+and help texts to the terminal instead of cutting them off ("--local-agent-br…") at 80 columns."""
+
 DataDirOpt = Annotated[Path | None, typer.Option("--data-dir", help="server data dir: database, broker config "
                        "and state (default: $CLAWFLEET_DATA_DIR or the per-user data dir)")]
 MqttPortOpt = Annotated[int, typer.Option("--mqtt-port", help="loopback port of the managed Mosquitto "

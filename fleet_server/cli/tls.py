@@ -15,12 +15,12 @@ from typing import Annotated, Any
 import typer
 
 from broker.config import is_loopback_host
-from fleet_server.cli.options import DataDirOpt, default_data_dir, fail
+from fleet_server.cli.options import PLAIN_HELP, DataDirOpt, default_data_dir, fail
 from fleet_server.endpoints.broker_link import ExternalBroker, ServerSettings, public_host_warning, read_admin_password
 from fleet_server.endpoints.tls import DEFAULT_SERVER_DAYS, TlsError, TlsFiles, init_tls, read_summary
 
 tls_app = typer.Typer(help="The server's CA and the broker's TLS certificate (for agents on other machines).",
-                      no_args_is_help=True)
+                      no_args_is_help=True, **PLAIN_HELP)
 
 
 log = logging.getLogger("clawfleet.server")

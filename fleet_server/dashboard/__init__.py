@@ -27,6 +27,7 @@ from fleet_server.dashboard.pages.overview.page import render_overview
 from fleet_server.dashboard.pages.tokens import render_tokens
 from fleet_server.dashboard.parts.frame import frame as _frame
 from fleet_server.dashboard.parts.frame import install_not_found
+from fleet_server.dashboard.parts.server_banner import install as install_banner
 from fleet_server.devices.actions import DeviceActions
 from fleet_server.server import ServerHealth
 from fleet_server.state import FleetState
@@ -50,17 +51,19 @@ def register_pages(state: FleetState, *, limiter: LoginRateLimiter | None = None
     install_auth(limiter)  # auth: login gate, /login/finish, /logout, /api/v1/whoami
     install_login_page()  # /login
     install_health(health)  # /healthz
+    install_banner(None if health is None else lambda: health().ingest.get("connected"))  # broker lost?
     install_api(app, state)  # api: /api/v1/…, /api/openapi.json, /api/docs
     install_not_found()  # unknown pages: the dashboard's 404 page with a way back
 
     @ui.page("/tokens")
-    def tokens_page(tz: str = "", start: str = "", end: str = "") -> None:
+    def tokens_page(tz: str = "", start: str = "", end: str = "", device: str = "", tag: str = "", agent: str = "",
+                    model: str = "") -> None:
         _frame("Tokens")
-        render_tokens(state, tz, start, end)
+        render_tokens(state, tz, start, end, device=device, tag=tag, agent=agent, model=model)
 
     @ui.page("/logs")
     def logs_page(device: str = "", level: str = "", q: str = "", fingerprint: str = "", view: str = "",
-                  range: str = "7d") -> None:  # noqa: A002 - the URL's name
+                  range: str = "7d") -> None:  # the URL's name
         _frame("Logs")
         render_logs(state, device=device, level=level, text=q, fingerprint=fingerprint, view=view, since=range)
 

@@ -4,7 +4,7 @@ Each action combines :mod:`fleet_server.devices.registry` (database + broker cre
 follows from it: the audit row, the broker's retained topics, the in-memory
 :class:`~fleet_server.state.FleetState` and ingest's device cache. In the server process all of
 them are present; the CLI has no cache and no ingest (the running server's registry sync,
-:meth:`FleetState.sync_registry`, picks its changes up within seconds).
+:func:`fleet_server.state.registry.sync_registry`, picks its changes up within seconds).
 
 API keys and enrollment tokens are returned to the caller once; they never reach a log line or
 an audit row.
@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
 
 from broker.dynsec import DynSecClient, DynSecConnectionError, DynSecError
 from fleet_server.devices import registry as devices
@@ -31,6 +30,7 @@ from fleet_server.endpoints.broker_link import AgentEndpoint
 from fleet_server.state import FleetState
 from fleet_server.store import audit
 from fleet_server.store.models import Device, db
+from shared.mqtt_client import mqtt5_client
 from shared.topics import RETAINED_CHANNELS, device_topic
 
 log = logging.getLogger("clawfleet.devices")
@@ -262,11 +262,7 @@ def server_session(host: str, port: int, username: str, password: str, tls: ssl.
     Yields the connected paho client, or None (with a warning) when the broker cannot be
     reached or refuses within ``timeout`` seconds. Disconnects on exit.
     """
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"clawfleet-cli-{uuid.uuid4().hex[:8]}",
-                         protocol=mqtt.MQTTv5)
-    client.username_pw_set(username, password)
-    if tls is not None:
-        client.tls_set_context(tls)
+    client = mqtt5_client(f"clawfleet-cli-{uuid.uuid4().hex[:8]}", username, password, tls)
     try:
         client.connect(host, port, keepalive=30)
     except OSError as exc:

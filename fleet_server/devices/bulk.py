@@ -17,14 +17,15 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from broker.config import BrokerAdmin, BrokerConfig, pbkdf2_fields, prepare_dynsec_file, write_private
+from broker.config import BrokerAdmin, BrokerConfig, pbkdf2_fields, prepare_dynsec_file
 from broker.dynsec_file import add_devices
 from fleet_server.devices.keys import generate_api_key, hash_api_key, key_hint
 from fleet_server.devices.registry import DeviceError, NewDevice, plan_device
-from fleet_server.state import now_ms
 from fleet_server.store import audit
 from fleet_server.store.models import AuditEvent, BaseModel, Device, db
+from shared.clock import now_ms
 from shared.enrollment import Enrollment, encode_token
+from shared.private_files import open_private, write_private
 
 MAX_ROWS = 100_000
 """Most devices one import takes."""
@@ -156,13 +157,13 @@ def _insert(model: type[BaseModel], rows: list[dict[str, object]]) -> None:
     statement (DB-API ``executemany``): peewee builds SQL per value, which cost ~1 ms per device row."""
     if not rows:
         return
-    fields = model._meta.fields  # noqa: SLF001 - peewee's documented metadata
+    fields = model._meta.fields  # peewee's documented metadata
     defaults = {n: f.default() if callable(f.default) else f.default for n, f in fields.items()
                 if n not in rows[0] and f.default is not None}  # raw SQL does not apply peewee's defaults
     rows = [{**defaults, **r} for r in rows]
     names = list(rows[0])
     columns = ", ".join(f'"{fields[n].column_name}"' for n in names)
-    sql = f'INSERT INTO "{model._meta.table_name}" ({columns}) VALUES ({", ".join([db.param] * len(names))})'  # noqa: S608, SLF001
+    sql = f'INSERT INTO "{model._meta.table_name}" ({columns}) VALUES ({", ".join([db.param] * len(names))})'  # noqa: S608
     db.cursor().executemany(sql, [tuple(fields[n].db_value(r[n]) for n in names) for r in rows])
 
 
@@ -188,7 +189,4 @@ def open_keys_file(path: Path) -> io.TextIOWrapper:
     Raises:
         FileExistsError: it exists.  OSError: it cannot be created.
     """
-    import os
-
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    return open(fd, "w", encoding="utf-8", newline="")  # noqa: SIM115 - the caller closes it
+    return open_private(path, exclusive=True, newline="")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import hmac
 import secrets
 
 KEY_PREFIX = "cfk_"
@@ -22,8 +21,3 @@ def hash_api_key(key: str) -> str:
 def key_hint(key: str) -> str:
     """The last four characters, to tell keys apart in lists (``…AbC9``)."""
     return key[-4:]
-
-
-def verify_api_key(key: str, stored_hash: str) -> bool:
-    """Constant-time check of a key against its stored hash."""
-    return hmac.compare_digest(hash_api_key(key), stored_hash)

@@ -33,8 +33,8 @@ from dataclasses import dataclass, field
 
 from broker.acl import DEVICE_ROLE_PREFIX, SERVER_USERNAME, receipt_acl, same_acls
 from broker.dynsec import DynSecClient
-from fleet_server.state import now_ms
 from fleet_server.store.models import Device, StatusEvent, db
+from shared.clock import now_ms
 from shared.topics import is_valid_device_id
 
 log = logging.getLogger("clawfleet.reconcile")

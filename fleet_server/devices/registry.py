@@ -15,18 +15,8 @@ from dataclasses import dataclass
 from broker.acl import check_device_account
 from broker.dynsec import DynSecClient, DynSecError
 from fleet_server.devices.keys import generate_api_key, hash_api_key, key_hint
-from fleet_server.state import now_ms
-from fleet_server.store.models import (
-    Device,
-    LogRecord,
-    ReceiptMark,
-    RejectCount,
-    Sample,
-    StatusEvent,
-    UsageHourly,
-    UsageRecord,
-    db,
-)
+from fleet_server.store.models import ALL_MODELS, Device, StatusEvent, db
+from shared.clock import now_ms
 from shared.enrollment import Enrollment, encode_token
 from shared.topics import check_device_id, suggest_device_id
 
@@ -34,8 +24,10 @@ log = logging.getLogger("clawfleet.devices")
 
 MAX_NAME = 200
 MAX_TAGS = 500
-DEVICE_DATA_MODELS = (Sample, StatusEvent, UsageRecord, UsageHourly, LogRecord, RejectCount)
-"""Tables holding a device's history (purged by :func:`delete_device` unless data is kept)."""
+DEVICE_DATA_MODELS = tuple(m for m in ALL_MODELS if m is not Device and "device" in m._meta.fields)
+"""Tables holding a device's data — every table with a ``device`` column but the devices table (samples,
+rollup tiers and their watermark, status events, usage records and rollups, logs, reject counts) —
+purged by :func:`delete_device` unless data is kept."""
 
 
 class DeviceError(ValueError):
@@ -223,12 +215,17 @@ def delete_device(dynsec: DynSecClient, device_id: str, keep_data: bool = False)
     existed = dynsec.delete_device(device_id)
     with db.atomic():
         if not keep_data:
-            for model in DEVICE_DATA_MODELS:
-                model.delete().where(model.device == device_id).execute()
-        ReceiptMark.delete().where(ReceiptMark.device == device_id).execute()  # a new enrollment has a new outbox
+            purge_device_data(device_id)  # with the receipt marks (ReceiptMark has a device column)
         Device.delete().where(Device.id == device_id).execute()
     log.info("device %s deleted%s", device_id, " (data kept)" if keep_data else "")
     return existed
+
+
+def purge_device_data(device_id: str) -> dict[str, int]:
+    """Delete every row of ``device_id`` in :data:`DEVICE_DATA_MODELS` (in the caller's transaction,
+    if any). Returns rows deleted per table."""
+    with db.atomic():
+        return {m._meta.table_name: m.delete().where(m.device == device_id).execute() for m in DEVICE_DATA_MODELS}
 
 
 def list_devices() -> list[Device]:

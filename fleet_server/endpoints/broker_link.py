@@ -21,9 +21,10 @@ import ssl
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from broker.config import DEFAULT_MQTT_PORT, DEFAULT_TLS_PORT, BrokerConfig, is_loopback_host, write_private
+from broker.config import DEFAULT_MQTT_PORT, DEFAULT_TLS_PORT, BrokerConfig, is_loopback_host
 from fleet_server.endpoints.tls import TlsFiles, read_ca_pem, read_summary
 from shared.enrollment import parse_broker_url
+from shared.private_files import write_private
 
 log = logging.getLogger("clawfleet.server")
 

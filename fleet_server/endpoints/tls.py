@@ -28,7 +28,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from broker.config import write_private
+from shared.private_files import write_private
 
 CA_DAYS = 3650
 """Validity of a new CA, days (10 years)."""

@@ -18,11 +18,13 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import paho.mqtt.client as mqtt
 from peewee import Database
 
+from fleet_server.ingest.messages import CacheChange
 from fleet_server.ingest.receipts import ReceiptPublisher
 from fleet_server.ingest.subscriber import BrokerAccount, Subscriber
 from fleet_server.ingest.writer import BatchWriter
@@ -54,6 +56,8 @@ class Ingest:
         state: the latest-state cache to update after each commit.
         client_id: MQTT client id; keep it stable so the persistent session is resumed.
         shared_group: when set, subscribe as ``$share/<group>/…`` (several ingest workers).
+        publish: sends each batch's cache change to the other server processes (see
+            :class:`fleet_server.ingest.writer.BatchWriter`).
     """
 
     DISCONNECTED_GRACE_S = 30.0
@@ -62,13 +66,14 @@ class Ingest:
     """A batch taking longer than this to store makes :meth:`health` report a stalled writer, seconds."""
 
     def __init__(self, database: Database, account: BrokerAccount, state: FleetState,
-                 client_id: str = "clawfleet-ingest", shared_group: str | None = None) -> None:
+                 client_id: str = "clawfleet-ingest", shared_group: str | None = None,
+                 publish: Callable[[CacheChange], None] | None = None) -> None:
         self.state = state
         self.subscriber = Subscriber(account, client_id, shared_group)
         self.counters = self.subscriber.counters
         self.connected = self.subscriber.connected
         self.receipts = ReceiptPublisher(self.subscriber.client, self.counters)
-        self.writer = BatchWriter(database, self.subscriber.items, state, self.subscriber.ack, self.counters,
+        self.writer = BatchWriter(database, self.subscriber.items, state, self.subscriber.ack, self.counters, publish,
                                   on_receipts=self.receipts.offer)
         self._writer_thread = threading.Thread(target=self.writer.run, name="clawfleet-ingest-writer", daemon=True)
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from fleet_server.store.usage.ledger import TokenSums
 from shared.topics import Channel
 
 
@@ -79,14 +78,14 @@ class CacheChange:
     """What a committed write changes in the in-memory cache.
 
     ``devices``: device id -> :class:`fleet_server.state.DeviceView` fields to set (``last_seen_ms``
-    only ever moves forward). ``usage``: newly stored token sums ``{device: {hour_ms: TokenSums}}``.
+    only ever moves forward). ``usage``: the devices whose stored token usage grew.
     ``rejects``: messages to count as rejected. ``stored``: channel name -> messages stored.
     ``receipts``: devices whose receipt marks the write changed or confirmed again (published
     after the commit, :mod:`fleet_server.ingest.receipts`).
     """
 
     devices: dict[str, dict[str, Any]] = field(default_factory=dict)
-    usage: dict[str, dict[int, TokenSums]] = field(default_factory=dict)
+    usage: set[str] = field(default_factory=set)
     rejects: list[RejectNote] = field(default_factory=list)
     stored: dict[str, int] = field(default_factory=dict)
     receipts: dict[str, Any] = field(default_factory=dict)
@@ -107,10 +106,7 @@ class CacheChange:
         """Add ``other`` (a later change) into self; returns self."""
         for device_id, fields in other.devices.items():
             self.set(device_id, **fields)
-        for device_id, hours in other.usage.items():
-            mine = self.usage.setdefault(device_id, {})
-            for hour, sums in hours.items():
-                mine.setdefault(hour, TokenSums()).add(sums)
+        self.usage |= other.usage
         self.rejects += other.rejects
         for channel, n in other.stored.items():
             self.stored[channel] = self.stored.get(channel, 0) + n

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 import queue
-import socket
 import ssl
 import threading
 import time
@@ -23,7 +22,6 @@ from collections import Counter
 from dataclasses import dataclass
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
@@ -31,8 +29,9 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 from broker.acl import BROKER_DROPPED_TOPIC
 from broker.overload import DropCounter
 from fleet_server.ingest.messages import DeliveryMark, Item, Received, Rejected
-from fleet_server.state import now_ms
 from shared import schemas
+from shared.clock import now_ms
+from shared.mqtt_client import mqtt5_client
 from shared.payloads import RECEIPT_CHANNELS
 from shared.topics import ALL_DEVICES_FILTER, SERVER_STATUS_TOPIC, Channel, TopicError, parse_device_topic
 
@@ -104,14 +103,10 @@ class Subscriber:
         self.disconnected_since: float | None = time.monotonic()  # monotonic; None while connected
         self._stopping = False
         self._filter = f"$share/{shared_group}/{ALL_DEVICES_FILTER}" if shared_group else ALL_DEVICES_FILTER
-        c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5, manual_ack=True)
-        c.username_pw_set(account.username, account.password)
-        if account.tls is not None:
-            c.tls_set_context(account.tls)
+        c = mqtt5_client(client_id, account.username, account.password, account.tls, manual_ack=True)
         c.will_set(SERVER_STATUS_TOPIC, _server_status("offline"), qos=1, retain=True)
         c.reconnect_delay_set(1, 30)
         c.suppress_exceptions = True  # a bug in a callback is logged by paho instead of ending its thread
-        c.on_socket_open = _no_delay
         c.on_connect = self._on_connect
         c.on_disconnect = self._on_disconnect
         c.on_message = self._on_message
@@ -185,18 +180,10 @@ class Subscriber:
 def _device_of(msg: mqtt.MQTTMessage) -> str:
     try:
         return parse_device_topic(msg.topic)[0]
-    except Exception:  # noqa: BLE001 - best effort, for the reject's device
+    except Exception:  # best effort, for the reject's device
         return ""
 
 
 def _server_status(state: str) -> bytes:
     # receipts: this server confirms what it stored (agents then keep messages until it does)
     return schemas.ServerStatus(ts=now_ms(), state=state, receipts=True).model_dump_json().encode()
-
-
-def _no_delay(_client: mqtt.Client, _userdata: object, sock: object) -> None:
-    """Send small MQTT packets at once (Nagle + delayed ACK add ~40 ms per QoS 1 round trip)."""
-    try:
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # type: ignore[attr-defined]
-    except (OSError, AttributeError):  # not a TCP socket (e.g. a unix socket or websocket)
-        pass

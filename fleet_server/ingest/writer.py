@@ -22,9 +22,10 @@ from fleet_server.ingest import receipts
 from fleet_server.ingest.messages import CacheChange, Item, Rejected
 from fleet_server.ingest.rejects import RejectLog, store_rejects
 from fleet_server.ingest.writers import WRITERS, write_last_seen
-from fleet_server.state import FleetState, now_ms
+from fleet_server.state import FleetState
 from fleet_server.store.locks import write_transaction
 from fleet_server.store.models import Device, db
+from shared.clock import now_ms
 
 log = logging.getLogger("clawfleet.ingest")
 
@@ -59,14 +60,18 @@ class BatchWriter:
         ack: ``ack(mid, qos)`` acknowledges one MQTT message.
         counters: ingest's counters (``stored_<channel>``, ``rejected_<reason>``, ``acked``, ``batches``;
             :attr:`batch_seconds` sums the batches' time).
+        publish: called with each batch's cache change inside its transaction, before the commit
+            (several server processes: :class:`fleet_server.ingest.change_feed.ChangePublisher`).
         on_receipts: called after each commit with the devices whose receipt marks the batch touched
             (:meth:`fleet_server.ingest.receipts.ReceiptPublisher.offer`); None: no receipt marks kept.
     """
 
     def __init__(self, database: Database, items: queue.Queue[Item], state: FleetState,
                  ack: Callable[[int, int], None], counters: Counter[str],
+                 publish: Callable[[CacheChange], None] | None = None,
                  on_receipts: Callable[[dict], None] | None = None) -> None:
         self.database, self.items, self.state, self._ack, self.counters = database, items, state, ack, counters
+        self._publish = publish
         self._on_receipts = on_receipts
         self._receipt_book = receipts.ReceiptBook()
         self.stopping = threading.Event()
@@ -116,6 +121,8 @@ class BatchWriter:
             try:
                 with self._transaction():
                     change = self._write(batch)
+                    if self._publish is not None:
+                        self._publish(change)
             except Exception as exc:
                 if database_unavailable(exc):
                     if self.stopping.is_set():
@@ -215,7 +222,8 @@ class BatchWriter:
             self._receipt_book.committed(change.receipts)
             self._on_receipts(change.receipts)
         self.state.upsert_many(updates)  # one lock, one version step for the whole batch
-        self.state.add_usage(change.usage)
+        if change.usage:
+            self.state.note_usage(change.usage)
         for channel, n in change.stored.items():
             self.counters[f"stored_{channel}"] += n
         for note in change.rejects:

@@ -13,23 +13,28 @@ import logging
 from collections.abc import Callable
 
 from fleet_server.ingest.messages import CacheChange, Received
-from fleet_server.state import SAMPLE_COLUMNS, FleetState, LatestError, meta_json, telemetry_values
+from fleet_server.state import FleetState, LatestError
 from fleet_server.store import bulk
 from fleet_server.store.bulk import CHUNK
+from fleet_server.store.history.receive_clock import stamp_for_write
 from fleet_server.store.logs import insert_logs, is_hint
 from fleet_server.store.models import Device, Sample, StatusEvent
+from fleet_server.store.rows import SAMPLE_COLUMNS, meta_json, telemetry_values
 from fleet_server.store.usage.ledger import insert_usage
 from shared.schemas import Telemetry
 from shared.topics import Channel
 
 log = logging.getLogger("clawfleet.ingest")
 
+_SAMPLE_COLUMNS = (*SAMPLE_COLUMNS, "received_ms")
+
 
 def write_telemetry(items: list[Received], state: FleetState) -> CacheChange:
-    """Store samples with one prepared INSERT (a repeated ``(device, ts)`` is ignored); the cache
-    keeps each device's newest."""
+    """Store samples with one prepared INSERT (a repeated ``(device, ts)`` is ignored), stamped with
+    the receive time the rollup job follows; the cache keeps each device's newest."""
     change = CacheChange(stored={"telemetry": len(items)})
-    bulk.insert_ignore(Sample, SAMPLE_COLUMNS, [telemetry_values(i.payload) for i in items])
+    received = stamp_for_write()
+    bulk.insert_ignore(Sample, _SAMPLE_COLUMNS, [(*telemetry_values(i.payload), received) for i in items])
     newest: dict[str, tuple[Telemetry, int]] = {}  # device -> (newest sample of the batch, heard ms)
     for i in items:
         p, cur = i.payload, newest.get(i.device_id)
@@ -99,11 +104,12 @@ def write_meta(items: list[Received], state: FleetState) -> CacheChange:
 
 
 def write_usage(items: list[Received], state: FleetState) -> CacheChange:
-    """Store usage records not stored yet, with the hourly rollup; the change carries the added sums."""
+    """Store usage records not stored yet, with the hourly and all-time rollups; the change names the
+    devices whose usage grew."""
     change = CacheChange(stored={"usage": len(items)})
     rows = [{"device": i.device_id, **r.model_dump()} for i in items for r in i.payload.records]
     conflicts: list[dict] = []
-    change.usage = insert_usage(rows, conflicts) if rows else {}
+    change.usage = set(insert_usage(rows, conflicts)) if rows else set()
     for row in conflicts:
         change.reject(row["device"], "duplicate_conflict",
                       f"usage record {row['id']} was stored before with different content; the first is kept")

@@ -12,12 +12,12 @@ own PBKDF2 hash. Revoking deletes the broker client, which kicks a live session 
 from __future__ import annotations
 
 import secrets
-import time
 
 from broker.acl import DEFAULT_INTEGRATION_CHANNELS, INTEGRATION_CHANNELS, integration_role_acls, integration_username
 from broker.dynsec import DynSecClient
 from fleet_server.store import audit
 from fleet_server.store.models import IntegrationAccount
+from shared.clock import now_ms
 from shared.topics import Channel, TopicError
 
 
@@ -60,7 +60,7 @@ def add_integration(dynsec: DynSecClient, name: str, channels: tuple[Channel, ..
     dynsec.delete_integration(username)  # a leftover of an earlier account of that name
     dynsec.create_integration(username, password, acls)
     row = IntegrationAccount.create(name=name, username=username, channels=",".join(c.value for c in channels),
-                                    created_ms=int(time.time() * 1000), created_by=actor[:100])
+                                    created_ms=now_ms(), created_by=actor[:100])
     audit.record(actor, "integration.add", target=name, detail=f"reads {row.channels}")
     return row, password
 

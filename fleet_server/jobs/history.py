@@ -1,12 +1,11 @@
-"""History upkeep: incremental rollups every minute, retention every hour (after a rollup)."""
+"""History upkeep: incremental rollups every minute, retention every hour."""
 
 from __future__ import annotations
 
 from peewee import Database
 
-from fleet_server.state import now_ms
 from fleet_server.store.history.retention import RetentionPolicy, apply_retention
-from fleet_server.store.history.rollups import roll_up_all
+from shared.clock import now_ms
 
 ROLLUP_S = 60.0
 """Seconds between rollup runs (the 24 h+ charts lag raw data by at most this)."""
@@ -15,9 +14,10 @@ RETENTION_S = 3600.0
 
 
 def enforce_retention(database: Database, policy: RetentionPolicy) -> dict[str, int]:
-    """Roll up first (retention deletes only rolled-up raw samples), then delete what is too old.
+    """Delete what is too old. No rollup pass of its own: raw samples the rollup job has not reached
+    yet are kept (see :func:`fleet_server.store.history.retention.apply_retention`), and go at the
+    next run after it has.
 
-    Returns rows deleted per kind (see :func:`fleet_server.store.history.retention.apply_retention`).
+    Returns rows deleted per kind.
     """
-    roll_up_all(database)
     return apply_retention(policy, now_ms(), database)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from peewee import Database
 
@@ -21,10 +22,13 @@ class ServerJobs:
 
     ``check_stale_now()`` runs the stale check once in the caller's thread (the server does it at
     start-up, before ingest starts, so a restarted server never shows a silent device online).
+    ``broker_connected`` tells the periodic stale check whether ingest has its broker connection
+    (no device is marked stale while it has not).
     """
 
-    def __init__(self, database: Database, state: FleetState, retention: RetentionPolicy) -> None:
-        self.stale = StaleDetector(state)
+    def __init__(self, database: Database, state: FleetState, retention: RetentionPolicy,
+                 broker_connected: Callable[[], bool] | None = None) -> None:
+        self.stale = StaleDetector(state, broker_connected=broker_connected)
         self._jobs = [
             PeriodicJob("rollups", ROLLUP_S, lambda: roll_up_all(database), database, first_delay_s=5.0),
             PeriodicJob("retention", RETENTION_S, lambda: enforce_retention(database, retention), database,
@@ -35,7 +39,7 @@ class ServerJobs:
 
     def check_stale_now(self) -> list[tuple[str, str]]:
         """One stale-device pass now; returns ``[(device_id, new_state), …]``."""
-        return self.stale.check()
+        return self.stale.check(force=True)
 
     def start(self) -> None:
         """Start every job's thread."""

@@ -17,10 +17,10 @@ from __future__ import annotations
 
 import getpass
 import logging
-import time
 from dataclasses import dataclass
 
 from fleet_server.store.models import AuditEvent
+from shared.clock import now_ms
 
 log = logging.getLogger("clawfleet.audit")
 
@@ -54,7 +54,7 @@ def record(actor: str, action: str, target: str = "", detail: str = "", *, stric
 
     Returns the new row (None when it could not be written).
     """
-    row = {"ts_ms": int(time.time() * 1000), "actor": _clean(actor, MAX_ACTOR) or "?",
+    row = {"ts_ms": now_ms(), "actor": _clean(actor, MAX_ACTOR) or "?",
            "action": _clean(action, MAX_ACTION), "target": _clean(target, MAX_TARGET),
            "detail": _clean(detail, MAX_DETAIL)}
     try:
@@ -72,7 +72,7 @@ def event_rows(actor: str, action: str, events: list[tuple[str, str]]) -> list[d
     """Rows of :class:`AuditEvent` (``ts_ms``, ``actor``, ``action``, ``target``, ``detail``), one per
     ``(target, detail)`` pair, all by ``actor`` with ``action`` and the same time stamp, cleaned as
     in :func:`record`: for a bulk insert inside the transaction of the change they audit."""
-    ts = int(time.time() * 1000)
+    ts = now_ms()
     return [{"ts_ms": ts, "actor": _clean(actor, MAX_ACTOR) or "?", "action": _clean(action, MAX_ACTION),
              "target": _clean(target, MAX_TARGET), "detail": _clean(detail, MAX_DETAIL)} for target, detail in events]
 

@@ -3,9 +3,10 @@
 peewee builds the SQL of every row of an ``insert_many`` and of every ``update`` anew; at
 thousands of messages per second that SQL building was most of the writer's time. Here the
 statement text is made once per (database, table, columns) and handed to the DB-API's
-``executemany`` with plain tuples (SQLite prepares it once and steps it per row). PostgreSQL
-keeps peewee's multi-row ``INSERT … VALUES`` (one round trip per chunk beats psycopg2's
-``executemany``, which sends one statement per row).
+``executemany`` with plain tuples (SQLite prepares it once and steps it per row). On PostgreSQL
+inserts go as multi-row ``INSERT … VALUES`` of :data:`CHUNK` rows per round trip, built by
+psycopg2's ``execute_values`` from the same once-made statement (peewee building that SQL per row
+was ~0.18 ms per sample; psycopg2's ``executemany`` would send one statement per row).
 
 Errors come out as peewee's exceptions (``OperationalError``, ``IntegrityError``…), like any
 peewee query, so the writer tells "database unavailable" from "bad data" the same way.
@@ -28,11 +29,18 @@ CHUNK = 200
 def executemany(sql: str, rows: Sequence[Sequence[object]]) -> None:
     """Run ``sql`` once per row of ``rows`` on the models' database connection (inside the caller's
     transaction when there is one). ``sql`` is written with ``?`` placeholders and ``"…"``-quoted
-    names; it is converted once for the bound database (PostgreSQL: ``%s``)."""
+    names; it is converted once for the bound database (PostgreSQL: ``%s``, and :data:`CHUNK`
+    statements per round trip with psycopg2's ``execute_batch``)."""
     if not rows:
         return
+    if is_sqlite():
+        with _wrap_errors:
+            db.obj.cursor().executemany(sql, rows)
+        return
+    from psycopg2.extras import execute_batch  # many statements per round trip (executemany: one per row)
+
     with _wrap_errors:
-        db.obj.cursor().executemany(_for_database(db.obj, sql), rows)
+        execute_batch(db.obj.cursor(), _for_database(db.obj, sql), rows, page_size=CHUNK)
 
 
 def query(sql: str, params: Sequence[object]) -> list[tuple]:
@@ -63,8 +71,7 @@ def insert_ignore(model: type[Model], cols: tuple[str, ...], rows: Sequence[Sequ
     if is_sqlite():
         executemany(_insert_sql(model, cols, True), rows)
         return
-    for i in range(0, len(rows), CHUNK):
-        model.insert_many([dict(zip(cols, r, strict=True)) for r in rows[i:i + CHUNK]]).on_conflict_ignore().execute()
+    _execute_values(_pg_insert_sql(model, cols, True), rows)
 
 
 def insert_new(model: type[Model], cols: tuple[str, ...], rows: Sequence[Sequence[object]]) -> None:
@@ -74,8 +81,16 @@ def insert_new(model: type[Model], cols: tuple[str, ...], rows: Sequence[Sequenc
     if is_sqlite():
         executemany(_insert_sql(model, cols, False), rows)
         return
-    for i in range(0, len(rows), CHUNK):
-        model.insert_many([dict(zip(cols, r, strict=True)) for r in rows[i:i + CHUNK]]).execute()
+    _execute_values(_pg_insert_sql(model, cols, False), rows)
+
+
+def _execute_values(sql: str, rows: Sequence[Sequence[object]]) -> None:
+    """psycopg2's ``execute_values``: ``sql`` has one ``VALUES %s``, filled with :data:`CHUNK` rows
+    per statement (errors as peewee's exceptions)."""
+    from psycopg2.extras import execute_values
+
+    with _wrap_errors:
+        execute_values(db.obj.cursor(), sql, rows, page_size=CHUNK)
 
 
 @lru_cache(maxsize=64)
@@ -84,6 +99,13 @@ def _insert_sql(model: type[Model], cols: tuple[str, ...], ignore: bool) -> str:
     marks = ", ".join("?" for _ in cols)
     # model and column names come from the models, never from input
     return f'INSERT {"OR IGNORE " if ignore else ""}INTO "{model._meta.table_name}" ({names}) VALUES ({marks})'  # noqa: S608
+
+
+@lru_cache(maxsize=64)
+def _pg_insert_sql(model: type[Model], cols: tuple[str, ...], ignore: bool) -> str:
+    names = ", ".join(f'"{c}"' for c in cols)
+    # model and column names come from the models, never from input
+    return f'INSERT INTO "{model._meta.table_name}" ({names}) VALUES %s{" ON CONFLICT DO NOTHING" if ignore else ""}'  # noqa: S608
 
 
 @lru_cache(maxsize=64)

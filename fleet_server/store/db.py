@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
-import stat
 from pathlib import Path
 
 from peewee import Database, SqliteDatabase
@@ -12,6 +10,7 @@ from playhouse.db_url import connect
 
 from fleet_server.store.migrations import upgrade
 from fleet_server.store.models import db
+from shared.private_files import ensure_private_database
 
 log = logging.getLogger("clawfleet.store")
 
@@ -66,15 +65,9 @@ def open_database(data_dir: Path, url: str | None = None) -> Database:
 
 
 def _private_file(path: Path) -> None:
-    """Create ``path`` empty with mode 0600 unless it exists; tighten an existing one to 0600."""
+    """Create the database file with mode 0600 unless it exists; tighten an existing one (and its
+    WAL files) to 0600, with a warning."""
     if str(path) in ("", ":memory:") or str(path).startswith("file:"):
         return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
-    for p in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
-        try:
-            if stat.S_IMODE(p.stat().st_mode) & 0o077:
-                p.chmod(0o600)
-                log.warning("%s was readable by other users; made it private (0600)", p)
-        except FileNotFoundError:
-            pass
+    for p in ensure_private_database(path):
+        log.warning("%s was readable by other users; made it private (0600)", p)

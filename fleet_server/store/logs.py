@@ -56,7 +56,7 @@ def is_hint(message: str) -> bool:
     return bool(_HINT_RE.match(message or ""))
 
 
-def not_hint():  # noqa: ANN201 - a peewee expression
+def not_hint():  # a peewee expression
     """SQL condition: the record is not a CLI hint line (see :func:`is_hint`)."""
     cond = None
     for p in HINT_PREFIXES:
@@ -84,7 +84,7 @@ class LogFilter:
     fingerprint: str | None = None
     hide_hints: bool = False
 
-    def where(self):  # noqa: ANN201 - a peewee expression
+    def where(self):  # a peewee expression
         """The filter as a peewee condition (True when empty). Raises LogQueryError on a bad level."""
         cond = LogRecord.ts.is_null(False)
         if self.device:

@@ -21,22 +21,23 @@ create a table whose later migrations alter it (write the DDL the step needs).
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from peewee import BigIntegerField, BooleanField, CharField, Database, Field, FloatField
+from peewee import BigIntegerField, BooleanField, CharField, Database, Field, FloatField, SqliteDatabase
 from playhouse.migrate import SchemaMigrator, migrate
 
 from fleet_server.store.locks import write_transaction
 from fleet_server.store.models import (
     ALL_MODELS,
+    RollupMark,
     RollupWatermark,
     SampleRollup1h,
     SampleRollup5m,
     SchemaVersion,
 )
 from fleet_server.store.upgrade import scope_record_ids
+from shared.clock import now_ms
 
 log = logging.getLogger("clawfleet.store.migrations")
 
@@ -78,12 +79,79 @@ def _tokens_and_logs_columns(m: SchemaMigrator, db: Database) -> None:
     add_column(m, db, "log_record", "session_id", CharField(max_length=200, null=True))
 
 
+def _usage_rollup_totals(m: SchemaMigrator, db: Database) -> None:
+    # failed turns per hour (counted from the records still kept), an index to read one hour of every
+    # device, the all-time sums per device (the hourly rollup summed once); per-user dashboard settings
+    add_column(m, db, "usage_hourly", "failed_turns", BigIntegerField(default=0))
+    add_column(m, db, "user", "time_zone", CharField(max_length=64, null=True))
+    add_column(m, db, "user", "dark_mode", BooleanField(null=True))
+    failed = db.execute_sql('SELECT "device", ("ts" / 3600000) * 3600000 AS h, COUNT(*) FROM "usage_record" '
+                            'WHERE "failed" GROUP BY "device", h').fetchall()
+    p = db.param
+    update = f'UPDATE "usage_hourly" SET "failed_turns" = {p} WHERE "device" = {p} AND "hour_ms" = {p}'  # noqa: S608
+    for device, h, n in failed:
+        db.execute_sql(update, (int(n), device, int(h)))
+    if "usage_hourly_hour_ms" not in {i.name for i in db.get_indexes("usage_hourly")}:
+        migrate(m.add_index("usage_hourly", ("hour_ms",), False))
+    db.execute_sql(_USAGE_TOTAL_DDL)
+    agg = "TOTAL" if isinstance(db, SqliteDatabase) else "SUM"  # TOTAL: no integer overflow on SQLite
+    names = ", ".join(f'"{c}"' for c in _USAGE_SUM_COLUMNS)
+    sums = ", ".join(f'{agg}("{c}")' for c in _USAGE_SUM_COLUMNS)
+    marks = ", ".join(p for _ in range(len(_USAGE_SUM_COLUMNS) + 1))
+    insert = f'INSERT INTO "usage_total" ("device", {names}) VALUES ({marks})'  # noqa: S608 - constant names
+    select = f'SELECT "device", {sums} FROM "usage_hourly" GROUP BY "device"'  # noqa: S608 - constant names
+    for device, *values in db.execute_sql(select).fetchall():
+        db.execute_sql(insert, (device, *(float(v or 0) if c == "cost_usd" else min(int(v or 0), 2**62)
+                                          for c, v in zip(_USAGE_SUM_COLUMNS, values, strict=True))))
+
+
+_USAGE_SUM_COLUMNS = ("records", "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens",
+                      "total_tokens", "failed_turns", "cost_usd", "priced_records", "unpriced_tokens")
+_USAGE_TOTAL_DDL = """CREATE TABLE IF NOT EXISTS "usage_total" ("device" VARCHAR(63) NOT NULL PRIMARY KEY,
+ "records" INTEGER NOT NULL DEFAULT 0, "input_tokens" BIGINT NOT NULL DEFAULT 0,
+ "output_tokens" BIGINT NOT NULL DEFAULT 0, "cache_read_tokens" BIGINT NOT NULL DEFAULT 0,
+ "cache_write_tokens" BIGINT NOT NULL DEFAULT 0, "total_tokens" BIGINT NOT NULL DEFAULT 0,
+ "failed_turns" BIGINT NOT NULL DEFAULT 0, "cost_usd" REAL NOT NULL DEFAULT 0, "priced_records" INTEGER NOT NULL
+ DEFAULT 0, "unpriced_tokens" BIGINT NOT NULL DEFAULT 0)"""
+"""The all-time usage table as schema step 5 made it (later steps alter it with add_column)."""
+
+
+def add_index(database: Database, table: str, column: str) -> None:
+    """Create the index ``<table>_<column>`` on one column unless it exists (peewee's name for an
+    ``index=True`` field, so a new database and an upgraded one have the same index)."""
+    name = f"{table}_{column}"
+    if name not in {i.name for i in database.get_indexes(table)}:
+        database.execute_sql(f'CREATE INDEX "{name}" ON "{table}" ("{column}")')
+
+
+def _receive_time_rollups(m: SchemaMigrator, db: Database) -> None:
+    # samples get the server's receive time; the rollup job follows it instead of a per-device ts watermark.
+    # Rows the old watermarks cover stay NULL (rolled up, aged by ts); the others are stamped now, after the
+    # new watermark, so the next pass rolls them up. Then indexes for set-based retention.
+    add_column(m, db, "sample", "received_ms", BigIntegerField(null=True))
+    now = now_ms()
+    db.execute_sql(f'UPDATE "sample" SET "received_ms" = {db.param} WHERE NOT EXISTS (SELECT 1 FROM '  # noqa: S608
+                   '"rollup_watermark" w WHERE w."device" = "sample"."device" AND "sample"."ts" <= w."sample_ts")',
+                   (now,))
+    db.create_tables([RollupMark], safe=True)
+    RollupMark.delete().execute()
+    RollupMark.insert(name="samples", received_ms=now - 1).execute()
+    db.execute_sql('DROP TABLE "rollup_watermark"')
+    for table, column in (("sample", "received_ms"), ("sample_rollup5m", "bucket_ms"),
+                          ("sample_rollup1h", "bucket_ms"), ("status_event", "ts"), ("usage_hourly", "hour_ms")):
+        add_index(db, table, column)
+
+
 MIGRATIONS: list[Migration] = [
     Migration(1, "v0.1.0 schema", _baseline),
     Migration(2, "sample rollup tiers (5 min, 1 h) and rollup watermarks", _history_tables),
     Migration(3, "usage and log record ids unique per device", lambda _m, db: scope_record_ids(db)),
     Migration(4, "failed turns, rule prices, unpriced tokens; agent and session of log records",
               _tokens_and_logs_columns),
+    Migration(5, "failed turns per hour, all-time usage sums per device, hourly usage index; users' time zone "
+                 "and dark mode", _usage_rollup_totals),
+    Migration(6, "samples carry the server's receive time; rollups follow it; indexes for retention by time",
+              _receive_time_rollups),
 ]
 """Every schema step, in order. Append new ones at the end with the next version number."""
 
@@ -109,7 +177,7 @@ def upgrade(database: Database) -> list[int]:
     Raises:
         SchemaTooNew: the database has a version this code does not know.
     """
-    now = int(time.time() * 1000)
+    now = now_ms()
     with write_transaction(database):
         version = current_version(database)
         if version is None:
@@ -132,7 +200,7 @@ def upgrade(database: Database) -> list[int]:
             continue
         with write_transaction(database):
             m.apply(migrator, database)
-            SchemaVersion.create(version=m.version, name=m.name, applied_ms=int(time.time() * 1000))
+            SchemaVersion.create(version=m.version, name=m.name, applied_ms=now_ms())
         log.info("database schema upgraded to version %d: %s", m.version, m.name)
         applied.append(m.version)
     database.create_tables(ALL_MODELS, safe=True)  # tables of new models need no step; new columns do

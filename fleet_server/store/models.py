@@ -6,6 +6,8 @@ SQLite (default) and PostgreSQL.
 
 from __future__ import annotations
 
+import time
+
 from peewee import (
     BigIntegerField,
     BooleanField,
@@ -49,8 +51,18 @@ class Device(BaseModel):
     meta_json = TextField(null=True)
 
 
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
 class Sample(BaseModel):
-    """One telemetry sample of one device. Units as in :class:`shared.schemas.Telemetry`."""
+    """One telemetry sample of one device. Units as in :class:`shared.schemas.Telemetry`.
+
+    ``received_ms`` is when the server stored the row (epoch ms; the store's clock, see
+    :mod:`fleet_server.store.history.receive_clock`): the rollup job follows it, so a sample that
+    arrives late (a device clock that jumped, a resend after an outage) still reaches the rollups.
+    NULL only on rows stored before schema version 5 (those were rolled up by then).
+    """
 
     device = CharField(max_length=63)
     ts = BigIntegerField()
@@ -69,6 +81,7 @@ class Sample(BaseModel):
     load15 = FloatField(null=True)
     uptime_s = FloatField()
     openclaw_up = BooleanField(null=True)
+    received_ms = BigIntegerField(null=True, index=True, default=_now_ms)
 
     class Meta:
         primary_key = CompositeKey("device", "ts")
@@ -78,7 +91,7 @@ class StatusEvent(BaseModel):
     """An availability change reported on ``…/status`` (or decided by the server, e.g. revoked)."""
 
     device = CharField(max_length=63, index=True)
-    ts = BigIntegerField()
+    ts = BigIntegerField(index=True)
     state = CharField(max_length=16)
     reason = CharField(max_length=200, null=True)
 
@@ -111,7 +124,25 @@ class UsageRecord(BaseModel):
         indexes = ((("ts", "model"), False),)
 
 
-class UsageHourly(BaseModel):
+class _UsageSumColumns(BaseModel):
+    """The sums of a usage rollup (:class:`fleet_server.store.usage.sums.UsageSums` reads them;
+    ``records`` are its ``messages``, ``priced_records`` its ``priced_messages``)."""
+
+    records = IntegerField(default=0)
+    input_tokens = BigIntegerField(default=0)
+    output_tokens = BigIntegerField(default=0)
+    cache_read_tokens = BigIntegerField(default=0)
+    cache_write_tokens = BigIntegerField(default=0)
+    total_tokens = BigIntegerField(default=0)
+    failed_turns = BigIntegerField(default=0)
+    """Assistant messages with ``stopReason: "error"``."""
+    cost_usd = FloatField(default=0.0)
+    priced_records = IntegerField(default=0)
+    unpriced_tokens = BigIntegerField(default=0)
+    """Tokens of records that have neither a price rule nor a cost recorded by OpenClaw."""
+
+
+class UsageHourly(_UsageSumColumns):
     """Token-usage rollup per device and UTC hour (``hour_ms`` = start of the hour, epoch ms).
 
     Kept by ingest in the same transaction as the records it adds, so it never double counts.
@@ -119,20 +150,17 @@ class UsageHourly(BaseModel):
     """
 
     device = CharField(max_length=63)
-    hour_ms = BigIntegerField()
-    records = IntegerField(default=0)
-    input_tokens = BigIntegerField(default=0)
-    output_tokens = BigIntegerField(default=0)
-    cache_read_tokens = BigIntegerField(default=0)
-    cache_write_tokens = BigIntegerField(default=0)
-    total_tokens = BigIntegerField(default=0)
-    cost_usd = FloatField(default=0.0)
-    priced_records = IntegerField(default=0)
-    unpriced_tokens = BigIntegerField(default=0)
-    """Tokens of records that have neither a price rule nor a cost recorded by OpenClaw."""
+    hour_ms = BigIntegerField(index=True)
 
     class Meta:
         primary_key = CompositeKey("device", "hour_ms")
+
+
+class UsageTotal(_UsageSumColumns):
+    """All-time token-usage sums per device: the running total of its hourly rollup, kept by ingest
+    in the same transaction (and by re-pricing), so "all time" is one row per device."""
+
+    device = CharField(primary_key=True, max_length=63)
 
 
 class LogRecord(BaseModel):
@@ -189,6 +217,10 @@ class User(BaseModel):
     last_login_ms = BigIntegerField(null=True)
     password_changed_ms = BigIntegerField(null=True)
     disabled = BooleanField(default=False)
+    time_zone = CharField(max_length=64, null=True)
+    """IANA zone the dashboard shows this user's times in; None: the browser's."""
+    dark_mode = BooleanField(null=True)
+    """The dashboard's dark mode for this user; None: light."""
 
 
 class AuditEvent(BaseModel):
@@ -220,7 +252,7 @@ class _SampleRollup(BaseModel):
     ``bucket_ms`` is the bucket's start (epoch ms UTC, a multiple of the tier's width)."""
 
     device = CharField(max_length=63)
-    bucket_ms = BigIntegerField()
+    bucket_ms = BigIntegerField(index=True)
     n = IntegerField()
     cpu_pct_avg = FloatField()
     cpu_pct_max = FloatField()
@@ -250,10 +282,30 @@ class SampleRollup1h(_SampleRollup):
 
 
 class RollupWatermark(BaseModel):
-    """Per device: the newest raw sample ``ts`` (epoch ms) already added to every rollup tier."""
+    """Schema versions 2-4 only (per device: the newest raw sample ``ts`` already rolled up). Read
+    and dropped by migration 5; not in :data:`ALL_MODELS`."""
 
     device = CharField(primary_key=True, max_length=63)
     sample_ts = BigIntegerField()
+
+
+class RollupMark(BaseModel):
+    """How far the rollup job has got: every sample with ``received_ms`` at or below
+    ``received_ms`` (epoch ms) is in every tier. One row, ``name`` = ``"samples"``."""
+
+    name = CharField(primary_key=True, max_length=32)
+    received_ms = BigIntegerField()
+
+
+class JobLease(BaseModel):
+    """Who runs the background jobs (:mod:`fleet_server.jobs.leader`): ``holder`` (host, pid and a
+    random part) until ``expires_ms`` (epoch ms, the database's clock); renewed by the holder, taken
+    over by another server process once expired. One row per lease ``name`` (``"jobs"``)."""
+
+    name = CharField(primary_key=True, max_length=32)
+    holder = CharField(max_length=200)
+    expires_ms = BigIntegerField()
+    acquired_ms = BigIntegerField()
 
 
 class SchemaVersion(BaseModel):
@@ -355,8 +407,9 @@ class ReceiptMark(BaseModel):
     updated_ms = BigIntegerField()
 
 
-ALL_MODELS = [Device, Sample, StatusEvent, UsageRecord, UsageHourly, LogRecord, RejectCount, User, AuditEvent,
-              SampleRollup5m, SampleRollup1h, RollupWatermark,  # history
+ALL_MODELS = [Device, Sample, StatusEvent, UsageRecord, UsageHourly, UsageTotal, LogRecord, RejectCount, User,
+              AuditEvent,
+              SampleRollup5m, SampleRollup1h, RollupMark, JobLease,  # history, job lease
               LoginThrottle,  # failed logins
               PriceRule, ApiToken, IntegrationAccount,  # tokens and cost, API, integrations
               ReceiptMark,  # delivery receipts

@@ -232,7 +232,7 @@ def test_concurrent_requests_from_two_admins(managed_broker: ManagedMosquitto, d
             try:
                 for _ in range(25):
                     assert client.get_client(dev)["username"] == dev  # type: ignore[index]
-            except BaseException as exc:  # noqa: BLE001 - collected for the main thread
+            except BaseException as exc:  # collected for the main thread
                 errors.append(exc)
 
         threads = [threading.Thread(target=work, args=(c, d)) for d in devs for c in (dynsec, other)]

@@ -5,7 +5,9 @@ dialog, the 404 page)."""
 
 from __future__ import annotations
 
+import os
 import time
+from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
@@ -23,6 +25,7 @@ from shared.topics import Channel, device_topic
 pytestmark = pytest.mark.browser
 
 FLEET = 120
+SCREENSHOT_DIR = Path(os.environ["CLAWFLEET_SCREENSHOT_DIR"]) if os.environ.get("CLAWFLEET_SCREENSHOT_DIR") else None
 
 
 def _start(tmp, devices: int, live: int, statuses: dict[str, tuple[str, str | None]]):
@@ -199,3 +202,17 @@ def test_one_device_on_a_phone_with_dark_mode_dialog_and_404(one_device, browser
     _wait(browser, lambda d: "This page doesn't exist." in _body(d))
     browser.find_element(By.XPATH, "//button[contains(., 'Fleet overview')]").click()
     _wait(browser, lambda d: d.current_url.rstrip("/") == base and len(_rows(d)) == 1)
+
+
+def test_last_seen_is_on_screen_at_1280(fleet, browser):
+    from selenium.webdriver.common.by import By
+
+    server, _ = fleet
+    browser.set_window_size(1280, 900)
+    log_in(browser, f"http://127.0.0.1:{server.port}/")
+    _wait(browser, lambda d: len(_rows(d)) == 50)
+    header = browser.find_element(By.XPATH, "//th[contains(., 'Last seen')]")
+    right = browser.execute_script("return arguments[0].getBoundingClientRect().right", header)
+    assert right <= browser.execute_script("return document.documentElement.clientWidth"), right
+    if SCREENSHOT_DIR:
+        browser.save_screenshot(str(SCREENSHOT_DIR / "overview-1280-fleet.png"))

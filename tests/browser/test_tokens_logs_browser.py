@@ -4,39 +4,23 @@ fixtures' usage and logs seeded into its database. Screenshots go to $CLAWFLEET_
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from browser_helpers import create_admin, log_in
-from e2e_helpers import ServerProcess, user_env
+from browser_helpers import create_admin, log_in, seed_fixture_fleet
+from e2e_helpers import ServerProcess
 from mqtt_helpers import free_port
 
 pytestmark = pytest.mark.browser
 
 SCREENSHOT_DIR = Path(os.environ["CLAWFLEET_SCREENSHOT_DIR"]) if os.environ.get("CLAWFLEET_SCREENSHOT_DIR") else None
-TESTS = Path(__file__).resolve().parents[1]
-SEED = """
-import sys
-from pathlib import Path
-sys.path.insert(0, {tests!r})
-from fleet_server.store.db import open_database
-from usage_seed import seed_bulk_logs, seed_fixture_usage
-open_database(Path({data!r}))
-seed_fixture_usage(Path({tmp!r}))
-seed_bulk_logs(2000, devices=3, start_ms=1_795_200_000_000, step_ms=15_000)
-"""
-
-
 
 
 @pytest.fixture
 def seeded_server(tmp_path):
     data = tmp_path / "data"
     create_admin(data)
-    subprocess.run([sys.executable, "-c", SEED.format(tests=str(TESTS), data=str(data), tmp=str(tmp_path / "oc"))],
-                   text=True, capture_output=True, timeout=120, check=True, env=user_env())
+    seed_fixture_fleet(data, tmp_path / "oc")
     server = ServerProcess(data, free_port(), free_port(), tmp_path / "server.log", "--no-local-agent")
     try:
         yield server.start().port

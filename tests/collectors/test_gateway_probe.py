@@ -34,7 +34,7 @@ class Gateway:
         gateway = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - http.server's name
+            def do_GET(self) -> None:  # http.server's name
                 gateway.hits.append(self.path)
                 if self.path in ("/health", "/healthz"):
                     code, body = 200, {"ok": True, "status": "live"}

@@ -15,6 +15,7 @@ from payload_helpers import DeviceConn, batch, dumps, log_record, now_ms, teleme
 
 from fleet_server.server import FleetServer
 from fleet_server.store.models import LogRecord, RejectCount, Sample, UsageRecord
+from fleet_server.store.usage import sums
 from shared.topics import Channel
 
 
@@ -157,7 +158,7 @@ def test_record_ids_are_scoped_per_device(fleet: FleetServer):
         assert UsageRecord.get((UsageRecord.device == a.device_id) & (UsageRecord.id == "shared-id-0001")
                                ).input_tokens == 1000
         assert LogRecord.get(LogRecord.device == a.device_id).message == "alice's"
-        wait_for(lambda: fleet.state.usage(a.device_id).input_tokens == 1000, 5, what="the cache to follow")
+        assert sums.total_usage(devices=[a.device_id]).input_tokens == 1000  # every view reads these sums
         assert rejects(a.device_id) == {} and rejects(b.device_id) == {}
 
 
@@ -173,7 +174,7 @@ def test_a_duplicate_id_with_different_content_is_counted(fleet: FleetServer):
         wait_for(lambda: rejects(d).get("duplicate_conflict") == 2, 10, what=f"two conflicts, got {rejects(d)}")
         assert UsageRecord.get(UsageRecord.device == d).input_tokens == 7  # the first one stays
         assert LogRecord.get(LogRecord.device == d).message == "one"
-        wait_for(lambda: fleet.state.usage(d).input_tokens == 7, 5, what="the cache to follow")
+        assert sums.total_usage(devices=[d]).input_tokens == 7
 
 
 def test_reject_logging_is_rate_limited_per_device_and_reason(fleet: FleetServer, caplog):

@@ -156,9 +156,9 @@ def test_a_device_enrolled_after_a_reject_is_stored_once_ingest_forgets_it(datab
 
 
 def test_sample_tuples_match_the_sample_rows():
-    from fleet_server.state import SAMPLE_COLUMNS, telemetry_row, telemetry_values
     from fleet_server.store.bulk import columns
-    assert SAMPLE_COLUMNS == columns(Sample)
+    from fleet_server.store.rows import SAMPLE_COLUMNS, telemetry_row, telemetry_values
+    assert (*SAMPLE_COLUMNS, "received_ms") == columns(Sample)  # ingest adds the receive time
     for data in (telemetry("a"), telemetry("a", load_avg=None, openclaw={"up": True})):
         t = schemas.Telemetry.model_validate(data)
         assert dict(zip(SAMPLE_COLUMNS, telemetry_values(t), strict=True)) == telemetry_row(t)

@@ -44,12 +44,12 @@ def test_container_command_serves_healthz(tmp_path: Path) -> None:
             "--mqtt-tls-port", str(free_port())]
     env = {k: v for k, v in os.environ.items() if k != "PYTEST_CURRENT_TEST"}  # else NiceGUI acts as under pytest
     env["CLAWFLEET_DATA_DIR"] = str(tmp_path / "data")
-    log = open(tmp_path / "server.log", "wb")  # noqa: SIM115 - closed below
+    log = open(tmp_path / "server.log", "wb")  # closed below
     proc = subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
         def healthy() -> bool:
             try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as r:  # noqa: S310
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as r:
                     return r.status == 200
             except OSError:
                 return False

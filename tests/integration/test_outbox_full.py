@@ -33,7 +33,7 @@ def test_a_full_outbox_defers_usage_and_logs_instead_of_dropping_them(fleet: Fle
     agent = RunningAgent(cfg)
     try:
         service = agent.service
-        wait_for(lambda: service.outbox.stats()["bytes"] > BOUND / 2 and service.state.samples_taken >= 3, 30,
+        wait_for(lambda: service.outbox.stats()["bytes"] > BOUND / 2 and service.samples_taken >= 3, 30,
                  what="the outbox to fill up")
         wait_for(lambda: "usage" in service.bridge_health()["openclaw_backlog"], 30,
                  what="usage records to wait in OpenClaw's files")

@@ -26,8 +26,11 @@ def _status(device_id: str) -> tuple[str, str | None]:
 
 def _wait_status(server: FleetServer, device_id: str, want: tuple[str, str | None], timeout: float) -> float:
     start = time.monotonic()
-    wait_for(lambda: _status(device_id) == want and (server.state.get(device_id).status, server.state.get(
-        device_id).status_reason) == want, timeout, what=f"{device_id} {want}")
+    def cached() -> tuple[str, str | None] | None:  # the cache follows the commit a moment later
+        view = server.state.get(device_id)
+        return None if view is None else (view.status, view.status_reason)
+
+    wait_for(lambda: _status(device_id) == want and cached() == want, timeout, what=f"{device_id} {want}")
     return time.monotonic() - start
 
 
@@ -55,16 +58,18 @@ def test_sigstopped_agent_and_broker_crash_are_detected_and_a_restarted_server_i
         os.kill(agents["frozen"].pid, signal.SIGCONT)
         _wait_status(server, "frozen", ("online", RESUMED_REASON), 10)
 
-        # 2. broker SIGKILLed, then the agent: the last will is lost with the broker
+        # 2. broker SIGKILLed, then the agent: the last will is lost with the broker. Nothing is marked stale
+        # while ingest has no broker; once it is back, the silent device is, 3 intervals later
         assert server.broker is not None and server.broker.pid
         os.kill(server.broker.pid, signal.SIGKILL)
         os.kill(agents["crashed"].pid, signal.SIGKILL)
         agents["crashed"].wait()
         killed = time.monotonic()
+        wait_for(lambda: server.ingest.connected.is_set() and server.broker.restart_count >= 1, 60,
+                 what="ingest reconnected to the restarted broker")
         _wait_status(server, "crashed", ("offline", STALE_REASON), GRACE_S + SLACK_S)
         print(f"device whose broker and agent were SIGKILLed marked offline {time.monotonic() - killed:.1f} s later")
-        # the supervisor restarts the broker; the frozen agent reconnects and its data resumes
-        wait_for(lambda: server.ingest.connected.is_set(), 30, what="ingest reconnected to the restarted broker")
+        # the frozen agent reconnects and its data resumes
         cfg = tmp_path / "agent-crashed.json"
         agents["crashed"] = start_agent(cfg, tmp_path / "crashed-2.log")
         wait_for(lambda: _status("crashed")[0] == "online", 30, what="crashed device back online")
@@ -91,4 +96,35 @@ def test_sigstopped_agent_and_broker_crash_are_detected_and_a_restarted_server_i
             if proc.poll() is None:
                 os.kill(proc.pid, signal.SIGCONT)
                 stop_agent(proc)
+        server.stop()
+
+
+def test_while_the_server_has_no_broker_no_device_goes_stale_and_health_says_so(tmp_path):
+    opts = ServerOptions(data_dir=tmp_path / "server", mqtt_port=free_port(), local_agent=False)
+    server = FleetServer(opts)
+    server.start()
+    agent = None
+    try:
+        assert server.ingest is not None and server.ingest.connected.wait(10)
+        new = add_device(server.dynsec, "steady", server.broker_url)
+        cfg = write_agent_config(tmp_path, "steady", new.api_key, opts.mqtt_port, keepalive_s=60)
+        agent = start_agent(cfg, tmp_path / "steady.log")
+        _wait_status(server, "steady", ("online", None), 20)
+        wait_for(lambda: getattr(server.state.get("steady").meta, "interval_s", None) == 1, 10,
+                 what="meta with interval_s")
+        assert server.broker is not None and server.broker.pid
+        server.broker.restart_backoff_s = 3 * GRACE_S + 6  # the supervisor's first restart comes this much later
+        os.kill(server.broker.pid, signal.SIGKILL)  # the broker is gone (no last will): nobody can be heard
+        wait_for(lambda: not server.ingest.connected.is_set(), 10, what="ingest noticed")
+        time.sleep(3 * GRACE_S + 2)  # three times the grace, and two stale checks past it
+        assert _status("steady") == ("online", None) and server.state.get("steady").status == "online"
+        health = server.health()
+        assert health.ingest["connected"] is False
+        wait_for(lambda: server.ingest.connected.is_set(), 90, what="ingest reconnected to the restarted broker")
+        wait_for(lambda: server.state.get("steady").heard_ms and server.state.get("steady").heard_ms
+                 > time.time() * 1000 - 2000, 60, what="the agent reported again")
+        assert _status("steady") == ("online", None)
+    finally:
+        if agent is not None:
+            stop_agent(agent)
         server.stop()

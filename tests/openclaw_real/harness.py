@@ -65,7 +65,7 @@ class OpenClawInstallError(OpenClawError):
     """npm failed for a reason other than an unreachable registry (message has npm's stderr)."""
 
 
-class RegistryUnreachable(OpenClawInstallError):  # noqa: N818 (name fixed by the test plan)
+class RegistryUnreachable(OpenClawInstallError):
     """npm could not reach the package registry (DNS, refused, timeout, …): the only skip reason.
 
     ``reason`` is npm's one-line explanation, e.g. ``request to https://registry.npmjs.org/openclaw
@@ -650,7 +650,7 @@ class OpenClawGateway:
         """Remove the empty ``/tmp/openclaw-state-locks-<uid>/<family>.<sha256(db path)[:8]>.lock.sqlite``
         files OpenClaw 2026.9 creates for this gateway's databases (the directory is hard-coded to
         /tmp; the hashes are of paths inside our own root, so no other gateway uses these files)."""
-        lock_dir = Path("/tmp") / f"openclaw-state-locks-{os.getuid()}"  # noqa: S108 (OpenClaw's fixed path)
+        lock_dir = Path("/tmp") / f"openclaw-state-locks-{os.getuid()}"
         if not lock_dir.is_dir():
             return 0
         hashes = {

@@ -305,7 +305,7 @@ def _make_handler(stub: StubLLM) -> type[BaseHTTPRequestHandler]:
             return self.path.split("?", 1)[0].rstrip("/") or "/"
 
         # --- routes
-        def do_GET(self) -> None:  # noqa: N802 (http.server API)
+        def do_GET(self) -> None:
             path = self._path()
             if path in ("/v1/models", "/models"):
                 body = {
@@ -323,7 +323,7 @@ def _make_handler(stub: StubLLM) -> type[BaseHTTPRequestHandler]:
                 stub._record(RequestRecord("GET", path, 404))
                 self._send_json(404, {"error": {"message": f"no route {path}", "type": "not_found"}})
 
-        def do_POST(self) -> None:  # noqa: N802 (http.server API)
+        def do_POST(self) -> None:
             path = self._path()
             length = int(self.headers.get("Content-Length") or 0)
             raw = self.rfile.read(length) if length else b""

@@ -17,6 +17,7 @@ from fleet_server.dashboard.pages.devices import qr_data_uri
 from fleet_server.devices.actions import DeviceActions, server_session
 from fleet_server.devices.keys import hash_api_key
 from fleet_server.state import FleetState
+from fleet_server.state.registry import sync_registry
 from fleet_server.store.models import AuditEvent, Device, RejectCount
 from fleet_server.store.models import User as UserRow
 from shared.enrollment import decode_token
@@ -203,17 +204,17 @@ def test_qr_code_fits_a_token_with_a_ca_and_refuses_an_oversized_one():
 def test_registry_sync_applies_changes_made_elsewhere(actions: DeviceActions):
     state = actions.state
     actions.add("admin", "Synced")
-    assert state.sync_registry() == []
+    assert sync_registry(state) == []
     Device.update(name="Synced 2", tags="t").where(Device.id == "synced").execute()
     Device.create(id="fresh", name="Fresh", key_hash="x", key_hint="abcd", created_ms=1)
-    assert state.sync_registry() == ["fresh", "synced"]
+    assert sync_registry(state) == ["fresh", "synced"]
     assert state.get("synced").name == "Synced 2" and state.get("fresh").key_hint == "abcd"
     Device.update(revoked_ms=5, status="offline", status_reason="revoked", status_ms=int(time.time() * 1000)).where(
         Device.id == "fresh").execute()
-    assert state.sync_registry() == ["fresh"]
+    assert sync_registry(state) == ["fresh"]
     assert state.get("fresh").display_status == "revoked" and state.get("fresh").status_reason == "revoked"
     Device.delete().where(Device.id == "fresh").execute()
     version = state.version
-    assert state.sync_registry() == ["fresh"] and state.get("fresh") is None and state.version > version
+    assert sync_registry(state) == ["fresh"] and state.get("fresh") is None and state.version > version
     version = state.version
-    assert state.sync_registry() == [] and state.version == version  # nothing changed: no redraw
+    assert sync_registry(state) == [] and state.version == version  # nothing changed: no redraw

@@ -27,3 +27,15 @@ def test_changes_since_names_the_changed_devices_and_asks_for_a_full_redraw_afte
     assert state.changes_since(v3) == (v3, set())
     state.upsert("a", status="online")
     assert state.changes_since(v3)[1] == {"a"}
+
+
+def test_stored_usage_changes_the_device_and_the_usage_version():
+    state = FleetState()
+    state.upsert_many({"a": {}, "b": {}})
+    v, _ = state.changes_since(0)
+    before, view = state.usage_version, state.get("a")
+    state.note_usage({"a", "unknown"})
+    assert state.changes_since(v)[1] == {"a"} and state.usage_version == before + 1
+    assert state.get("a") is not view and state.get("a").usage_ms  # a new view: its overview row is rebuilt
+    state.note_usage(None)  # re-priced: every device
+    assert state.changes_since(v)[1] == {"a", "b"}

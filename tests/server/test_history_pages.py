@@ -69,3 +69,25 @@ async def test_device_page_has_charts_and_availability(tmp_path, log_in):
         await user.should_see("uptime 24 h", retries=50)
         await user.should_see("97.92%")  # 30 of 1440 minutes offline
         await user.should_see("30m 0s, last will")
+
+
+def test_a_young_device_opens_on_a_short_window_and_charts_use_the_viewer_zone():
+    from fleet_server.dashboard.parts.charts import CHARTS, ChartLook, chart_options, first_window
+
+    now = 1_800_000_000_000
+    assert first_window(now - 30 * 60_000, now) == "1h" and first_window(now - 5 * 3_600_000, now) == "6h"
+    assert first_window(now - 3 * 86_400_000, now) == "24h" and first_window(None, now) == "24h"
+    opts = chart_options(CHARTS[0], "raw", [], [], now - 3_600_000, now, 30, ChartLook("Asia/Kolkata", dark=True))
+    assert opts["xAxis"]["axisLabel"]["hideOverlap"] is True  # no overlapping time labels on a phone
+    assert '"Asia/Kolkata"' in opts["xAxis"]["axisLabel"][":formatter"] and '"Asia/Kolkata"' in opts["tooltip"][
+        ":formatter"]
+    assert opts["title"]["textStyle"]["color"] == "#e5e7eb"  # readable on the dark card
+
+
+def test_uptime_says_how_much_of_the_window_is_known():
+    from fleet_server.store.history.availability import Period, uptime
+
+    now = 1_800_000_000_000
+    periods = [Period("online", now - 3_600_000, None, None)]  # a device one hour old
+    pct, known = uptime(periods, now - 30 * 86_400_000, now)
+    assert pct == 100.0 and known == 3_600_000  # 100 % of one hour, not of 30 days

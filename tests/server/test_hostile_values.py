@@ -9,9 +9,10 @@ import math
 from nicegui.testing.user_simulation import user_simulation
 
 from fleet_server.dashboard import register_pages
-from fleet_server.state import FleetState, now_ms
+from fleet_server.state import FleetState
 from fleet_server.store.models import Device
 from shared import schemas
+from shared.clock import now_ms
 
 
 async def test_pages_render_absurd_stored_values(db, log_in):
@@ -35,9 +36,13 @@ async def test_pages_render_absurd_stored_values(db, log_in):
     for h in (hour, hour - 3_600_000):
         db.execute_sql(
             "INSERT INTO usage_hourly (device, hour_ms, records, input_tokens, output_tokens, cache_read_tokens, "
-            "cache_write_tokens, total_tokens, cost_usd, priced_records, unpriced_tokens) "
-            "VALUES (?, ?, 1, ?, ?, 0, 0, ?, ?, 1, 0)",
+            "cache_write_tokens, total_tokens, failed_turns, cost_usd, priced_records, unpriced_tokens) "
+            "VALUES (?, ?, 1, ?, ?, 0, 0, ?, 0, ?, 1, 0)",
             ("wild", h, 6 * 10**18, 1e30, 6 * 10**18, math.inf))
+    db.execute_sql(
+        "INSERT INTO usage_total (device, records, input_tokens, output_tokens, cache_read_tokens, "
+        "cache_write_tokens, total_tokens, failed_turns, cost_usd, priced_records, unpriced_tokens) "
+        "VALUES (?, 2, ?, ?, 0, 0, ?, 0, ?, 2, 0)", ("wild", 2**63 - 1, 1e30, 2**63 - 1, math.inf))
     Device.create(id="cached", name="Cached box", key_hash="x", key_hint="abcd", created_ms=now_ms())
     state = FleetState()
     state.load_from_db()

@@ -1,6 +1,5 @@
 """Overview page rendered from the latest-state cache (NiceGUI user simulation, real SQLite)."""
 
-import time
 
 from nicegui.testing.user_simulation import user_simulation
 
@@ -10,10 +9,7 @@ from fleet_server.store.db import open_database
 from fleet_server.store.models import Device
 from fleet_server.store.usage.ledger import insert_usage
 from shared import schemas
-
-
-def now_ms():
-    return int(time.time() * 1000)
+from shared.clock import now_ms
 
 
 def telemetry(device_id, cpu):
@@ -45,7 +41,7 @@ async def test_overview_shows_devices_and_updates_live(tmp_path, log_in):
                                    "session_id": "s", "provider": "p", "model": "m", "input_tokens": 1200,
                                    "output_tokens": 34, "cache_read_tokens": 0, "cache_write_tokens": 0,
                                    "total_tokens": 1234, "cost_usd": None, "source": "transcript"}])
-        state.add_usage(added)
+        state.note_usage(added)  # as ingest does after the commit
         await user.should_see("1.2k / 1.2k", retries=30)
 
 

@@ -7,7 +7,7 @@ import time
 from fleet_server.dashboard.pages.overview.rows import Query, all_tags, openclaw_cell, row, select
 from fleet_server.dashboard.parts.format import count_h, status_words
 from fleet_server.state import DeviceView
-from fleet_server.store.usage.ledger import TokenSums
+from fleet_server.store.usage.sums import UsageSums
 from shared import schemas
 
 
@@ -66,7 +66,7 @@ def test_counts_in_good_english():
 def test_row_has_openclaw_tags_and_greyed_values_of_a_device_that_stopped_reporting():
     d = DeviceView("gw", "Gateway", status="offline", status_reason="last-will", tags="prod, eu",
                    telemetry=_tel(42, up=False), meta=_meta("gw.local", "2026.9.6"))
-    r = row(d, TokenSums(), TokenSums())
+    r = row(d, UsageSums(), UsageSums())
     assert (r["status_text"], r["reason"], r["openclaw_state"]) == ("offline", "lost connection", "down")
     assert r["openclaw"] == "down · 2026.9.6" and r["tags"] == ["prod", "eu"]
     assert r["stale"] and r["cpu"] == "42%" and "offline" in r["stale_tip"]

@@ -6,13 +6,11 @@ from __future__ import annotations
 import pytest
 from usage_seed import DEVICES, expected_by_agent, seed_fixture_usage
 
-from fleet_server.dashboard.pages.overview.tiles import cost_h
-from fleet_server.dashboard.pages.tokens import cost_text
+from fleet_server.dashboard.parts.format import cost_h, token_breakdown
 from fleet_server.dashboard.parts.usage_csv import from_csv, to_csv
-from fleet_server.state import FleetState
 from fleet_server.store.models import UsageRecord
-from fleet_server.store.usage import prices
-from fleet_server.store.usage import summary as queries
+from fleet_server.store.sql import QueryError
+from fleet_server.store.usage import prices, sums
 
 KEYS = ("messages", "input_tokens", "output_tokens", "cache_read_tokens", "total_tokens", "failed_turns")
 
@@ -24,38 +22,35 @@ def seeded(db, tmp_path):
 
 
 def test_per_agent_and_per_day_totals_equal_the_fixture_sums(seeded):
-    by_agent = {r.key["agent"]: r for r in queries.usage_summary(["agent"])}
+    by_agent = {r.key["agent"]: r for r in sums.usage(["agent"])}
+    assert {(r.key["device"], r.key["agent"]) for r in by_agent.values()} == {(d, a) for d, (_, a) in DEVICES.items()}
     want = expected_by_agent()
     assert set(by_agent) == set(want) == {"main", "research"}
-    for agent, sums in want.items():
-        assert {k: getattr(by_agent[agent], k) for k in KEYS} == sums, agent
+    for agent, expected in want.items():
+        assert {k: getattr(by_agent[agent], k) for k in KEYS} == expected, agent
     # all turns happened on 2026-11-21 around 04:10 UTC
-    (day,) = queries.usage_summary(["day"])
+    (day,) = sums.usage(["day"])
     assert day.key == {"day": "2026-11-21"}
     assert day.total_tokens == sum(s["total_tokens"] for s in want.values()) == 87124 + 39920
     # in Los Angeles (UTC-8) the same instants fall on the evening before
-    (la,) = queries.usage_summary(["day"], tz="America/Los_Angeles")
+    (la,) = sums.usage(["day"], tz="America/Los_Angeles")
     assert la.key == {"day": "2026-11-20"} and la.total_tokens == day.total_tokens
-    by_session = {r.key["session"][:8]: r for r in queries.usage_summary(["session"])}
+    by_session = {r.key["session"][:8]: r for r in sums.usage(["session"])}
     assert by_session["f5d14729"].failed_turns == 4 and by_session["f5d14729"].total_tokens == 15954
 
 
 def test_stub_model_is_unpriced_never_zero_dollars(seeded):
-    (total,) = queries.usage_summary([])
+    (total,) = sums.usage([])
     assert total.priced_messages == 9  # the failed turns: zero tokens, OpenClaw's cost 0 -> a real $0
     assert total.unpriced_tokens == total.total_tokens == 127044
     assert total.as_json()["cost_usd"] == 0.0 or total.as_json()["cost_usd"] is None
-    assert cost_text(total) == "unpriced (127,044 tokens)"  # never "$0"
-    assert cost_h(queries.cost_between(0, 2**62)) == "unpriced (127,044 tokens)"
-    by_model = queries.usage_summary(["model"])
+    assert cost_h(total) == "unpriced (127,044 tokens)"  # never "$0"
+    assert cost_h(sums.total_usage(0, 2**62)) == "unpriced (127,044 tokens)"  # the hourly rollup: the same
+    assert token_breakdown(total).endswith("· unpriced (127,044 tokens)")  # not "· $0.00" beside it
+    by_model = sums.usage(["model"])
     stub = next(r for r in by_model if r.key["model"] == "stubllm/stub-model")
-    assert "unpriced" in cost_text(stub)
-    state = FleetState()
-    state.load_from_db()
-    fleet = state.usage(None)
-    assert fleet.unpriced_tokens == 127044
-    c = queries.cost_between(0, 2**62)
-    assert c.unpriced_tokens == 127044 and c.cost_usd == 0.0
+    assert "unpriced" in cost_h(stub)
+    assert sums.total_usage() == total  # all time from the per-device totals: the same figures
 
 
 def test_a_price_rule_reprices_history_and_deleting_it_unprices_again(seeded):
@@ -63,13 +58,14 @@ def test_a_price_rule_reprices_history_and_deleting_it_unprices_again(seeded):
                                                      cache_read_usd_per_mtok=0.3))
     records = UsageRecord.select().count()
     assert changed == records == 21  # every record of the model is now rule-priced (failed turns: $0 for 0 tokens)
-    (total,) = queries.usage_summary([])
+    (total,) = sums.usage([])
     exp_in = 86153 + 39296
     exp_out = 203 + 112
     exp_cr = 768 + 512
     assert total.unpriced_tokens == 0 and total.priced_messages == records
     assert total.cost_usd == pytest.approx((exp_in * 3 + exp_out * 15 + exp_cr * 0.3) / 1e6)
-    assert queries.cost_between(0, 2**62).cost_usd == pytest.approx(total.cost_usd)  # hourly rollup follows
+    assert sums.total_usage(0, 2**62).cost_usd == pytest.approx(total.cost_usd)  # hourly rollup follows
+    assert sums.total_usage().cost_usd == pytest.approx(total.cost_usd)  # and the all-time sums
     assert prices.add_rule(prices.RuleInput("stubllm/*", 3.0, 15.0, 0.3))[1] == 0  # same prices: nothing changed
     # a newer rule takes over from its effective date on only
     later = prices.RuleInput("stub-model", 6.0, 30.0, 0.6, effective_ms=1_795_234_800_000)
@@ -78,7 +74,7 @@ def test_a_price_rule_reprices_history_and_deleting_it_unprices_again(seeded):
     assert 0 < changed == moved < records
     for r in prices.load_rules():
         prices.delete_rule(r.id)
-    (total,) = queries.usage_summary([])
+    (total,) = sums.usage([])
     assert total.unpriced_tokens == 127044
 
 
@@ -94,15 +90,21 @@ def test_price_rule_validation_names_the_field():
 
 def test_csv_export_round_trips(seeded):
     prices.add_rule(prices.RuleInput("stub-model", 1.25, 10.0, effective_ms=1_795_234_800_000))
+    names = {"oc-latest": "Latest box"}
     for group in ("device", "agent", "model", "day"):
-        rows = queries.usage_summary([group])
-        parsed = from_csv(to_csv(rows, [group]))
-        assert parsed == [r.as_json() for r in rows], group
-    assert {r["device"] for r in from_csv(to_csv(queries.usage_summary(["device"]), ["device"]))} == set(DEVICES)
+        rows = sums.usage([group])
+        keys = list(rows[0].key)
+        parsed = from_csv(to_csv(rows, keys, names))
+        want = [r.as_json() for r in rows]
+        for w in want:
+            if "device" in w:
+                w["device_name"] = names.get(w["device"], w["device"])  # the display name beside the id
+        assert parsed == want, group
+    assert {r["device"] for r in from_csv(to_csv(sums.usage(["device"]), ["device"]))} == set(DEVICES)
 
 
 def test_bad_group_and_zone_are_clear_errors(seeded):
-    with pytest.raises(queries.QueryError, match="group_by"):
-        queries.usage_summary(["colour"])
-    with pytest.raises(queries.QueryError, match="time zone"):
-        queries.usage_summary(["day"], tz="Mars/Olympus")
+    with pytest.raises(QueryError, match="group_by"):
+        sums.usage(["colour"])
+    with pytest.raises(QueryError, match="time zone"):
+        sums.usage(["day"], tz="Mars/Olympus")

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
@@ -65,7 +68,7 @@ def test_incremental_rollups_equal_raw_aggregates_across_bucket_boundaries(store
 
 def test_retention_deletes_exactly_what_is_older_and_rollups_survive_it(store):
     add_device("dev-a")
-    rows = add_samples("dev-a", T0, T0 + 4 * HOUR_MS, step_ms=60_000)
+    rows = add_samples("dev-a", T0, T0 + 4 * HOUR_MS, step_ms=60_000, on_time=True)
     roll_up_all(store)
     StatusEvent.create(device="dev-a", ts=T0 + HOUR_MS - 1, state="online")
     StatusEvent.create(device="dev-a", ts=T0 + HOUR_MS, state="offline")
@@ -93,10 +96,11 @@ def test_retention_deletes_exactly_what_is_older_and_rollups_survive_it(store):
 
 def test_raw_samples_not_rolled_up_yet_are_kept(store):
     add_device("dev-a")
-    add_samples("dev-a", T0, T0 + HOUR_MS, step_ms=60_000)
+    add_samples("dev-a", T0, T0 + HOUR_MS, step_ms=60_000, on_time=True)
     roll_up_all(store)
-    late = add_samples("dev-a", T0 + HOUR_MS, T0 + 2 * HOUR_MS, step_ms=60_000)  # not rolled up yet
-    deleted = apply_retention(RetentionPolicy.parse(["raw=6h"]), T0 + 20 * HOUR_MS, store)
+    late = add_samples("dev-a", T0 + HOUR_MS, T0 + 2 * HOUR_MS, step_ms=60_000)  # received now: not rolled up yet
+    # a retention run 20 h from now would delete them all by age; the watermark keeps the late ones
+    deleted = apply_retention(RetentionPolicy.parse(["raw=6h"]), int(time.time() * 1000) + 20 * HOUR_MS, store)
     assert deleted["raw"] == 60
     assert Sample.select().count() == len(late)
 
@@ -122,6 +126,21 @@ class _Sql(logging.Handler):
         self.queries.append(str(record.msg[0]) if isinstance(record.msg, tuple) else str(record.msg))
 
 
+@contextmanager
+def _sql_log() -> Iterator[_Sql]:
+    """The SQL statements peewee runs inside the block."""
+    sql = _Sql()
+    logger = logging.getLogger("peewee")
+    old_level = logger.level
+    logger.addHandler(sql)
+    logger.setLevel(logging.DEBUG)
+    try:
+        yield sql
+    finally:
+        logger.removeHandler(sql)
+        logger.setLevel(old_level)
+
+
 def test_30_day_chart_reads_the_hourly_tier_with_window_edges_right_in_a_dst_zone(store):
     add_device("dev-a")
     tz = ZoneInfo("Europe/Berlin")  # DST ended 2026-10-25 03:00 local: that day has 25 hours
@@ -130,16 +149,8 @@ def test_30_day_chart_reads_the_hourly_tier_with_window_edges_right_in_a_dst_zon
     assert (end - start) == (30 * 24 + 1) * HOUR_MS
     add_samples("dev-a", start - 2 * HOUR_MS, end + 2 * HOUR_MS, step_ms=300_000)
     roll_up_all(store)
-    sql = _Sql()
-    logger = logging.getLogger("peewee")
-    old_level = logger.level
-    logger.addHandler(sql)
-    logger.setLevel(logging.DEBUG)
-    try:
+    with _sql_log() as sql:
         tier, rows = samples_for_window("dev-a", start, end)
-    finally:
-        logger.removeHandler(sql)
-        logger.setLevel(old_level)
     assert tier == "1h"
     assert len(sql.queries) == 1 and "sample_rollup1h" in sql.queries[0] and '"sample"' not in sql.queries[0]
     # Berlin midnight is 22:00 or 23:00 UTC: whole hours, so the buckets are exactly the window
@@ -156,3 +167,72 @@ def test_tier_choice_gives_at_least_100_points_and_never_raw_past_24h(hours, tie
     assert chosen == tier
     if chosen != "raw":
         assert hours * HOUR_MS // TIER_WIDTH_MS[chosen] >= 100
+
+
+def test_late_samples_reach_the_rollups_and_a_resent_sample_is_not_counted_twice(store):
+    """A device whose clock jumped back, or that resends after an outage, delivers samples older than
+    what is rolled up already: they are received later, so they reach their (old) buckets."""
+    add_device("dev-a")
+    rows = add_samples("dev-a", T0 + HOUR_MS, T0 + 2 * HOUR_MS, step_ms=60_000)
+    roll_up_all(store)
+    late = add_samples("dev-a", T0, T0 + HOUR_MS, step_ms=60_000, seed=3)  # the hour before, arriving now
+    assert roll_up_all(store) == len(late)
+    # the same samples resent: (device, ts) is unique, so nothing is inserted and nothing counted again
+    Sample.insert_many([{**r, "received_ms": int(time.time() * 1000)} for r in late]).on_conflict_ignore().execute()
+    assert roll_up_all(store) == 0
+    _assert_tier(SampleRollup5m, "dev-a", rows + late, FIVE_MIN_MS)
+    _assert_tier(SampleRollup1h, "dev-a", rows + late, HOUR_MS)
+
+
+def test_a_rollup_pass_is_the_same_few_statements_for_5_devices_or_50(store):
+    """Set-based: one INSERT … SELECT per tier over all devices, not a query per device."""
+    def statements(devices: int, tag: str) -> int:
+        for i in range(devices):
+            add_device(f"{tag}-{i}")
+            add_samples(f"{tag}-{i}", T0, T0 + 10 * 60_000, step_ms=60_000, seed=i)
+        with _sql_log() as sql:
+            assert roll_up_all(store) == devices * 10
+        return len(sql.queries)
+
+    add_device("first")
+    add_samples("first", T0, T0 + 60_000)
+    roll_up_all(store)  # the very first pass also creates the watermark row
+    assert statements(5, "few") == statements(50, "many")
+
+
+def test_retention_removes_rows_of_devices_deleted_long_ago(store):
+    add_device("kept")
+    add_samples("kept", T0, T0 + HOUR_MS, step_ms=60_000, on_time=True)
+    add_samples("gone", T0, T0 + HOUR_MS, step_ms=60_000, on_time=True)  # its devices row was deleted
+    roll_up_all(store)
+    for device in ("kept", "gone"):
+        StatusEvent.create(device=device, ts=T0, state="online")
+    now = T0 + 400 * 86_400_000 + HOUR_MS + 1
+    apply_retention(RetentionPolicy(), now, store)
+    assert Sample.select().count() == 0
+    assert SampleRollup5m.select().count() == 0 and SampleRollup1h.select().count() == 0
+    assert StatusEvent.select().count() == 0
+
+
+def test_every_retention_delete_is_paced_in_short_transactions(store, monkeypatch):
+    """Each kind is deleted in chunks with a turn for other writers between them (logs and usage
+    were one unbounded DELETE each)."""
+    from fleet_server.store.history import retention
+
+    turns = []
+    monkeypatch.setattr(retention.TakeTurns, "turn", lambda self: turns.append(1))
+    monkeypatch.setattr(retention, "FIRST_CHUNK_ROWS", 100)
+    monkeypatch.setattr(retention, "HOLD_S", 0.0)  # every later chunk the smallest: 100 rows
+    add_device("dev-a")
+    LogRecord.insert_many([{"id": f"l{i}", "device": "dev-a", "ts": T0 + i, "level": "error", "subsystem": "s",
+                            "message": "m", "fingerprint": "f", "source": "file"} for i in range(1000)]).execute()
+    deleted = apply_retention(RetentionPolicy(logs=3600), T0 + 2 * HOUR_MS, store)
+    assert deleted["logs"] == 1000 and LogRecord.select().count() == 0
+    assert len(turns) >= 10
+
+
+def test_rollups_and_retention_on_the_bound_database_without_an_argument(store):
+    add_device("dev-a")
+    rows = add_samples("dev-a", T0, T0 + HOUR_MS, step_ms=60_000, on_time=True)
+    assert roll_up_all() == len(rows)
+    assert apply_retention(RetentionPolicy(), T0 + 3 * 86_400_000)["raw"] == len(rows)

@@ -90,3 +90,66 @@ def test_status_periods_and_uptime(store):
         ("online", T0 + 900_000, None, None)]
     assert uptime_pct(periods, T0 + 300_000, T0 + 1_200_000) == 100 * 600 / 900
     assert uptime_pct([], T0, T0 + 1) is None
+
+
+class _CountingState(FleetState):
+    """The real cache, counting how many device views a stale pass reads."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.read = 0
+
+    def views(self):
+        out = super().views()
+        self.read += len(out)
+        return out
+
+    def get(self, device_id: str):
+        self.read += 1
+        return super().get(device_id)
+
+
+def test_a_pass_reads_only_devices_that_are_due_or_changed(store):
+    clock = {"now": T0}
+    for i in range(200):
+        add_device(f"d{i:03d}")
+    Device.update(status="online", status_ms=T0).execute()
+    state = _CountingState()
+    state.load_from_db()
+    state.upsert_many({f"d{i:03d}": {"heard_ms": T0 + i * 100} for i in range(200)})  # deadlines T0+90 s+i*0.1 s
+    detector = StaleDetector(state, clock=lambda: clock["now"])
+    assert detector.check() == []  # the first pass looks at everyone
+    state.read = 0
+    for _ in range(5):
+        clock["now"] += 2000
+        assert detector.check() == []
+    assert state.read == 0  # nothing due, nothing changed: no device looked at
+    state.upsert("d000", heard_ms=T0 + 30_000)  # new data from one device
+    clock["now"] = T0 + 90_000 + 1050  # d001..d010 are past their deadline (d000 heard again)
+    changed = detector.check()
+    assert sorted(changed) == [(f"d{i:03d}", "offline") for i in range(1, 11)]
+    assert state.read == 11
+
+
+def test_no_device_goes_stale_while_ingest_has_no_broker_and_each_gets_its_grace_after(store):
+    clock = {"now": T0}
+    connected = {"up": True}
+    add_device("dev")
+    Device.update(status="online", status_ms=T0).execute()
+    state = FleetState()
+    state.load_from_db()
+    state.upsert("dev", heard_ms=T0)
+    detector = StaleDetector(state, clock=lambda: clock["now"], broker_connected=lambda: connected["up"])
+    assert detector.check() == []
+    connected["up"] = False  # the broker is gone: nobody can be heard
+    for t in range(10):
+        clock["now"] = T0 + 60_000 + t * 30_000
+        assert detector.check() == []
+    assert state.get("dev").status == "online" and Device.get_by_id("dev").status == "online"
+    connected["up"] = True
+    clock["now"] = reconnected = T0 + 400_000
+    assert detector.check() == []  # back: the device gets 3 intervals from now to be heard
+    clock["now"] = reconnected + 90_000
+    assert detector.check() == []
+    clock["now"] = reconnected + 90_001
+    assert detector.check() == [("dev", "offline")]

@@ -123,12 +123,12 @@ def test_tray_follows_broker_openclaw_and_key(xdisplay: str, broker_factory, tmp
         assert app.shown.paused and "paused" in app.icon.title
         service = app.service
         wait_for(lambda: service.outbox.stats()["messages"] == 0, 10, what="queue drained")
-        taken, acked = service.state.samples_taken, service.publisher.last_publish_ms
+        taken, acked = service.samples_taken, service.publisher.last_publish_ms
         threading.Event().wait(3 * service.cfg.interval_s)
-        assert (service.state.samples_taken, service.publisher.last_publish_ms) == (taken, acked)
+        assert (service.samples_taken, service.publisher.last_publish_ms) == (taken, acked)
         # Report now publishes even while paused
         app.report_now()
-        wait_for(lambda: service.state.samples_taken == taken + 1, 10, what="one sample taken")
+        wait_for(lambda: service.samples_taken == taken + 1, 10, what="one sample taken")
         wait_for(lambda: (service.publisher.last_publish_ms or 0) > (acked or 0), 10, what="sample acknowledged")
         app.toggle_pause()
         assert not app.shown.paused

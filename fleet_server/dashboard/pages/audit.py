@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import tzinfo
 from typing import Any
 
 from nicegui import ui
 from nicegui.events import ValueChangeEventArguments
 
 from fleet_server.auth.accounts import require_admin
+from fleet_server.dashboard.parts.format import date_time_h
+from fleet_server.dashboard.parts.timezone import UTC, follow_browser_zone, initial_zone, zone_note
 from fleet_server.store import audit
 
 PER_PAGE = 50
 ALL_ACTIONS = "all actions"
 COLUMNS = [
-    {"name": "time", "label": "Time (UTC)", "field": "time", "align": "left"},
+    {"name": "time", "label": "Time", "field": "time", "align": "left"},
     {"name": "actor", "label": "Actor", "field": "actor", "align": "left"},
     {"name": "action", "label": "Action", "field": "action", "align": "left"},
     {"name": "target", "label": "Target", "field": "target", "align": "left"},
@@ -22,15 +24,12 @@ COLUMNS = [
 ]
 
 
-def _time_utc(ts_ms: int) -> str:
-    return datetime.fromtimestamp(ts_ms / 1000, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
-
-
-def audit_rows(page: int, action: str | None) -> tuple[list[dict], int]:
-    """Table rows of one page (dicts keyed like :data:`COLUMNS`, plus ``id``) and the page count (≥ 1)."""
+def audit_rows(page: int, action: str | None, tz: tzinfo = UTC) -> tuple[list[dict], int]:
+    """Table rows of one page (dicts keyed like :data:`COLUMNS`, plus ``id``; times in ``tz``) and the
+    page count (≥ 1)."""
     result = audit.query(page=page, per_page=PER_PAGE, action=action)
-    rows = [{"id": e.id, "time": _time_utc(e.ts_ms), "actor": e.actor, "action": e.action, "target": e.target,
-             "detail": e.detail} for e in result.rows]
+    rows = [{"id": e.id, "time": date_time_h(e.ts_ms, tz), "actor": e.actor, "action": e.action,
+             "target": e.target, "detail": e.detail} for e in result.rows]
     return rows, max(1, -(-result.total // PER_PAGE))
 
 
@@ -38,10 +37,11 @@ def render_audit() -> None:
     """The page body; shows "admins only" to viewers."""
     if not require_admin():
         return
-    state: dict[str, Any] = {"page": 1, "action": None}
+    state: dict[str, Any] = {"page": 1, "action": None, "zone": initial_zone()}
     with ui.column().classes("w-full p-4 gap-2"):
         with ui.row().classes("items-center gap-4"):
             ui.label("Audit log").classes("text-xl font-semibold")
+            note = ui.label(zone_note(state["zone"])).classes("text-xs text-gray-500").mark("zone-note")
             action_select = ui.select([ALL_ACTIONS, *audit.actions()], value=ALL_ACTIONS, label="Action").classes(
                 "min-w-48")
             ui.button(icon="refresh", on_click=lambda: refresh()).props("flat round").tooltip("reload")
@@ -49,7 +49,7 @@ def render_audit() -> None:
         pager = ui.pagination(1, 1, direction_links=True, value=1)
 
     def refresh() -> None:
-        rows, pages = audit_rows(state["page"], state["action"])
+        rows, pages = audit_rows(state["page"], state["action"], state["zone"].tz)
         table.rows = rows
         pager.max = pages
         options = [ALL_ACTIONS, *audit.actions()]
@@ -74,3 +74,4 @@ def render_audit() -> None:
     action_select.on_value_change(on_filter)
     pager.on_value_change(on_page)
     refresh()
+    follow_browser_zone(state, refresh, note)

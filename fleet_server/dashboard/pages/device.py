@@ -10,36 +10,31 @@ from __future__ import annotations
 import time
 from zoneinfo import ZoneInfo
 
-from nicegui import ui
+from nicegui import app, ui
 
-from fleet_server.auth.accounts import current_user
+from fleet_server.auth.accounts import current_user, user_settings
 from fleet_server.dashboard.pages.devices import status_badge
-from fleet_server.dashboard.pages.overview.rows import STALE_ERROR_MS, token_breakdown
+from fleet_server.dashboard.pages.overview.rows import STALE_ERROR_MS
 from fleet_server.dashboard.parts.availability import render_availability_live
-from fleet_server.dashboard.parts.charts import render_history
+from fleet_server.dashboard.parts.charts import ChartLook, render_history
 from fleet_server.dashboard.parts.format import (
     NA,
     ago_h,
     bytes_h,
     date_time_h,
-    day_bounds_ms,
     duration_h,
     pct_h,
     rate_h,
     status_words,
-    tokens_h,
+    token_breakdown,
 )
+from fleet_server.dashboard.parts.frame import ON_DARK_CHANGE
 from fleet_server.dashboard.parts.live import redraw_on_change
-from fleet_server.dashboard.parts.timezone import browser_zone
+from fleet_server.dashboard.parts.timezone import Viewer, follow_browser_zone, initial_zone, zone_note
+from fleet_server.dashboard.parts.usage_view import devices_today_and_total
 from fleet_server.state import DeviceView, FleetState
 from fleet_server.store.models import RejectCount
-from fleet_server.store.usage.days import day_bounds_ms as usage_day_bounds
-from fleet_server.store.usage.days import usage_between
-from fleet_server.store.usage.ledger import TokenSums
-
-
-def _time(ts_ms: int | None) -> str:
-    return date_time_h(ts_ms) if ts_ms else NA
+from fleet_server.store.usage.sums import UsageSums
 
 
 def _fields(title: str, rows: list[tuple[str, str]]) -> None:
@@ -51,21 +46,21 @@ def _fields(title: str, rows: list[tuple[str, str]]) -> None:
                 ui.label(v).classes("text-sm")
 
 
-def _meta_rows(d: DeviceView) -> list[tuple[str, str]]:
+def _meta_rows(d: DeviceView, tz: ZoneInfo) -> list[tuple[str, str]]:
     m = d.meta
     if m is None:
         return [("", "no meta data received yet")]
     return [("Host", m.hostname), ("OS", f"{m.os} {m.os_version}".strip()), ("Arch", m.arch or "–"),
             ("CPUs", str(m.cpu_count)), ("Memory", bytes_h(m.mem_total_bytes)), ("Disk", bytes_h(m.disk_total_bytes)),
             ("Agent", m.agent_version), ("OpenClaw", m.openclaw_version or "not installed"),
-            ("Agents", ", ".join(m.agents) or "–"), ("Booted", _time(m.boot_time_ms))]
+            ("Agents", ", ".join(m.agents) or "–"), ("Booted", date_time_h(m.boot_time_ms, tz))]
 
 
-def _telemetry_rows(d: DeviceView) -> list[tuple[str, str]]:
+def _telemetry_rows(d: DeviceView, tz: ZoneInfo) -> list[tuple[str, str]]:
     t = d.telemetry
     if t is None:
         return [("", "no sample received yet")]
-    rows = [("Sample", f"{_time(t.ts)} ({ago_h(t.ts)})"), ("CPU", pct_h(t.cpu_pct)),
+    rows = [("Sample", f"{date_time_h(t.ts, tz)} ({ago_h(t.ts)})"), ("CPU", pct_h(t.cpu_pct)),
             ("Memory", f"{pct_h(t.mem_pct)} · {bytes_h(t.mem_used_bytes)} of {bytes_h(t.mem_total_bytes)}"),
             ("Disk", f"{pct_h(t.disk_pct)} · {bytes_h(t.disk_used_bytes)} of {bytes_h(t.disk_total_bytes)}"),
             ("Swap", pct_h(t.swap_pct)), ("Net ↓ / ↑", f"{rate_h(t.net_rx_bps)} / {rate_h(t.net_tx_bps)}"),
@@ -101,7 +96,8 @@ def _rejects(device_id: str, counts: dict[str, int]) -> None:
                 ui.label(r.last_error if r else "").classes("text-sm break-all")
 
 
-def _body(state: FleetState, d: DeviceView, tz: ZoneInfo | None = None) -> None:
+def _body(state: FleetState, d: DeviceView, viewer: Viewer) -> None:
+    tz = viewer.tz
     with ui.row().classes("items-center gap-3"):
         ui.label(d.name).classes("text-2xl font-semibold")
         status_badge(d)
@@ -109,22 +105,22 @@ def _body(state: FleetState, d: DeviceView, tz: ZoneInfo | None = None) -> None:
         if reason:
             ui.label(reason).classes("text-sm text-gray-600").mark("status-reason")
     ui.label(f"{d.device_id} · tags {d.tags or '–'} · key …{d.key_hint or '?'} · last seen {ago_h(d.last_seen_ms)}"
-             f" · status since {_time(d.status_since_ms or d.status_ms)}").classes("text-sm text-gray-600")
+             f" · status since {date_time_h(d.status_since_ms or d.status_ms, tz)}").classes("text-sm text-gray-600")
     with ui.row().classes("w-full gap-4 items-stretch"):  # wraps: one card per line on a phone
-        _fields("Machine", _meta_rows(d))
-        _fields("Latest sample", _telemetry_rows(d))
-        today = (usage_between(*usage_day_bounds(tz, 0), device_id=d.device_id).get(d.device_id, TokenSums())
-                 if tz else state.usage(d.device_id, *day_bounds_ms(0)))  # the viewer's day once known
-        total = state.usage(d.device_id)
-        _fields("Tokens", [("Today", tokens_h(today.total_tokens)), ("", token_breakdown(today)),
-                           ("All time", tokens_h(total.total_tokens)), ("", token_breakdown(total))])
+        _fields("Machine", _meta_rows(d, tz))
+        _fields("Latest sample", _telemetry_rows(d, tz))
+        days, totals = devices_today_and_total(state, tz, [d.device_id])
+        today, total = days.get(d.device_id, UsageSums()), totals.get(d.device_id, UsageSums())
+        _fields("Tokens", [("Today", f"{today.total_tokens:,} tokens"), ("", token_breakdown(today)),
+                           ("All time", f"{total.total_tokens:,} tokens"), ("", token_breakdown(total))])
     with ui.card().classes("p-3 w-full gap-1"):
         ui.label("Latest error").classes("text-xs uppercase text-gray-500")
         e = d.latest_error
         if e is None:
             ui.label("none").classes("text-sm text-gray-600")
         else:
-            ui.label(f"{_time(e.ts)} ({ago_h(e.ts)}) · {e.level} · {e.subsystem}").classes("text-sm text-gray-600")
+            ui.label(f"{date_time_h(e.ts, tz)} ({ago_h(e.ts)}) · {e.level} · {e.subsystem}").classes(
+                "text-sm text-gray-600")
             old = time.time() * 1000 - e.ts > STALE_ERROR_MS
             ui.label(e.message[:2000]).classes("text-sm whitespace-pre-wrap break-all " + (
                 "text-gray-500" if old else "text-red-700"))
@@ -140,11 +136,17 @@ def render_device(state: FleetState, device_id: str) -> None:
         if user is not None and user.is_admin:
             ui.label("rename, rotate, revoke or delete on the devices page").classes("text-xs text-gray-500")
 
-    viewer: dict[str, ZoneInfo] = {}
+    viewer = {"zone": initial_zone()}
+    redraws: list = []
 
-    async def learn_zone() -> None:
-        viewer["tz"] = await browser_zone()
+    def dark() -> bool:
+        who = current_user()
+        return bool(who and user_settings(who.username).dark_mode)
+
+    def redraw_all() -> None:
         body.refresh()
+        for redraw in redraws:
+            redraw()
 
     @ui.refreshable
     def body() -> None:
@@ -153,12 +155,15 @@ def render_device(state: FleetState, device_id: str) -> None:
             ui.label(f"No device {device_id!r}. It may have been deleted.").classes("text-gray-600")
             ui.link("Back to the fleet overview", "/").mark("go-overview")
             return
-        _body(state, d, viewer.get("tz"))
+        _body(state, d, viewer["zone"])
 
     with ui.column().classes("w-full p-4 gap-3"):
+        note = ui.label(zone_note(viewer["zone"])).classes("text-xs text-gray-500").mark("zone-note")
         body()
         if state.get(device_id) is not None:  # history: charts and availability (not redrawn with the body)
-            render_history(state, device_id)
-            render_availability_live(device_id)
+            charts = render_history(state, device_id, lambda: ChartLook(viewer["zone"].tz.key, dark()))
+            redraws.append(charts)
+            app.storage.client.setdefault(ON_DARK_CHANGE, []).append(charts)
+            redraws.append(render_availability_live(device_id, lambda: viewer["zone"].tz))
     redraw_on_change(state, body, device_id=device_id)
-    ui.timer(0.05, learn_zone, once=True)
+    follow_browser_zone(viewer, redraw_all, note)

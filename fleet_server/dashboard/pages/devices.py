@@ -13,7 +13,6 @@ import base64
 import io
 import logging
 from collections.abc import Callable
-from datetime import datetime
 
 import qrcode
 from nicegui import run, ui
@@ -21,8 +20,9 @@ from qrcode.exceptions import DataOverflowError
 
 from broker.dynsec import DynSecConnectionError, DynSecError
 from fleet_server.auth.accounts import admin_only, current_user
-from fleet_server.dashboard.parts.format import STATUS_COLORS, ago_h, count_h, status_words
+from fleet_server.dashboard.parts.format import STATUS_COLORS, ago_h, count_h, date_time_h, status_words
 from fleet_server.dashboard.parts.live import redraw_on_change
+from fleet_server.dashboard.parts.timezone import follow_browser_zone, initial_zone, zone_note
 from fleet_server.devices.actions import DeviceActions, RevokeResult
 from fleet_server.devices.registry import DeviceError, NewDevice
 from fleet_server.state import DeviceView, FleetState
@@ -66,10 +66,6 @@ def status_badge(d: DeviceView) -> ui.badge:
         "text-sm px-2").props(f'data-testid="status-{status}"').mark(f"status-{status}")
     badge.tooltip(d.status_reason or status)
     return badge
-
-
-def _date(ts_ms: int | None) -> str:
-    return datetime.fromtimestamp(ts_ms / 1000).strftime("%Y-%m-%d") if ts_ms else "–"
 
 
 def _actor() -> str | None:
@@ -164,6 +160,7 @@ def render_devices(state: FleetState, actions: DeviceActions | None) -> None:
     user = current_user()
     admin = user is not None and user.is_admin and actions is not None
     host = ui.element("div")  # dialogs live here, outside the table that is redrawn
+    viewer = {"zone": initial_zone()}  # "Created" is a date in the viewer's zone
     with ui.row().classes("items-center w-full px-4 pt-4"):
         ui.label("Devices").classes("text-2xl font-semibold")
         count = ui.badge("", color="primary")
@@ -292,7 +289,8 @@ def render_devices(state: FleetState, actions: DeviceActions | None) -> None:
             for tag in filter(None, d.tags.split(",")):
                 ui.badge(tag, color="blue-grey-2", text_color="black").props("outline")
         ui.label(f"…{d.key_hint}" if d.key_hint else "–").classes("font-mono text-sm")
-        ui.label(_date(d.created_ms))
+        ui.label(date_time_h(d.created_ms, viewer["zone"].tz, "%Y-%m-%d") if d.created_ms else "–").tooltip(
+            zone_note(viewer["zone"]))
         ui.label(ago_h(d.last_seen_ms))
         total = sum(d.rejects.values())
         lbl = ui.label(str(total)).classes("text-red-700" if total else "text-gray-500").mark(f"rejects-{d.device_id}")
@@ -329,6 +327,7 @@ def render_devices(state: FleetState, actions: DeviceActions | None) -> None:
 
     table()
     redraw_on_change(state, table, check_s=REDRAW_S, full_every=1)  # actions on this page redraw at once
+    follow_browser_zone(viewer, table.refresh)
 
 
 def _id_preview(name: str | None) -> str:

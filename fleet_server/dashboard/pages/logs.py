@@ -10,13 +10,13 @@ that says what failed is the one before them.
 from __future__ import annotations
 
 import time
-from datetime import datetime
 from html import escape as esc
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 from nicegui import ui
 
-from fleet_server.dashboard.parts.format import ago_h
+from fleet_server.dashboard.parts.format import ago_h, date_time_h
+from fleet_server.dashboard.parts.timezone import follow_browser_zone, initial_zone, zone_note
 from fleet_server.state import FleetState
 from fleet_server.store import logs as log_store
 
@@ -26,8 +26,10 @@ HINT_TITLE = ' title="OpenClaw CLI hint line; the reason is the line before it"'
 LEVEL_COLORS = {"fatal": "text-red-900", "error": "text-red-700", "warn": "text-amber-700"}
 
 
-def _time(ts_ms: int) -> str:
-    return datetime.fromtimestamp(ts_ms / 1000).strftime("%Y-%m-%d %H:%M:%S")
+def logs_url(**params: str | None) -> str:
+    """``/logs?…`` with the given filters (empty ones left out): the address of a view of this page."""
+    query = urlencode({k: v for k, v in params.items() if v})
+    return "/logs" + (f"?{query}" if query else "")
 
 
 def render_logs(state: FleetState, device: str = "", level: str = "", text: str = "", fingerprint: str = "",
@@ -38,9 +40,16 @@ def render_logs(state: FleetState, device: str = "", level: str = "", text: str 
          "range": since if since in RANGES else "7d", "fingerprint": fingerprint or None,
          "view": "groups" if view == "groups" else "list"}
     cursors: list[str | None] = [None]  # cursor of each page shown so far (first page: None)
+    viewer = {"zone": initial_zone()}
+
+    def _time(ts_ms: int) -> str:
+        return date_time_h(ts_ms, viewer["zone"].tz)
 
     with ui.column().classes("w-full p-4 gap-3"):
-        ui.label("Logs").classes("text-2xl font-semibold")
+        with ui.row().classes("items-center w-full gap-3"):
+            ui.label("Logs").classes("text-2xl font-semibold")
+            ui.space()
+            note = ui.label(zone_note(viewer["zone"])).classes("text-xs text-gray-500").mark("zone-note")
         with ui.row().classes("items-end gap-3 w-full"):
             devices = {"": "all devices", **{d.device_id: d.name for d in state.snapshot()}}
             dev = ui.select(devices, value=f["device"] or "", label="Device").classes("w-48").props(
@@ -61,8 +70,14 @@ def render_logs(state: FleetState, device: str = "", level: str = "", text: str 
                                    since_ms=None if secs is None else int((time.time() - secs) * 1000),
                                    fingerprint=f["fingerprint"])
 
+    def address() -> str:
+        return logs_url(device=f["device"], level=f["level"], q=(f["text"] or "").strip(),
+                        fingerprint=f["fingerprint"], view="groups" if f["view"] == "groups" else None,
+                        range=f["range"] if f["range"] != "7d" else None)
+
     def reset() -> None:
         del cursors[1:]
+        ui.run_javascript(f"history.replaceState(null, '', {address()!r})")  # the filters stay in the address
         show()
 
     def set_filter(**kw: object) -> None:
@@ -137,14 +152,15 @@ def render_logs(state: FleetState, device: str = "", level: str = "", text: str 
             for h in ("Count", "Devices", "Level", "First seen", "Last seen", "Sample"):
                 ui.label(h).classes("text-xs uppercase text-gray-500")
             for g in groups:
-                ui.link(f"{g['count']:,}", None).classes("text-sm font-semibold cursor-pointer").on(
-                    "click", lambda _e, fp=g["fingerprint"]: (f.update(view="list"), set_filter(fingerprint=fp)))
+                occurrences = logs_url(device=f["device"], level=f["level"], q=(f["text"] or "").strip(),
+                                       fingerprint=g["fingerprint"], range=f["range"] if f["range"] != "7d" else None)
+                ui.link(f"{g['count']:,}", occurrences).classes("text-sm font-semibold").props('data-testid="fp-count"')
                 ui.label(str(g["devices"])).classes("text-sm")
                 ui.label(g["level"]).classes(f"text-xs uppercase {LEVEL_COLORS.get(g['level'], '')}")
                 ui.label(ago_h(g["first_ms"])).classes("text-sm").tooltip(_time(g["first_ms"]))
                 ui.label(ago_h(g["last_ms"])).classes("text-sm").tooltip(_time(g["last_ms"]))
-                ui.label(g["sample"][:300]).classes("text-sm break-all cursor-pointer").props(
-                    'data-testid="fp-sample"').on(
-                    "click", lambda _e, fp=g["fingerprint"]: (f.update(view="list"), set_filter(fingerprint=fp)))
+                ui.link(g["sample"][:300], occurrences).classes("text-sm break-all no-underline text-inherit").props(
+                    'data-testid="fp-sample"')
 
     show()
+    follow_browser_zone(viewer, show, note)

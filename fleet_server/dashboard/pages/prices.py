@@ -8,12 +8,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime, timezone
+from zoneinfo import ZoneInfo
 
 from nicegui import run, ui
 
 from fleet_server.auth.accounts import admin_only, current_user
 from fleet_server.store import audit
+from fleet_server.store.sql import QueryError
 from fleet_server.store.usage import prices as price_store
+from fleet_server.store.usage.sums import day_start_ms
 
 PRICE_FIELDS = (("input", "Input"), ("output", "Output"), ("cache_read", "Cache read"), ("cache_write", "Cache write"))
 
@@ -41,7 +44,8 @@ def render_prices(on_change: Callable[[int], None]) -> None:
                 ui.label("No price rules.").classes("text-sm text-gray-500")
                 return
             cols = "2fr 1fr 1fr 1fr 1fr 1fr 2fr" + (" auto" if admin else "")
-            with ui.grid(columns=cols).classes("w-full gap-x-3 gap-y-1 items-center"):
+            with ui.element("div").classes("w-full overflow-x-auto"), ui.grid(columns=cols).classes(
+                    "w-full min-w-[40rem] gap-x-3 gap-y-1 items-center"):
                 for h in ("Model", "Input", "Output", "Cache read", "Cache write", "From", "Note") + (
                         ("",) if admin else ()):
                     ui.label(h).classes("text-xs uppercase text-gray-500")
@@ -79,9 +83,11 @@ def render_prices(on_change: Callable[[int], None]) -> None:
     async def do_add() -> None:
         try:
             eff = 0
-            if (since.value or "").strip():
-                eff = int(datetime.strptime(since.value.strip(), "%Y-%m-%d").replace(tzinfo=timezone.utc)
-                          .timestamp() * 1000)
+            if (since.value or "").strip():  # a bad date: "effective date …: use YYYY-MM-DD"
+                try:
+                    eff = day_start_ms(since.value.strip(), ZoneInfo("UTC"))
+                except QueryError as exc:
+                    raise price_store.PriceError(f"effective date: {exc}") from None
             rule = price_store.RuleInput(pattern.value or "", *(float(inputs[k].value or 0) for k, _ in PRICE_FIELDS),
                                          effective_ms=eff, note=note.value or "")
             add.disable()

@@ -3,14 +3,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from nicegui import ui
 
 from fleet_server.dashboard.parts.format import STATUS_COLORS, duration_h
-from fleet_server.state import now_ms
-from fleet_server.store.history.availability import Period, status_periods, uptime_pct
+from fleet_server.store.history.availability import Period, status_periods, uptime
+from shared.clock import now_ms
 
 UPTIME_WINDOWS = (("24 h", 86_400_000), ("7 d", 7 * 86_400_000), ("30 d", 30 * 86_400_000))
 HISTORY_ROWS = 50
@@ -43,11 +44,15 @@ def render_availability(device_id: str, tz: ZoneInfo) -> None:
         ui.label(f"Availability ({tz.key})").classes("text-xs uppercase text-gray-500")
         with ui.row().classes("gap-6"):
             for label, span in UPTIME_WINDOWS:
-                pct = uptime_pct(month, now - span, now)
+                pct, known = uptime(month, now - span, now)
                 with ui.column().classes("gap-0"):
                     ui.label(f"uptime {label}").classes("text-xs text-gray-500")
                     ui.label("–" if pct is None else f"{pct:.2f}%").classes("text-lg font-semibold").mark(
                         f"uptime-{label.replace(' ', '')}")
+                    if pct is not None and known < span - 60_000:  # a younger device: say over how long
+                        ui.label(f"over {duration_h(known / 1000)}, since its first status").classes(
+                            "text-xs text-gray-500").mark(
+                            f"uptime-known-{label.replace(' ', '')}")
         if not month:
             ui.label("no status changes recorded in the last 30 days").classes("text-sm text-gray-600")
             return
@@ -58,19 +63,17 @@ def render_availability(device_id: str, tz: ZoneInfo) -> None:
                     ui.label(period_text(p, tz, now)).classes("text-sm").mark("status-period")
 
 
-def render_availability_live(device_id: str, refresh_s: float = 30.0) -> None:
-    """:func:`render_availability` once the browser has told its time zone, redrawn every ``refresh_s``."""
-    from fleet_server.dashboard.parts.timezone import browser_zone
-
+def render_availability_live(device_id: str, tz: Callable[[], ZoneInfo],
+                             refresh_s: float = 30.0) -> Callable[[], None]:
+    """:func:`render_availability` in the viewer's zone (``tz()``, asked at every draw), redrawn every
+    ``refresh_s``. Returns the redraw (call it when the page's zone changed)."""
     box = ui.column().classes("w-full")
-    tz: dict[str, ZoneInfo] = {}
 
-    async def draw() -> None:
-        if "zone" not in tz:
-            tz["zone"] = await browser_zone()
+    def draw() -> None:
         box.clear()
         with box:
-            render_availability(device_id, tz["zone"])
+            render_availability(device_id, tz())
 
-    ui.timer(0.05, draw, once=True)
+    draw()
     ui.timer(refresh_s, draw)
+    return draw

@@ -9,7 +9,11 @@ from __future__ import annotations
 
 import math
 import time
-from datetime import datetime, timedelta
+from datetime import datetime, tzinfo
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from fleet_server.store.usage.sums import UsageSums
 
 _UNITS = ("B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB")
 NA = "–"
@@ -109,13 +113,15 @@ def usd_h(usd: float | None) -> str:
     return f"${f:.1e}" if abs(f) >= 1e12 else f"${f:,.2f}"
 
 
-def date_time_h(ts_ms: int | None) -> str:
-    """Epoch ms -> local ``"2026-11-21 04:10:53"``; None or outside years 1-9999 -> ``"–"``."""
+def date_time_h(ts_ms: int | None, tz: tzinfo, fmt: str = "%Y-%m-%d %H:%M:%S") -> str:
+    """Epoch ms -> wall-clock time in ``tz`` (the viewer's zone, see
+    :mod:`fleet_server.dashboard.parts.timezone`): ``"2026-11-21 04:10:53"``; ``fmt`` as
+    ``strftime``. None or outside years 1-9999 -> ``"–"``. The one time format of every page."""
     ts = _num(ts_ms)
     if ts is None:
         return NA
     try:
-        return datetime.fromtimestamp(ts / 1000).strftime("%Y-%m-%d %H:%M:%S")
+        return datetime.fromtimestamp(ts / 1000, tz).strftime(fmt)
     except (OverflowError, OSError, ValueError):
         return NA
 
@@ -165,9 +171,20 @@ def count_h(n: int, noun: str, plural: str | None = None) -> str:
     return f"{n:,} {noun if n == 1 else plural or noun + 's'}"
 
 
-def day_bounds_ms(offset_days: int = 0, now: datetime | None = None) -> tuple[int, int]:
-    """``(start, end)`` epoch ms of a local calendar day: 0 today, -1 yesterday (server's zone)."""
-    now = now or datetime.now().astimezone()
-    start = (now + timedelta(days=offset_days)).replace(hour=0, minute=0, second=0, microsecond=0)
-    end = start + timedelta(days=1)
-    return int(start.timestamp() * 1000), int(end.timestamp() * 1000)
+def cost_h(s: UsageSums, exact: bool = False) -> str:
+    """The cost of some usage in words: ``"$1.23"``, ``"$1.23 + unpriced (45 tokens)"``,
+    ``"unpriced (12,345 tokens)"``. Unpriced usage is never shown as $0: a "$0.00" appears only when
+    every message had a price and it came to nothing, or nothing was used. ``exact``: to 1/10000 of
+    a cent (``"$1.234567"``). The one cost format of every page."""
+    parts = []
+    if s.priced_messages and (s.cost_usd > 0 or not s.unpriced_tokens):  # a $0 beside unpriced tokens says nothing
+        parts.append(f"${s.cost_usd:,.6f}" if exact else usd_h(s.cost_usd))
+    if s.unpriced_tokens:
+        parts.append(f"unpriced ({s.unpriced_tokens:,} tokens)")
+    return " + ".join(parts) if parts else ("$0.000000" if exact else "$0.00")
+
+
+def token_breakdown(s: UsageSums) -> str:
+    """``"in 12.3k · out 456 · cache read 1.2k · cache write 0 · $0.12"`` (the cost as :func:`cost_h`)."""
+    return (f"in {tokens_h(s.input_tokens)} · out {tokens_h(s.output_tokens)} · cache read "
+            f"{tokens_h(s.cache_read_tokens)} · cache write {tokens_h(s.cache_write_tokens)} · {cost_h(s)}")

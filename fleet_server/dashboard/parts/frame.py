@@ -1,20 +1,26 @@
 """What every dashboard page shares: the header (navigation that folds into a menu on a phone,
-dark-mode toggle, the user menu with "Log out"), dark-mode colours, and the "not found" page.
+dark-mode toggle, the user menu with the time zone and "Log out"), dark-mode colours, and the "not
+found" page.
 
-Dark mode is remembered per user in ``app.storage.user["dark_mode"]`` (the server-side session
-store NiceGUI keeps per browser), so every page and every later visit opens in the chosen mode.
+Dark mode and the time zone are the user's settings (``User.dark_mode``, ``User.time_zone``), so
+they follow the user to every browser and every later visit.
 """
 
 from __future__ import annotations
+
+from zoneinfo import available_timezones
 
 from nicegui import Client, app, ui
 from nicegui.page import page
 from starlette.requests import Request
 from starlette.responses import Response
 
-from fleet_server.auth.accounts import current_user
+from fleet_server.auth.accounts import current_user, save_user_settings, user_settings
+from fleet_server.dashboard.parts.server_banner import server_banner
 
-DARK_KEY = "dark_mode"
+ON_DARK_CHANGE = "on_dark_change"
+"""``app.storage.client`` key of the redraws a page registers for a dark-mode switch (canvas charts,
+whose colours no CSS reaches)."""
 SESSION_CHECK_S = 10.0
 """How often an open page checks that its session is still valid, seconds."""
 NAV = (("Overview", "/"), ("Devices", "/devices"), ("Tokens", "/tokens"), ("Logs", "/logs"))
@@ -32,13 +38,18 @@ DARK_CSS = """
 
 
 def dark_mode_toggle() -> None:
-    """The header's dark-mode button; the choice is stored in the user's session storage."""
-    dark = ui.dark_mode(bool(app.storage.user.get(DARK_KEY, False)))
+    """The header's dark-mode button; the choice is stored as the logged-in user's setting."""
+    user = current_user()
+    dark = ui.dark_mode(user_settings(user.username).dark_mode if user else False)
 
     def flip() -> None:
         dark.set_value(not dark.value)
-        app.storage.user[DARK_KEY] = bool(dark.value)
+        who = current_user()
+        if who is not None:
+            save_user_settings(who.username, dark_mode=bool(dark.value))
         button.props(f"icon={'light_mode' if dark.value else 'dark_mode'}")
+        for redraw in app.storage.client.get(ON_DARK_CHANGE, []):  # canvas drawings (charts) pick their colours
+            redraw()
 
     button = ui.button(icon="light_mode" if dark.value else "dark_mode", on_click=flip).props(
         'flat round dense color="white" aria-label="toggle dark mode"').tooltip("dark / light").mark("dark-toggle")
@@ -65,6 +76,7 @@ def frame(title: str) -> None:
         ui.space()
         dark_mode_toggle()
         user_menu()  # auth: who is logged in, admin links (wide screens), log out, session check
+    server_banner()  # "the server has lost its broker", while it has
 
 
 def admin_links() -> list[tuple[str, str]]:
@@ -105,6 +117,32 @@ def install_not_found() -> None:
     app.add_exception_handler(404, not_found)
 
 
+def zone_dialog() -> None:
+    """Choose the zone every time on every page is shown in (saved for the user), or the browser's."""
+    user = current_user()
+    if user is None:
+        return
+    current = user_settings(user.username).time_zone or ""
+    options = {"": "my browser's zone", **{z: z for z in sorted(available_timezones())}}
+    with ui.dialog() as dialog, ui.card().classes("w-[26rem] max-w-full"):
+        ui.label("Time zone").classes("text-lg font-semibold")
+        ui.label("Times and calendar days on every page are shown in this zone.").classes("text-sm text-gray-600")
+        choice = ui.select(options, value=current if current in options else "", with_input=True,
+                           label="Zone").classes("w-full").mark("zone-select")
+
+        def save() -> None:
+            who = current_user()
+            if who is not None:
+                save_user_settings(who.username, time_zone=choice.value or None)
+            dialog.close()
+            ui.navigate.reload()
+
+        with ui.row().classes("w-full justify-end gap-2"):
+            ui.button("Cancel", on_click=dialog.close).props("flat")
+            ui.button("Save", on_click=save).mark("zone-save")
+    dialog.open()
+
+
 def user_menu() -> None:
     """Header part: who is logged in, the audit log link (admins), "Log out"; and a session check.
 
@@ -121,6 +159,8 @@ def user_menu() -> None:
                 ui.link("API tokens", "/settings/api").classes("text-white no-underline")
                 ui.link("MQTT", "/settings/integrations").classes("text-white no-underline")
         ui.label(f"{user.username} ({user.role})").classes("gt-xs text-sm opacity-80")
+        ui.button(icon="schedule", on_click=zone_dialog).props(
+            'flat round dense color="white" aria-label="time zone"').tooltip("time zone").mark("zone-button")
         with ui.element("form").props('method="post" action="/logout"').classes("m-0"):
             ui.button("Log out").props('type="submit" flat dense no-caps color="white"').mark("logout")
 

@@ -1,8 +1,9 @@
 """CSV export of the tokens table (and its parser, so the export round-trips).
 
-Columns: the group keys, then ``input_tokens, output_tokens, cache_read_tokens, cache_write_tokens,
-total_tokens, messages, failed_turns, cost_usd, priced_messages, unpriced_tokens``. ``cost_usd`` is empty when
-nothing in the row was priced (unpriced is not $0); costs are written with full precision.
+Columns: the group keys (``device`` is followed by ``device_name``, the device's display name),
+then ``messages, input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, total_tokens,
+failed_turns, cost_usd, priced_messages, unpriced_tokens``. ``cost_usd`` is empty when nothing in
+the row was priced (unpriced is not $0); costs are written with full precision.
 """
 
 from __future__ import annotations
@@ -10,20 +11,35 @@ from __future__ import annotations
 import csv
 import io
 
-from fleet_server.store.usage.summary import UsageRow
+from fleet_server.store.usage.sums import SUM_FIELDS, UsageSums
 
-SUM_COLUMNS = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "total_tokens",
-               "messages", "failed_turns", "cost_usd", "priced_messages", "unpriced_tokens")
+SUM_COLUMNS = SUM_FIELDS
+NAME_COLUMN = "device_name"
 
 
-def to_csv(rows: list[UsageRow], keys: list[str]) -> str:
-    """The rows as CSV text (header line first, ``\\r\\n`` line ends as RFC 4180)."""
+def header(keys: list[str]) -> list[str]:
+    """The key columns of an export grouped by ``keys`` (with ``device_name`` after ``device``)."""
+    out = []
+    for k in keys:
+        out.append(k)
+        if k == "device":
+            out.append(NAME_COLUMN)
+    return out
+
+
+def to_csv(rows: list[UsageSums], keys: list[str], names: dict[str, str] | None = None) -> str:
+    """The rows as CSV text (header line first, ``\\r\\n`` line ends as RFC 4180). ``names``: device id
+    -> display name (a device missing from it, e.g. deleted with its data kept, gets its id)."""
+    names = names or {}
     out = io.StringIO()
     w = csv.writer(out)
-    w.writerow([*keys, *SUM_COLUMNS])
+    cols = header(keys)
+    w.writerow([*cols, *SUM_COLUMNS])
     for r in rows:
         d = r.as_json()
-        w.writerow([*(d.get(k, "") for k in keys),
+        if "device" in d:
+            d[NAME_COLUMN] = names.get(d["device"], d["device"])
+        w.writerow([*(d.get(k, "") for k in cols),
                     *("" if d[c] is None else repr(d[c]) if c == "cost_usd" else d[c] for c in SUM_COLUMNS)])
     return out.getvalue()
 

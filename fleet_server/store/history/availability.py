@@ -53,6 +53,12 @@ def uptime_pct(periods: list[Period], start_ms: int, end_ms: int) -> float | Non
 
     None when nothing is known about the window (no period overlaps it).
     """
+    return uptime(periods, start_ms, end_ms)[0]
+
+
+def uptime(periods: list[Period], start_ms: int, end_ms: int) -> tuple[float | None, int]:
+    """``(percent online of the known time, known time in ms)`` in ``[start_ms, end_ms)``: known time
+    is shorter than the window for a device younger than it (before its first event nothing is known)."""
     known = online = 0
     for p in periods:
         lo, hi = max(p.start_ms, start_ms), min(p.end_ms if p.end_ms is not None else end_ms, end_ms)
@@ -61,7 +67,7 @@ def uptime_pct(periods: list[Period], start_ms: int, end_ms: int) -> float | Non
         known += hi - lo
         if p.state == "online":
             online += hi - lo
-    return None if known == 0 else 100.0 * online / known
+    return (None if known == 0 else 100.0 * online / known), known
 
 
 def record_status(device_id: str, state: str, reason: str | None, ts_ms: int) -> bool:

@@ -6,22 +6,28 @@ Kinds and defaults (:data:`DEFAULTS`): raw samples 48 h, 5-minute rollups 14 d, 
 400 d, status events 400 d, log records 90 d, usage records 400 d, hourly usage sums forever
 (they are the token ledger).
 
-Raw samples are deleted only once they are rolled up (at or below the device's rollup watermark),
-so a stalled rollup job never loses data. Deletes run per device in short transactions.
+Every kind is deleted by time over all devices at once — devices deleted long ago included —
+in transactions of as many rows as fit in :data:`fleet_server.store.locks.HOLD_S` (paced with
+:class:`fleet_server.store.locks.TakeTurns`), each found through an index on the kind's time
+column. Raw samples age by the server's receive time (``received_ms``; rows stored before schema
+version 5 by their ``ts``) and are deleted only once they are rolled up (received at or before
+the rollup watermark), so a stalled rollup job never loses data.
 """
 
 from __future__ import annotations
 
 import logging
 import re
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, fields, replace
 
-from fleet_server.store.locks import TakeTurns
+from peewee import Expression, Field, Model, Tuple
+
+from fleet_server.store.history.rollups import watermark
+from fleet_server.store.locks import HOLD_S, TakeTurns, write_transaction
 from fleet_server.store.models import (
-    Device,
     LogRecord,
-    RollupWatermark,
     Sample,
     SampleRollup1h,
     SampleRollup5m,
@@ -108,43 +114,57 @@ def _cutoff(now_ms: int, keep_s: float | None) -> int | None:
     return None if keep_s is None else now_ms - int(keep_s * 1000)
 
 
-def apply_retention(policy: RetentionPolicy, now_ms: int, database: object | None = None) -> dict[str, int]:
-    """Delete every row older than its kind's retention; returns rows deleted per kind.
+FIRST_CHUNK_ROWS = 2000
+"""Rows in the first delete of a kind; later ones are sized to take about :data:`HOLD_S` each."""
 
-    "Older" means a timestamp strictly before ``now_ms - retention`` (sample ``ts``, rollup
-    ``bucket_ms``, event/record ``ts``, usage ``hour_ms``). Raw samples are also kept while they are
-    newer than the device's rollup watermark (not yet in the tiers).
+
+def _delete_older(database: object, model: type[Model], where: Expression, pace: TakeTurns) -> int:
+    """Delete ``model`` rows matching ``where`` in paced transactions of about :data:`HOLD_S`
+    (each a ``DELETE … WHERE key IN (SELECT key … LIMIT n)``); returns rows deleted."""
+    key: list[Field] = ([model._meta.primary_key] if not model._meta.composite_key
+                        else [model._meta.fields[n] for n in model._meta.primary_key.field_names])
+    target = key[0] if len(key) == 1 else Tuple(*key)
+    total, rows = 0, FIRST_CHUNK_ROWS
+    while True:
+        with write_transaction(database):
+            started = time.monotonic()
+            doomed = model.select(*key).where(where).limit(rows)
+            n = model.delete().where(target.in_(doomed)).execute()
+            took = time.monotonic() - started
+        total += n
+        pace.turn()
+        if n < rows:
+            return total
+        rows = max(100, min(100_000, int(rows * HOLD_S / max(took, 1e-3) * 0.8)))
+
+
+def apply_retention(policy: RetentionPolicy, now_ms: int, database: object | None = None) -> dict[str, int]:
+    """Delete every row older than its kind's retention, every device at once; returns rows
+    deleted per kind.
+
+    "Older" means a time strictly before ``now_ms - retention``: the server's receive time of a
+    raw sample (``received_ms``; its ``ts`` for rows stored before schema version 5), rollup
+    ``bucket_ms``, event/record ``ts``, usage ``hour_ms``. Raw samples received after the rollup
+    watermark (not yet in the tiers) are kept.
     """
-    db = database or Sample._meta.database
+    db = database or Sample._meta.database.obj  # the bound database, not the proxy (SQLite or not matters)
     deleted = dict.fromkeys(("raw", "rollup_5m", "rollup_1h", "status_events", "logs", "usage_records",
                              "usage_hourly"), 0)
-    devices = [d for (d,) in Device.select(Device.id).tuples()]
     pace = TakeTurns(db)  # many short transactions: leave the write lock to ingest now and then
     raw_cut = _cutoff(now_ms, policy.raw)
     if raw_cut is not None:
-        marks = dict(RollupWatermark.select(RollupWatermark.device, RollupWatermark.sample_ts).tuples())
-        for device_id in devices:
-            if device_id not in marks:
-                continue
-            limit = min(raw_cut, marks[device_id] + 1)
-            with db.atomic():
-                deleted["raw"] += Sample.delete().where((Sample.device == device_id) & (Sample.ts < limit)).execute()
-            pace.turn()
-    for key, model in (("rollup_5m", SampleRollup5m), ("rollup_1h", SampleRollup1h)):
-        cut = _cutoff(now_ms, getattr(policy, key))
-        if cut is None:
-            continue
-        for device_id in devices:
-            with db.atomic():
-                deleted[key] += model.delete().where((model.device == device_id) & (model.bucket_ms < cut)).execute()
-            pace.turn()
-    for key, model, col in (("status_events", StatusEvent, StatusEvent.ts), ("logs", LogRecord, LogRecord.ts),
+        limit = min(raw_cut, watermark() + 1)
+        deleted["raw"] = _delete_older(db, Sample, Sample.received_ms < limit, pace)
+        # rows stored before receive times were kept: every one of them was rolled up by then
+        deleted["raw"] += _delete_older(db, Sample, Sample.received_ms.is_null() & (Sample.ts < raw_cut), pace)
+    for key, model, col in (("rollup_5m", SampleRollup5m, SampleRollup5m.bucket_ms),
+                            ("rollup_1h", SampleRollup1h, SampleRollup1h.bucket_ms),
+                            ("status_events", StatusEvent, StatusEvent.ts), ("logs", LogRecord, LogRecord.ts),
                             ("usage_records", UsageRecord, UsageRecord.ts),
                             ("usage_hourly", UsageHourly, UsageHourly.hour_ms)):
         cut = _cutoff(now_ms, getattr(policy, key))
         if cut is not None:
-            with db.atomic():
-                deleted[key] += model.delete().where(col < cut).execute()
+            deleted[key] = _delete_older(db, model, col < cut, pace)
     if any(deleted.values()):
         log.info("retention deleted %s", ", ".join(f"{k} {v}" for k, v in deleted.items() if v))
     return deleted

@@ -3,17 +3,21 @@
 Tiers: raw :class:`Sample` rows, then :class:`SampleRollup5m` (5-minute buckets) and
 :class:`SampleRollup1h` (1-hour buckets), each row holding the sample count ``n`` and the
 average and maximum of every metric in :data:`ROLLUP_METRICS`. Buckets start at multiples of the
-tier width in epoch ms UTC (so 1-hour buckets are UTC hours).
+tier width in epoch ms UTC (so 1-hour buckets are UTC hours) of the sample's own ``ts``.
 
-Incremental: a per-device watermark (:class:`RollupWatermark`, the newest sample ``ts`` already
-rolled up) means each run reads only raw rows newer than it, aggregates them per bucket in SQL and
-merges the result into the tier rows (count-weighted average, max of maxima): one
-``INSERT … SELECT … ON CONFLICT DO UPDATE`` per tier. A
-bucket can therefore be filled over several runs, and raw retention never changes a rollup. The
-same SQL runs on SQLite (>= 3.24) and PostgreSQL.
+Incremental by the server's receive time: one watermark (:class:`RollupMark`) says every sample
+with ``received_ms`` at or below it is in every tier. A pass reads the samples received after it
+(the ``received_ms`` index), aggregates them per device and bucket in SQL and merges the result
+into the tier rows (count-weighted average, max of maxima): one ``INSERT … SELECT … ON CONFLICT DO
+UPDATE`` per tier over all devices, no rows through Python. A sample that arrives late — a device
+whose clock jumped, a resend after an outage — is received after the watermark, so it reaches its
+(old) bucket too; a resent sample that was stored before is not inserted again (``(device, ts)``
+is unique), so it is never counted twice. A bucket can be filled over several passes, and raw
+retention never changes a rollup. The same SQL runs on SQLite (>= 3.24) and PostgreSQL.
 
-Known limit: the watermark follows the device's clock. Samples that arrive with a ``ts`` older
-than the device's watermark (the device's clock jumped back) are stored raw but not rolled up.
+How far a pass may read is :func:`fleet_server.store.history.receive_clock.settled_bound` (every
+sample stamped up to it is committed). The range is cut into transactions of as many rows as fit
+in :data:`fleet_server.store.locks.HOLD_S`, paced with :class:`fleet_server.store.locks.TakeTurns`.
 """
 
 from __future__ import annotations
@@ -24,11 +28,11 @@ from dataclasses import dataclass
 
 from peewee import EXCLUDED, Case, fn
 
+from fleet_server.store.history.receive_clock import settled_bound
 from fleet_server.store.locks import HOLD_S, TakeTurns, write_transaction
 from fleet_server.store.models import (
     ROLLUP_METRICS,
-    Device,
-    RollupWatermark,
+    RollupMark,
     Sample,
     SampleRollup1h,
     SampleRollup5m,
@@ -53,20 +57,32 @@ TIERS = (Tier("5m", SampleRollup5m, FIVE_MIN_MS), Tier("1h", SampleRollup1h, HOU
 """Rollup tiers, finest first."""
 
 
-def _new_samples(device_id: str, after_ts: int) -> tuple[int, int | None]:
-    """How many raw samples the device has with ``ts > after_ts``, and the newest ts (None: none)."""
-    db = Sample._meta.database
-    # one indexed lookup per device per pass (10,000 a minute in a big fleet): plain SQL, built once,
-    # instead of building the same peewee query every time (names from the model, values bound)
-    ts, device, table = Sample.ts.column_name, Sample.device.column_name, Sample._meta.table_name
-    sql = f'SELECT COUNT(*), MAX("{ts}") FROM "{table}" WHERE "{device}" = {db.param} AND "{ts}" > {db.param}'  # noqa: S608
-    count, newest = db.execute_sql(sql, (device_id, after_ts)).fetchone()
-    return int(count or 0), newest
+MARK = "samples"
+"""The :class:`RollupMark` row of the sample tiers."""
+FIRST_CHUNK_ROWS = 2000
+"""Raw samples in the first transaction of a pass; later ones are sized to take about
+:data:`fleet_server.store.locks.HOLD_S` each."""
+MAX_CHUNK_ROWS = 200_000
 
 
-def _aggregate_into(tier: Tier, device_id: str, after_ts: int, upto_ts: int) -> None:
-    """INSERT … SELECT the tier's buckets of samples in ``(after_ts, upto_ts]``, merging into
-    existing bucket rows (one statement; no rows pass through Python)."""
+def watermark() -> int:
+    """The newest ``received_ms`` already in every tier (-1 before the first pass)."""
+    value = RollupMark.select(RollupMark.received_ms).where(RollupMark.name == MARK).scalar()
+    return -1 if value is None else int(value)
+
+
+def _chunk_end(after: int, upto: int, rows: int) -> int:
+    """The ``received_ms`` that ends a chunk of about ``rows`` samples received in ``(after, upto]``
+    (an index range read: the ``rows``-th stamp, or ``upto`` when fewer remain)."""
+    rec = Sample.received_ms
+    q = (Sample.select(rec).where((rec > after) & (rec <= upto)).order_by(rec).limit(1).offset(rows - 1))
+    value = q.scalar()
+    return upto if value is None else int(value)
+
+
+def _aggregate_into(tier: Tier, after: int, upto: int) -> int:
+    """INSERT … SELECT the tier's buckets of the samples received in ``(after, upto]``, every device
+    at once, merging into existing bucket rows (one statement). Returns rows written or merged."""
     model = tier.model
     # integer division on both SQLite and PostgreSQL (peewee's ``%`` means LIKE; ts is positive)
     bucket = (Sample.ts / tier.width_ms) * tier.width_ms
@@ -77,10 +93,10 @@ def _aggregate_into(tier: Tier, device_id: str, after_ts: int, upto_ts: int) -> 
         cols += [fn.AVG(col), fn.MAX(col)]
         fields += [getattr(model, f"{m}_avg"), getattr(model, f"{m}_max")]
     query = (Sample.select(*cols)
-             .where((Sample.device == device_id) & (Sample.ts > after_ts) & (Sample.ts <= upto_ts))
+             .where((Sample.received_ms > after) & (Sample.received_ms <= upto))
              .group_by(Sample.device, bucket))
-    model.insert_from(query, fields).on_conflict(
-        conflict_target=[model.device, model.bucket_ms], update=_merge_update(model)).execute()
+    return model.insert_from(query, fields).on_conflict(
+        conflict_target=[model.device, model.bucket_ms], update=_merge_update(model)).execute() or 0
 
 
 def _merge_update(model: type) -> dict:
@@ -95,31 +111,28 @@ def _merge_update(model: type) -> dict:
     return upd
 
 
-def roll_up_device(device_id: str) -> int:
-    """Add the device's samples newer than its watermark to every tier; returns samples added.
+def _move_mark(after: int, end: int) -> bool:
+    """Move the watermark from ``after`` to ``end`` first thing in the pass's transaction (which
+    locks its row); False when it is no longer at ``after``."""
+    if after < 0 and not RollupMark.select().where(RollupMark.name == MARK).exists():
+        RollupMark.insert(name=MARK, received_ms=end).execute()  # a concurrent first insert fails on the key
+        return True
+    return RollupMark.update(received_ms=end).where(
+        (RollupMark.name == MARK) & (RollupMark.received_ms == after)).execute() == 1
 
-    Must run inside a transaction (the caller's), so tiers and watermark move together.
-    """
-    wm = RollupWatermark.get_or_none(RollupWatermark.device == device_id)
-    after = wm.sample_ts if wm else -1
-    count, newest = _new_samples(device_id, after)
-    if newest is None:
-        return 0
-    for tier in TIERS:
-        _aggregate_into(tier, device_id, after, newest)
-    RollupWatermark.insert(device=device_id, sample_ts=newest).on_conflict(
-        conflict_target=[RollupWatermark.device], update={RollupWatermark.sample_ts: EXCLUDED.sample_ts},
-    ).execute()
-    return count
+
+def _count(after: int, upto: int) -> int:
+    rec = Sample.received_ms
+    return Sample.select(fn.COUNT(Sample.ts)).where((rec > after) & (rec <= upto)).scalar() or 0
 
 
 def roll_up_all(database: object | None = None) -> int:
-    """Roll up every device that has samples newer than its watermark.
+    """Add every sample received since the watermark to every tier, all devices at once.
 
-    Finding those devices only reads (one indexed lookup per device, outside any transaction);
-    the rollups are written in transactions of as many devices as fit in
-    :data:`fleet_server.store.locks.HOLD_S`, pacing itself with
-    :class:`fleet_server.store.locks.TakeTurns` so ingest never waits long for the write lock.
+    Reads up to :func:`~fleet_server.store.history.receive_clock.settled_bound`, in transactions
+    of as many samples as fit in :data:`fleet_server.store.locks.HOLD_S` (each moves the
+    watermark with the tiers), pacing itself with :class:`fleet_server.store.locks.TakeTurns` so
+    ingest never waits long for the write lock.
 
     Args:
         database: the peewee database (for transactions); default the models' bound database.
@@ -127,18 +140,30 @@ def roll_up_all(database: object | None = None) -> int:
     Returns:
         How many raw samples were added to the tiers.
     """
-    db = database or Sample._meta.database
-    marks = dict(RollupWatermark.select(RollupWatermark.device, RollupWatermark.sample_ts).tuples())
-    due = [d for (d,) in Device.select(Device.id).tuples() if _new_samples(d, marks.get(d, -1))[0]]
-    total, k = 0, 0
+    db = database or Sample._meta.database.obj  # the bound database, not the proxy (SQLite or not matters)
+    after = watermark()
+    upto = settled_bound(db)
+    if upto <= after:
+        return 0
+    total, rows = 0, FIRST_CHUNK_ROWS
     pace = TakeTurns(db)
-    while k < len(due):  # as many devices per transaction as fit in the lock-holding budget
+    while after < upto:
         with write_transaction(db):
             started = time.monotonic()
-            while k < len(due) and time.monotonic() - started < HOLD_S:
-                total += roll_up_device(due[k])
-                k += 1
+            end = _chunk_end(after, upto, rows)
+            if not _move_mark(after, end):  # another process moved it (two leaders for a moment): leave it
+                log.warning("the rollup watermark moved under this pass; stopping it")
+                break
+            added = _count(after, end)
+            if added:
+                for tier in TIERS:
+                    _aggregate_into(tier, after, end)
+            took = time.monotonic() - started
+        total += added
+        after = end
+        if added:  # size the next transaction to take about HOLD_S
+            rows = max(100, min(MAX_CHUNK_ROWS, int(rows * HOLD_S / max(took, 1e-3) * 0.8)))
         pace.turn()
     if total:
-        log.debug("rolled up %d samples of %d devices", total, len(due))
+        log.debug("rolled up %d samples", total)
     return total

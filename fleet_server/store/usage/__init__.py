@@ -1,2 +1,2 @@
-"""Token usage: the ledger (records and hourly rollup, :mod:`.ledger`), prices and re-pricing
-(:mod:`.prices`), and the sums the views read (:mod:`.days`, :mod:`.summary`)."""
+"""Token usage: the ledger (records with hourly and all-time rollups, :mod:`.ledger`), prices and
+re-pricing (:mod:`.prices`), and the one module every view reads its sums from (:mod:`.sums`)."""

@@ -4,7 +4,7 @@ Cost of a record = the matching :class:`~fleet_server.store.models.PriceRule` (U
 tokens of each type), else the cost OpenClaw recorded (``cost_usd``), else **unpriced** — never $0.
 The rule's result is stored in ``UsageRecord.priced_usd`` at insert time and again by
 :func:`reprice` whenever a rule changes, so history is re-priced; the hourly rollup's
-``cost_usd``, ``priced_records`` and ``unpriced_tokens`` follow.
+``cost_usd``, ``priced_records`` and ``unpriced_tokens`` follow, and so do the all-time rollup's.
 
 No default price list ships: prices change often and a wrong one is worse than "unpriced".
 """
@@ -12,13 +12,13 @@ No default price list ships: prices change often and a wrong one is worse than "
 from __future__ import annotations
 
 import fnmatch
-import time
 from dataclasses import dataclass
 
 from peewee import OP, SQL, Case, Expression, Value, fn
 
-from fleet_server.store.models import PriceRule, UsageHourly, UsageRecord, db
+from fleet_server.store.models import PriceRule, UsageHourly, UsageRecord, UsageTotal, db
 from fleet_server.store.sql import total
+from shared.clock import now_ms
 
 HOUR_MS = 3_600_000
 _EPS = 1e-12
@@ -107,7 +107,7 @@ def add_rule(rule: RuleInput) -> tuple[PriceRule, int]:
     """Store a rule and re-price history. Returns (the rule, records re-priced). Raises PriceError."""
     r = rule.validated()
     with db.atomic():
-        row = PriceRule.create(**r.__dict__, created_ms=int(time.time() * 1000))
+        row = PriceRule.create(**r.__dict__, created_ms=now_ms())
         changed = reprice()
     return row, changed
 
@@ -129,7 +129,7 @@ def delete_rule(rule_id: int) -> int:
         return reprice()
 
 
-def _cost_expr(rule: PriceRule):  # noqa: ANN202 - a peewee expression
+def _cost_expr(rule: PriceRule):  # a peewee expression
     def usd(v: float) -> Value:  # unconverted: the token columns' converter would make 0.3 an int
         return Value(float(v), converter=False)
 
@@ -171,6 +171,7 @@ def reprice() -> int:
                     cond & (UsageRecord.priced_usd.is_null() | (fn.ABS(UsageRecord.priced_usd - expr) > _EPS))
                 ).execute()
         rebuild_hourly_costs()
+        rebuild_total_costs()
     return changed
 
 
@@ -186,3 +187,13 @@ def rebuild_hourly_costs() -> None:
     for device, h, usd, priced, unpriced in q:
         UsageHourly.update(cost_usd=usd or 0.0, priced_records=priced or 0, unpriced_tokens=unpriced or 0).where(
             (UsageHourly.device == device) & (UsageHourly.hour_ms == h)).execute()
+
+
+def rebuild_total_costs() -> None:
+    """Recompute ``cost_usd``, ``priced_records`` and ``unpriced_tokens`` of the all-time rollup
+    (``UsageTotal``) from the hourly one (one GROUP BY over the hourly rollup)."""
+    q = (UsageHourly.select(UsageHourly.device, total(UsageHourly.cost_usd), total(UsageHourly.priced_records),
+                            total(UsageHourly.unpriced_tokens)).group_by(UsageHourly.device).tuples())
+    for device, usd, priced, unpriced in q:
+        UsageTotal.update(cost_usd=usd or 0.0, priced_records=int(priced or 0), unpriced_tokens=int(unpriced or 0)
+                          ).where(UsageTotal.device == device).execute()

@@ -25,12 +25,12 @@ from fleet_server.dashboard.pages.overview.rows import (
     row_text,
     select,
 )
-from fleet_server.dashboard.pages.overview.tiles import render_tiles, usage_today
-from fleet_server.dashboard.parts.format import count_h, day_bounds_ms
-from fleet_server.dashboard.parts.timezone import browser_zone
+from fleet_server.dashboard.pages.overview.tiles import render_tiles
+from fleet_server.dashboard.parts.format import count_h
+from fleet_server.dashboard.parts.timezone import Viewer, follow_browser_zone, initial_zone, zone_note
+from fleet_server.dashboard.parts.usage_view import devices_today_and_total
 from fleet_server.state import DeviceView, FleetState
-from fleet_server.store.usage import days as usage_days
-from fleet_server.store.usage.ledger import TokenSums
+from fleet_server.store.usage.sums import UsageSums
 
 CHECK_S = 1.0
 """How often an open overview asks the cache what changed, seconds."""
@@ -93,14 +93,14 @@ class FleetTable(ui.table):
 class OverviewTable:
     """The device table of one open overview, with its query and the rows the browser has."""
 
-    def __init__(self, state: FleetState, viewer: dict) -> None:
+    def __init__(self, state: FleetState, viewer: dict[str, Viewer]) -> None:
         self.state, self.viewer = state, viewer
         self.query = Query()
         self.seen = -1  # the cache version the rows were built from
         self.built: dict[str, tuple[DeviceView, dict]] = {}  # device id -> (view, its row) on the page
         self.total = 0
         self.table = FleetTable(columns=COLUMNS, rows=[], row_key="id", pagination=self._pagination()).classes(
-            "w-full").props("flat bordered dense").mark("fleet-table")
+            "w-full").props("flat bordered dense wrap-cells").mark("fleet-table")  # cells wrap: fits 1280 px
         self.table.props["rows-per-page-options"] = list(PAGE_SIZES)
         for name, template in (("status", _STATUS_CELL), ("name", _NAME_CELL), ("openclaw", _OPENCLAW_CELL),
                                ("tags", _TAGS_CELL), *((c, _VALUE_CELL) for c in (*_STALE_COLUMNS, "tokens"))):
@@ -133,10 +133,6 @@ class OverviewTable:
         for callback in self.on_filter_change:
             callback(self.query)
 
-    def _today(self) -> dict[str, TokenSums] | tuple[int, int]:
-        tz = self.viewer.get("tz")
-        return usage_today(self.state, tz) if tz else day_bounds_ms(0)
-
     def refresh(self, force: bool = False) -> list[DeviceView] | None:
         """Rebuild the rows of the devices that changed since the last call (all rows when ``force``);
         send the table only when a row, the order or the count changed. Returns the snapshot it used,
@@ -147,16 +143,16 @@ class OverviewTable:
         self.seen = version
         devices = self.state.snapshot()
         self.total, page = select(devices, self.query)
-        today, now_s = self._today(), time.time()
+        now_s = time.time()
+        today, total = devices_today_and_total(self.state, self.viewer["zone"].tz, (d.device_id for d in page))
         built: dict[str, tuple[DeviceView, dict]] = {}
         for d in page:
             old = self.built.get(d.device_id)
             if old is not None and old[0] is d and not force:
-                built[d.device_id] = old  # same view object: the device did not change
+                built[d.device_id] = old  # same view object: the device (its usage too) did not change
                 continue
-            day = (today.get(d.device_id, TokenSums()) if isinstance(today, dict)
-                   else self.state.usage(d.device_id, *today))
-            built[d.device_id] = (d, row(d, day, self.state.usage(d.device_id), now_s))
+            none = UsageSums()
+            built[d.device_id] = (d, row(d, today.get(d.device_id, none), total.get(d.device_id, none), now_s))
         rows = [r for _, r in built.values()]
         same = list(self.built) == list(built) and all(a[1] is b[1] for a, b in zip(self.built.values(),
                                                                                      built.values(), strict=True))
@@ -184,15 +180,14 @@ def render_overview(state: FleetState) -> None:
                       ui.badge("", color="grey").mark("count-not-online"),
                       ui.badge("", color="primary").mark("count-devices"))
 
-    viewer: dict[str, usage_days.ZoneInfo] = {}
+    viewer = {"zone": initial_zone()}
     with ui.column().classes("w-full px-4 gap-2"):
         @ui.refreshable
         def tiles() -> None:
-            render_tiles(state, viewer.get("tz"))
+            render_tiles(state, viewer["zone"].tz)
 
         tiles()
-        zone_note = ui.label(f"Days are in the server's time zone ({time.strftime('%Z')}).").classes(
-            "text-xs text-gray-500")
+        note = ui.label(zone_note(viewer["zone"])).classes("text-xs text-gray-500").mark("zone-note")
         empty = ui.label("No devices yet. Add one with: clawfleet-server device add NAME").classes(
             "text-gray-500")
         with ui.row().classes("w-full items-end gap-2") as controls:
@@ -237,13 +232,6 @@ def render_overview(state: FleetState) -> None:
         if full:
             tiles.refresh()
 
-    async def learn_zone() -> None:
-        tz = await browser_zone()
-        viewer["tz"] = tz
-        zone_note.text = f"Days are in your time zone ({tz.key})."
-        tiles.refresh()
-        redraw(True)
-
     redraw(True)
     ui.timer(CHECK_S, tick)
-    ui.timer(0.05, learn_zone, once=True)
+    follow_browser_zone(viewer, lambda: (tiles.refresh(), redraw(True)), note)

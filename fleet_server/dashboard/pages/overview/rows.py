@@ -20,11 +20,11 @@ from fleet_server.dashboard.parts.format import (
     pct_h,
     rate_h,
     status_words,
+    token_breakdown,
     tokens_h,
-    usd_h,
 )
 from fleet_server.state import DeviceView
-from fleet_server.store.usage.ledger import TokenSums
+from fleet_server.store.usage.sums import UsageSums
 
 STALE_ERROR_MS = 24 * 3_600_000
 """An error older than this (ms) is shown grey instead of red."""
@@ -108,15 +108,6 @@ def select(devices: list[DeviceView], q: Query) -> tuple[int, list[DeviceView]]:
     return len(hits), hits[start:start + q.per_page]
 
 
-def token_breakdown(s: TokenSums) -> str:
-    """``"in 12.3k · out 456 · cache read 1.2k · cache write 0"`` (+ cost when priced)."""
-    text = (f"in {tokens_h(s.input_tokens)} · out {tokens_h(s.output_tokens)} · cache read "
-            f"{tokens_h(s.cache_read_tokens)} · cache write {tokens_h(s.cache_write_tokens)}")
-    if s.priced_records:
-        text += f" · {usd_h(s.cost_usd)}"
-    return text
-
-
 def openclaw_cell(d: DeviceView) -> tuple[str, str]:
     """``(state, text)`` of the OpenClaw column: state ``up`` / ``down`` / ``none`` (not installed or
     not known); text ``"up · 2026.9.6"``. The gateway state comes from the latest sample
@@ -129,7 +120,7 @@ def openclaw_cell(d: DeviceView) -> tuple[str, str]:
     return state, f"{state} · {version}" if version else state
 
 
-def row(d: DeviceView, today: TokenSums, total: TokenSums, now_s: float | None = None) -> dict:
+def row(d: DeviceView, today: UsageSums, total: UsageSums, now_s: float | None = None) -> dict:
     """One table row (JSON-able; every text already formatted) for device ``d`` with its token sums
     of today and of all time."""
     now_s = time.time() if now_s is None else now_s
@@ -146,7 +137,8 @@ def row(d: DeviceView, today: TokenSums, total: TokenSums, now_s: float | None =
         "since": f"for {duration_h(now_s - since / 1000)}" if since else "",
         "openclaw": oc_text, "openclaw_state": oc_state, "tags": tags_of(d),
         "tokens": f"{tokens_h(today.total_tokens)} / {tokens_h(total.total_tokens)}",
-        "tokens_tip": f"today: {token_breakdown(today)}\nall time: {token_breakdown(total)}",
+        "tokens_tip": f"today: {today.total_tokens:,} tokens · {token_breakdown(today)}\n"
+                      f"all time: {total.total_tokens:,} tokens · {token_breakdown(total)}",
         "last_seen": ago_h(d.last_seen_ms, now_s), "stale": stale,
         "stale_tip": f"last value, {ago_h(t.ts, now_s)}: the device is {pill}" if stale and t else "",
         "error": "", "error_full": "", "error_old": False,
