@@ -35,6 +35,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from agent_tray.outbox import Outbox, StoredMessage
 from agent_tray.receipts import RECEIPT_WINDOW, Confirmed, ResendPacer, Unconfirmed
 from shared import payloads
+from shared.clock import now_ms
 
 log = logging.getLogger("clawfleet.agent.mqtt")
 
@@ -50,11 +51,6 @@ SERVER_RECEIPTS_INFO = "server_receipts"
 """Outbox info key remembering whether the server sends receipts ("1"/"0")."""
 TRACKED = frozenset(payloads.RECEIPT_CHANNELS)
 """Outbox kinds that receipts confirm."""
-
-
-def now_ms() -> int:
-    """Current time in epoch milliseconds UTC."""
-    return int(time.time() * 1000)
 
 
 def puback_received(info: mqtt.MQTTMessageInfo) -> bool:
