@@ -38,9 +38,19 @@ def headless_run_args(args: list[str]) -> argparse.Namespace | None:
     return None if extra else parsed
 
 
+def app_bundle_args(args: list[str], executable: str, frozen: bool) -> list[str]:
+    """The command line of ``ClawFleet Agent.app`` opened from the Finder or the Dock: no arguments (or
+    only the ``-psn_…`` one old macOS versions pass) means "start the tray" (which asks for the token when
+    this Mac is not enrolled). Any other command line is returned unchanged."""
+    if frozen and ".app/Contents/MacOS/" in executable and all(a.startswith("-psn_") for a in args):
+        return ["run"]
+    return args
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point; ``argv`` defaults to ``sys.argv[1:]``."""
     args = sys.argv[1:] if argv is None else list(argv)
+    args = app_bundle_args(args, sys.executable, getattr(sys, "frozen", False))
     fast = headless_run_args(args)
     if fast is not None:
         from agent_tray.runner import run

@@ -73,6 +73,9 @@ def enroll(
                                                   help="skip / do TLS verification (testing only) [kept]")] = None,
     gui: Annotated[bool, typer.Option(help="ask for the token in a small window (used by the tray)",
                                       hidden=True)] = False,
+    system: Annotated[bool, typer.Option("--system", help="enroll the system service of the .deb/.rpm: config "
+                                         "/etc/clawfleet-agent/agent.json, readable by its group clawfleet-agent "
+                                         "(needs root)")] = False,
 ) -> None:
     """Write this machine's agent config from an enrollment token (file mode 0600).
 
@@ -83,7 +86,15 @@ def enroll(
     from agent_tray.enroll import BrokerUnreachable, KeyRefused
     from agent_tray.enroll import enroll as do_enroll
 
-    path = config or default_config_path()
+    group = None
+    if system:
+        from agent_tray.platform import system_config_path
+        from agent_tray.platform.linux import SERVICE_USER
+
+        path = config or system_config_path()
+        group = _group_id(SERVICE_USER) if sys.platform.startswith("linux") else None
+    else:
+        path = config or default_config_path()
     if gui:
         from agent_tray.enroll_dialog import ask_and_enroll
 
@@ -102,7 +113,7 @@ def enroll(
 
         if token is None and token_file is None and sys.stdin.isatty():
             token = getpass.getpass("enrollment token: ")
-        result = do_enroll(read_token(token, token_file), path, overrides, offline=offline)
+        result = do_enroll(read_token(token, token_file), path, overrides, offline=offline, group=group)
     except EnrollmentError as exc:
         raise _fail(str(exc)) from None
     except KeyRefused as exc:
@@ -111,6 +122,8 @@ def enroll(
         raise _fail(f"{exc}; nothing was written (--offline writes the config without this check)", 4) from None
     except ValueError as exc:  # ConfigError: a bad option value
         raise _fail(f"invalid setting: {exc}") from None
+    except PermissionError as exc:
+        raise _fail(f"cannot write {path}: {exc.strerror}{' (--system needs root: sudo)' if system else ''}") from None
     cfg = result.config
     typer.echo(f"enrolled as device '{cfg.device_id}' with broker {cfg.broker_url}"
                f"{' (key accepted)' if result.checked else ' (key not checked: --offline)'}; config written to {path}")
@@ -118,6 +131,16 @@ def enroll(
         typer.echo("kept from the previous config: " + ", ".join(result.kept))
     typer.echo("an agent already running with this config switches to it within a few seconds; otherwise start it "
                "with: clawfleet-agent run   (tray)   or   clawfleet-agent run --headless   (service)")
+
+
+def _group_id(name: str) -> int | None:
+    """Group id of ``name``, None when there is no such group (or no groups: Windows)."""
+    try:
+        import grp
+
+        return grp.getgrnam(name).gr_gid
+    except (ImportError, KeyError):
+        return None
 
 
 @app.command()
@@ -154,15 +177,23 @@ def _when(ms: int | None) -> str:
 def status(
     config: ConfigOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
+    system: Annotated[bool, typer.Option("--system", help="the machine-wide service's agent (enroll --system; "
+                                         "reading its config needs root or its group)")] = False,
 ) -> None:
     """Show the agent's state: connection, broker, device, outbox size, last publish, OpenClaw.
 
     Asks the running agent through its local bridge (127.0.0.1:bridge_port). Exit code 0 when an agent
     answers, 3 when none runs, 2 when this machine is not enrolled.
     """
+    from agent_tray.platform import system_config_path
     from agent_tray.status import ask_running_agent, outbox_size, recorded_bridge_port
 
-    cfg = _load(config)
+    cfg = _load(config or (system_config_path() if system else None))
+    if system and sys.platform.startswith("linux"):
+        from agent_tray.config import DATA_DIR_ENV
+        from agent_tray.platform.linux import SYSTEM_DATA_DIR
+
+        os.environ.setdefault(DATA_DIR_ENV, str(SYSTEM_DATA_DIR))  # as the packaged unit sets it
     port = recorded_bridge_port(cfg.resolved_data_dir(), cfg.device_id) or cfg.bridge_port
     other = None
     try:
@@ -188,6 +219,12 @@ def status(
                   + (f" (version {live['openclaw_version']})" if live.get("openclaw_version") else "")),
                  ("tokens today", f"{live['tokens_today']:,}"),
                  ("agent", str(live.get("agent_version")))]
+        if live.get("route"):
+            rows.append(("route", str(live["route"])))
+        if live.get("update"):
+            up = live["update"]
+            rows.append(("update", f"{up.get('state')} {up.get('version') or ''}".rstrip()
+                         + (f": {up['detail']}" if up.get("detail") else "")))
         if live.get("last_error"):
             rows.append(("last error", str(live["last_error"])))
     else:
@@ -222,9 +259,12 @@ SystemOpt = Annotated[bool, typer.Option("--system", help="a system service (nee
 NoEnableOpt = Annotated[bool, typer.Option("--no-enable", help="only write the files; do not start or stop anything")]
 
 
-def _service_args(config: Path | None) -> list[str]:
-    path = (config or default_config_path()).resolve()
-    return ["run", "--headless", "--config", str(path)]
+def _service_args(config: Path | None, system: bool = False) -> list[str]:
+    from agent_tray.platform import system_config_path
+
+    path = (config or (system_config_path() if system else default_config_path())).resolve()
+    logs = ["--log-dir", "/Library/Logs/ClawFleet"] if system and sys.platform == "darwin" else []
+    return ["run", "--headless", "--config", str(path), *logs]
 
 
 def _print_written(done: list) -> None:
@@ -246,15 +286,16 @@ def install_service(
 
     Prints every file it wrote and command it ran. The config must exist first (enroll).
     """
-    from agent_tray.platform import agent_command, current
+    from agent_tray.platform import agent_command, current, system_config_path
 
-    cfg_path = config or default_config_path()
+    cfg_path = config or (system_config_path() if system else default_config_path())
     if not cfg_path.exists() and unit_dir is None:
-        raise _fail(f"no agent config at {cfg_path}: run 'clawfleet-agent enroll' first")
+        raise _fail(f"no agent config at {cfg_path}: run 'clawfleet-agent enroll{' --system' if system else ''}' "
+                    "first")
     user = user_name or (os.environ.get("SUDO_USER") if system else None)
     try:
-        done = current().install_service(agent_command(*_service_args(config), gui=True), system=system, user=user,
-                                         enable=not no_enable, unit_dir=unit_dir)
+        done = current().install_service(agent_command(*_service_args(config, system), gui=True), system=system,
+                                         user=user, enable=not no_enable, unit_dir=unit_dir)
     except OSError as exc:
         raise _fail(f"{exc}{' (a system service needs root: sudo)' if system else ''}") from None
     _print_written(done)
@@ -296,3 +337,45 @@ def autostart(
         typer.echo("autostart was already off")
 
 
+
+
+@app.command("update-watchdog", hidden=True)
+def update_watchdog(
+    data_dir: Annotated[Path, typer.Option(help="the agent's data dir (update.json)")],
+    root: Annotated[Path, typer.Option(help="the install tree (versions/, current)")],
+    pid: Annotated[int, typer.Option(help="the agent's process id")],
+    argv: Annotated[list[str] | None, typer.Argument(help="the agent's arguments (after --)")] = None,
+) -> None:
+    """Started by a self-update from the previous version: rolls back when the new one does not report in time."""
+    from agent_tray.update.tree import run_watchdog
+
+    raise typer.Exit(run_watchdog(data_dir, root, pid, list(argv or [])))
+
+
+@app.command("apply-update")
+def apply_update(
+    system: Annotated[bool, typer.Option("--system", help="the .deb/.rpm's system service (what the packages' "
+                                         "clawfleet-agent-update unit runs, as root)")] = False,
+) -> None:
+    """Install an update the packaged agent downloaded and checked (root; checks it again, rolls back when the
+    new version does not report in time). Other installs update themselves."""
+    from agent_tray.platform.linux import SYSTEM_CONFIG, SYSTEM_DATA_DIR
+    from agent_tray.update.system import apply_system_update
+
+    if not system:
+        raise _fail("only the packaged system service needs this (--system); other installs update themselves")
+    if hasattr(os, "geteuid") and os.geteuid() != 0:
+        raise _fail("apply-update --system needs root")
+    result = apply_system_update(SYSTEM_DATA_DIR, SYSTEM_CONFIG)
+    typer.echo(f"update: {result}")
+    raise typer.Exit(0 if result in ("none", "confirmed") else 1)
+
+
+@app.command("service-run", hidden=True)
+def service_run(config: ConfigOpt = None) -> None:
+    """Windows: how the Service Control Manager starts the agent service (install-service --system)."""
+    from agent_tray.platform.windows_service import run_as_service
+
+    if sys.platform != "win32":
+        raise _fail("service-run is how Windows starts the agent service; elsewhere use 'run --headless'")
+    run_as_service(config)

@@ -23,6 +23,8 @@ from shared.private_files import write_private
 from shared.topics import DEVICE_ID_RE
 
 APP = "clawfleet"
+DATA_DIR_ENV = "CLAWFLEET_AGENT_DATA_DIR"
+"""Environment variable naming the agent's data dir when the config has no ``data_dir``."""
 log = logging.getLogger("clawfleet.agent")
 
 
@@ -65,8 +67,13 @@ class AgentConfig:
     bridge_port: int = _setting(int, "local bridge port on 127.0.0.1 (not 18789+N: OpenClaw uses those); 0 = off",
                                 17890, ge=0, le=65535)
     bridge_token: str | None = _setting(str, "bearer token the local bridge requires, if set", None)
-    dashboard_url: str | None = _setting(str, "fleet dashboard the tray's 'Open dashboard' opens", None,
-                                         pattern=r"^https?://", max_length=500)
+    dashboard_url: str | None = _setting(str, "fleet dashboard the tray's 'Open dashboard' opens; agent updates "
+                                         "are downloaded from it", None, pattern=r"^https?://", max_length=500)
+    wss_url: str | None = _setting(str, "wss://host:port/mqtt: MQTT over secure WebSockets, used when the broker "
+                                   "URL's port is blocked", None, pattern=r"^wss://\S+$", max_length=300)
+    update_public_key: str | None = _setting(str, "Ed25519 key (base64url) that must sign agent updates; none: "
+                                             "no self-update", None, pattern=r"^[A-Za-z0-9_-]{43}$")
+    self_update: bool = _setting(bool, "install agent updates the fleet server sends", True)
 
     def __post_init__(self) -> None:
         problems = [f"'{f.name}': {why}" for f in dataclasses.fields(self)
@@ -112,8 +119,13 @@ class AgentConfig:
         return f.default
 
     def resolved_data_dir(self) -> Path:
-        """Directory for the outbox and collector positions (created on demand)."""
-        return Path(self.data_dir) if self.data_dir else Path(platformdirs.user_data_dir(APP, appauthor=False))
+        """Directory for the outbox and collector positions (created on demand): ``data_dir``, else
+        ``$CLAWFLEET_AGENT_DATA_DIR`` (the packaged system service sets ``/var/lib/clawfleet-agent``), else
+        the per-user data dir."""
+        if self.data_dir:
+            return Path(self.data_dir)
+        env = os.environ.get(DATA_DIR_ENV)
+        return Path(env) if env else Path(platformdirs.user_data_dir(APP, appauthor=False))
 
     def broker(self) -> tuple[str, str, int]:
         """``(scheme, host, port)`` of the broker URL."""
@@ -121,7 +133,8 @@ class AgentConfig:
 
 
 KEPT_ON_REENROLL = ("interval_s", "keepalive_s", "data_dir", "outbox_max_bytes", "openclaw_state_dir",
-                    "openclaw_profile", "log_min_level", "bridge_port", "bridge_token", "dashboard_url", "insecure")
+                    "openclaw_profile", "log_min_level", "bridge_port", "bridge_token", "dashboard_url", "insecure",
+                    "self_update")
 """Settings ``enroll`` carries over from an existing config (everything but the identity from the token)."""
 
 
@@ -162,9 +175,13 @@ def load_config(path: Path) -> AgentConfig:
     return cfg
 
 
-def save_config(cfg: AgentConfig, path: Path) -> None:
-    """Write the config atomically with mode 0600 (owner read/write only)."""
+def save_config(cfg: AgentConfig, path: Path, group: int | None = None) -> None:
+    """Write the config atomically with mode 0600 (owner read/write only), or 0640 owned by group id
+    ``group`` (the packaged system service reads it as that group; only root may change it)."""
     write_private(path, json.dumps(cfg.to_dict(), indent=2))
+    if group is not None:
+        os.chown(path, -1, group)
+        os.chmod(path, 0o640)
 
 
 class ConfigWatch:

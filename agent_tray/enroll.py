@@ -18,6 +18,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from agent_tray.config import KEPT_ON_REENROLL, AgentConfig, ConfigError, load_config, save_config
 from agent_tray.publisher import describe_connect_error, tls_context
 from agent_tray.status import REFUSED_REASON_CODES
+from agent_tray.transport import Route, picker_for
 from shared.enrollment import EnrollmentError, decode_token
 from shared.mqtt_client import mqtt5_client
 
@@ -87,22 +88,43 @@ def build_config(token: str, existing: AgentConfig | None, overrides: dict[str, 
                 settings[key] = old[key]
                 if old[key] != AgentConfig.default(key):
                     kept.append(key)
+    if enr.fleet_url:  # the fleet this token comes from; an override still wins
+        settings["dashboard_url"] = enr.fleet_url
+        kept = [k for k in kept if k != "dashboard_url"]
     settings.update({k: v for k, v in overrides.items() if v is not None})
-    cfg = AgentConfig(device_id=enr.device_id, broker_url=enr.url, api_key=enr.api_key, ca_pem=enr.ca_pem, **settings)
+    cfg = AgentConfig(device_id=enr.device_id, broker_url=enr.url, api_key=enr.api_key, ca_pem=enr.ca_pem,
+                      wss_url=enr.wss_url, update_public_key=enr.update_key, **settings)
     return cfg, tuple(kept)
 
 
 def check_key(cfg: AgentConfig, timeout: float = CHECK_TIMEOUT_S) -> None:
     """Connect once to the broker with the config's device id and key, then disconnect cleanly.
+    When the broker URL's port cannot be reached and the config names a WebSockets URL, that one is
+    tried next (as the running agent does, :mod:`agent_tray.transport`).
 
     Raises:
         KeyRefused: CONNACK with "bad user name or password", "not authorized", "banned" or
             "bad authentication method".
         BrokerUnreachable: no connection, TLS failure, another CONNACK failure, or no CONNACK
-            within ``timeout`` seconds.
+            within ``timeout`` seconds (on every route).
     """
-    scheme, host, port = cfg.broker()
-    client = mqtt5_client(cfg.device_id, cfg.device_id, cfg.api_key, tls_context(cfg), insecure=cfg.insecure)
+    picker = picker_for(cfg.broker_url, cfg.wss_url)
+    routes = [picker.direct] + ([picker.fallback] if picker.fallback else [])
+    problems: list[str] = []
+    for route in routes:
+        try:
+            _check_route(cfg, route, timeout)
+            return
+        except BrokerUnreachable as exc:
+            problems.append(str(exc) if len(routes) == 1 else f"{route.url}: {exc}")
+    raise BrokerUnreachable("; ".join(problems))
+
+
+def _check_route(cfg: AgentConfig, route: Route, timeout: float) -> None:
+    client = mqtt5_client(cfg.device_id, cfg.device_id, cfg.api_key, tls_context(cfg), insecure=cfg.insecure,
+                          transport=route.transport)
+    if route.kind == "wss":
+        client.ws_set_options(path=route.path)
     answer: list[ReasonCode] = []
     done = threading.Event()
 
@@ -112,14 +134,14 @@ def check_key(cfg: AgentConfig, timeout: float = CHECK_TIMEOUT_S) -> None:
 
     client.on_connect = on_connect
     try:
-        client.connect(host, port, keepalive=int(max(5, timeout)))
+        client.connect(route.host, route.port, keepalive=int(max(5, timeout)))
     except OSError as exc:
-        _level, why = describe_connect_error(exc, host, tls=scheme == "mqtts")
+        _level, why = describe_connect_error(exc, route.host, tls=route.tls)
         raise BrokerUnreachable(why) from None
     client.loop_start()
     try:
         if not done.wait(timeout):
-            raise BrokerUnreachable(f"no answer from the broker at {cfg.broker_url} within {timeout:.0f} s")
+            raise BrokerUnreachable(f"no answer from the broker at {route.url} within {timeout:.0f} s")
     finally:
         client.disconnect()
         client.loop_stop()
@@ -131,9 +153,10 @@ def check_key(cfg: AgentConfig, timeout: float = CHECK_TIMEOUT_S) -> None:
 
 
 def enroll(token: str, path: Path, overrides: dict[str, Any] | None = None, offline: bool = False,
-           timeout: float = CHECK_TIMEOUT_S) -> EnrollResult:
+           timeout: float = CHECK_TIMEOUT_S, group: int | None = None) -> EnrollResult:
     """Decode ``token``, merge with the config at ``path`` (if valid), check the key with the broker
-    (unless ``offline``), then write the config (mode 0600). Nothing is written when a step fails.
+    (unless ``offline``), then write the config (mode 0600, or 0640 for group id ``group``: the packaged
+    system service's group). Nothing is written when a step fails.
 
     Raises:
         EnrollmentError: damaged token. ValueError: bad setting. KeyRefused, BrokerUnreachable: see
@@ -147,5 +170,5 @@ def enroll(token: str, path: Path, overrides: dict[str, Any] | None = None, offl
     cfg, kept = build_config(token, existing, overrides or {})
     if not offline:
         check_key(cfg, timeout)
-    save_config(cfg, path)
+    save_config(cfg, path, group=group)
     return EnrollResult(cfg, path, kept, checked=not offline)

@@ -14,6 +14,8 @@
 - Also subscribed: the device's ``receipt`` topic (retained; only this device may read it).
 - Reconnect: exponential backoff with full jitter (1 s … 60 s), so a fleet does not reconnect
   in lockstep after a broker restart.
+- Route: MQTT over TLS to the broker URL, or MQTT over secure WebSockets when that port is blocked
+  (:mod:`agent_tray.transport` picks; the publisher asks it before every attempt).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from agent_tray.config import AgentConfig
 from agent_tray.outbox import Outbox
 from agent_tray.sender import SEND_WINDOW, OutboxSender
+from agent_tray.transport import RoutePicker, picker_for, probe_direct
 from shared import payloads
 from shared.clock import now_ms
 from shared.mqtt_client import mqtt5_client
@@ -105,6 +108,8 @@ class Publisher:
         self._attempt = 0
         self._fail_logged: tuple[str, float] | None = None  # last connect failure logged, monotonic time
         self._status_topic = device_topic(cfg.device_id, Channel.STATUS)
+        self.routes: RoutePicker = picker_for(cfg.broker_url, cfg.wss_url)
+        self._conn_lock = threading.Lock()  # start/stop/route switch
         self._client = self._make_client()
         self.sender = OutboxSender(outbox, self._client, device_topic(cfg.device_id, Channel.RECEIPT), self._wake.set)
         """Publishes the outbox; knows what receipts confirmed."""
@@ -115,6 +120,7 @@ class Publisher:
         client = mqtt5_client(cfg.device_id, cfg.device_id, cfg.api_key, tls_context(cfg), insecure=cfg.insecure,
                               cls=_Client)
         client.loop_timeout_s = network_loop_timeout(cfg.keepalive_s)
+        client.routes = self.routes
         will = payloads.Status(device_id=cfg.device_id, ts=now_ms(), state="offline", reason="last-will")
         client.will_set(self._status_topic, payloads.encode(will), qos=1, retain=True)
         client.max_inflight_messages_set(SEND_WINDOW)
@@ -131,15 +137,35 @@ class Publisher:
     # ---- lifecycle -------------------------------------------------------------------
     def start(self) -> None:
         """Connect in the background (retrying forever with jittered backoff) and start sending."""
-        _scheme, host, port = self.cfg.broker()
         if self.cfg.insecure:
             log.warning("TLS verification is OFF (--insecure): anyone on the path can impersonate the broker")
+        log.info("connecting to %s as %s", self.cfg.broker_url, self.cfg.device_id)
+        with self._conn_lock:
+            self._connect_async()
+        self._sender.start()
+
+    def _connect_async(self) -> None:
+        route = self.routes.current
+        route.apply(self._client)
         props = Properties(mqtt.PacketTypes.CONNECT)
         props.SessionExpiryInterval = 0
-        log.info("connecting to %s as %s", self.cfg.broker_url, self.cfg.device_id)
-        self._client.connect_async(host, port, keepalive=self.cfg.keepalive_s, clean_start=True, properties=props)
+        self._client.connect_async(route.host, route.port, keepalive=self.cfg.keepalive_s, clean_start=True,
+                                   properties=props)
         self._client.loop_start()
-        self._sender.start()
+
+    def _back_to_direct(self) -> None:
+        """While on the WebSockets fallback: check the direct port; when it answers, reconnect there
+        (a clean DISCONNECT first, so the broker publishes no last will)."""
+        if not probe_direct(self.routes.direct, tls_context(self.cfg)):
+            self.routes.checked_direct()
+            return
+        with self._conn_lock:
+            if self._stop.is_set():
+                return
+            self.routes.use_direct()
+            self._client.disconnect()
+            self._client.loop_stop()
+            self._connect_async()
 
     def stop(self, state: str = "shutdown", reason: str | None = "agent stopped") -> None:
         """Publish a final retained status (``shutdown`` by default), disconnect cleanly, stop threads.
@@ -149,14 +175,15 @@ class Publisher:
         """
         self._stop.set()
         self._wake.set()
-        if self.connected.is_set():
-            info = self._client.publish(self._status_topic, self._status(state, reason), qos=1, retain=True)
-            try:
-                info.wait_for_publish(timeout=3)
-            except (RuntimeError, ValueError):
-                pass
-        self._client.disconnect()
-        self._client.loop_stop()
+        with self._conn_lock:  # not during a route switch (which looks at _stop under this lock)
+            if self.connected.is_set():
+                info = self._client.publish(self._status_topic, self._status(state, reason), qos=1, retain=True)
+                try:
+                    info.wait_for_publish(timeout=3)
+                except (RuntimeError, ValueError):
+                    pass
+            self._client.disconnect()
+            self._client.loop_stop()
         if self._sender.is_alive():
             self._sender.join(timeout=5)
 
@@ -190,7 +217,8 @@ class Publisher:
         self.last_error = None
         self.last_refusal = None
         self._fail_logged = None
-        log.info("connected to %s", self.cfg.broker_url)
+        self.routes.connected()
+        log.info("connected to %s", self.routes.current.url)
         _rc, mid = client.subscribe([(device_topic(self.cfg.device_id, Channel.CMD), 1), (SERVER_STATUS_TOPIC, 1),
                                      (self.sender.receipt_topic, 1)])  # the receipt topic last (see OutboxSender)
         self.sender.on_connect(mid)
@@ -202,9 +230,10 @@ class Publisher:
 
     def _handle_connect_fail(self, client: mqtt.Client, _userdata: object) -> None:
         # paho passes no exception to on_connect_fail; _Client keeps the one reconnect() raised
-        scheme, host, _port = self.cfg.broker()
-        level, self.last_error = describe_connect_error(getattr(client, "last_connect_error", None), host,
-                                                        tls=scheme == "mqtts")
+        route = self.routes.current
+        level, self.last_error = describe_connect_error(getattr(client, "last_connect_error", None), route.host,
+                                                        tls=route.tls)
+        self.routes.failed(self.last_error)
         now = time.monotonic()
         if self._fail_logged is None or self._fail_logged[0] != self.last_error:
             log.log(level, "%s; retrying with backoff", self.last_error)
@@ -218,6 +247,7 @@ class Publisher:
                            reason: ReasonCode, _props: Properties | None) -> None:
         was = self.connected.is_set()
         self.connected.clear()
+        self.routes.disconnected()
         if self._stop.is_set():
             return
         if was:
@@ -273,6 +303,9 @@ class Publisher:
             except Exception:
                 log.exception("outbox sender failed; retrying")
                 time.sleep(1)
+            if self.routes.direct_due() and not self._stop.is_set():
+                self.routes.checked_direct()  # one check at a time
+                threading.Thread(target=self._back_to_direct, name="clawfleet-direct-check", daemon=True).start()
 
     def _drain(self) -> None:
         self.sender.drain(self.connected.is_set())
@@ -301,6 +334,7 @@ class _Client(mqtt.Client):
 
     last_connect_error: OSError | None = None
     loop_timeout_s: float = 1.0
+    routes: RoutePicker | None = None
 
     def _thread_main(self) -> None:
         # paho 2.x's loop_start() target (paho-mqtt is pinned < 3): the same call, with our timeout
@@ -310,6 +344,8 @@ class _Client(mqtt.Client):
             self._thread = None
 
     def reconnect(self) -> mqtt.MQTTErrorCode:
+        if self.routes is not None:  # the route may have changed since the last attempt
+            self.routes.current.apply(self)
         try:
             rc = super().reconnect()
         except OSError as exc:  # ssl.SSLError, ConnectionRefusedError, socket.gaierror, TimeoutError, ...

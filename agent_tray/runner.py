@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import logging.handlers
+import os
 import signal
 import sys
 from collections.abc import Callable
@@ -94,8 +95,11 @@ def _run_headless(path: Path) -> None:
         on_signals(service.stop)
         service.run()
         if service.next_config is None:
-            return
+            break
         cfg = service.next_config
+    from agent_tray.update.apply import exec_pending
+
+    exec_pending()  # an update installed a new version: become it (same pid, same arguments)
 
 
 def _run_tray(path: Path, log_dir: Path) -> None:
@@ -107,7 +111,17 @@ def _run_tray(path: Path, log_dir: Path) -> None:
         raise _fail(f"cannot show a tray icon ({exc}); on a machine without a desktop use "
                     "'clawfleet-agent run --headless'") from None
     on_signals(tray.quit)
-    tray.run()
+    try:
+        tray.run()
+    except Exception as exc:  # the toolkit failed after start: one line, and out (its threads may never end)
+        log.error("the tray icon stopped: %s", exc)
+        print(f"error: the tray icon stopped ({exc}); on a machine without a desktop use 'clawfleet-agent run "
+              "--headless'", file=sys.stderr, flush=True)
+        logging.shutdown()
+        os._exit(EXIT_USAGE)
+    from agent_tray.update.apply import exec_pending
+
+    exec_pending()
 
 
 def on_signals(stop: Callable[[], object]) -> None:

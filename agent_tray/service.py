@@ -12,6 +12,7 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -86,7 +87,13 @@ class AgentService:
         nothing is lost: resuming catches up); "report now" still runs one pass."""
         self.tokens = TokenCounter(now_ms())
         self.openclaw.on_usage = self.tokens.add
-        self.publisher = Publisher(cfg, self.outbox, meta=self.meta, on_command=self._on_command)
+        self.publisher = Publisher(cfg, self.outbox, meta=self.meta, on_command=self._on_command,
+                                   on_connection=self._on_connection)
+        self.restart_hook: Callable[[], None] = self.stop
+        """How the agent stops for an update's restart (the tray replaces it with its own quit)."""
+        from agent_tray.update.apply import Updater
+
+        self.updater = Updater(cfg, self.data_dir, restart=lambda: self.restart_hook(), changed=self._update_changed)
         self._telemetry_topic = device_topic(cfg.device_id, Channel.TELEMETRY)
 
     # ---- what gets published -------------------------------------------------------------
@@ -101,7 +108,7 @@ class AgentService:
             os_version=info.os_version, arch=info.arch, agent_version=__version__, cpu_count=info.cpu_count,
             mem_total_bytes=info.mem_total_bytes, disk_total_bytes=info.disk_total_bytes,
             boot_time_ms=info.boot_time_ms, openclaw_version=version, agents=agents,
-            interval_s=self.cfg.interval_s,
+            interval_s=self.cfg.interval_s, update=self.updater.state.info() if self.updater.state else None,
         )
 
     def sample(self) -> payloads.Telemetry:
@@ -282,3 +289,18 @@ class AgentService:
         if cmd.command == "report_now":
             log.info("server asked for a report")
             self._report_now.set()
+        elif cmd.command == "update" and cmd.version:
+            log.info("server asked for an update to %s", cmd.version)
+            self.updater.handle(cmd.version, cmd.rollback_after_s)
+
+    def _on_connection(self, up: bool) -> None:
+        if up:
+            self.updater.confirm_if_pending()  # this version came from an update and reports: it stays
+
+    def _update_changed(self) -> None:
+        if self.publisher.connected.is_set():
+            self.publisher.announce()  # meta carries the update's state
+
+    def update_status(self) -> dict | None:
+        """The last self-update (``{"state", "version", "detail", "ts"}``) for ``status`` and the tray."""
+        return self.updater.info()

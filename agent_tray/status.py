@@ -66,6 +66,10 @@ class AgentStatus:
     tokens_today: int
     tokens_since_ms: int | None
     agent_version: str = __version__
+    route: str | None = None
+    """How the agent reaches the broker when not directly: the WebSockets fallback and why (None: direct)."""
+    update: dict | None = None
+    """The last self-update: ``{"state", "version", "detail", "ts"}`` (see :mod:`agent_tray.update.state`)."""
 
     def to_dict(self) -> dict:
         """JSON-ready form (``health`` as its string value)."""
@@ -129,9 +133,12 @@ def snapshot(service: AgentService) -> AgentStatus:
     oc = service.openclaw.last
     openclaw = None if oc is None else ("up" if oc.up else ("down" if oc.installed else "absent"))
     refusal = getattr(pub, "last_refusal", None)
+    routes = getattr(pub, "routes", None)
+    route = routes.describe() if routes is not None else None
     if connected:
         health = Health.OPENCLAW_DOWN if openclaw == "down" else Health.OK
-        summary = "connected" + (", OpenClaw gateway down" if openclaw == "down" else "")
+        summary = ("connected" + (" via WebSockets" if route else "")
+                   + (", OpenClaw gateway down" if openclaw == "down" else ""))
     elif refusal is not None and refusal.value in REFUSED_REASON_CODES:
         health = Health.REFUSED
         summary = f"key refused ({refusal}): ask the fleet admin for a new token"
@@ -147,7 +154,8 @@ def snapshot(service: AgentService) -> AgentStatus:
         connected=connected, paused=service.paused, last_error=pub.last_error,
         outbox_messages=stats["messages"], outbox_bytes=stats["bytes"],
         last_publish_ms=getattr(pub, "last_publish_ms", None), openclaw=openclaw,
-        openclaw_version=oc.version if oc else None, tokens_today=tokens, tokens_since_ms=since)
+        openclaw_version=oc.version if oc else None, tokens_today=tokens, tokens_since_ms=since, route=route,
+        update=getattr(service, "update_status", lambda: None)())
 
 
 def ask_running_agent(port: int, token: str | None = None, timeout: float = 2.0) -> dict | None:

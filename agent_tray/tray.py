@@ -151,6 +151,8 @@ class TrayApp:
             self.cfg, self._error = cfg, None
             self._watch = ConfigWatch(self.config_path, cfg)
             self.service = self._factory(cfg)
+            if hasattr(self.service, "restart_hook"):  # an update restarts the whole tray, not only the core
+                self.service.restart_hook = self.quit
             self._thread = threading.Thread(target=self.service.run, name="clawfleet-agent-core", daemon=True)
             self._thread.start()
         return True

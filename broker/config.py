@@ -40,6 +40,10 @@ DEFAULT_MQTT_PORT = 18830
 """Loopback port of the managed broker (not 1883, which a distribution's own service may hold)."""
 DEFAULT_TLS_PORT = 8883
 """Port of the TLS listener when certificates are configured."""
+WSS_PORT_FLAG = "--mqtt-wss-port"
+"""Command-line flag that turns on the MQTT-over-secure-WebSockets listener (:attr:`BrokerConfig.wss_port`)."""
+WSS_PATH = "/mqtt"
+"""HTTP path agents ask for on the WebSockets listener (Mosquitto answers on any path; clients send this one)."""
 PORT_FLAG = "--mqtt-port"
 """Command-line flag that changes :attr:`BrokerConfig.port` (named in error messages)."""
 TLS_PORT_FLAG = "--mqtt-tls-port"
@@ -79,6 +83,9 @@ class BrokerConfig:
     tls_cafile: Path | None = None
     tls_host: str | None = None
     """Bind address of the TLS listener; None = all interfaces."""
+    wss_port: int | None = None
+    """MQTT over secure WebSockets (same certificate, same accounts and ACLs) on this port, bound like the
+    TLS listener; None = off. For agents behind firewalls that let only HTTPS out: 443."""
     max_queued_messages: int = 100_000
     """Per-client queue of QoS 1 messages beyond its in-flight window (Mosquitto's default 1000
     dropped messages to a slow subscriber). When ingest's queue is full the broker drops what it
@@ -120,6 +127,8 @@ class BrokerConfig:
             raise ValueError("tls_certfile and tls_keyfile go together")
         if self.tls_certfile is None and self.tls_port is not None:
             raise ValueError("tls_port needs tls_certfile and tls_keyfile")
+        if self.tls_certfile is None and self.wss_port is not None:
+            raise ValueError(f"{WSS_PORT_FLAG} needs a TLS certificate: run 'clawfleet-server tls init' first")
         if self.tls_certfile is not None and self.tls_port is None:
             self.tls_port = DEFAULT_TLS_PORT
 
@@ -156,7 +165,8 @@ class BrokerConfig:
 
 def render_config(cfg: BrokerConfig, install: MosquittoInstall, nofile_soft: int | None = None) -> str:
     """The ``mosquitto.conf`` text for ``cfg``: global options, the loopback listener and, when
-    certificates are configured, a TLS listener (all interfaces unless ``tls_host``).
+    certificates are configured, a TLS listener (all interfaces unless ``tls_host``) and, with
+    ``wss_port``, an MQTT-over-secure-WebSockets listener with the same certificate.
 
     ``nofile_soft``: the soft ``RLIMIT_NOFILE`` the broker will run with; each listener's
     ``max_connections`` is derived from it unless :attr:`BrokerConfig.max_connections` is set.
@@ -205,12 +215,19 @@ def render_config(cfg: BrokerConfig, install: MosquittoInstall, nofile_soft: int
     ]
     if cfg.tls_enabled:
         lines += ["", f"listener {cfg.tls_port}" + (f" {cfg.tls_host}" if cfg.tls_host else ""),
-                  f"max_connections {max_connections}"]
-        if cfg.tls_cafile is not None:
-            lines.append(f"cafile {cfg.tls_cafile}")
-        lines += [f"certfile {cfg.tls_certfile}", f"keyfile {cfg.tls_keyfile}", "require_certificate false",
-                  "tls_version tlsv1.2"]
+                  f"max_connections {max_connections}", *_tls_lines(cfg)]
+    if cfg.tls_enabled and cfg.wss_port is not None:
+        # libwebsockets serves this one; Mosquitto 2.0.11 refuses to start when it is the only listener,
+        # which never happens here (the loopback listener is always there)
+        lines += ["", f"listener {cfg.wss_port}" + (f" {cfg.tls_host}" if cfg.tls_host else ""),
+                  "protocol websockets", f"max_connections {max_connections}", *_tls_lines(cfg)]
     return "\n".join(lines) + "\n"
+
+
+def _tls_lines(cfg: BrokerConfig) -> list[str]:
+    lines = [f"cafile {cfg.tls_cafile}"] if cfg.tls_cafile is not None else []
+    return lines + [f"certfile {cfg.tls_certfile}", f"keyfile {cfg.tls_keyfile}", "require_certificate false",
+                    "tls_version tlsv1.2"]
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,10 @@ from fleet_server.ingest import BrokerAccount, Ingest
 from fleet_server.ingest.change_feed import ChangeListener, ChangePublisher
 from fleet_server.ingest.processes import WorkerProcesses, WorkerSpec
 from fleet_server.jobs.leader import Leadership
+from fleet_server.jobs.periodic import PeriodicJob
 from fleet_server.jobs.runner import ServerJobs
+from fleet_server.releases.catalog import Catalog
+from fleet_server.releases.updates import Candidate, run_auto_updates
 from fleet_server.state import FleetState
 from fleet_server.state.registry import sync_registry
 from fleet_server.store.db import open_database
@@ -32,6 +35,8 @@ from fleet_server.store.history.retention import RetentionPolicy
 
 log = logging.getLogger("clawfleet.server")
 
+AUTO_UPDATE_S = 60.0
+"""How often the automatic agent updater looks for devices to update, seconds."""
 SHARED_GROUP = "ingest"
 """Several ingest processes subscribe as ``$share/ingest/…``: the broker gives each message to one of them."""
 REGISTRY_SYNC_S = 5.0
@@ -59,6 +64,12 @@ class ServerOptions:
     """Use this broker instead of starting a managed Mosquitto."""
     retention: RetentionPolicy = RETENTION_DEFAULTS
     """How long each kind of history is kept (``--retention``)."""
+    wss_port: int | None = None
+    """Managed broker's MQTT-over-secure-WebSockets port (``--mqtt-wss-port``); None = off."""
+    public_url: str | None = None
+    """The server's web address as devices reach it (tokens, install one-liners, package downloads)."""
+    agent_packages: tuple[Path, ...] = ()
+    """Release folders with agent packages, besides ``<data_dir>/agent-packages``."""
     workers: int = 1
     """Ingest processes of this ``run`` (``--workers``): this one and ``workers - 1`` children on a
     shared subscription; 0 runs no ingest here (a dashboard and jobs process). Anything but 1 needs
@@ -120,6 +131,8 @@ class FleetServer:
         self._sync_stop = threading.Event()
         self._sync_thread: threading.Thread | None = None
         self.jobs: ServerJobs | None = None  # rollups, retention, stale devices
+        self.catalog = Catalog(opts.data_dir, opts.agent_packages)  # agent packages served under /agent/
+        self.auto_updates: PeriodicJob | None = None  # releases: automatic agent updates
         self.leadership: Leadership | None = None  # who runs the jobs (a database lease with several processes)
         self.listener: ChangeListener | None = None  # other processes' changes (several processes)
         self.workers: WorkerProcesses | None = None  # this run's extra ingest processes
@@ -130,7 +143,8 @@ class FleetServer:
         if self._endpoint is None:
             o = self.opts
             self._endpoint = agent_endpoint(o.data_dir, mqtt_port=o.mqtt_port, tls_port=o.tls_port,
-                                            public_host=o.public_host, external=o.external_broker)
+                                            public_host=o.public_host, external=o.external_broker,
+                                            wss_port=o.wss_port, fleet_url=o.public_url)
         return self._endpoint
 
     @property
@@ -160,6 +174,7 @@ class FleetServer:
         if several and isinstance(self.database, SqliteDatabase):
             raise ServerSetupError("several ingest processes (--workers other than 1, or 'clawfleet-server ingest') "
                                    "need PostgreSQL: add --database-url postgresql://user@host/db")
+        self.catalog.key  # noqa: B018 - the package-signing key exists before any token is made
         ext = opts.external_broker
         worker = opts.worker_index
         if ext is not None:
@@ -170,12 +185,13 @@ class FleetServer:
             account = BrokerAccount("127.0.0.1", opts.mqtt_port, admin.username, admin.password)
         else:  # managed: the server's own connections stay on loopback plain MQTT
             self.broker = ManagedMosquitto(managed_broker_config(opts.data_dir, opts.mqtt_port, opts.tls_port,
-                                                                 opts.tls_host))
+                                                                 opts.tls_host, opts.wss_port))
             self.broker.start()
             admin = self.broker.admin
             account = BrokerAccount("127.0.0.1", opts.mqtt_port, admin.username, admin.password)
-            log.info("managed Mosquitto listening on %s%s", self.broker.url, f", TLS on port {opts.tls_port} "
-                     f"({opts.tls_host or 'all interfaces'})" if self.broker.cfg.tls_enabled else "")
+            log.info("managed Mosquitto listening on %s%s%s", self.broker.url, f", TLS on port {opts.tls_port} "
+                     f"({opts.tls_host or 'all interfaces'})" if self.broker.cfg.tls_enabled else "",
+                     f", MQTT over secure WebSockets on port {opts.wss_port}" if self.broker.cfg.wss_port else "")
         if worker is None:
             self.dynsec = DynSecClient(account.host, account.port, account.username, account.password,
                                        tls=account.tls, client_id="clawfleet-dynsec")
@@ -184,6 +200,9 @@ class FleetServer:
             threading.Thread(target=self._grant_receipts, name="clawfleet-grant-receipts", daemon=True).start()
         self.state.load_from_db()
         self.jobs = ServerJobs(self.database, self.state, opts.retention, broker_connected=self._broker_connected)
+        self.auto_updates = PeriodicJob("agent-updates", AUTO_UPDATE_S, lambda: run_auto_updates(
+            self.update_candidates, lambda: self.catalog.manifest().offered_version, self.publish_command),
+            self.database)  # releases: runs with the other jobs, in the process that holds their lease
         self.leadership = Leadership(self.database, self._gain_jobs, self._lose_jobs)
         publish = None
         if several:
@@ -227,14 +246,30 @@ class FleetServer:
         except Exception as exc:  # the next start tries again; agents meanwhile use PUBACKs
             log.warning("could not check the devices' receipt topics on the broker: %s", exc)
 
+    def publish_command(self, topic: str, payload: bytes) -> bool:
+        """Publish a command (QoS 1) through ingest's broker session; False when it could not be queued."""
+        if self.ingest is None:
+            return False
+        info = self.ingest.client.publish(topic, payload, qos=1)
+        return info.rc == 0
+
+    def update_candidates(self) -> list[Candidate]:
+        """Every device as the automatic updater sees it (online?, agent version from its meta)."""
+        return [Candidate(v.device_id, v.tags, v.status == "online" and not v.revoked_ms,
+                          v.meta.agent_version if v.meta else None) for v in self.state.snapshot()]
+
     def _gain_jobs(self) -> None:
         assert self.jobs is not None
         self.jobs.check_stale_now()
         self.jobs.start()
+        if self.auto_updates is not None:
+            self.auto_updates.start()
 
     def _lose_jobs(self) -> None:
         if self.jobs is not None:
             self.jobs.stop()
+        if self.auto_updates is not None:
+            self.auto_updates.stop()
 
     def _broker_connected(self) -> bool:
         """For the stale check: ingest's broker connection; a process without ingest (``--workers 0``)
@@ -276,6 +311,9 @@ class FleetServer:
     def stop(self) -> None:
         """Stop in reverse order; safe to call twice and after a partial start."""
         self._sync_stop.set()
+        if self.auto_updates is not None:
+            self.auto_updates.stop()
+            self.auto_updates = None
         if self.workers is not None:
             self.workers.stop()
             self.workers = None

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install the OS packages ClawFleet needs when they are missing.
 #   scripts/ensure-system-packages.sh server   -> mosquitto (the managed broker)
-#   scripts/ensure-system-packages.sh test     -> mosquitto, chromium + chromedriver, xvfb, postgresql, nsis, dpkg
+#   scripts/ensure-system-packages.sh test     -> mosquitto, chromium + chromedriver, xvfb, postgresql, nsis, dpkg,
+#                                                 and what the agent's package builds and tray tests use (below)
 set -euo pipefail
 want="${1:-server}"
 
@@ -15,6 +16,15 @@ if [ "$want" = "test" ]; then
   ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 || need+=(postgresql)
   command -v makensis >/dev/null 2>&1 || need+=(nsis)        # tests/installers: Windows installer script
   command -v dpkg-deb >/dev/null 2>&1 || need+=(dpkg)         # tests/installers: the agent .deb
+  command -v rpmbuild >/dev/null 2>&1 || need+=(rpm)          # tests/installers: the agent .rpm
+  command -v lintian >/dev/null 2>&1 || need+=(lintian)       # tests/installers: the .deb's lintian check
+  command -v objdump >/dev/null 2>&1 || need+=(binutils)      # build-packages.sh: the payload's glibc needs
+  command -v curl >/dev/null 2>&1 || need+=(curl)             # tests/installers: curl … | sh
+  /usr/bin/python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need+=(python3-venv)  # the build venv
+  /usr/bin/python3 -c 'import tkinter' >/dev/null 2>&1 || need+=(python3-tk)   # the payload's token dialog
+  # tests/tray: the GTK tray without a session bus (the distribution's GObject bindings and typelibs)
+  dpkg -s python3-gi gir1.2-gtk-3.0 gir1.2-ayatanaappindicator3-0.1 >/dev/null 2>&1 \
+    || need+=(python3-gi gir1.2-gtk-3.0 gir1.2-ayatanaappindicator3-0.1)
 fi
 [ ${#need[@]} -eq 0 ] && exit 0
 

@@ -1,8 +1,10 @@
 """Enrollment tokens: everything an agent needs to join a fleet, in one copy-pasteable string.
 
 Format: ``cfe1.`` + base64url (no padding) of a JSON object
-``{"v": 1, "url": "mqtt[s]://host:port", "device_id": str, "api_key": str, "ca_pem": str?}``.
-The token holds a secret (the API key): it is shown once, like the key itself.
+``{"v": 1, "url": "mqtt[s]://host:port", "device_id": str, "api_key": str, "ca_pem": str?,
+"wss_url": "wss://host:port/mqtt"?, "fleet_url": "https://host"?, "update_key": str?}``.
+The token holds a secret (the API key): it is shown once, like the key itself. The optional fields
+came later; an agent that does not know them ignores them, a token without them still works.
 """
 
 from __future__ import annotations
@@ -33,6 +35,12 @@ class Enrollment(BaseModel):
     device_id: str = Field(pattern=DEVICE_ID_RE.pattern, max_length=63)
     api_key: str = Field(min_length=16, max_length=200)
     ca_pem: str | None = Field(default=None, description="PEM CA certificate the agent pins for mqtts")
+    wss_url: str | None = Field(default=None, pattern=r"^wss://[^\s]+$", max_length=300,
+                                description="MQTT over secure WebSockets, the fallback when the mqtts port is blocked")
+    fleet_url: str | None = Field(default=None, pattern=r"^https?://[^\s]+$", max_length=300,
+                                  description="the fleet server's web address: dashboard and agent packages")
+    update_key: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_-]{43}$",
+                                   description="Ed25519 public key (32 bytes, base64url) that signs agent packages")
 
 
 def encode_token(enrollment: Enrollment) -> str:

@@ -96,6 +96,27 @@ class Status:
     reason: str | None = None
 
 
+UPDATE_STATES = ("downloading", "installing", "installed", "confirmed", "failed", "refused", "rolled-back")
+"""An agent's self-update, as it reports it: fetching the package; handing it to the OS installer;
+installed and waiting for the new version to report; the new version reported (done); it went
+wrong (``failed``), the package was not accepted (``refused``: bad signature, hash, version), or the
+new version did not report in time and the previous one runs again (``rolled-back``)."""
+MAX_UPDATE_DETAIL = 300
+"""Longest ``detail`` of an update state, characters."""
+MIN_ROLLBACK_S, MAX_ROLLBACK_S = 30, 86_400
+"""Bounds of an update command's ``rollback_after_s``, seconds."""
+
+
+@dataclass(slots=True, kw_only=True)
+class UpdateInfo:
+    """The ``update`` block of ``meta`` (:class:`shared.schemas.UpdateInfo`): the agent's last self-update."""
+
+    state: str
+    version: str | None = None
+    detail: str | None = None
+    ts: int
+
+
 @dataclass(slots=True, kw_only=True)
 class Meta:
     """``…/meta`` (:class:`shared.schemas.Meta`): what the device is."""
@@ -115,6 +136,7 @@ class Meta:
     openclaw_version: str | None = None
     agents: list[str] = field(default_factory=list)
     interval_s: float | None = None
+    update: UpdateInfo | None = None
 
 
 @dataclass(slots=True, kw_only=True)
@@ -217,6 +239,10 @@ class Command:
     ts: int
     command: str
     v: int = PROTOCOL_VERSION
+    version: str | None = None
+    """``update``: the agent version to install (from the server's package manifest)."""
+    rollback_after_s: int | None = None
+    """``update``: go back to the running version when the new one has not reported after this long."""
 
 
 @dataclass(slots=True, frozen=True)
@@ -272,7 +298,7 @@ class Receipt:
     v: int = PROTOCOL_VERSION
 
 
-COMMANDS = ("report_now",)
+COMMANDS = ("report_now", "update")
 """Commands a server may send."""
 SERVER_STATES = ("online", "offline")
 
@@ -327,7 +353,17 @@ def parse_command(raw: bytes | str) -> Command:
     command = data.get("command")
     if command not in COMMANDS:
         raise ValueError(f"command: {str(command)[:40]!r} is not one of {', '.join(COMMANDS)}")
-    return Command(ts=data["ts"], command=command)
+    version, rollback = data.get("version"), data.get("rollback_after_s")
+    if command == "update":
+        from shared.packages import VERSION_RE
+
+        if not isinstance(version, str) or not VERSION_RE.fullmatch(version):
+            raise ValueError(f"version: {str(version)[:40]!r} is not a version (MAJOR.MINOR.PATCH)")
+        if rollback is not None and (type(rollback) is not int or not MIN_ROLLBACK_S <= rollback <= MAX_ROLLBACK_S):
+            raise ValueError(f"rollback_after_s: must be a whole number of seconds, {MIN_ROLLBACK_S}-{MAX_ROLLBACK_S}")
+    else:
+        version = rollback = None
+    return Command(ts=data["ts"], command=command, version=version, rollback_after_s=rollback)
 
 
 def parse_server_status(raw: bytes | str) -> ServerStatus:

@@ -25,9 +25,10 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticCustomError, from_json
 
+from shared.packages import VERSION_RE
 from shared.payloads import (  # the bounds live in the dependency-free module; re-exported here
     MAX_AHEAD_MS,
     MAX_BATCH_RECORDS,
@@ -37,10 +38,13 @@ from shared.payloads import (  # the bounds live in the dependency-free module; 
     MAX_LOAD,
     MAX_LOG_MESSAGE,
     MAX_PAYLOAD_BYTES,
+    MAX_ROLLBACK_S,
     MAX_SEQ,
     MAX_SHORT_STR,
     MAX_TOKENS,
+    MAX_UPDATE_DETAIL,
     MAX_UPTIME_S,
+    MIN_ROLLBACK_S,
     OUTBOX_ID_RE,
     RECORD_MIN_TS_MS,
     SAMPLE_WINDOW_MS,
@@ -139,6 +143,20 @@ class OpenClawState(BaseModel):
     pid: int | None = _unit("", "gateway process id from its lock file", default=None, ge=0, le=2**32)
 
 
+class UpdateInfo(BaseModel):
+    """The ``update`` block of ``meta``: the last self-update (states: :data:`shared.payloads.UPDATE_STATES`)."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    state: Literal["downloading", "installing", "installed", "confirmed", "failed", "refused", "rolled-back"] = (
+        _unit("", "where the update is"))
+    version: ShortStr | None = _unit("", "the version being installed (or refused, or rolled back from)",
+                                     default=None)
+    detail: str | None = _unit("", "what happened, one line", default=None, max_length=MAX_UPDATE_DETAIL,
+                               pattern=_NO_NUL)
+    ts: EpochMs = _unit("epoch_ms", "when the update reached this state")
+
+
 class Meta(_Payload):
     """``…/meta`` (retained): what the device is; sent on connect and when it changes."""
 
@@ -154,6 +172,8 @@ class Meta(_Payload):
     openclaw_version: ShortStr | None = _unit("", "OpenClaw version, None when not installed", default=None)
     agents: list[ShortStr] = _unit("", "OpenClaw agent ids", default_factory=list, max_length=200)
     interval_s: float | None = _unit("seconds", "sample interval (None: older agent)", default=None, ge=1, le=3600)
+    update: UpdateInfo | None = _unit("", "the agent's last self-update (None: none since it was installed)",
+                                      default=None)
 
     @field_validator("boot_time_ms")
     @classmethod
@@ -264,13 +284,23 @@ class LogBatch(_Delivered):
 
 
 class Command(BaseModel):
-    """``…/cmd`` (server -> agent, QoS 1): something the agent should do now."""
+    """``…/cmd`` (server -> agent, QoS 1): something the agent should do now: ``report_now``, or
+    ``update`` to ``version`` (rolled back when it has not reported after ``rollback_after_s``)."""
 
     model_config = ConfigDict(extra="ignore", frozen=True)
 
     v: Literal[1] = PROTOCOL_VERSION
     ts: EpochMs
-    command: Literal["report_now"]
+    command: Literal["report_now", "update"]
+    version: str | None = _unit("", "update: agent version to install", default=None, pattern=VERSION_RE.pattern)
+    rollback_after_s: int | None = _unit("seconds", "update: roll back when the new version has not reported "
+                                         "after this long", default=None, ge=MIN_ROLLBACK_S, le=MAX_ROLLBACK_S)
+
+    @model_validator(mode="after")
+    def _update_names_a_version(self) -> Command:
+        if self.command == "update" and not self.version:
+            raise ValueError("an update command needs a version")
+        return self
 
 
 class ServerStatus(BaseModel):

@@ -52,10 +52,15 @@ def agent_command(*args: str, gui: bool = False) -> list[str]:
     """Command line that starts ``clawfleet-agent ARGS`` from this installation.
 
     Prefers the ``clawfleet-agent`` script next to this interpreter (a venv, /opt/clawfleet-agent,
-    a PyInstaller bundle), else ``python -m agent_tray.cli``. ``gui``: on Windows use
+    a PyInstaller bundle; in install.sh's ``versions/<v>`` tree the ``current/`` path, which self-updates
+    keep pointing at the running version), else ``python -m agent_tray.cli``. ``gui``: on Windows use
     ``pythonw.exe`` so no console window opens.
     """
     exe = Path(sys.executable)
+    if getattr(sys, "frozen", False) and exe.parent.parent.name == "versions":
+        current = exe.parent.parent.parent / "current" / exe.name  # install.sh's tree: the path updates keep
+        if current.exists():
+            exe = current
     if getattr(sys, "frozen", False):  # PyInstaller: the executable is the agent itself
         windowed = exe.with_name("clawfleet-agent-tray.exe")  # the same program without a console window
         return [str(windowed if gui and windowed.exists() else exe), *args]
@@ -69,6 +74,19 @@ def agent_command(*args: str, gui: bool = False) -> list[str]:
     if gui and sys.platform == "win32" and (exe.parent / "pythonw.exe").exists():
         exe = exe.parent / "pythonw.exe"
     return [str(exe), "-m", "agent_tray.cli", *args]
+
+
+def system_config_path() -> Path:
+    """The config of the machine-wide service (``enroll --system``): ``/etc/clawfleet-agent/agent.json``
+    (Linux), ``/Library/Application Support/ClawFleet/agent.json`` (macOS),
+    ``%ProgramData%\\ClawFleet\\agent.json`` (Windows)."""
+    if sys.platform == "win32":
+        from agent_tray.platform.windows_service import service_config_path
+
+        return service_config_path()
+    if sys.platform == "darwin":
+        return Path("/Library/Application Support/ClawFleet/agent.json")
+    return Path("/etc/clawfleet-agent/agent.json")
 
 
 def current() -> ModuleType:

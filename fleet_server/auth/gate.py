@@ -52,8 +52,9 @@ from fleet_server.store.models import User
 
 log = logging.getLogger("clawfleet.auth")
 
-PUBLIC_PATHS = frozenset({"/login", "/login/finish", "/logout", "/healthz", "/favicon.ico"})
-PUBLIC_PREFIXES = ("/_nicegui/", "/_nicegui_ws/")
+PUBLIC_PATHS = frozenset({"/login", "/login/finish", "/logout", "/healthz", "/favicon.ico",
+                          "/install.sh", "/install.ps1"})  # releases: the agent's install scripts
+PUBLIC_PREFIXES = ("/_nicegui/", "/_nicegui_ws/", "/agent/")  # releases: agent packages (no secrets)
 HANDOFF_TTL_S = 60.0
 SECURITY_HEADERS = {"X-Frame-Options": "DENY", "X-Content-Type-Options": "nosniff",
                     "Referrer-Policy": "same-origin"}

@@ -160,7 +160,7 @@ def _import_offline(data_dir: Path, mqtt_port: int, rows: list[ImportRow], file:
 
     try:
         done = enroll_offline(BrokerConfig(data_dir=data_dir, port=mqtt_port), rows, endpoint.url, endpoint.ca_pem,
-                              audit.cli_actor(), file.name, write)
+                              audit.cli_actor(), file.name, write, token_extra=endpoint.token_extra())
         out.flush()
     except (DeviceError, BrokerSetupError, OSError) as exc:
         out.close()

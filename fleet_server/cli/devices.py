@@ -96,11 +96,23 @@ def device_actions(data_dir: Path | None, mqtt_port: int | None, database_url: s
             fail(f"broker: {exc}")
 
 
-def print_token(title: str, new: NewDevice) -> None:
-    """Print a device's id, API key, token and the agent commands (shown once)."""
+def print_token(title: str, new: NewDevice, fleet_url: str | None = None) -> None:
+    """Print a device's id, API key, token and the agent commands (shown once): the one-line installs
+    from ``fleet_url`` when the server's address is known, else the commands for an installed agent."""
     typer.echo(f"{title}\ndevice:  {new.device.id}\napi key: {new.api_key}\n\nenrollment token (shown once; keep it "
-               f"secret):\n{new.token}\n\non the device run (it asks for the token, so it stays out of 'ps' and "
-               "the shell history):\n  clawfleet-agent enroll\n  clawfleet-agent run            # tray icon\n"
+               f"secret):\n{new.token}\n")
+    if fleet_url:
+        from fleet_server.releases.routes import one_liners
+
+        lines = one_liners(fleet_url)
+        typer.echo("install the agent on the device with one line (it asks for the token, so it stays out of 'ps' "
+                   f"and the shell history; running it again upgrades):\n  Linux (service):  {lines['linux']}\n"
+                   f"  Linux/macOS (this user only): {lines['macos']}\n  Windows (admin PowerShell): "
+                   f"{lines['windows']}\n\nor, with the agent installed already:")
+    else:
+        typer.echo("on the device run (it asks for the token, so it stays out of 'ps' and the shell history; "
+                   "one-line installs need the server's address: clawfleet-server run --public-url URL):")
+    typer.echo("  clawfleet-agent enroll\n  clawfleet-agent run            # tray icon\n"
                "  clawfleet-agent run --headless # or as a service: clawfleet-agent install-service")
 
 
@@ -113,7 +125,10 @@ def device_rotate_key(device_id: DeviceIdArg, data_dir: DataDirOpt = None, mqtt_
 
     with device_actions(data_dir, mqtt_port, database_url) as actions:
         new = actions.rotate_key(audit.cli_actor(), device_id)
-    print_token(f"key of {device_id} rotated; the agent needs the new token", new)
+    from fleet_server.endpoints.broker_link import ServerSettings
+
+    print_token(f"key of {device_id} rotated; the agent needs the new token", new,
+                ServerSettings.load(data_dir or default_data_dir()).public_url)
 
 
 @device_app.command("revoke")
@@ -220,7 +235,7 @@ def device_add(
                    f"machine or reach it through an SSH tunnel (ssh -N -L {mqtt_port}:127.0.0.1:{mqtt_port} SERVER). "
                    "For devices elsewhere: clawfleet-server tls init --host NAME, restart the server, add the device "
                    "again.", err=True)
-    print_token("device added", new)
+    print_token("device added", new, settings.public_url)
 
 
 @device_app.command("list")

@@ -22,6 +22,7 @@ from fleet_server.cli.options import (
     fail,
     setup_logging,
 )
+from fleet_server.cli.releases import device_update, release_app
 from fleet_server.cli.service import install_service, uninstall_service
 from fleet_server.cli.tls import tls_app
 from shared.ports import bind_error, why_not
@@ -35,6 +36,8 @@ app.command("install-service")(install_service)
 app.command("uninstall-service")(uninstall_service)
 app.add_typer(api_token_app, name="api-token")
 app.add_typer(integration_app, name="integration")
+app.add_typer(release_app, name="release")
+device_app.command("update")(device_update)
 app.command("ingest")(ingest)
 
 log = logging.getLogger("clawfleet.server")
@@ -82,6 +85,14 @@ def run(
                          "logs 90d, usage records 400d, hourly usage sums forever")] = None,
     admin_password_file: Annotated[Path | None, typer.Option(help="on the first run, write the new 'admin' "
                                    "password to this file (mode 0600) instead of printing it")] = None,
+    mqtt_wss_port: Annotated[int | None, typer.Option("--mqtt-wss-port", help="also serve MQTT over secure "
+                             "WebSockets on this port (443 for agents behind firewalls that let only HTTPS out; "
+                             "same certificate and accounts; needs 'tls init')")] = None,
+    public_url: Annotated[str | None, typer.Option(help="this server's web address as devices reach it "
+                          "(https://fleet.example.com): install one-liners, agent downloads and self-updates "
+                          "use it (default: the dashboard's address when it is loopback or --public-host)")] = None,
+    agent_packages: Annotated[list[Path] | None, typer.Option("--agent-packages", help="also offer the agent "
+                              "packages in this folder (repeatable; besides <data dir>/agent-packages)")] = None,
     workers: Annotated[int, typer.Option("--workers", min=0, help="ingest processes: this one and N-1 more on a "
                        "shared subscription (needs --database-url postgresql://…); 0: no ingest here (dashboard "
                        "and jobs only)")] = 1,
@@ -105,7 +116,14 @@ def run(
 
     setup_logging(verbose)
     from broker.dynsec import DynSecConnectionError, DynSecError
-    from fleet_server.cli.tls import dashboard_tls, external_broker, save_settings, startup_warnings
+    from fleet_server.cli.tls import (
+        check_wss,
+        dashboard_tls,
+        external_broker,
+        save_settings,
+        server_public_url,
+        startup_warnings,
+    )
     from fleet_server.endpoints.tls import TlsError
     from fleet_server.store.history.retention import RetentionPolicy
     from fleet_server.store.migrations import SchemaTooNew
@@ -122,11 +140,20 @@ def run(
     except ValueError as exc:
         fail(str(exc))
     secure_cookies = secure_cookies or web.secure_cookies
+    data = data_dir or default_data_dir()
+    try:
+        # behind a proxy the address devices use is the proxy's: only --public-url knows it
+        public_url = (server_public_url(public_url, web.scheme, host, port, public_host)
+                      if public_url or not behind_proxy else None)
+        check_wss(data, mqtt_wss_port, external)
+    except ValueError as exc:
+        fail(str(exc))
     opts = ServerOptions(data_dir=data_dir or default_data_dir(), mqtt_port=mqtt_port, database_url=database_url,
                          local_agent=local_agent, local_agent_interval_s=local_agent_interval,
                          local_agent_bridge_port=local_agent_bridge_port, tls_port=mqtt_tls_port,
                          tls_host=mqtt_tls_bind, public_host=public_host, external_broker=external,
-                         retention=policy, workers=workers)
+                         retention=policy, wss_port=mqtt_wss_port, public_url=public_url,
+                         agent_packages=tuple(agent_packages or ()), workers=workers)
     for warning in web.warnings + startup_warnings(opts.data_dir, public_host, external):
         log.warning("%s", warning)
     server = FleetServer(opts)
@@ -134,15 +161,22 @@ def run(
         server.start()
     except (BrokerSetupError, DynSecConnectionError, DynSecError, TlsError, SchemaTooNew, ServerSetupError) as exc:
         fail(str(exc))
-    save_settings(opts.data_dir, mqtt_port, mqtt_tls_port, public_host, external, broker_admin_password_file)
+    save_settings(opts.data_dir, mqtt_port, mqtt_tls_port, public_host, external, broker_admin_password_file,
+                  wss_port=mqtt_wss_port, public_url=public_url, agent_packages=agent_packages)
     try:
         first_run_admin(admin_password_file)  # auth: no user yet -> create 'admin', show its password once
     except typer.Exit:
         server.stop()
         raise
     configure_session_storage(opts.data_dir)  # auth: session files in <data dir>/sessions
+    from fleet_server.releases.actions import ReleaseActions
+
     register_pages(server.state, devices=server.devices, health=server.health,  # devices: actions on /devices
-                   dynsec=lambda: server.dynsec, broker_url=lambda: server.broker_url)  # integrations page
+                   dynsec=lambda: server.dynsec, broker_url=lambda: server.broker_url,  # integrations page
+                   releases=ReleaseActions(server.catalog, server.publish_command))  # releases: "Update agent"
+    from fleet_server.releases.routes import install_release_routes
+
+    install_release_routes(ng_app, server.catalog, lambda: public_url)  # releases: /install.sh, /agent/…
     if metrics:
         from fleet_server.api.metrics import install_metrics
 

@@ -167,10 +167,48 @@ def startup_warnings(data_dir: Path, public_host: str | None, external: External
     return warnings + ([mismatch] if mismatch else [])
 
 
+def server_public_url(given: str | None, scheme: str, host: str, port: int, public_host: str | None) -> str | None:
+    """The server's web address for devices: ``given``, else the dashboard's own address when it binds
+    loopback (this machine only) or when ``public_host`` names it; None when unknown (behind a proxy).
+
+    Raises:
+        ValueError: ``given`` is not a plain http(s) URL.
+    """
+    from fleet_server.endpoints.broker_link import url_host
+    from fleet_server.releases.routes import safe_fleet_url
+
+    if given:
+        try:
+            return safe_fleet_url(given)
+        except ValueError:
+            raise ValueError(f"--public-url {given!r}: give a plain URL such as https://fleet.example.com") from None
+    if is_loopback_host(host):
+        return f"{scheme}://{url_host(host)}:{port}"
+    if public_host:
+        return f"{scheme}://{url_host(public_host)}:{port}"
+    return None
+
+
+def check_wss(data_dir: Path, wss_port: int | None, external: ExternalBroker | None) -> None:
+    """Refuse ``--mqtt-wss-port`` without the managed broker's TLS certificate (ValueError saying what to do)."""
+    if wss_port is None:
+        return
+    if external is not None:
+        raise ValueError("--mqtt-wss-port configures the managed broker; an external broker's WebSockets listener "
+                         "is configured there")
+    if not TlsFiles.for_data_dir(data_dir).enabled:
+        raise ValueError("--mqtt-wss-port needs the broker's TLS certificate: run 'clawfleet-server tls init --host "
+                         "NAME' first")
+    if not 0 < wss_port < 65536:
+        raise ValueError(f"--mqtt-wss-port {wss_port}: not a TCP port")
+
+
 def save_settings(data_dir: Path, mqtt_port: int, tls_port: int, public_host: str | None,
-                  external: ExternalBroker | None, password_file: Path | None) -> None:
+                  external: ExternalBroker | None, password_file: Path | None, wss_port: int | None = None,
+                  public_url: str | None = None, agent_packages: list[Path] | None = None) -> None:
     """Remember the broker settings of this ``run`` for the device commands (no password)."""
-    ServerSettings(mqtt_port=mqtt_port, mqtt_tls_port=tls_port, public_host=public_host,
+    ServerSettings(mqtt_port=mqtt_port, mqtt_tls_port=tls_port, public_host=public_host, mqtt_wss_port=wss_port,
+                   public_url=public_url, agent_packages=[str(Path(p).resolve()) for p in agent_packages or []],
                    broker_url=external.url if external else None,
                    broker_admin_user=external.username if external else None,
                    broker_admin_password_file=str(Path(password_file).resolve()) if external and password_file

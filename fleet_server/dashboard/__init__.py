@@ -29,6 +29,7 @@ from fleet_server.dashboard.parts.frame import frame as _frame
 from fleet_server.dashboard.parts.frame import install_not_found
 from fleet_server.dashboard.parts.server_banner import install as install_banner
 from fleet_server.devices.actions import DeviceActions
+from fleet_server.releases.actions import ReleaseActions
 from fleet_server.server import ServerHealth
 from fleet_server.state import FleetState
 
@@ -36,7 +37,7 @@ from fleet_server.state import FleetState
 def register_pages(state: FleetState, *, limiter: LoginRateLimiter | None = None,
                    devices: DeviceActions | None = None, health: Callable[[], ServerHealth] | None = None,
                    dynsec: Callable[[], DynSecClient | None] | None = None,
-                   broker_url: Callable[[], str] | None = None) -> None:
+                   broker_url: Callable[[], str] | None = None, releases: ReleaseActions | None = None) -> None:
     """Register the dashboard's pages on the NiceGUI app. Call before ``ui.run``.
 
     Args:
@@ -47,6 +48,7 @@ def register_pages(state: FleetState, *, limiter: LoginRateLimiter | None = None
         health: ``FleetServer.health``: ``/healthz`` then reports ingest's liveness (503 when dead).
         dynsec: the broker admin client (``FleetServer.dynsec``) for MQTT integration accounts.
         broker_url: the URL integrations connect to (``FleetServer.broker_url``).
+        releases: agent updates (the device page's "Update agent"); None: no button.
     """
     install_auth(limiter)  # auth: login gate, /login/finish, /logout, /api/v1/whoami
     install_login_page()  # /login
@@ -90,7 +92,7 @@ def register_pages(state: FleetState, *, limiter: LoginRateLimiter | None = None
     @ui.page("/device/{device_id}")
     def device_page(device_id: str) -> None:
         _frame(device_id)
-        render_device(state, device_id)
+        render_device(state, device_id, releases)
 
     @ui.page("/audit")
     def audit_log() -> None:

@@ -146,7 +146,8 @@ class DeviceActions:
         """Enroll a device; returns its row, API key and enrollment token (show once). Audited ``device.add``."""
         t = self._target()
         with self._registry():
-            new = devices.add_device(self._dynsec, name, t.url, device_id=device_id, tags=tags, ca_pem=t.ca_pem)
+            new = devices.add_device(self._dynsec, name, t.url, device_id=device_id, tags=tags, ca_pem=t.ca_pem,
+                                     token_extra=t.token_extra())
             self._cache(new.device.id)
         d = new.device
         audit.record(actor, "device.add", target=d.id, detail=f"name {d.name!r}" + (f", tags {d.tags}" if d.tags
@@ -173,7 +174,7 @@ class DeviceActions:
         t = self._target()
         with self._registry():
             was_revoked = devices.get_device(device_id).revoked_ms is not None
-            new = devices.rotate_key(self._dynsec, device_id, t.url, t.ca_pem)
+            new = devices.rotate_key(self._dynsec, device_id, t.url, t.ca_pem, token_extra=t.token_extra())
             self._cache(device_id)
         audit.record(actor, "device.rotate_key", target=device_id,
                      detail=f"new key …{new.device.key_hint}" + ("; re-enabled after revocation" if was_revoked

@@ -112,12 +112,14 @@ def existing_ids(ids: Iterable[str]) -> set[str]:
 
 
 def enroll_offline(cfg: BrokerConfig, rows: list[ImportRow], broker_url: str, ca_pem: str | None, actor: str,
-                   source: str, on_device: Callable[[NewDevice], None]) -> int:
+                   source: str, on_device: Callable[[NewDevice], None],
+                   token_extra: dict[str, str] | None = None) -> int:
     """Enroll ``rows`` with the managed broker STOPPED: database rows (key hashes only) and one
     ``device.add`` audit row each in one transaction, and every broker account in one write of
     its dynsec file (current layout). ``on_device`` gets each new device with its key and token
     (shown once) before anything is committed, so the caller can write them out first; an
-    exception from it aborts the import with nothing enrolled. Returns how many were enrolled.
+    exception from it aborts the import with nothing enrolled. ``token_extra``: the tokens' optional
+    fields (WebSockets URL, fleet URL, update key). Returns how many were enrolled.
 
     Raises:
         DeviceError: a device of ``rows`` exists already (nothing enrolled; check with
@@ -139,7 +141,8 @@ def enroll_offline(cfg: BrokerConfig, rows: list[ImportRow], broker_url: str, ca
             records.append({"id": row.device_id, "name": row.name, "tags": row.tags, "key_hash": hash_api_key(key),
                             "key_hint": key_hint(key), "created_ms": ts})
             accounts.append((row.device_id, pbkdf2_fields(key)))
-            token = encode_token(Enrollment(url=broker_url, device_id=row.device_id, api_key=key, ca_pem=ca_pem))
+            token = encode_token(Enrollment(url=broker_url, device_id=row.device_id, api_key=key, ca_pem=ca_pem,
+                                            **(token_extra or {})))
             on_device(NewDevice(device=Device(**records[-1]), api_key=key, token=token))
         _insert(Device, records)
         _insert(AuditEvent, audit.event_rows(actor, "device.add", [(row.device_id, f"name {row.name!r}" + (

@@ -44,7 +44,7 @@ class NewDevice:
 
 
 def add_device(dynsec: DynSecClient, name: str, broker_url: str, *, device_id: str | None = None,
-               tags: str = "", ca_pem: str | None = None) -> NewDevice:
+               tags: str = "", ca_pem: str | None = None, token_extra: dict[str, str] | None = None) -> NewDevice:
     """Enroll a device: database row (key hash only) + broker client and role.
 
     Args:
@@ -53,6 +53,8 @@ def add_device(dynsec: DynSecClient, name: str, broker_url: str, *, device_id: s
         broker_url: the URL agents use (goes into the enrollment token).
         tags: comma-separated free-form tags.
         ca_pem: CA certificate the agent will pin (for ``mqtts://``).
+        token_extra: the token's optional fields (:meth:`AgentEndpoint.token_extra
+            <fleet_server.endpoints.broker_link.AgentEndpoint.token_extra>`).
 
     Raises:
         DeviceError: empty name, the id is invalid or already enrolled.
@@ -67,7 +69,7 @@ def add_device(dynsec: DynSecClient, name: str, broker_url: str, *, device_id: s
                                created_ms=now_ms())
         dynsec.create_device(did, key)  # inside the transaction: a broker failure leaves no row behind
     log.info("device %s added (key …%s)", did, key_hint(key))
-    token = encode_token(Enrollment(url=broker_url, device_id=did, api_key=key, ca_pem=ca_pem))
+    token = encode_token(Enrollment(url=broker_url, device_id=did, api_key=key, ca_pem=ca_pem, **(token_extra or {})))
     return NewDevice(device=device, api_key=key, token=token)
 
 
@@ -115,7 +117,8 @@ def get_device(device_id: str) -> Device:
 _get = get_device
 
 
-def rotate_key(dynsec: DynSecClient, device_id: str, broker_url: str, ca_pem: str | None = None) -> NewDevice:
+def rotate_key(dynsec: DynSecClient, device_id: str, broker_url: str, ca_pem: str | None = None,
+               token_extra: dict[str, str] | None = None) -> NewDevice:
     """Give a device a new API key. The broker kicks the live session at once (0x98) and refuses
     the old key from then on; the agent needs the new enrollment token (returned, shown once).
     The device is recorded offline with reason "key rotated" until the agent reports again.
@@ -145,7 +148,8 @@ def rotate_key(dynsec: DynSecClient, device_id: str, broker_url: str, ca_pem: st
             log.info("device %s has no broker client; creating it with the new key", device_id)
             dynsec.create_device(device_id, key)
     log.info("device %s: key rotated (now …%s)", device_id, key_hint(key))
-    token = encode_token(Enrollment(url=broker_url, device_id=device_id, api_key=key, ca_pem=ca_pem))
+    token = encode_token(Enrollment(url=broker_url, device_id=device_id, api_key=key, ca_pem=ca_pem,
+                                    **(token_extra or {})))
     return NewDevice(device=_get(device_id), api_key=key, token=token)
 
 

@@ -21,7 +21,7 @@ import ssl
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from broker.config import DEFAULT_MQTT_PORT, DEFAULT_TLS_PORT, BrokerConfig, is_loopback_host
+from broker.config import DEFAULT_MQTT_PORT, DEFAULT_TLS_PORT, WSS_PATH, BrokerConfig, is_loopback_host
 from fleet_server.endpoints.tls import TlsFiles, read_ca_pem, read_summary
 from shared.enrollment import parse_broker_url
 from shared.private_files import write_private
@@ -130,42 +130,64 @@ class ExternalBroker:
 
 @dataclass(frozen=True)
 class AgentEndpoint:
-    """What enrollment tokens carry: the broker ``url`` agents connect to and the ``ca_pem`` they pin."""
+    """What enrollment tokens carry: the broker ``url`` agents connect to and the ``ca_pem`` they pin;
+    optionally the ``wss_url`` fallback (MQTT over secure WebSockets), the server's web address
+    ``fleet_url`` (dashboard, agent packages) and the package-signing ``update_key``."""
 
     url: str
     ca_pem: str | None = None
+    wss_url: str | None = None
+    fleet_url: str | None = None
+    update_key: str | None = None
 
     @property
     def tls(self) -> bool:
         """True for ``mqtts://``."""
         return self.url.startswith("mqtts:")
 
+    def token_extra(self) -> dict[str, str]:
+        """The optional token fields that are set (``wss_url``, ``fleet_url``, ``update_key``)."""
+        return {k: v for k, v in (("wss_url", self.wss_url), ("fleet_url", self.fleet_url),
+                                  ("update_key", self.update_key)) if v}
+
 
 def agent_endpoint(data_dir: Path, *, mqtt_port: int = DEFAULT_MQTT_PORT, tls_port: int = DEFAULT_TLS_PORT,
-                   public_host: str | None = None, external: ExternalBroker | None = None) -> AgentEndpoint:
-    """The broker URL and CA for enrollment tokens (see the module docstring).
+                   public_host: str | None = None, external: ExternalBroker | None = None,
+                   wss_port: int | None = None, fleet_url: str | None = None) -> AgentEndpoint:
+    """The broker URL and CA for enrollment tokens (see the module docstring), with the WebSockets
+    fallback when the managed broker has one (``wss_port``), the server's web address ``fleet_url`` and
+    the package-signing key when the data dir has one.
 
     Raises:
         TlsError: ``<data_dir>/tls`` holds a server certificate but its CA cannot be read.
     """
+    from fleet_server.releases.signing import public_key
+
+    extra = {"fleet_url": fleet_url, "update_key": public_key(data_dir)}
     if external is not None:
-        return AgentEndpoint(external.url, external.ca_pem())
+        return AgentEndpoint(external.url, external.ca_pem(), **extra)
     if TlsFiles.for_data_dir(data_dir).enabled:
-        host = public_host or read_summary(data_dir).public_host
-        return AgentEndpoint(f"mqtts://{url_host(host)}:{tls_port}", read_ca_pem(data_dir))
-    return AgentEndpoint(f"mqtt://127.0.0.1:{mqtt_port}")
+        host = url_host(public_host or read_summary(data_dir).public_host)
+        wss = f"wss://{host}:{wss_port}{WSS_PATH}" if wss_port else None
+        return AgentEndpoint(f"mqtts://{host}:{tls_port}", read_ca_pem(data_dir), wss_url=wss, **extra)
+    return AgentEndpoint(f"mqtt://127.0.0.1:{mqtt_port}", **extra)
 
 
 def managed_broker_config(data_dir: Path, mqtt_port: int = DEFAULT_MQTT_PORT, tls_port: int = DEFAULT_TLS_PORT,
-                          tls_host: str | None = None) -> BrokerConfig:
+                          tls_host: str | None = None, wss_port: int | None = None) -> BrokerConfig:
     """Config of the managed Mosquitto: plain listener on 127.0.0.1:``mqtt_port`` and, when
     ``<data_dir>/tls/server.pem`` exists, a TLS listener on ``tls_port`` (``tls_host``, None =
-    all interfaces)."""
+    all interfaces) and, with ``wss_port``, MQTT over secure WebSockets there.
+
+    Raises:
+        ValueError: ``wss_port`` without a certificate (the message says to run ``tls init``).
+    """
     files = TlsFiles.for_data_dir(data_dir)
     if not files.enabled:
-        return BrokerConfig(data_dir=data_dir, port=mqtt_port)
+        return BrokerConfig(data_dir=data_dir, port=mqtt_port, wss_port=wss_port)
     return BrokerConfig(data_dir=data_dir, port=mqtt_port, tls_port=tls_port, tls_host=tls_host,
-                        tls_certfile=files.server_pem, tls_keyfile=files.server_key, tls_cafile=files.ca_pem)
+                        tls_certfile=files.server_pem, tls_keyfile=files.server_key, tls_cafile=files.ca_pem,
+                        wss_port=wss_port)
 
 
 def public_host_warning(data_dir: Path, public_host: str | None) -> str | None:
@@ -192,6 +214,12 @@ class ServerSettings:
     broker_admin_user: str | None = None
     broker_admin_password_file: str | None = None
     broker_ca_file: str | None = None
+    mqtt_wss_port: int | None = None
+    public_url: str | None = None
+    """The server's web address as devices reach it (install one-liners, agent packages, the tray's
+    'Open dashboard'); None: not known (no one-liners)."""
+    agent_packages: list[str] = field(default_factory=list)
+    """Release folders ``run --agent-packages`` named (the ``release`` commands read them too)."""
 
     @classmethod
     def load(cls, data_dir: Path) -> ServerSettings:
@@ -227,7 +255,10 @@ class ServerSettings:
     def endpoint(self, data_dir: Path) -> AgentEndpoint:
         """:func:`agent_endpoint` for these settings (external broker without reading its password)."""
         if self.broker_url:
+            from fleet_server.releases.signing import public_key
+
             ca = Path(self.broker_ca_file).read_text(encoding="ascii") if self.broker_ca_file else None
-            return AgentEndpoint(self.broker_url, ca if self.broker_url.startswith("mqtts:") else None)
+            return AgentEndpoint(self.broker_url, ca if self.broker_url.startswith("mqtts:") else None,
+                                 fleet_url=self.public_url, update_key=public_key(data_dir))
         return agent_endpoint(data_dir, mqtt_port=self.mqtt_port, tls_port=self.mqtt_tls_port,
-                              public_host=self.public_host)
+                              public_host=self.public_host, wss_port=self.mqtt_wss_port, fleet_url=self.public_url)

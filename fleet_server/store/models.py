@@ -407,10 +407,35 @@ class ReceiptMark(BaseModel):
     updated_ms = BigIntegerField()
 
 
+class UpdatePolicy(BaseModel):
+    """How agents get new versions (:mod:`fleet_server.releases.updates`). ``scope`` is ``fleet``,
+    ``tag:<tag>`` or ``device:<id>`` (the most specific one applies); ``mode`` ``manual`` (an admin
+    asks) or ``auto`` (the server sends the offered version inside ``window``, ``HH:MM-HH:MM`` in time
+    zone ``tz``; none = any time); ``rollback_after_s``: how long a new version has to report."""
+
+    scope = CharField(primary_key=True, max_length=120)
+    mode = CharField(max_length=8, default="manual")
+    window = CharField(max_length=11, null=True)
+    tz = CharField(max_length=64, default="UTC")
+    rollback_after_s = IntegerField(default=600)
+    updated_ms = BigIntegerField()
+
+
+class UpdateRequest(BaseModel):
+    """The last update the server sent a device: ``version``, when (epoch ms) and who asked (an
+    audit actor, or ``auto``). The device's own progress comes back in its ``meta.update``."""
+
+    device = CharField(primary_key=True, max_length=63)
+    version = CharField(max_length=60)
+    requested_ms = BigIntegerField()
+    actor = CharField(max_length=200)
+
+
 ALL_MODELS = [Device, Sample, StatusEvent, UsageRecord, UsageHourly, UsageTotal, LogRecord, RejectCount, User,
               AuditEvent,
               SampleRollup5m, SampleRollup1h, RollupMark, JobLease,  # history, job lease
               LoginThrottle,  # failed logins
               PriceRule, ApiToken, IntegrationAccount,  # tokens and cost, API, integrations
+              UpdatePolicy, UpdateRequest,  # agent self-updates
               ReceiptMark,  # delivery receipts
               SchemaVersion]  # migrations

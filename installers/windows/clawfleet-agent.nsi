@@ -6,8 +6,10 @@
 ;            installers\windows\clawfleet-agent.nsi
 ; Installs per machine into "Program Files\ClawFleet Agent", adds a Start menu entry that starts the
 ; tray (it asks for the enrollment token on first start), optionally starts the tray at logon
-; (HKCU Run key, as 'clawfleet-agent autostart on'), and registers an uninstaller that also removes
-; the Run value and the headless scheduled task ('clawfleet-agent install-service').
+; (HKCU Run key, as 'clawfleet-agent autostart on'), and registers an uninstaller.
+; Upgrades and the uninstaller first stop the agent service (net stop waits for it) and running trays;
+; an upgrade starts the service again when this machine is enrolled for it (%ProgramData%\ClawFleet\agent.json).
+; Silent: setup.exe /S (install.ps1 and self-updates run it so).
 Unicode true
 !include "MUI2.nsh"
 
@@ -26,6 +28,7 @@ Unicode true
 !define TRAY_EXE "clawfleet-agent-tray.exe"  ; the same program without a console window
 !define UNINST_KEY "Software\Microsoft\Windows\CurrentVersion\Uninstall\ClawFleetAgent"
 !define RUN_KEY "Software\Microsoft\Windows\CurrentVersion\Run"
+!define SERVICE "ClawFleetAgent"
 
 Name "${APP} ${VERSION}"
 OutFile "${OUT_FILE}"
@@ -52,8 +55,19 @@ VIAddVersionKey "LegalCopyright" "Apache-2.0"
 !insertmacro MUI_UNPAGE_INSTFILES
 !insertmacro MUI_LANGUAGE "English"
 
+!macro StopAgent
+  nsExec::Exec 'net stop ${SERVICE}'                   ; waits until the service has stopped
+  nsExec::Exec 'taskkill /IM ${TRAY_EXE}'              ; trays: ask first
+  Sleep 1500
+  nsExec::Exec 'taskkill /F /IM ${TRAY_EXE}'
+  nsExec::Exec 'schtasks /End /TN "${APP}"'            ; the per-user headless task, if any
+  nsExec::Exec 'taskkill /F /IM ${EXE}'
+!macroend
+
 Section "${APP}" SecMain
   SectionIn RO
+  SetShellVarContext all
+  !insertmacro StopAgent
   SetOutPath "$INSTDIR"
   File /r "${PAYLOAD_DIR}\*.*"
   WriteUninstaller "$INSTDIR\uninstall.exe"
@@ -67,6 +81,8 @@ Section "${APP}" SecMain
   WriteRegStr HKLM "${UNINST_KEY}" "UninstallString" '"$INSTDIR\uninstall.exe"'
   WriteRegDWORD HKLM "${UNINST_KEY}" "NoModify" 1
   WriteRegDWORD HKLM "${UNINST_KEY}" "NoRepair" 1
+  IfFileExists "$APPDATA\ClawFleet\agent.json" 0 +2           ; enrolled for the service: start it again
+    nsExec::ExecToLog '"$INSTDIR\${EXE}" install-service --system'
 SectionEnd
 
 Section "Start the tray icon at logon" SecAutostart
@@ -79,8 +95,10 @@ SectionEnd
 !insertmacro MUI_FUNCTION_DESCRIPTION_END
 
 Section "Uninstall"
-  ExecWait '"$INSTDIR\${EXE}" uninstall-service' $0
+  SetShellVarContext all
+  !insertmacro StopAgent
   ExecWait '"$INSTDIR\${EXE}" uninstall-service --system' $0
+  ExecWait '"$INSTDIR\${EXE}" uninstall-service' $0
   DeleteRegValue HKCU "${RUN_KEY}" "${APP}"
   Delete "$SMPROGRAMS\${APP}\${APP}.lnk"
   Delete "$SMPROGRAMS\${APP}\Uninstall ${APP}.lnk"

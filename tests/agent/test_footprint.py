@@ -123,7 +123,8 @@ def test_config_numbers_take_json_forms_and_round_trip(tmp_path: Path) -> None:
     assert (cfg.interval_s, type(cfg.interval_s), cfg.keepalive_s, type(cfg.keepalive_s)) == (5.0, float, 60, int)
     assert cfg.to_dict() == {"device_id": "d1", "broker_url": "mqtt://127.0.0.1:1883", "api_key": "k" * 32,
                              "insecure": False, "interval_s": 5.0, "keepalive_s": 60,
-                             "outbox_max_bytes": 64 * 1024 * 1024, "log_min_level": "warn", "bridge_port": 17890}
+                             "outbox_max_bytes": 64 * 1024 * 1024, "log_min_level": "warn", "bridge_port": 17890,
+                             "self_update": True}
     assert cfg.model_copy(update={"bridge_port": 0}).bridge_port == 0
     with pytest.raises(ConfigError, match="'bridge_port': must be at most 65535"):
         cfg.model_copy(update={"bridge_port": 70000})

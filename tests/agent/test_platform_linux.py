@@ -101,8 +101,22 @@ def test_macos_plists_and_windows_task_arguments(tmp_path: Path) -> None:
     assert job["KeepAlive"] == {"SuccessfulExit": False}
     tray = plistlib.loads(macos.job_plist(macos.TRAY_LABEL, cmd, keep_alive=False))
     assert "KeepAlive" not in tray and tray["ProcessType"] == "Interactive"
-    args = windows.schtasks_create_args([r"C:\Program Files\ClawFleet Agent\clawfleet-agent.exe", "run"], system=False)
-    assert args[:4] == ["schtasks", "/Create", "/F", "/TN"] and "ONLOGON" in args
-    assert args[args.index("/TR") + 1] == '"C:\\Program Files\\ClawFleet Agent\\clawfleet-agent.exe" run'
+    exe = r"C:\Program Files\ClawFleet Agent\clawfleet-agent.exe"
+    assert windows.schtasks_create_args("t.xml") == ["schtasks", "/Create", "/F", "/TN", "ClawFleet Agent", "/XML",
+                                                     "t.xml"]
+    import xml.etree.ElementTree as ET
+
+    ns = {"t": "http://schemas.microsoft.com/windows/2004/02/mit/task"}
+    task = ET.fromstring(windows.task_xml([exe, "run", "--headless", "--config", r"C:\a b\agent.json"]).encode(  # noqa: S314
+        "utf-16"))
+    settings = task.find("t:Settings", ns)
+    assert settings.find("t:ExecutionTimeLimit", ns).text == "PT0S"  # not stopped after 72 hours
+    assert settings.find("t:DisallowStartIfOnBatteries", ns).text == "false"
+    assert settings.find("t:StopIfGoingOnBatteries", ns).text == "false"
+    assert task.find("t:Triggers/t:LogonTrigger", ns) is not None
+    assert task.find("t:Actions/t:Exec/t:Command", ns).text == exe
+    assert task.find("t:Actions/t:Exec/t:Arguments", ns).text == 'run --headless --config "C:\\a b\\agent.json"'
+    assert windows.service_command([exe.replace("agent.exe", "agent-tray.exe"), "run", "--headless", "--config",
+                                    "c.json"]) == [exe, "service-run", "--config", "c.json"]
     with pytest.raises(OSError, match="only on Windows"):
         windows.set_autostart(True, cmd)

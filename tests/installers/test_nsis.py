@@ -31,3 +31,19 @@ def test_installer_needs_the_payload(tmp_path: Path) -> None:
     res = subprocess.run([str(ROOT / "installers/windows/build-installer.sh"), str(tmp_path)], capture_output=True,
                          text=True)
     assert res.returncode == 1 and "PyInstaller" in res.stderr
+
+
+def test_a_relative_output_path_works_and_no_python3_is_needed(tmp_path: Path) -> None:
+    """The Windows workflow passes dist/…: makensis changes into the script's folder before it writes, so the
+    script must hand it an absolute path; and Windows runners have no 'python3' on PATH."""
+    payload = tmp_path / "payload"
+    payload.mkdir()
+    (payload / "clawfleet-agent.exe").write_bytes(b"stand-in")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in ("makensis", "sed", "dirname", "basename", "mkdir", "du", "cut", "bash"):
+        (bin_dir / tool).symlink_to(shutil.which(tool))  # a PATH without python3
+    res = subprocess.run(["bash", str(ROOT / "installers/windows/build-installer.sh"), "payload", "dist/setup.exe"],
+                         cwd=tmp_path, capture_output=True, text=True, env={"PATH": str(bin_dir)})
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert (tmp_path / "dist" / "setup.exe").read_bytes()[:2] == b"MZ"

@@ -14,6 +14,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 SERVER_ONLY = ("nicegui", "peewee", "playhouse", "cryptography", "qrcode", "argon2", "starlette", "fastapi",
                "fleet_server", "broker")
+"""Never imported by the agent's commands at start (cryptography only while it checks an update)."""
 
 # Runs in a fresh interpreter: any import of a server package fails, as in an agent-only install.
 _BLOCKER = f"""
@@ -63,8 +64,8 @@ def test_wheel_builds_with_agent_only_base_requirements(tmp_path: Path) -> None:
     requires = meta.get_all("Requires-Dist")
     base = [r for r in requires if "extra ==" not in r]
     assert not [r for r in base if r.split(">")[0].split("<")[0].strip().lower() in ("nicegui", "peewee",
-                                                                                    "cryptography", "qrcode",
-                                                                                    "argon2-cffi")]
+                                                                                    "qrcode", "argon2-cffi")]
+    assert any(r.startswith("cryptography>=") for r in base)  # the agent checks update signatures with it
     assert any(r.startswith("nicegui>=3.1") and 'extra == "server"' in r for r in requires)
     assert "agent_tray/tray.py" in names and "fleet_server/cli/entry.py" in names
     print(f"wheel {wheel.name}: {wheel.stat().st_size / 1024:.0f} KiB")

@@ -15,7 +15,7 @@ PAIRS = [(payloads.Status, schemas.Status), (payloads.Meta, schemas.Meta), (payl
          (payloads.OpenClawState, schemas.OpenClawState), (payloads.UsageRecord, schemas.UsageRecord),
          (payloads.LogRecord, schemas.LogRecord), (payloads.UsageBatch, schemas.UsageBatch),
          (payloads.LogBatch, schemas.LogBatch), (payloads.Command, schemas.Command),
-         (payloads.ServerStatus, schemas.ServerStatus)]
+         (payloads.ServerStatus, schemas.ServerStatus), (payloads.UpdateInfo, schemas.UpdateInfo)]
 
 
 @pytest.mark.parametrize(("plain", "model"), PAIRS, ids=[p.__name__ for p, _ in PAIRS])
@@ -83,6 +83,18 @@ def test_commands_and_server_status_parse_like_the_models():
                      (b'{"v":1,"ts":"x","command":"report_now"}', "ts:"),
                      (b'{"v":1,"ts":%d,"command":"reboot"}' % TS, "command: 'reboot'"),
                      (b"\xff", "not UTF-8 JSON")):
+        with pytest.raises(ValueError, match=why):
+            payloads.parse_command(raw)
+        with pytest.raises(ValueError):
+            schemas.Command.model_validate_json(raw)
+    update = json.dumps({"v": 1, "ts": TS, "command": "update", "version": "0.2.0", "rollback_after_s": 600}).encode()
+    assert payloads.parse_command(update) == payloads.Command(ts=TS, command="update", version="0.2.0",
+                                                              rollback_after_s=600)
+    assert schemas.Command.model_validate_json(update).version == "0.2.0"
+    for bad, why in (({"version": "../../etc"}, "version:"), ({}, "version:"), ({"version": "0.2.0\n"}, "version:"),
+                     ({"version": "0.2.0", "rollback_after_s": 5}, "rollback_after_s"),
+                     ({"version": "0.2.0", "rollback_after_s": 60.5}, "rollback_after_s")):
+        raw = json.dumps({"v": 1, "ts": TS, "command": "update", **bad}).encode()
         with pytest.raises(ValueError, match=why):
             payloads.parse_command(raw)
         with pytest.raises(ValueError):

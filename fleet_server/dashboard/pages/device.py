@@ -15,6 +15,7 @@ from nicegui import app, ui
 from fleet_server.auth.accounts import current_user, user_settings
 from fleet_server.dashboard.pages.devices import status_badge
 from fleet_server.dashboard.pages.overview.rows import STALE_ERROR_MS
+from fleet_server.dashboard.parts.agent_update import render_agent_update
 from fleet_server.dashboard.parts.availability import render_availability_live
 from fleet_server.dashboard.parts.charts import ChartLook, render_history
 from fleet_server.dashboard.parts.format import (
@@ -32,6 +33,7 @@ from fleet_server.dashboard.parts.frame import ON_DARK_CHANGE
 from fleet_server.dashboard.parts.live import redraw_on_change
 from fleet_server.dashboard.parts.timezone import Viewer, follow_browser_zone, initial_zone, zone_note
 from fleet_server.dashboard.parts.usage_view import devices_today_and_total
+from fleet_server.releases.actions import ReleaseActions
 from fleet_server.state import DeviceView, FleetState
 from fleet_server.store.models import RejectCount
 from fleet_server.store.usage.sums import UsageSums
@@ -96,7 +98,7 @@ def _rejects(device_id: str, counts: dict[str, int]) -> None:
                 ui.label(r.last_error if r else "").classes("text-sm break-all")
 
 
-def _body(state: FleetState, d: DeviceView, viewer: Viewer) -> None:
+def _body(state: FleetState, d: DeviceView, viewer: Viewer, releases: ReleaseActions | None = None) -> None:
     tz = viewer.tz
     with ui.row().classes("items-center gap-3"):
         ui.label(d.name).classes("text-2xl font-semibold")
@@ -108,6 +110,7 @@ def _body(state: FleetState, d: DeviceView, viewer: Viewer) -> None:
              f" · status since {date_time_h(d.status_since_ms or d.status_ms, tz)}").classes("text-sm text-gray-600")
     with ui.row().classes("w-full gap-4 items-stretch"):  # wraps: one card per line on a phone
         _fields("Machine", _meta_rows(d, tz))
+        render_agent_update(d, releases)  # releases: version, last self-update, "Update agent"
         _fields("Latest sample", _telemetry_rows(d, tz))
         days, totals = devices_today_and_total(state, tz, [d.device_id])
         today, total = days.get(d.device_id, UsageSums()), totals.get(d.device_id, UsageSums())
@@ -128,8 +131,9 @@ def _body(state: FleetState, d: DeviceView, viewer: Viewer) -> None:
     _rejects(d.device_id, d.rejects)
 
 
-def render_device(state: FleetState, device_id: str) -> None:
-    """Build the page of ``device_id`` into the current page (a notice when there is no such device)."""
+def render_device(state: FleetState, device_id: str, releases: ReleaseActions | None = None) -> None:
+    """Build the page of ``device_id`` into the current page (a notice when there is no such device);
+    ``releases``: the server's agent updates (None: no update button)."""
     with ui.row().classes("px-4 pt-2 gap-4"):
         ui.link("← Devices", "/devices")
         user = current_user()
@@ -155,7 +159,7 @@ def render_device(state: FleetState, device_id: str) -> None:
             ui.label(f"No device {device_id!r}. It may have been deleted.").classes("text-gray-600")
             ui.link("Back to the fleet overview", "/").mark("go-overview")
             return
-        _body(state, d, viewer["zone"])
+        _body(state, d, viewer["zone"], releases)
 
     with ui.column().classes("w-full p-4 gap-3"):
         note = ui.label(zone_note(viewer["zone"])).classes("text-xs text-gray-500").mark("zone-note")

@@ -25,6 +25,7 @@ from fleet_server.dashboard.parts.live import redraw_on_change
 from fleet_server.dashboard.parts.timezone import follow_browser_zone, initial_zone, zone_note
 from fleet_server.devices.actions import DeviceActions, RevokeResult
 from fleet_server.devices.registry import DeviceError, NewDevice
+from fleet_server.releases.routes import one_liners
 from fleet_server.state import DeviceView, FleetState
 from shared.enrollment import decode_token
 from shared.topics import suggest_device_id
@@ -109,6 +110,14 @@ def show_secret(host: ui.element, title: str, new: NewDevice) -> ui.dialog:
         _copy_row("Device ID", new.device.id, "new-device-id")
         _copy_row("API key", new.api_key, "api-key")
         _copy_row("Enrollment token", new.token, "enrollment-token")
+        fleet_url = decode_token(new.token).fleet_url
+        if fleet_url:  # releases: the one-line installs from this server
+            lines = one_liners(fleet_url)
+            ui.label("Install the agent with one line (it asks for the token, so it stays out of the shell "
+                     "history; running it again upgrades):").classes("text-sm")
+            _copy_row("Linux, as a service", lines["linux"], "install-linux")
+            _copy_row("macOS or Linux, for this user", lines["macos"], "install-macos")
+            _copy_row("Windows, admin PowerShell", lines["windows"], "install-windows")
         with ui.row().classes("w-full items-start gap-4 no-wrap"):
             uri = qr_data_uri(new.token)
             if uri:
@@ -116,7 +125,8 @@ def show_secret(host: ui.element, title: str, new: NewDevice) -> ui.dialog:
             else:
                 ui.label("The token is too long for a QR code; copy the text.").classes("text-sm text-gray-600")
             with ui.column().classes("gap-1 min-w-0"):
-                ui.label("On the device run:").classes("text-sm")
+                ui.label("Or, with the agent installed, run:" if fleet_url else "On the device run:").classes(
+                    "text-sm")
                 ui.label(AGENT_COMMANDS).classes(
                     "font-mono text-xs whitespace-pre-wrap break-all bg-gray-100 p-2 rounded").mark("agent-commands")
                 ui.button("Copy commands", icon="content_copy",
