@@ -221,6 +221,12 @@ def test_broker_sigkill_during_a_burst_with_the_shipped_settings_loses_nothing(f
         _expect_all_and_samples("chaos-broker", writer, initial_input, started_ms, 0.8, "after 3 broker kills")
         log = (tmp_path / "agent.log").read_text()
         assert "messages again" in log  # what the broker lost came back as resends
+        # resent samples arrive after newer ones were rolled up: they reach the rollups too, each once
+        stop_agent(agent)
+        time.sleep(3)
+        roll_up_all()
+        rolled = SampleRollup5m.select(fn.SUM(SampleRollup5m.n)).where(SampleRollup5m.device == "chaos-broker")
+        assert rolled.scalar() == _samples("chaos-broker")
     finally:
         stop_agent(agent)
 
