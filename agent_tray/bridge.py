@@ -4,9 +4,13 @@ Endpoints (JSON in and out):
 - ``GET /health`` -> ``{"ok": true, "agent_version", "device_id", "connected", "outbox": {...}}``
 - ``GET /telemetry`` -> the latest telemetry sample (404 before the first one)
 - ``POST /openclaw`` <- ``{"openclaw_version"?, "plugin_version"?, "agents"?: [str]}``
-- ``POST /events`` <- one event or ``{"events": [...]}``; event types ``gateway_start {port}``,
-  ``gateway_stop {reason?}``, ``llm_output {agentId, sessionId, runId, provider, model, usage, entryId?}``
-  (fields as in OpenClaw's plugin hooks).
+- ``POST /events`` <- one event or ``{"events": [...]}``; event types (fields as OpenClaw's plugin hooks and
+  their context give them): ``gateway_start {port}``, ``gateway_stop {reason?}``, ``llm_output``,
+  ``agent_end``, ``session_start``, ``session_end`` (each ``{agentId, sessionId, sessionKey?, runId?}``: they
+  make the agent read the transcripts now), and ``after_tool_call {agentId, sessionId, runId, toolCallId,
+  toolName, error?, durationMs?}`` (a tool call, stored at once; the transcript's record of the same call has
+  the same id). Token usage is never taken from events: only transcripts have the entry ids that make a
+  message count once.
 
 Safety: binds 127.0.0.1 only; optional bearer token; bodies capped at 256 KiB; POST requires
 ``Content-Type: application/json`` and a loopback ``Host`` header, so a web page in a local
@@ -32,47 +36,36 @@ LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]")
 """Host header values the bridge answers (DNS-rebinding guard)."""
 
 
-EVENT_TYPES = ("gateway_start", "gateway_stop", "llm_output", "agent_end", "session_start", "session_end")
+EVENT_TYPES = ("gateway_start", "gateway_stop", "llm_output", "agent_end", "session_start", "session_end",
+               "after_tool_call")
 _ID = Rule(str, max_length=200)
-
-
-@dataclass(frozen=True)
-class BridgeUsage:
-    """``usage`` of an ``llm_output`` hook event (OpenClaw field names; tokens)."""
-
-    input: int = 0
-    output: int = 0
-    cacheRead: int = 0  # OpenClaw's field name
-    cacheWrite: int = 0
-    total: int | None = None
-
-    RULES: ClassVar[dict[str, Rule]] = {k: Rule(int, optional=True, ge=0)
-                                        for k in ("input", "output", "cacheRead", "cacheWrite", "total")}
+_TEXT = Rule(str, optional=True, max_length=200)
 
 
 @dataclass(frozen=True)
 class BridgeEvent:
     """One event posted by the OpenClaw plugin (``type`` one of :data:`EVENT_TYPES`; ``ts`` epoch
-    ms, the agent's clock when absent)."""
+    ms, the agent's clock when absent; ``durationMs`` milliseconds; ``error`` the tool's error text, or
+    ``true``, when the call failed)."""
 
     type: str
     ts: int | None = None
     port: int | None = None
     reason: str | None = None
-    agentId: str = "main"
+    agentId: str = "main"  # OpenClaw's field names
     sessionId: str = ""
+    sessionKey: str = ""
     runId: str = ""
-    entryId: str | None = None
-    provider: str = ""
-    model: str = ""
-    usage: BridgeUsage | None = None
+    toolCallId: str = ""
+    toolName: str = ""
+    error: str | bool | None = None
+    durationMs: float | None = None
 
     RULES: ClassVar[dict[str, Rule]] = {
-        "type": Rule(str, choices=EVENT_TYPES), "ts": Rule(int, optional=True),
+        "type": Rule(str, choices=EVENT_TYPES), "ts": Rule(int, optional=True, ge=0),
         "port": Rule(int, optional=True, ge=1, le=65535), "reason": Rule(str, optional=True, max_length=500),
-        "agentId": Rule(str, optional=True, max_length=200), "sessionId": Rule(str, optional=True, max_length=200),
-        "runId": Rule(str, optional=True, max_length=200), "entryId": Rule(str, optional=True, max_length=200),
-        "provider": Rule(str, optional=True, max_length=200), "model": Rule(str, optional=True, max_length=200),
+        "agentId": _TEXT, "sessionId": _TEXT, "sessionKey": _TEXT, "runId": _TEXT, "toolCallId": _TEXT,
+        "toolName": _TEXT, "durationMs": Rule(float, optional=True, ge=0, le=366 * 86_400_000),
     }
 
 
@@ -101,16 +94,14 @@ def parse_event(data: Any) -> BridgeEvent:
     if not isinstance(data, dict):
         raise ValueError("an event must be a JSON object")
     problems = check(BridgeEvent.RULES, data)
-    usage = data.get("usage")
-    if usage is not None and not isinstance(usage, dict):
-        problems.append("'usage': must be an object")
-    elif usage is not None:
-        problems += [f"usage.{p}" for p in check(BridgeUsage.RULES, usage)]
+    error = data.get("error")
+    if error is not None and not isinstance(error, (str, bool)):
+        problems.append("'error': must be a string or true/false")
     if problems:
         raise ValueError("; ".join(problems[:5]))
     fields = _known(BridgeEvent, data)
-    if usage is not None:
-        fields["usage"] = BridgeUsage(**{k: int(v) for k, v in _known(BridgeUsage, usage).items()})
+    if isinstance(error, str):
+        fields["error"] = error[:500]
     return BridgeEvent(**fields)
 
 

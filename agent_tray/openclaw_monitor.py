@@ -1,5 +1,7 @@
-"""OpenClaw side of the agent: gateway state for telemetry/meta, and usage + log records into
-the outbox together with the read positions that produced them (one transaction each).
+"""OpenClaw side of the agent: gateway state for telemetry/meta, and usage, log, session, run and tool
+call records into the outbox together with the read positions that produced them (one transaction each).
+Sessions, runs and tool calls travel on the ``usage`` topic in messages of their own (a server that
+predates them ignores the lists; a bad one never costs usage records).
 
 When the outbox is full (broker unreachable for long), records are not dropped: the read
 positions simply stop advancing, the records wait in OpenClaw's own files, and reading goes on
@@ -19,9 +21,11 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from agent_tray.collectors.log_owner import Ownership
 from agent_tray.collectors.logs import LogCollector
 from agent_tray.collectors.openclaw import GatewayInfo, GatewayProbe, OpenClawPaths, locate_openclaw
 from agent_tray.collectors.result import CollectResult
+from agent_tray.collectors.sessions import SessionIndexCollector
 from agent_tray.collectors.usage import UsageCollector
 from agent_tray.config import AgentConfig
 from agent_tray.outbox import Outbox, OutboxFull, OutMessage
@@ -66,20 +70,29 @@ def paths_for(cfg: AgentConfig, env: dict[str, str] | None = None) -> OpenClawPa
     return locate_openclaw(env, profile=cfg.openclaw_profile)
 
 
-def batches(device_id: str, channel: Channel, records: list, max_bytes: int = BATCH_BYTES) -> Iterator[bytes]:
-    """Encode records into ``usage``/``logs`` payloads of at most ``max_bytes`` (and 500 records) each."""
+def batches(device_id: str, channel: Channel, records: list, max_bytes: int = BATCH_BYTES,
+            field: str = "records") -> Iterator[bytes]:
+    """Encode records into ``usage``/``logs`` payloads of at most ``max_bytes`` (and 500 records) each;
+    ``field`` is the batch list they go in (``records``, or ``sessions``/``runs``/``tool_calls`` of a usage
+    batch, which then carries no usage records)."""
     batch = payloads.UsageBatch if channel is Channel.USAGE else payloads.LogBatch
     chunk: list = []
     size = 0
+
+    def encode(items: list) -> bytes:
+        if field == "records":
+            return payloads.encode(batch(device_id=device_id, ts=now_ms(), records=items))
+        return payloads.encode(payloads.UsageBatch(device_id=device_id, ts=now_ms(), records=[], **{field: items}))
+
     for rec in records:
         rec_size = len(payloads.encode(rec)) + 1
         if chunk and (size + rec_size > max_bytes or len(chunk) >= payloads.MAX_BATCH_RECORDS):
-            yield payloads.encode(batch(device_id=device_id, ts=now_ms(), records=chunk))
+            yield encode(chunk)
             chunk, size = [], 0
         chunk.append(rec)
         size += rec_size
     if chunk:
-        yield payloads.encode(batch(device_id=device_id, ts=now_ms(), records=chunk))
+        yield encode(chunk)
 
 
 def _canonical(positions: dict) -> str:
@@ -113,7 +126,12 @@ class OpenClawMonitor:
         self._said_missing = False
         self.on_usage: Callable[[list[payloads.UsageRecord]], None] | None = None
         """Called with the usage records of each stored batch (the tray's "tokens today")."""
+        self.on_stored: Callable[[], None] | None = None
+        """Called after each batch of records went into the outbox (the agent wakes its sender: a turn's
+        usage leaves before the pass has also read the session index and the log)."""
         self._behind: dict[str, Behind] = {}
+        self.queued_activity = 0
+        """Session, run and tool call records the last :meth:`collect` queued."""
         self._positions: dict[str, str] = {}  # last stored read positions per collector (canonical JSON)
         self._use(paths or self._locate())
         self._gateway_key: tuple | None = None
@@ -122,7 +140,11 @@ class OpenClawMonitor:
         self.paths = paths
         self.probe = GatewayProbe(paths)
         self.usage = UsageCollector(paths, self.cfg.device_id)
-        self.logs = LogCollector(paths.log_dirs, self.cfg.device_id, min_level=self.cfg.log_min_level)
+        self.sessions = SessionIndexCollector(paths)
+        self.ownership = Ownership(paths, gateway_pid=lambda: self.last.pid if self.last else None,
+                                   known_runs=self.usage.recent_runs)
+        self.logs = LogCollector(paths.log_dirs, self.cfg.device_id, min_level=self.cfg.log_min_level,
+                                 names=paths.log_names, ownership=self.ownership)
         self._watch = self._watch_key()
         self._fit_budgets(self.outbox.max_bytes)
 
@@ -179,20 +201,22 @@ class OpenClawMonitor:
         return info
 
     def collect(self) -> tuple[int, int]:
-        """Move everything new into the outbox; returns ``(usage records, log records)`` added.
+        """Move everything new into the outbox; returns ``(usage records, log records)`` added
+        (:attr:`queued_activity` counts the session, run and tool call records).
 
         Stops a collector's pass at the first result that does not fit into the outbox (its
         positions stay where they were, see :meth:`backlog`).
         """
         with self._lock:  # the loop and a bridge-triggered pass must not interleave
             n_usage = n_logs = 0
-            for name, collector in (("usage", self.usage), ("logs", self.logs)):
+            self.queued_activity = 0
+            for name, collector in (("usage", self.usage), ("sessions", self.sessions), ("logs", self.logs)):
                 if name not in self._positions:  # this object is the positions' only writer: read them once
                     self._positions[name] = _canonical(self.outbox.position(name))
                 pos = json.loads(self._positions[name])  # a fresh copy: collectors may reuse its parts
                 for _ in range(MAX_PASSES):
                     res = collector.collect(pos)
-                    if not res.usage and not res.logs and _canonical(res.positions) == self._positions[name]:
+                    if res.empty() and _canonical(res.positions) == self._positions[name]:
                         self._caught_up(name)
                         break  # nothing new: an idle tick writes nothing
                     try:
@@ -203,12 +227,23 @@ class OpenClawMonitor:
                     self._caught_up(name)
                     n_usage += len(res.usage)
                     n_logs += len(res.logs)
+                    self.queued_activity += len(res.runs) + len(res.tool_calls) + len(res.sessions)
                     if res.positions == pos:
                         break
                     pos = res.positions
-            if n_usage or n_logs:
-                log.info("queued %d usage and %d log records from OpenClaw", n_usage, n_logs)
+            if n_usage or n_logs or self.queued_activity:
+                log.info("queued %d usage, %d log and %d session/run/tool-call records from OpenClaw", n_usage,
+                         n_logs, self.queued_activity)
             return n_usage, n_logs
+
+    def store_tool_calls(self, calls: list[payloads.ToolCallRecord]) -> None:
+        """Queue tool calls the plugin reported (on the ``usage`` topic, like those of the transcripts).
+
+        Raises:
+            OutboxFull: no room; the transcripts hold the same calls, so nothing is lost.
+        """
+        if calls:
+            self.outbox.put(list(self._messages(Channel.USAGE, calls, "tool_calls")))
 
     def backlog(self) -> dict[str, dict[str, int]]:
         """``{"usage"|"logs": Behind.as_dict()}`` for each collector whose records wait for room in
@@ -218,6 +253,7 @@ class OpenClawMonitor:
     def _defer(self, name: str, res: CollectResult, exc: OutboxFull) -> None:
         records = list(res.usage) + list(res.logs)
         oldest = min((r.ts for r in records), default=now_ms())
+        records += list(res.runs) + list(res.tool_calls) + list(res.sessions)
         behind = self._behind.get(name)
         if behind is None:
             behind = self._behind[name] = Behind(since_ms=now_ms(), oldest_waiting_ms=oldest,
@@ -244,14 +280,18 @@ class OpenClawMonitor:
 
     def _store(self, name: str, res: CollectResult) -> None:
         messages = list(self._messages(Channel.USAGE, res.usage)) + list(self._messages(Channel.LOGS, res.logs))
+        for field in ("sessions", "runs", "tool_calls"):
+            messages += self._messages(Channel.USAGE, getattr(res, field), field)
         self.outbox.put(messages, positions={name: res.positions})
         self._positions[name] = _canonical(res.positions)
         if res.usage and self.on_usage:
             self.on_usage(list(res.usage))
+        if self.on_stored and not res.empty():
+            self.on_stored()
 
-    def _messages(self, channel: Channel, records: Iterable) -> Iterator[OutMessage]:
+    def _messages(self, channel: Channel, records: Iterable, field: str = "records") -> Iterator[OutMessage]:
         records = list(records)
-        for payload in batches(self.cfg.device_id, channel, records):
+        for payload in batches(self.cfg.device_id, channel, records, field=field):
             yield OutMessage(channel.value, self._topics[channel], payload, qos=1, retain=False)
 
     def state_dir(self) -> Path:

@@ -110,6 +110,8 @@ class Publisher:
         self._status_topic = device_topic(cfg.device_id, Channel.STATUS)
         self.routes: RoutePicker = picker_for(cfg.broker_url, cfg.wss_url)
         self._conn_lock = threading.Lock()  # start/stop/route switch
+        self.presence: tuple[str, str | None] = ("online", None)
+        """The status announced on every connect: ``online``, or ``paused`` while reporting is paused."""
         self._client = self._make_client()
         self.sender = OutboxSender(outbox, self._client, device_topic(cfg.device_id, Channel.RECEIPT), self._wake.set)
         """Publishes the outbox; knows what receipts confirmed."""
@@ -196,14 +198,30 @@ class Publisher:
         return payloads.encode(payloads.Status(device_id=self.cfg.device_id, ts=now_ms(), state=state, reason=reason))
 
     def announce(self) -> None:
-        """Publish retained ``online`` status and ``meta`` (on connect and on server birth)."""
-        self._client.publish(self._status_topic, self._status("online"), qos=1, retain=True)
+        """Publish the retained status (:attr:`presence`) and ``meta`` (on connect and on server birth)."""
+        self._client.publish(self._status_topic, self._status(*self.presence), qos=1, retain=True)
         try:
             meta = payloads.encode(self._meta())
         except Exception:  # a collector bug must not keep the device offline
             log.exception("could not build meta; sending status only")
             return
         self._client.publish(device_topic(self.cfg.device_id, Channel.META), meta, qos=1, retain=True)
+
+    def set_presence(self, state: str, reason: str | None = None) -> None:
+        """Change the announced status (``online`` / ``paused``) and publish it now when connected."""
+        self.presence = (state, reason)
+        if self.connected.is_set():
+            self._client.publish(self._status_topic, self._status(state, reason), qos=1, retain=True)
+
+    def snooze_alerts(self, until_ms: int) -> bool:
+        """Ask the server for no alert notifications about this device until ``until_ms`` (QoS 1 on the
+        device's own ``snooze`` topic). Returns False when not connected (nothing is sent)."""
+        if not self.connected.is_set():
+            return False
+        req = payloads.SnoozeRequest(device_id=self.cfg.device_id, ts=now_ms(), until_ms=until_ms,
+                                     reason="from the tray")
+        self._client.publish(device_topic(self.cfg.device_id, Channel.SNOOZE), payloads.encode(req), qos=1)
+        return True
 
     def _handle_connect(self, client: mqtt.Client, _userdata: object, _flags: object,
                         reason: ReasonCode, _props: Properties | None) -> None:

@@ -13,14 +13,16 @@ import os
 import threading
 import time
 from collections.abc import Callable
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from agent_tray.collectors.network import NetworkCollector
+from agent_tray.collectors.runs import plugin_tool_call
 from agent_tray.collectors.system import SystemCollector
 from agent_tray.config import AgentConfig, ConfigWatch
 from agent_tray.openclaw_monitor import OpenClawMonitor
-from agent_tray.outbox import Outbox, OutMessage
+from agent_tray.outbox import Outbox, OutboxFull, OutMessage
 from agent_tray.publisher import Publisher
 from agent_tray.status import AgentStatus, TokenCounter, record_bridge_port, remove_bridge_record, snapshot
 from shared import payloads
@@ -43,6 +45,13 @@ EXIT_WITH_PARENT_ENV = "CLAWFLEET_EXIT_WITH_PARENT"
 CONFIG_CHECK_S = 2.0
 """How often a running agent looks whether its config file was rewritten (``enroll`` with a new key or
 another fleet), seconds: it then restarts with the new config."""
+
+
+def tomorrow_morning_ms(now: datetime | None = None) -> int:
+    """Epoch ms of 08:00 local time tomorrow ("snooze until tomorrow")."""
+    now = now or datetime.now().astimezone()
+    day = (now + timedelta(days=1)).date()
+    return int(datetime(day.year, day.month, day.day, 8, 0).astimezone().timestamp() * 1000)
 
 
 class AgentService:
@@ -94,6 +103,7 @@ class AgentService:
         from agent_tray.update.apply import Updater
 
         self.updater = Updater(cfg, self.data_dir, restart=lambda: self.restart_hook(), changed=self._update_changed)
+        self.openclaw.on_stored = self.publisher.wake
         self._telemetry_topic = device_topic(cfg.device_id, Channel.TELEMETRY)
 
     # ---- what gets published -------------------------------------------------------------
@@ -148,7 +158,7 @@ class AgentService:
     def collect_openclaw(self) -> None:
         """Move new OpenClaw usage and log records into the outbox and wake the sender."""
         try:
-            if self.openclaw.collect() != (0, 0):
+            if self.openclaw.collect() != (0, 0) or self.openclaw.queued_activity:
                 self.publisher.wake()
         except Exception:  # a parser bug must not stop telemetry
             log.exception("reading OpenClaw transcripts/logs failed; will try again next interval")
@@ -238,12 +248,24 @@ class AgentService:
         self._report_now.set()
 
     def set_paused(self, paused: bool) -> None:
-        """Pause or resume reporting (see :attr:`paused`); resuming runs a pass at once."""
+        """Pause or resume reporting (see :attr:`paused`); resuming runs a pass at once. The fleet sees
+        a retained ``paused`` status (not offline: alert rules leave a paused device alone)."""
         if paused != self.paused:
             log.info("reporting %s", "paused" if paused else "resumed")
         self.paused = paused
+        self.publisher.set_presence(*(("paused", "reporting paused") if paused else ("online", None)))
         if not paused:
             self._report_now.set()
+
+    def snooze_alerts(self, seconds: float | None = None) -> int | None:
+        """Ask the server for no alert notifications about this machine for ``seconds``, or (None)
+        until tomorrow 08:00 local time. Returns the end (epoch ms), or None when not connected."""
+        until = now_ms() + int(seconds * 1000) if seconds is not None else tomorrow_morning_ms()
+        if not self.publisher.snooze_alerts(until):
+            return None
+        log.info("asked the server to snooze alerts for this machine until %s",
+                 time.strftime("%Y-%m-%d %H:%M", time.localtime(until / 1000)))
+        return until
 
     def status(self) -> AgentStatus:
         """The agent's state for the tray, ``/health`` and ``clawfleet-agent status``."""
@@ -270,11 +292,22 @@ class AgentService:
             self.publisher.announce()
 
     def bridge_events(self, events: list[BridgeEvent]) -> dict[str, int]:
-        """``POST /events``: gateway start/stop and model calls trigger an immediate pass.
+        """``POST /events``: gateway start/stop, model calls and finished runs trigger an immediate pass;
+        ``after_tool_call`` events are stored as tool calls at once.
 
-        Token usage is taken from the transcripts (the only complete source, with stable entry ids),
-        so an ``llm_output`` event only makes the agent read them now; it is never counted twice.
+        Token usage and turns are taken from the transcripts (the only complete source, with stable entry
+        ids), so an ``llm_output`` or ``agent_end`` event only makes the agent read them now; nothing is
+        counted twice. A tool call has the same record id from both sources.
         """
+        calls = [c for e in events if e.type == "after_tool_call" and (c := plugin_tool_call(
+            self.cfg.device_id, agent_id=e.agentId or "main", session_id=e.sessionId, call_id=e.toolCallId,
+            tool=e.toolName, done_ms=e.ts or now_ms(), error=bool(e.error), duration_ms=e.durationMs)) is not None]
+        if calls:
+            try:
+                self.openclaw.store_tool_calls(calls)
+                self.publisher.wake()
+            except OutboxFull:
+                log.debug("outbox full: %d tool calls from the plugin wait in the transcripts", len(calls))
         kinds = {e.type for e in events}
         if kinds & {"gateway_start", "gateway_stop", "llm_output", "agent_end"}:
             self._report_now.set()  # no pass while paused

@@ -5,7 +5,8 @@ amber (connected; OpenClaw installed but its gateway down), grey (connecting or 
 number of messages waiting in the outbox is drawn on it), red (key refused, or no usable config).
 Two white bars on the icon mean reporting is paused. The tooltip names the device and its state.
 
-Menu: status line, tokens today, Open dashboard, Report now, Pause/Resume reporting, Enroll…,
+Menu: status line, tokens today, Open dashboard, Report now, Pause/Resume reporting, Snooze alerts for
+this machine (1 hour / until tomorrow 08:00), Enroll…,
 Open log folder, Quit. Without a config the tray asks for an enrollment token first (a small Tk
 dialog, run as ``clawfleet-agent enroll --gui`` in its own process so Tk never shares a thread
 with the tray's event loop).
@@ -227,6 +228,11 @@ class TrayApp:
             self.service.set_paused(not self.service.paused)
             self.refresh()
 
+    def snooze_alerts(self, seconds: float | None) -> None:
+        """Snooze this machine's alerts for ``seconds``, or until tomorrow morning (None)."""
+        if self.service is not None and self.service.snooze_alerts(seconds) is None:
+            log.warning("not connected to the fleet server: alerts were not snoozed")
+
     def enroll(self) -> bool:
         """Ask for a token (dialog process); on success restart the core with the new config."""
         log.info("asking for an enrollment token")
@@ -285,6 +291,10 @@ class TrayApp:
             item("Report now", self._call(self.report_now), enabled=running),
             item(lambda _i: "Resume reporting" if self.shown.paused else "Pause reporting",
                  self._call(self.toggle_pause), enabled=running),
+            item("Snooze alerts for this machine", menu(
+                item("1 hour", self._call(lambda: self.snooze_alerts(3600))),
+                item("Until tomorrow", self._call(lambda: self.snooze_alerts(None)))),
+                enabled=lambda _i: self.service is not None and self.shown.connected),
             item("Enroll…", self._call(self.enroll, background=True)),
             item("Open log folder", self._call(self.open_log_folder)),
             menu.SEPARATOR,

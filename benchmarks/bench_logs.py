@@ -167,27 +167,15 @@ def main() -> None:
 
 def browser_timings(base: str, work: Path) -> list[tuple[str, float, str]]:
     """Logs page timings in headless Chromium: navigation until the rows are on screen."""
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.common.keys import Keys
     from selenium.webdriver.support.ui import WebDriverWait
 
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = shutil.which("chromium") or "chromium"
-    for a in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1400,900",
-              f"--user-data-dir={work / 'chromium'}"):
-        opts.add_argument(a)
-    driver = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=opts)
+    from benchmarks.chromium import logged_in_chromium
+
+    driver = logged_in_chromium(base, work / "chromium", PASSWORD)
     out = []
     try:
         wait = WebDriverWait(driver, 60)
-        driver.get(base + "/login")
-        fields = wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "input") if len(
-            d.find_elements(By.CSS_SELECTOR, "input")) >= 2 else False)
-        fields[0].send_keys("admin")
-        fields[1].send_keys(PASSWORD + Keys.ENTER)
-        wait.until(lambda d: "/login" not in d.current_url)
         row = '[data-testid="log-row"]'
 
         def page(path: str, css: str, count: int | None = None) -> None:

@@ -7,7 +7,7 @@ literally: no ``%u``/``%c`` substitution, which arrives in 2.1), and the shared
 enrolled before the shared role existed carry the server status in their own role; both layouts
 grant exactly the same (see :func:`device_role_acls`, :func:`legacy_device_role_acls`). Devices
 enrolled before receipts lack the subscription to their own ``receipt`` topic; it is added at
-start-up (managed broker: in its file; external broker: by :func:`fleet_server.devices.reconcile.grant_receipts`).
+start-up (managed broker: in its file; external broker: by :func:`fleet_server.devices.reconcile.reconcile_roles`).
 
 Why it matters: Mosquitto 2.0.11 rewrites its whole dynsec file after every command that changes
 something (``dynsec__config_save`` in each handler; several commands in one message still save
@@ -27,9 +27,9 @@ from typing import Any
 
 from shared.topics import (
     DEVICE_PUBLISH_CHANNELS,
+    DEVICE_READ_CHANNELS,
     RETAINED_CHANNELS,
     ROOT,
-    SERVER_PUBLISH_CHANNELS,
     SERVER_STATUS_TOPIC,
     Channel,
     TopicError,
@@ -70,8 +70,9 @@ def server_role_acls() -> list[dict[str, Any]]:
     """ACLs of the ``clawfleet-server`` role, as dynsec ACL dicts.
 
     Administer dynsec; subscribe to every device channel (also via any ``$share/<group>/``) and
-    to the broker's dropped-message count; publish commands, the server status, and any device's
-    retained topics (receipts; to clear them, or to mark a kicked device offline).
+    to the broker's dropped-message count; publish commands, the server status, its verdicts
+    (``availability``), receipts and (to clear them, or to mark a kicked device offline) any device's
+    retained topics.
     """
     acls = [_acl(t, CONTROL_FILTER) for t in ("publishClientSend", "publishClientReceive", "subscribePattern")]
     acls += [
@@ -92,16 +93,14 @@ def device_role_name(device_id: str) -> str:
 
 
 def device_role_acls(device_id: str) -> list[dict[str, Any]]:
-    """ACLs of ``device-<id>``: publish its own status/meta/telemetry/usage/logs; subscribe (exact
-    filter only) to its own ``cmd`` and ``receipt``. The server status comes with :data:`DEVICE_SHARED_ROLE`."""
+    """ACLs of ``device-<id>``: publish its own status/meta/telemetry/usage/logs/snooze; subscribe
+    (exact filter only) to its own ``cmd`` and ``receipt``. The server status comes with
+    :data:`DEVICE_SHARED_ROLE`. Devices enrolled before ``snooze`` or receipts existed get them at
+    the next start: the managed broker's file (:func:`broker.dynsec_file.migrate_device_layout`) or,
+    on an external broker, :func:`fleet_server.devices.reconcile.reconcile_roles`."""
     acls = [_acl("publishClientSend", device_topic(device_id, ch)) for ch in DEVICE_PUBLISH_CHANNELS]
-    acls += [_acl("subscribeLiteral", device_topic(device_id, ch)) for ch in SERVER_PUBLISH_CHANNELS]
+    acls += [_acl("subscribeLiteral", device_topic(device_id, ch)) for ch in DEVICE_READ_CHANNELS]
     return acls
-
-
-def receipt_acl(device_id: str) -> dict[str, Any]:
-    """The ACL that lets a device read its own receipts (added to devices enrolled before receipts)."""
-    return _acl("subscribeLiteral", device_topic(device_id, Channel.RECEIPT))
 
 
 def device_shared_role_acls() -> list[dict[str, Any]]:
@@ -110,16 +109,9 @@ def device_shared_role_acls() -> list[dict[str, Any]]:
 
 
 def legacy_device_role_acls(device_id: str) -> list[dict[str, Any]]:
-    """ACLs of ``device-<id>`` as enrolled before :data:`DEVICE_SHARED_ROLE` and receipts (its own
-    role alone granted everything): publish its own five channels, subscribe to its ``cmd`` and the
-    server status."""
-    return [*pre_receipt_device_role_acls(device_id), *device_shared_role_acls()]
-
-
-def pre_receipt_device_role_acls(device_id: str) -> list[dict[str, Any]]:
-    """ACLs of ``device-<id>`` as enrolled before receipts: :func:`device_role_acls` without the
-    receipt topic (the start-up migration adds it)."""
-    return [a for a in device_role_acls(device_id) if a != receipt_acl(device_id)]
+    """ACLs of ``device-<id>`` as enrolled before :data:`DEVICE_SHARED_ROLE` (its own role alone
+    granted everything): :func:`device_role_acls` plus the server status."""
+    return device_role_acls(device_id) + device_shared_role_acls()
 
 
 def device_client_roles(device_id: str) -> list[dict[str, str]]:
@@ -162,9 +154,13 @@ def integration_username(name: str) -> str:
 
 def integration_role_acls(channels: Iterable[Channel]) -> list[dict[str, Any]]:
     """ACLs of a read-only integration role: subscribe to ``clawfleet/v1/+/<channel>`` for each
-    allowed channel; nothing else (the default access denies every publish and other subscriptions)."""
+    allowed channel, and to the server's ``availability`` verdicts with ``status``; nothing else (the
+    default access denies every publish and other subscriptions)."""
     allowed = set(channels)
     bad = allowed - set(INTEGRATION_CHANNELS)
     if bad:
         raise TopicError(f"integrations may read {', '.join(c.value for c in INTEGRATION_CHANNELS)} only")
-    return [_acl("subscribePattern", f"{ROOT}/+/{ch.value}") for ch in INTEGRATION_CHANNELS if ch in allowed]
+    acls = [_acl("subscribePattern", f"{ROOT}/+/{ch.value}") for ch in INTEGRATION_CHANNELS if ch in allowed]
+    if Channel.STATUS in allowed:
+        acls.append(_acl("subscribePattern", f"{ROOT}/+/{Channel.AVAILABILITY.value}"))
+    return acls

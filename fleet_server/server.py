@@ -17,14 +17,16 @@ from broker.fdlimit import raise_nofile_limit
 from broker.mosquitto import ManagedMosquitto
 from fleet_server.devices.actions import DeviceActions
 from fleet_server.devices.local_agent import LocalAgentProcess, ensure_local_device
-from fleet_server.devices.reconcile import ReconcileSummary, grant_receipts, reconcile
+from fleet_server.devices.reconcile import ReconcileSummary, reconcile, reconcile_roles
 from fleet_server.endpoints.broker_link import AgentEndpoint, ExternalBroker, agent_endpoint, managed_broker_config
 from fleet_server.ingest import BrokerAccount, Ingest
 from fleet_server.ingest.change_feed import ChangeListener, ChangePublisher
 from fleet_server.ingest.processes import WorkerProcesses, WorkerSpec
+from fleet_server.jobs.alerts import AlertJobs
 from fleet_server.jobs.leader import Leadership
 from fleet_server.jobs.periodic import PeriodicJob
 from fleet_server.jobs.runner import ServerJobs
+from fleet_server.jobs.verdicts import verdict_job
 from fleet_server.releases.catalog import Catalog
 from fleet_server.releases.updates import Candidate, run_auto_updates
 from fleet_server.state import FleetState
@@ -77,6 +79,9 @@ class ServerOptions:
     worker_index: int | None = None
     """Set in a process started as ingest worker N (``clawfleet-server ingest --worker N``): ingest
     (and the jobs when it holds their lease) only; the broker is the one the main process runs."""
+
+    alert_settle_s: float = 30.0
+    """Seconds after the jobs start here before alert rules are evaluated (device states settle first)."""
 
     @property
     def several_processes(self) -> bool:
@@ -133,6 +138,8 @@ class FleetServer:
         self.jobs: ServerJobs | None = None  # rollups, retention, stale devices
         self.catalog = Catalog(opts.data_dir, opts.agent_packages)  # agent packages served under /agent/
         self.auto_updates: PeriodicJob | None = None  # releases: automatic agent updates
+        self.alerts: AlertJobs | None = None  # alert rules, incidents, notifications (with the jobs' lease)
+        self.verdicts: PeriodicJob | None = None  # retained …/availability per device (with the jobs' lease)
         self.leadership: Leadership | None = None  # who runs the jobs (a database lease with several processes)
         self.listener: ChangeListener | None = None  # other processes' changes (several processes)
         self.workers: WorkerProcesses | None = None  # this run's extra ingest processes
@@ -197,12 +204,14 @@ class FleetServer:
                                        tls=account.tls, client_id="clawfleet-dynsec")
             self.dynsec.ensure_server_role()
             self.reconciled = reconcile(self.dynsec)  # broker clients follow the devices table
-            threading.Thread(target=self._grant_receipts, name="clawfleet-grant-receipts", daemon=True).start()
+            threading.Thread(target=self._reconcile_roles, name="clawfleet-reconcile-roles", daemon=True).start()
         self.state.load_from_db()
         self.jobs = ServerJobs(self.database, self.state, opts.retention, broker_connected=self._broker_connected)
         self.auto_updates = PeriodicJob("agent-updates", AUTO_UPDATE_S, lambda: run_auto_updates(
             self.update_candidates, lambda: self.catalog.manifest().offered_version, self.publish_command),
             self.database)  # releases: runs with the other jobs, in the process that holds their lease
+        self.alerts = AlertJobs(self.database, self.state, opts.data_dir, self._ingest_health, opts.alert_settle_s)
+        self.verdicts = verdict_job(self.state, self._verdict_client, self.database)
         self.leadership = Leadership(self.database, self._gain_jobs, self._lose_jobs)
         publish = None
         if several:
@@ -238,14 +247,6 @@ class FleetServer:
             self.agent = LocalAgentProcess(cfg_path)
             self.agent.start()
 
-    def _grant_receipts(self) -> None:
-        dynsec = self.dynsec
-        try:
-            if dynsec is not None:
-                grant_receipts(dynsec)
-        except Exception as exc:  # the next start tries again; agents meanwhile use PUBACKs
-            log.warning("could not check the devices' receipt topics on the broker: %s", exc)
-
     def publish_command(self, topic: str, payload: bytes) -> bool:
         """Publish a command (QoS 1) through ingest's broker session; False when it could not be queued."""
         if self.ingest is None:
@@ -264,12 +265,43 @@ class FleetServer:
         self.jobs.start()
         if self.auto_updates is not None:
             self.auto_updates.start()
+        if self.alerts is not None:  # one process evaluates alerts and sends notifications: the lease holder
+            self.alerts.start()
+        if self.verdicts is not None:
+            self.verdicts.start()
 
     def _lose_jobs(self) -> None:
+        if self.alerts is not None:
+            self.alerts.stop()
+        if self.verdicts is not None:
+            self.verdicts.stop()
         if self.jobs is not None:
             self.jobs.stop()
         if self.auto_updates is not None:
             self.auto_updates.stop()
+
+    def _reconcile_roles(self) -> None:
+        """Bring older device and integration roles to this version's ACLs (in the background: on an
+        external broker each change is one save of its dynsec file)."""
+        try:
+            if self.dynsec is not None and self.database is not None:
+                with self.database.connection_context():
+                    reconcile_roles(self.dynsec)
+        except Exception as exc:  # the server works without it; the next start tries again
+            log.warning("could not check the broker roles' ACLs: %s", exc)
+
+    def _verdict_client(self) -> tuple[object | None, bool]:
+        """Ingest's MQTT client for the verdicts (None in a process without ingest)."""
+        ingest = self.ingest
+        return (ingest.client, ingest.connected.is_set()) if ingest is not None else (None, False)
+
+    def _ingest_health(self) -> tuple[bool, float | None, bool, str] | None:
+        """``(connected to the broker, disconnected since (monotonic s) or None, healthy, reason)`` of
+        this process's ingest, for the server alert rules; None when this process runs no ingest."""
+        if self.ingest is None:
+            return None
+        h = self.ingest.health()
+        return self.ingest.connected.is_set(), self.ingest.subscriber.disconnected_since, h.ok, h.reason
 
     def _broker_connected(self) -> bool:
         """For the stale check: ingest's broker connection; a process without ingest (``--workers 0``)
@@ -320,6 +352,12 @@ class FleetServer:
         if self.leadership is not None:
             self.leadership.stop()  # stops the jobs when this process ran them, and gives the lease up
             self.leadership = None
+        if self.alerts is not None:
+            self.alerts.stop()
+            self.alerts = None
+        if self.verdicts is not None:
+            self.verdicts.stop()
+            self.verdicts = None
         if self.jobs is not None:
             self.jobs.stop()
             self.jobs = None

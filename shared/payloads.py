@@ -51,6 +51,15 @@ MAX_SHORT_STR = 200
 """Longest short text field (host name, agent id, model, subsystem, ...), characters."""
 MAX_LOG_MESSAGE = 4000
 """Longest log record message, characters (the agent truncates to it)."""
+MAX_RUN_ERROR = 500
+"""Longest error text of a run record, characters (the agent truncates to it)."""
+MAX_COUNT = 10**9
+"""Largest count in one run record (messages, retries, tool calls)."""
+MAX_DURATION_S = 366 * 86_400.0
+"""Longest duration of a tool call, seconds."""
+RUN_STATUSES = ("running", "ok", "failed", "aborted")
+"""A run's state: ``running`` (no final reply yet), ``ok`` (it ended with a reply), ``failed`` (it ended
+with a model-call error and no reply), ``aborted`` (stopped by the user or the gateway)."""
 
 SAMPLE_WINDOW_MS = (30 * 86_400_000, 10 * 60_000)
 """A telemetry sample's ``ts`` must lie within (30 days before, 10 minutes after) the server's
@@ -87,7 +96,8 @@ class OpenClawState:
 
 @dataclass(slots=True, kw_only=True)
 class Status:
-    """``…/status`` (:class:`shared.schemas.Status`): ``state`` is online, offline, sleeping or shutdown."""
+    """``…/status`` (:class:`shared.schemas.Status`): ``state`` is online, offline, sleeping, shutdown or
+    paused (reporting paused on purpose)."""
 
     v: int = PROTOCOL_VERSION
     device_id: str
@@ -204,16 +214,87 @@ class LogRecord:
     source: str = "gateway-log"
     agent_id: str | None = None
     session_id: str | None = None
+    session_key: str | None = None
+    run_id: str | None = None
+
+
+@dataclass(slots=True, kw_only=True)
+class SessionRecord:
+    """One OpenClaw session from the agent's session index (:class:`shared.schemas.SessionRecord`)."""
+
+    agent_id: str = "main"
+    session_id: str
+    session_key: str = ""
+    channel: str = ""
+    chat_type: str = ""
+    label: str = ""
+    status: str = ""
+    started_ms: int | None = None
+    updated_ms: int
+
+
+@dataclass(slots=True, kw_only=True)
+class RunRecord:
+    """One turn: a user message and everything up to the final reply (:class:`shared.schemas.RunRecord`).
+
+    ``total_tokens`` is set to the sum of the four parts on construction, as the server does.
+    """
+
+    id: str
+    agent_id: str = "main"
+    session_id: str = ""
+    run_id: str = ""
+    started_ms: int
+    ended_ms: int
+    status: str = "running"
+    stop_reason: str = ""
+    provider: str = ""
+    model: str = ""
+    messages: int = 0
+    error_messages: int = 0
+    retries: int = 0
+    tool_calls: int = 0
+    tool_errors: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+    total_tokens: int = 0
+    cost_usd: float | None = None
+    error: str = ""
+    rev: int = 0
+
+    def __post_init__(self) -> None:
+        self.total_tokens = self.input_tokens + self.output_tokens + self.cache_read_tokens + self.cache_write_tokens
+
+
+@dataclass(slots=True, kw_only=True)
+class ToolCallRecord:
+    """One tool call a model asked for, with its outcome (:class:`shared.schemas.ToolCallRecord`)."""
+
+    id: str
+    agent_id: str = "main"
+    session_id: str = ""
+    run: str = ""
+    ts: int
+    tool: str
+    error: bool | None = None
+    duration_s: float | None = None
+    source: str = "transcript"
 
 
 @dataclass(slots=True, kw_only=True)
 class UsageBatch:
-    """``…/usage`` (:class:`shared.schemas.UsageBatch`): at most :data:`MAX_BATCH_RECORDS` records."""
+    """``…/usage`` (:class:`shared.schemas.UsageBatch`): at most :data:`MAX_BATCH_RECORDS` records, and as many
+    sessions, runs and tool calls (the agent sends those in messages of their own)."""
 
     v: int = PROTOCOL_VERSION
     device_id: str
     ts: int
     records: list[UsageRecord]
+    sessions: list[SessionRecord] = field(default_factory=list)
+    runs: list[RunRecord] = field(default_factory=list)
+    tool_calls: list[ToolCallRecord] = field(default_factory=list)
     outbox: str | None = None
     seq: int | None = None
     seq_floor: int | None = None
@@ -230,6 +311,18 @@ class LogBatch:
     outbox: str | None = None
     seq: int | None = None
     seq_floor: int | None = None
+
+
+@dataclass(slots=True, kw_only=True)
+class SnoozeRequest:
+    """``…/snooze`` (:class:`shared.schemas.SnoozeRequest`): no alert notifications about this device
+    until ``until_ms``."""
+
+    v: int = PROTOCOL_VERSION
+    device_id: str
+    ts: int
+    until_ms: int
+    reason: str | None = None
 
 
 @dataclass(slots=True, frozen=True)

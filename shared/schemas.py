@@ -35,10 +35,13 @@ from shared.payloads import (  # the bounds live in the dependency-free module; 
     MAX_BPS,
     MAX_BYTES,
     MAX_COST_USD,
+    MAX_COUNT,
+    MAX_DURATION_S,
     MAX_LOAD,
     MAX_LOG_MESSAGE,
     MAX_PAYLOAD_BYTES,
     MAX_ROLLBACK_S,
+    MAX_RUN_ERROR,
     MAX_SEQ,
     MAX_SHORT_STR,
     MAX_TOKENS,
@@ -126,7 +129,8 @@ class _Delivered(_Payload):
 class Status(_Payload):
     """``…/status`` (retained): availability of a device. The last will carries ``offline``."""
 
-    state: Literal["online", "offline", "sleeping", "shutdown"] = _unit("", "availability")
+    state: Literal["online", "offline", "sleeping", "shutdown", "paused"] = _unit(
+        "", "availability; paused: reporting paused on purpose (the tray's Pause reporting)")
     reason: ShortStr | None = _unit("", "why the state changed, e.g. 'last-will', 'revoked'", default=None)
 
 
@@ -264,6 +268,112 @@ class LogRecord(BaseModel):
     source: Literal["gateway-log", "transcript"] = _unit("", "where the agent read it", default="gateway-log")
     agent_id: ShortStr | None = _unit("", "OpenClaw agent id, when the line or turn names one", default=None)
     session_id: ShortStr | None = _unit("", "OpenClaw session id, when the line or turn names one", default=None)
+    session_key: ShortStr | None = _unit("", "OpenClaw session key (agent:main:planning), when the line names one",
+                                         default=None)
+    run_id: ShortStr | None = _unit("", "OpenClaw run id, when the line or turn names one", default=None)
+
+    @field_validator("ts")
+    @classmethod
+    def _ts_window(cls, v: int, info: ValidationInfo) -> int:
+        return _window(info, v, RECORD_MIN_TS_MS)
+
+
+Count = Annotated[int, Field(ge=0, le=MAX_COUNT)]
+_RECORD_ID = {"min_length": 8, "max_length": 64, "pattern": r"^[A-Za-z0-9_-]+$"}
+
+
+class SessionRecord(BaseModel):
+    """One OpenClaw session as its session index describes it (``session_windows``/``session_nodes`` in
+    the SQLite store, ``sessions.json`` before it). Stored per (device, agent, session id); a record with
+    an older ``updated_ms`` than the stored one changes nothing."""
+
+    model_config = _STRICT
+
+    agent_id: ShortStr = _unit("", "OpenClaw agent id", default="main")
+    session_id: ShortStr = _unit("", "OpenClaw session id", min_length=1)
+    session_key: ShortStr = _unit("", "OpenClaw session key, e.g. 'agent:main:planning'", default="")
+    channel: ShortStr = _unit("", "channel the session talks on (telegram, discord, …; '' when none)", default="")
+    chat_type: ShortStr = _unit("", "direct, group or channel ('' when unknown)", default="")
+    label: ShortStr = _unit("", "the session's display name or label", default="")
+    status: ShortStr = _unit("", "OpenClaw's session status: running, done, failed, killed, timeout ('' unknown)",
+                             default="")
+    started_ms: EpochMs | None = _unit("epoch_ms", "when the session started", default=None)
+    updated_ms: EpochMs = _unit("epoch_ms", "when OpenClaw last updated the session's index entry")
+
+    @field_validator("updated_ms", "started_ms")
+    @classmethod
+    def _ts_window(cls, v: int | None, info: ValidationInfo) -> int | None:
+        return v if v is None else _window(info, v, RECORD_MIN_TS_MS)
+
+
+class RunRecord(BaseModel):
+    """One turn (an OpenClaw run): a user message and everything up to the final reply, from the transcript.
+
+    ``id`` is stable per run, so the agent sends a run again as it progresses: a stored run is replaced by a
+    record with an equal or higher ``rev``. ``total_tokens`` is always the sum of the four parts.
+    """
+
+    model_config = _STRICT
+
+    id: str = _unit("", "stable run record id", **_RECORD_ID)
+    agent_id: ShortStr = _unit("", "OpenClaw agent id", default="main")
+    session_id: ShortStr = _unit("", "OpenClaw session id", default="")
+    run_id: ShortStr = _unit("", "OpenClaw's run id ('' when the transcript names none)", default="")
+    started_ms: EpochMs = _unit("epoch_ms", "when the user message was written")
+    ended_ms: EpochMs = _unit("epoch_ms", "newest entry of the run (the final reply once it ended)")
+    status: Literal["running", "ok", "failed", "aborted"] = _unit("", "running, ok, failed or aborted",
+                                                                  default="running")
+    stop_reason: ShortStr = _unit("", "stopReason of the newest assistant message", default="")
+    provider: ShortStr = _unit("", "LLM provider id of the newest assistant message", default="")
+    model: ShortStr = _unit("", "model id of the newest assistant message", default="")
+    messages: Count = _unit("count", "assistant messages", default=0)
+    error_messages: Count = _unit("count", 'assistant messages with stopReason "error" (failed model calls)',
+                                  default=0)
+    retries: Count = _unit("count", "model-call attempts after the first", default=0)
+    tool_calls: Count = _unit("count", "tool calls the model asked for", default=0)
+    tool_errors: Count = _unit("count", "tool calls whose result was an error", default=0)
+    input_tokens: Tokens = _unit("tokens", "input tokens, excluding cache reads", default=0)
+    output_tokens: Tokens = _unit("tokens", "output tokens", default=0)
+    cache_read_tokens: Tokens = _unit("tokens", "input tokens read from the prompt cache", default=0)
+    cache_write_tokens: Tokens = _unit("tokens", "input tokens written to the prompt cache", default=0)
+    total_tokens: int = _unit("tokens", "input + output + cache read + cache write (recomputed)", default=0, ge=0,
+                              validate_default=True)
+    cost_usd: float | None = _unit("usd", "cost computed by OpenClaw; None when no message had a price",
+                                   default=None, ge=0, le=MAX_COST_USD)
+    error: str = _unit("", "the newest error message of the run (truncated)", default="",
+                       max_length=MAX_RUN_ERROR, pattern=_NO_NUL)
+    rev: Count = _unit("count", "transcript entries folded into this record (only grows)", default=0)
+
+    @field_validator("total_tokens")
+    @classmethod
+    def _total_is_the_sum(cls, v: int, info: ValidationInfo) -> int:
+        parts = [info.data.get(k) for k in ("input_tokens", "output_tokens", "cache_read_tokens",
+                                             "cache_write_tokens")]
+        return sum(parts) if all(isinstance(p, int) for p in parts) else v  # type: ignore[misc]
+
+    @field_validator("started_ms", "ended_ms")
+    @classmethod
+    def _ts_window(cls, v: int, info: ValidationInfo) -> int:
+        return _window(info, v, RECORD_MIN_TS_MS)
+
+
+class ToolCallRecord(BaseModel):
+    """One tool call a model asked for, and its outcome (a tool-result entry, or the plugin's
+    ``after_tool_call``). ``id`` is stable per call: the same call from both sources is one record."""
+
+    model_config = _STRICT
+
+    id: str = _unit("", "stable tool call record id", **_RECORD_ID)
+    agent_id: ShortStr = _unit("", "OpenClaw agent id", default="main")
+    session_id: ShortStr = _unit("", "OpenClaw session id", default="")
+    run: str = _unit("", "id of the run record it belongs to ('' unknown)", default="", max_length=64,
+                     pattern=r"^[A-Za-z0-9_-]*$")
+    ts: EpochMs = _unit("epoch_ms", "when the model asked for the call")
+    tool: ShortStr = _unit("", "tool name", min_length=1)
+    error: bool | None = _unit("", "the result was an error (None: no result seen)", default=None)
+    duration_s: float | None = _unit("seconds", "from the call to its result (None: unknown)", default=None, ge=0,
+                                     le=MAX_DURATION_S)
+    source: Literal["transcript", "plugin"] = _unit("", "where the agent read it", default="transcript")
 
     @field_validator("ts")
     @classmethod
@@ -272,9 +382,15 @@ class LogRecord(BaseModel):
 
 
 class UsageBatch(_Delivered):
-    """``…/usage`` (QoS 1, not retained): a batch of token-usage records."""
+    """``…/usage`` (QoS 1, not retained): a batch of token-usage records, and (newer agents, in messages
+    of their own) OpenClaw sessions, runs and tool calls. A server that predates those lists ignores them."""
 
     records: list[UsageRecord] = _unit("", "records", max_length=MAX_BATCH_RECORDS)
+    sessions: list[SessionRecord] = _unit("", "sessions whose index entry changed", default_factory=list,
+                                          max_length=MAX_BATCH_RECORDS)
+    runs: list[RunRecord] = _unit("", "runs (turns) that are new or changed", default_factory=list,
+                                  max_length=MAX_BATCH_RECORDS)
+    tool_calls: list[ToolCallRecord] = _unit("", "tool calls", default_factory=list, max_length=MAX_BATCH_RECORDS)
 
 
 class LogBatch(_Delivered):
@@ -303,6 +419,31 @@ class Command(BaseModel):
         return self
 
 
+class SnoozeRequest(_Payload):
+    """``…/snooze`` (agent -> server, QoS 1, not retained): no alert notifications about this device
+    until ``until_ms`` (the tray's "Snooze alerts for this machine"). The broker lets a device
+    publish only on its own topic; the server caps the length."""
+
+    until_ms: EpochMs = _unit("epoch_ms", "end of the snooze, epoch milliseconds UTC")
+    reason: ShortStr | None = _unit("", "shown on the Alerts page", default=None)
+
+
+class Availability(BaseModel):
+    """``…/availability`` (server, retained, QoS 1): the server's own verdict about a device, for
+    integrations (Home Assistant's availability topic). ``state``: online, offline, stale (no data
+    for 3 intervals although connected), paused, sleeping, shutdown, revoked or unknown."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    v: Literal[1] = PROTOCOL_VERSION
+    device_id: str
+    ts: EpochMs = _unit("epoch_ms", "when the server published it")
+    state: str = _unit("", "online | offline | stale | paused | sleeping | shutdown | revoked | unknown")
+    online: bool = _unit("", "state == online (what a binary sensor needs)")
+    since_ms: int | None = _unit("epoch_ms", "when this state began", default=None)
+    reason: str | None = _unit("", "why, e.g. 'last-will', 'no data for 3 intervals'", default=None)
+
+
 class ServerStatus(BaseModel):
     """``clawfleet/v1/_server/status`` (retained): server birth ``online`` / will ``offline``."""
 
@@ -320,6 +461,7 @@ SCHEMA_BY_CHANNEL: dict[Channel, type[_Payload]] = {
     Channel.TELEMETRY: Telemetry,
     Channel.USAGE: UsageBatch,
     Channel.LOGS: LogBatch,
+    Channel.SNOOZE: SnoozeRequest,
 }
 
 

@@ -24,17 +24,23 @@ class Channel(str, Enum):
     USAGE = "usage"  # agent; QoS 1 batches of token-usage records
     LOGS = "logs"  # agent; QoS 1 batches of log records
     CMD = "cmd"  # server -> agent; QoS 1
+    SNOOZE = "snooze"  # agent -> server; QoS 1: "snooze alerts for this machine until …" (tray)
+    AVAILABILITY = "availability"  # server; retained, QoS 1: the server's verdict (online/stale/paused/…)
     RECEIPT = "receipt"  # server -> agent; retained, QoS 0: what the server has stored (shared.payloads.Receipt)
 
 
-DEVICE_PUBLISH_CHANNELS = (Channel.STATUS, Channel.META, Channel.TELEMETRY, Channel.USAGE, Channel.LOGS)
+DEVICE_PUBLISH_CHANNELS = (Channel.STATUS, Channel.META, Channel.TELEMETRY, Channel.USAGE, Channel.LOGS,
+                           Channel.SNOOZE)
 """Channels a device may publish to (its own only)."""
 
-RETAINED_CHANNELS = (Channel.STATUS, Channel.META, Channel.TELEMETRY, Channel.RECEIPT)
-"""Channels whose messages are retained by the broker."""
+SERVER_CHANNELS = (Channel.CMD, Channel.AVAILABILITY, Channel.RECEIPT)
+"""Per-device channels only the server publishes (ingest ignores them)."""
 
-SERVER_PUBLISH_CHANNELS = (Channel.CMD, Channel.RECEIPT)
-"""Per-device channels only the server publishes (each device may read its own)."""
+DEVICE_READ_CHANNELS = (Channel.CMD, Channel.RECEIPT)
+"""Per-device channels the device itself may subscribe to (its own only)."""
+
+RETAINED_CHANNELS = (Channel.STATUS, Channel.META, Channel.TELEMETRY, Channel.AVAILABILITY, Channel.RECEIPT)
+"""Channels whose messages are retained by the broker."""
 
 ALL_DEVICES_FILTER = f"{ROOT}/+/+"
 """Subscription filter the server uses for every device channel."""

@@ -7,6 +7,7 @@ fixture tree is absent the tests that need it fail with the path they looked for
 
 from __future__ import annotations
 
+import os
 import shutil
 import stat
 from pathlib import Path
@@ -31,6 +32,18 @@ EXPECTED = {
 }
 
 
+CAPTURED_S = 1_795_233_600.0
+"""2026-11-21T04:00:00Z, shortly before the fixtures' first entries (epoch seconds)."""
+
+
+def backdate(state: Path, ts_s: float = CAPTURED_S) -> Path:
+    """Give a state dir and everything in it the times ``ts_s`` (epoch seconds): a copy of a fixture is then
+    as old as the real one, so the log lines it holds are not "from before the state dir existed"."""
+    for p in [*state.rglob("*"), state]:
+        os.utime(p, (ts_s, ts_s))
+    return state
+
+
 def require_fixtures() -> None:
     """Fail the calling test when the OpenClaw fixtures (part of the repo) are missing."""
     if not (LATEST.is_dir() and LEGACY.is_dir()):
@@ -52,7 +65,7 @@ def make_latest_state(tmp: Path, agent: str = "main") -> Path:
     _writable_copy(LATEST / "sqlite" / "openclaw-agent.sqlite", state / "agents" / agent / "agent" /
                    "openclaw-agent.sqlite")
     (state / "agents" / agent / "sessions").mkdir(parents=True, exist_ok=True)
-    return state
+    return backdate(state)
 
 
 def make_legacy_state(tmp: Path, agent: str = "main") -> Path:
@@ -68,7 +81,7 @@ def make_legacy_state(tmp: Path, agent: str = "main") -> Path:
     for src in (LEGACY / "sessions").iterdir():
         if "TRIMMED" not in src.name:
             _writable_copy(src, sessions / src.name)
-    return state
+    return backdate(state)
 
 
 def legacy_session_file(state: Path, prefix: str, agent: str = "main") -> Path:
@@ -124,7 +137,7 @@ def make_busy_legacy_state(tmp: Path, assistant_messages: int, log_warnings: int
                 "name": '{"subsystem":"agent/embedded"}', "parentNames": ["openclaw"]},
                 "time": iso, "hostname": "vm", "message": message}) + "\n")
     (state / "openclaw.json").write_text(json.dumps({"logging": {"file": str(log_file)}}))
-    return state
+    return backdate(state, t0 / 1000 - 1)
 
 
 def append_assistant_messages(state: Path, first: int, count: int, sessions: int = 10,

@@ -10,7 +10,19 @@ from pathlib import Path
 from typing import Any
 
 from hypothesis import strategies as st
-from payload_helpers import batch, log_record, meta, now_ms, status, telemetry, usage_record
+from payload_helpers import (
+    activity_batch,
+    batch,
+    log_record,
+    meta,
+    now_ms,
+    run_record,
+    session_record,
+    status,
+    telemetry,
+    tool_call,
+    usage_record,
+)
 
 from shared import schemas
 from shared.topics import DEVICE_PUBLISH_CHANNELS, Channel
@@ -40,8 +52,9 @@ POISON = st.sampled_from([
 ])
 
 
-def valid_payload(channel: Channel, device_id: str) -> dict[str, Any]:
-    """A valid payload of ``channel`` as a dict (a starting point for mutations)."""
+def valid_payload(channel: Channel, device_id: str, activity: bool = False) -> dict[str, Any]:
+    """A valid payload of ``channel`` as a dict (a starting point for mutations); ``activity``: a usage batch
+    with a session, a run and a tool call instead of a usage record."""
     if channel is Channel.TELEMETRY:
         return telemetry(device_id)
     if channel is Channel.STATUS:
@@ -49,7 +62,11 @@ def valid_payload(channel: Channel, device_id: str) -> dict[str, Any]:
     if channel is Channel.META:
         return meta(device_id)
     if channel is Channel.USAGE:
+        if activity:
+            return activity_batch(device_id, sessions=[session_record()], runs=[run_record()], tool_calls=[tool_call()])
         return batch(device_id, [usage_record()])
+    if channel is Channel.SNOOZE:
+        return {"v": 1, "device_id": device_id, "ts": now_ms(), "until_ms": now_ms() + 3_600_000}
     return batch(device_id, [log_record()])
 
 
@@ -76,8 +93,9 @@ def mutated(draw: st.DrawFn, channel: Channel, device_id: str) -> bytes:
     """A valid payload with one or two fields (top level or in the first record) set to hostile
     values: of the same type and near a bound, or anything at all. Serialised with Python's json
     (which writes NaN/Infinity literals)."""
-    data = valid_payload(channel, device_id)
-    target = data["records"][0] if "records" in data and draw(st.booleans()) else data
+    data = valid_payload(channel, device_id, activity=draw(st.booleans()))
+    lists = [k for k in ("records", "sessions", "runs", "tool_calls") if data.get(k)]
+    target = data[draw(st.sampled_from(lists))][0] if lists and draw(st.booleans()) else data
     keys = sorted(k for k in target if k not in ("v", "device_id"))
     for _ in range(draw(st.integers(1, 2))):
         key = draw(st.sampled_from(keys + ["extra", "device_id"]))
@@ -117,10 +135,10 @@ def model_violations(model: Any) -> list[str]:
 
     walk(model.model_dump(), type(model).__name__)
     if isinstance(model, schemas.UsageBatch):
-        for r in model.records:
+        for r in [*model.records, *model.runs]:
             parts = r.input_tokens + r.output_tokens + r.cache_read_tokens + r.cache_write_tokens
             if r.total_tokens != parts:
-                bad.append(f"usage {r.id}: total {r.total_tokens} != parts {parts}")
+                bad.append(f"usage/run {r.id}: total {r.total_tokens} != parts {parts}")
     return bad
 
 
@@ -158,6 +176,7 @@ def stored_violations(db_path: Path, device_id: str) -> list[str]:
             if not schemas.RECORD_MIN_TS_MS <= ts <= now + schemas.MAX_AHEAD_MS or len(message) > 4000 \
                     or "\x00" in message:
                 bad.append(f"log {rid} out of bounds")
+        bad += _activity_violations(con, device_id, now)
         for (meta_json,) in con.execute("SELECT meta_json FROM device WHERE id = ? AND meta_json IS NOT NULL",
                                         (device_id,)):
             try:
@@ -166,4 +185,27 @@ def stored_violations(db_path: Path, device_id: str) -> list[str]:
                 bad.append(f"meta does not validate: {exc}")
     finally:
         con.close()
+    return bad
+
+
+def _activity_violations(con: sqlite3.Connection, device_id: str, now: int) -> list[str]:
+    """Stored runs, tool calls and sessions of ``device_id`` that break the schema's bounds."""
+    bad = []
+    ahead = now + schemas.MAX_AHEAD_MS
+    for rid, t0, t1, *nums in con.execute(
+            "SELECT id, started_ms, ended_ms, messages, retries, input_tokens, total_tokens, cost_usd FROM agent_run "
+            "WHERE device = ?", (device_id,)):
+        if not (schemas.RECORD_MIN_TS_MS <= t0 <= ahead and schemas.RECORD_MIN_TS_MS <= t1 <= ahead):
+            bad.append(f"run {rid} times {t0} {t1}")
+        if not all(x is None or (0 <= x < INT64 and math.isfinite(x)) for x in nums):
+            bad.append(f"run {rid} numbers {nums}")
+    for cid, ts, dur, tool in con.execute("SELECT id, ts, duration_s, tool FROM tool_call WHERE device = ?",
+                                          (device_id,)):
+        if not schemas.RECORD_MIN_TS_MS <= ts <= ahead or (dur is not None and not 0 <= dur <= schemas.MAX_DURATION_S) \
+                or "\x00" in tool or len(tool) > 200:
+            bad.append(f"tool call {cid} out of bounds")
+    for sid, turns, tokens, cost in con.execute("SELECT session_id, turns, total_tokens, cost_usd FROM agent_session "
+                                                "WHERE device = ?", (device_id,)):
+        if turns < 0 or not 0 <= tokens < INT64 or not math.isfinite(cost) or "\x00" in sid:
+            bad.append(f"session {sid!r:.40} sums out of bounds")
     return bad

@@ -47,6 +47,42 @@ def log_record(rid: str | None = None, ts: int | None = None, **over: Any) -> di
     return rec
 
 
+def run_record(rid: str | None = None, ts: int | None = None, **over: Any) -> dict[str, Any]:
+    """A valid run (turn) record (dict): a failed turn with one retry and a tool call."""
+    t = ts or now_ms()
+    rec = {"id": rid or uuid.uuid4().hex, "agent_id": "main", "session_id": "s1", "run_id": "r-1", "started_ms": t,
+           "ended_ms": t + 1500, "status": "failed", "stop_reason": "error", "provider": "anthropic", "model": "claude",
+           "messages": 2, "error_messages": 2, "retries": 1, "tool_calls": 1, "tool_errors": 0, "input_tokens": 100,
+           "output_tokens": 20, "cache_read_tokens": 0, "cache_write_tokens": 0, "cost_usd": 0.01,
+           "error": "HTTP 500", "rev": 4}
+    rec.update(over)
+    rec.setdefault("total_tokens", sum(rec[k] for k in ("input_tokens", "output_tokens", "cache_read_tokens",
+                                                        "cache_write_tokens")))
+    return rec
+
+
+def tool_call(rid: str | None = None, ts: int | None = None, **over: Any) -> dict[str, Any]:
+    """A valid tool call record (dict)."""
+    rec = {"id": rid or uuid.uuid4().hex, "agent_id": "main", "session_id": "s1", "run": "", "ts": ts or now_ms(),
+           "tool": "exec", "error": True, "duration_s": 0.25, "source": "transcript"}
+    rec.update(over)
+    return rec
+
+
+def session_record(sid: str = "s1", ts: int | None = None, **over: Any) -> dict[str, Any]:
+    """A valid session index record (dict)."""
+    rec = {"agent_id": "main", "session_id": sid, "session_key": "agent:main:planning", "channel": "telegram",
+           "chat_type": "direct", "label": "planning", "status": "done", "started_ms": (ts or now_ms()) - 60_000,
+           "updated_ms": ts or now_ms()}
+    rec.update(over)
+    return rec
+
+
+def activity_batch(device_id: str, ts: int | None = None, **lists: list[dict[str, Any]]) -> dict[str, Any]:
+    """A usage batch carrying sessions/runs/tool calls only (as newer agents send them)."""
+    return {"v": 1, "device_id": device_id, "ts": ts or now_ms(), "records": [], **lists}
+
+
 def batch(device_id: str, records: list[dict[str, Any]], ts: int | None = None) -> dict[str, Any]:
     """A usage or logs batch envelope around ``records``."""
     return {"v": 1, "device_id": device_id, "ts": ts or now_ms(), "records": records}

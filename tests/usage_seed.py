@@ -11,8 +11,11 @@ from pathlib import Path
 from fixtures_openclaw import EXPECTED, make_latest_state, make_legacy_state, make_log_dir
 
 from agent_tray.collectors.logs import LogCollector
+from agent_tray.collectors.openclaw import locate_openclaw
+from agent_tray.collectors.sessions import SessionIndexCollector
 from agent_tray.collectors.usage import UsageCollector
 from fleet_server.store.models import Device, LogRecord, db
+from fleet_server.store.sessions.ingest import store_activity
 from fleet_server.store.usage.ledger import insert_usage
 
 DEVICES = {"oc-latest": ("latest", "main"), "oc-legacy": ("legacy", "research")}
@@ -20,11 +23,12 @@ DEVICES = {"oc-latest": ("latest", "main"), "oc-legacy": ("legacy", "research")}
 
 
 def expected_by_agent() -> dict[str, dict[str, int]]:
-    """design/openclaw.md's table summed per agent of :data:`DEVICES`."""
+    """design/openclaw.md's table summed per agent of :data:`DEVICES`; ``failed_turns``: every fixture session
+    has exactly one failed turn (its error messages are 1, or 4 for the 2026.7 429 that was retried)."""
     out: dict[str, dict[str, int]] = {}
     for era, agent in DEVICES.values():
         s = out.setdefault(agent, {"messages": 0, "input_tokens": 0, "output_tokens": 0, "cache_read_tokens": 0,
-                                   "total_tokens": 0, "failed_turns": 0})
+                                   "total_tokens": 0, "error_messages": 0, "failed_turns": 0})
         for (e, _), (_, assistants, inp, out_, cr, total, errors) in EXPECTED.items():
             if e == era:
                 s["messages"] += assistants
@@ -32,7 +36,8 @@ def expected_by_agent() -> dict[str, dict[str, int]]:
                 s["output_tokens"] += out_
                 s["cache_read_tokens"] += cr
                 s["total_tokens"] += total
-                s["failed_turns"] += errors
+                s["error_messages"] += errors
+                s["failed_turns"] += 1
     return out
 
 
@@ -55,6 +60,7 @@ def seed_fixture_usage(tmp: Path, with_logs: bool = True,
         make = make_latest_state if era == "latest" else make_legacy_state
         state = make(tmp / device, agent=agent)
         result = UsageCollector(state, device).collect({})
+        index = SessionIndexCollector(locate_openclaw({"OPENCLAW_STATE_DIR": str(state), "PATH": ""})).collect({})
         logs = list(result.logs)
         if with_logs:
             logs += LogCollector([make_log_dir(tmp / device, era)], device).collect({}).logs
@@ -67,6 +73,8 @@ def seed_fixture_usage(tmp: Path, with_logs: bool = True,
             rows = [{"device": device, **dataclasses.asdict(r)} for r in logs]
             for i in range(0, len(rows), 200):
                 LogRecord.insert_many(rows[i:i + 200]).on_conflict_ignore().execute()
+            store_activity(*([{"device": device, **dataclasses.asdict(r)} for r in records]
+                             for records in (index.sessions, result.runs, result.tool_calls)))
     return stored
 
 

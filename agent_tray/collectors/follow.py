@@ -199,6 +199,14 @@ def _newlines(data: bytes) -> Iterator[int]:
         i = data.find(b"\n", i + 1)
 
 
+def tail_at(path: Path, off: int) -> str:
+    """The tail hash to store with position ``off`` of an uncompressed file (see :func:`read_lines`).
+
+    Raises ``OSError`` when the file cannot be read."""
+    with open(path, "rb") as f:
+        return tail_of(_skip(f, off, True))
+
+
 def stat_or_none(path: Path) -> os.stat_result | None:
     """``os.stat`` that returns ``None`` for a file that vanished or cannot be read."""
     try:

@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from agent_tray.collectors import follow
+from agent_tray.collectors.log_owner import FOREIGN, OURS, Line, Ownership, cli_blocks, line_marks
 from agent_tray.collectors.result import CollectResult, iso_to_ms, short_hash, stable_id
 from shared.payloads import MAX_LOG_MESSAGE, MAX_SHORT_STR, MAX_TS_MS, MIN_TS_MS, LogRecord
 
@@ -51,6 +52,12 @@ LOG_NAME_RE = re.compile(r"^openclaw-\d{4}-\d{2}-\d{2}(?:\.\d{1,2})?\.log$")
 DEFAULT_MAX_BYTES = 4 << 20
 FORGET_AFTER_DAYS = 7
 """A position whose file has not been seen for this many days is dropped."""
+HOLD_MS = 120_000
+"""A shared file's line that names no instance yet waits this long for its trace to be decided (ms)."""
+TRACE_KEEP_MS = 3_600_000
+"""Trace owners are remembered this long after their newest line (ms)."""
+MAX_TRACES = 2000
+"""Trace owners remembered at most."""
 
 
 @dataclass(frozen=True)
@@ -152,32 +159,39 @@ def parse_log_line(line: str | bytes) -> LogLine | None:
     return LogLine(level=level, subsystem=_subsystem(meta), message=message[:MAX_MESSAGE_CHARS], ts_ms=ts)
 
 
-def _candidate_files(sources: Iterable[Path]) -> list[Path]:
-    """Log files in the candidate dirs, and explicit ``logging.file`` paths with their rotations.
+def _name_re(names: Iterable[str]) -> re.Pattern[str]:
+    alts = "|".join(re.escape(n) for n in names)
+    return re.compile(rf"^(?:{alts})-\d{{4}}-\d{{2}}-\d{{2}}(?:\.\d{{1,2}})?\.log$")
+
+
+def _candidate_files(sources: Iterable[Path], names: Iterable[str] = ("openclaw",)) -> list[tuple[Path, bool]]:
+    """Log files in the candidate dirs, and explicit ``logging.file`` paths with their rotations, each with
+    True when it lies in a machine-wide dir (shared by every instance) rather than being a named file.
 
     A path that does not exist counts as a file path only when it has a suffix (``x.log``);
     an absent dir (``/tmp/openclaw`` before the gateway's first start) yields nothing.
     """
-    found: dict[str, Path] = {}
+    found: dict[str, tuple[Path, bool]] = {}
+    name_re = _name_re(names)
     for src in sources:
         try:
             if src.is_dir():
                 for p in src.iterdir():
-                    if LOG_NAME_RE.match(p.name) and p.is_file():
-                        found[str(p)] = p
+                    if name_re.match(p.name) and p.is_file():
+                        found[str(p)] = (p, True)
             elif (src.is_file() or src.suffix) and src.parent.is_dir():  # a logging.file path
                 stem, suffix = src.stem, src.suffix
                 rotated = re.compile(rf"^{re.escape(stem)}(?:\.\d{{1,2}})?{re.escape(suffix)}$")
                 for p in src.parent.iterdir():
                     if rotated.match(p.name) and p.is_file():
-                        found[str(p)] = p
+                        found[str(p)] = (p, False)
         except OSError:
             continue
     return list(found.values())
 
 
 class LogCollector:
-    """Follows OpenClaw gateway logs and returns their warnings/errors as :class:`LogRecord`.
+    """Follows OpenClaw gateway logs and returns this instance's warnings/errors as :class:`LogRecord`.
 
     Args:
         log_dirs: candidate log directories (``OpenClawPaths.log_dirs``); a path to a file
@@ -187,14 +201,25 @@ class LogCollector:
             ``error`` or ``fatal``.
         max_bytes: read budget per ``collect`` call (bytes, default 4 MiB); the rest is read
             on the next call.
+        names: file-name stems in the dirs (``OpenClawPaths.log_names``).
+        ownership: tells this instance's lines from other instances' (:mod:`agent_tray.collectors.log_owner`);
+            None keeps every line (no attribution, tests of the parser).
+
+    With ``ownership``, a line is kept when it is this instance's: in a file of a machine-wide dir only
+    when it names this instance (its sessions, runs, gateway pid, state-dir paths) or shares its trace
+    with a line that does; in a named ``logging.file`` unless it names another instance. Never a line
+    older than the state dir. A line of a shared file that names nothing yet and was written less than
+    :data:`HOLD_MS` ago is read again on the next call (its trace may still be decided).
 
     ``stats`` counts, over the collector's life, ``lines`` read, ``non_json`` lines skipped
     (not JSON, or no level), ``bad_time`` lines at/above the threshold without a usable time,
-    and ``kept`` records.
+    ``kept`` records, and of the lines at/above the threshold ``foreign`` (another instance's),
+    ``unattributed`` (a shared file's lines that name no instance) and ``before_state_dir``.
     """
 
     def __init__(self, log_dirs: Iterable[Path | str], device_id: str, min_level: str = "warn",
-                 max_bytes: int = DEFAULT_MAX_BYTES) -> None:
+                 max_bytes: int = DEFAULT_MAX_BYTES, *, names: Iterable[str] = ("openclaw",),
+                 ownership: Ownership | None = None) -> None:
         level = _LEVEL_ALIASES.get(min_level.lower(), min_level.lower())
         if level not in LEVELS:
             raise ValueError(f"min_level must be one of {', '.join(LEVELS)}, not {min_level!r}")
@@ -202,20 +227,29 @@ class LogCollector:
         self.device_id = device_id
         self.min_level = LEVELS[level]
         self.max_bytes = max_bytes
-        self.stats = {"lines": 0, "non_json": 0, "bad_time": 0, "kept": 0}
+        self.names = tuple(names)
+        self.ownership = ownership
+        self.stats = {"lines": 0, "non_json": 0, "bad_time": 0, "kept": 0, "foreign": 0, "unattributed": 0,
+                      "before_state_dir": 0}
 
     def collect(self, positions: dict[str, Any]) -> CollectResult:
         """Read new complete lines of every log file; return kept records and new positions.
 
         Files are read oldest first (by mtime, then name) until the byte budget is spent.
         """
-        old = positions.get("files", {}) if positions.get("v") == 1 else {}
+        ok = positions.get("v") == 1
+        old = positions.get("files", {}) if ok else {}
         files: dict[str, dict[str, Any]] = {k: dict(v) for k, v in old.items() if isinstance(v, dict)}
+        traces: dict[str, list[Any]] = dict(positions.get("traces", {})) if ok else {}
+        if self.ownership is not None:
+            for pid, first in (positions.get("pids", {}) if ok else {}).items():
+                self.ownership.pids.setdefault(int(pid), int(first))
+            self.ownership.note_gateway()
         today = int(time.time() // 86400)
         budget = self.max_bytes
         records: list[LogRecord] = []
-        by_identity: dict[str, tuple[float, str, int, Path]] = {}
-        for path in _candidate_files(self.log_dirs):
+        by_identity: dict[str, tuple[float, str, int, Path, bool]] = {}
+        for path, shared in _candidate_files(self.log_dirs, self.names):
             st = follow.stat_or_none(path)
             first = follow.read_first_line(path) if st else None
             if st is None or first is None:
@@ -223,8 +257,8 @@ class LogCollector:
             key = follow.identity(first)
             best = by_identity.get(key)
             if best is None or st.st_size > best[2]:  # a copy (copy-truncate): read the larger
-                by_identity[key] = (st.st_mtime, path.name, st.st_size, path)
-        for key, (_, _, _, path) in sorted(by_identity.items(), key=lambda kv: kv[1][:2]):
+                by_identity[key] = (st.st_mtime, path.name, st.st_size, path, shared)
+        for key, (_, _, _, path, shared) in sorted(by_identity.items(), key=lambda kv: kv[1][:2]):
             pos = files.get(key, {})
             entry = {"off": int(pos.get("off", 0)), "tail": str(pos.get("tail", "")), "name": path.name,
                      "seen": today}
@@ -239,31 +273,116 @@ class LogCollector:
             if chunk.restarted:
                 log.info("log file %s changed under its position; reading it again from the start", path)
             budget -= max(0, chunk.end - (0 if chunk.restarted else entry["off"]))
-            entry["off"], entry["tail"] = chunk.end, chunk.tail
-            records.extend(self._records(key, chunk.lines))
+            kept, cut = self._records(key, chunk.lines, shared, traces)
+            records.extend(kept)
+            if cut is None:
+                entry["off"], entry["tail"] = chunk.end, chunk.tail
+            elif cut != (0 if chunk.restarted else entry["off"]):
+                try:
+                    entry["off"], entry["tail"] = cut, follow.tail_at(path, cut)
+                except OSError:
+                    pass
+            elif chunk.restarted:
+                entry["off"], entry["tail"] = 0, ""
         for key in [k for k, v in files.items() if today - int(v.get("seen", 0)) > FORGET_AFTER_DAYS]:
             del files[key]
-        return CollectResult(usage=[], logs=records, positions={"v": 1, "files": files})
+        out: dict[str, Any] = {"v": 1, "files": files}
+        if self.ownership is not None:
+            horizon = int(time.time() * 1000) - TRACE_KEEP_MS
+            out["traces"] = dict(sorted(((t, v) for t, v in traces.items() if v[5] >= horizon),
+                                        key=lambda kv: kv[1][5])[-MAX_TRACES:])
+            out["pids"] = {str(p): ms for p, ms in self.ownership.pids.items()}
+        return CollectResult(usage=[], logs=records, positions=out)
 
-    def _records(self, key: str, lines: list[tuple[int, bytes]]) -> list[LogRecord]:
-        out: list[LogRecord] = []
+    def _parse(self, lines: list[tuple[int, bytes]]) -> list[Line]:
+        out = []
         for offset, raw in lines:
             if not raw.strip():
                 continue
             self.stats["lines"] += 1
-            parsed = parse_log_line(raw)
+            try:
+                obj = json.loads(raw)
+            except (ValueError, UnicodeDecodeError):
+                obj = None
+            parsed = parse_log_line(raw) if isinstance(obj, dict) else None
             if parsed is None:
                 self.stats["non_json"] += 1
+            marks = line_marks(obj, raw.decode("utf-8", "replace")) if (
+                parsed is not None and self.ownership is not None) else None
+            out.append(Line(offset, raw, parsed, marks))
+        return out
+
+    def _attribute(self, lines: list[Line], shared: bool, traces: dict[str, list[Any]]) -> int | None:
+        """Decide each line's owner (and what it is about); returns the offset of the first line of a
+        shared file that must wait for more context, or None."""
+        own = self.ownership
+        assert own is not None
+        now = int(time.time() * 1000)
+        own.check_sessions({s for ln in lines if ln.marks for s in ln.marks.sessions})
+        for ln in lines:
+            if ln.marks is None:
                 continue
-            if LEVELS[parsed.level] < self.min_level:
+            young = ln.parsed is not None and ln.parsed.ts_ms is not None and now - ln.parsed.ts_ms < HOLD_MS
+            ln.owner = own.decide(ln.marks, young)
+            own.learn(ln.marks, ln.owner)
+            if ln.owner is not None:
+                ln.about = own.about(ln.marks) if ln.owner == OURS else ln.about
+                t = ln.marks.trace
+                if t and (t not in traces or traces[t][0] != OURS or ln.owner == OURS):
+                    prev = traces.get(t)
+                    about = [a or (prev[i + 1] if prev and prev[0] == ln.owner else None)
+                             for i, a in enumerate(ln.about)]
+                    traces[t] = [ln.owner, *about, ln.parsed.ts_ms or now if ln.parsed else now]
+        for ln in lines:
+            if ln.owner is None and ln.marks is not None and ln.marks.trace in traces:
+                ln.owner = traces[ln.marks.trace][0]
+        cli_blocks(lines)
+        cut = None
+        for ln in lines:
+            if ln.marks is None or ln.parsed is None:
+                continue
+            t = ln.marks.trace
+            if ln.owner == OURS:
+                mine = own.about(ln.marks)
+                trace = traces[t][1:5] if t in traces and traces[t][0] == OURS else (None,) * 4
+                ln.about = tuple(a or b or c for a, b, c in zip(mine, ln.about, trace, strict=True))  # type: ignore[assignment]
+            waits = (shared and ln.owner is None and LEVELS[ln.parsed.level] >= self.min_level
+                     and ln.parsed.ts_ms is not None and now - ln.parsed.ts_ms < HOLD_MS)
+            if waits and cut is None:
+                cut = ln.offset
+        return cut
+
+    def _records(self, key: str, raw_lines: list[tuple[int, bytes]], shared: bool,
+                 traces: dict[str, list[Any]]) -> tuple[list[LogRecord], int | None]:
+        lines = self._parse(raw_lines)
+        cut = self._attribute(lines, shared, traces) if self.ownership is not None else None
+        born = self.ownership.born_ms() if self.ownership is not None else None
+        out: list[LogRecord] = []
+        for ln in lines:
+            if cut is not None and ln.offset >= cut:
+                break
+            parsed = ln.parsed
+            if parsed is None or LEVELS[parsed.level] < self.min_level:
                 continue
             if parsed.ts_ms is None or not MIN_TS_MS <= parsed.ts_ms < MAX_TS_MS:
                 self.stats["bad_time"] += 1
                 continue
+            if self.ownership is not None:
+                if born is not None and parsed.ts_ms < born:
+                    self.stats["before_state_dir"] += 1
+                    continue
+                if ln.owner == FOREIGN:
+                    self.stats["foreign"] += 1
+                    continue
+                if ln.owner is None and shared:
+                    self.stats["unattributed"] += 1
+                    continue
             self.stats["kept"] += 1
+            agent, session, session_key, run = ln.about
             out.append(LogRecord(
-                id=stable_id(self.device_id, "log", key, offset), ts=parsed.ts_ms, level=parsed.level,
+                id=stable_id(self.device_id, "log", key, ln.offset), ts=parsed.ts_ms, level=parsed.level,
                 subsystem=parsed.subsystem[:MAX_SHORT_STR], message=parsed.message,
-                fingerprint=fingerprint(parsed.message), source="gateway-log",
+                fingerprint=fingerprint(parsed.message), source="gateway-log", agent_id=agent, session_id=session,
+                session_key=session_key, run_id=run,
             ))
-        return out
+        return out, cut

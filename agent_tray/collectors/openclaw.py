@@ -64,6 +64,12 @@ class OpenClawPaths:
             2026.7: ``$TMPDIR/openclaw-<uid>``).
         cli_path: the ``openclaw`` executable on ``PATH``, or ``None``.
         profile: the ``--profile`` name in use, or ``None``.
+        log_names: name stems of the gateway's default log files in ``log_dirs``: ``("openclaw",)``, and
+            with a profile first ``openclaw-<encoded profile>`` (2026.9 names the file
+            ``openclaw-<profile>-YYYY-MM-DD.log``; older versions do not).
+        log_file_configured: the config names the gateway's log file (``logging.file``, then the only entry
+            of ``log_dirs``): that file is this gateway's own. Otherwise ``log_dirs`` are the machine-wide
+            dirs that every OpenClaw instance of this user logs to.
     """
 
     home: Path
@@ -77,6 +83,8 @@ class OpenClawPaths:
     lock_dirs: tuple[Path, ...] = ()
     cli_path: Path | None = None
     profile: str | None = None
+    log_names: tuple[str, ...] = ("openclaw",)
+    log_file_configured: bool = False
 
     def agent_dir(self, agent_id: str) -> Path:
         """``<state>/agents/<id>/agent``, or the config's ``agentDir`` for that agent when it exists."""
@@ -102,6 +110,25 @@ class OpenClawPaths:
     def discover_agent_ids(self) -> tuple[str, ...]:
         """``agent_ids`` plus any agent dir created since :func:`locate_openclaw` ran."""
         return tuple(sorted(set(self.agent_ids) | set(_agent_dirs(self.state_dir))))
+
+
+def log_profile_segment(profile: str) -> str:
+    """OpenClaw 2026.9's file-name segment for a profile (its ``encodeLogProfileSegment``): ``a-z0-9`` kept,
+    ``-`` -> ``--``, ``_`` -> ``-0``, ``A-Z`` -> ``-1`` + lower case, anything else ``-2<hex code point>-``."""
+    out = []
+    for ch in profile:
+        if re.fullmatch(r"[a-z0-9]", ch):
+            out.append(ch)
+        elif ch == "-":
+            out.append("--")
+        elif ch == "_":
+            out.append("-0")
+        elif re.fullmatch(r"[A-Z]", ch):
+            out.append("-1" + ch.lower())
+        else:
+            out.append(f"-2{ord(ch):x}-")
+    encoded = "".join(out)
+    return encoded if len(encoded) <= 220 else "-3" + hashlib.sha256(profile.encode()).hexdigest()
 
 
 def _get(obj: Any, *keys: str) -> Any:
@@ -213,6 +240,8 @@ def locate_openclaw(env: Mapping[str, str] = os.environ, home: Path | None = Non
         home=base, state_dir=state, config_path=config_path, config=config, config_error=error, port=port,
         agent_ids=agent_ids, log_dirs=tuple(dict.fromkeys(log_dirs)), lock_dirs=tuple(dict.fromkeys(lock_dirs)),
         cli_path=Path(cli) if cli else None, profile=profile,
+        log_names=(f"openclaw-{log_profile_segment(profile)}", "openclaw") if profile else ("openclaw",),
+        log_file_configured=isinstance(log_file, str) and bool(log_file.strip()),
     )
 
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from shared.payloads import LogRecord, UsageRecord
+from shared.payloads import LogRecord, RunRecord, SessionRecord, ToolCallRecord, UsageRecord
 
 ID_HEX_CHARS = 32
 """Length of record ids: the first 32 hex characters (128 bits) of a SHA-256."""
@@ -34,11 +34,21 @@ class CollectResult:
         logs: new log records (gateway-log warnings/errors, failed transcript turns).
         positions: the read positions to persist together with the records and to pass to the
             next ``collect`` call; JSON-serialisable (str keys, int/str/list/dict values).
+        runs: turns that are new or changed (:mod:`agent_tray.collectors.runs`).
+        tool_calls: tool calls seen (:mod:`agent_tray.collectors.runs`).
+        sessions: sessions whose index entry changed (:mod:`agent_tray.collectors.sessions`).
     """
 
     usage: list[UsageRecord] = field(default_factory=list)
     logs: list[LogRecord] = field(default_factory=list)
     positions: dict[str, Any] = field(default_factory=dict)
+    runs: list[RunRecord] = field(default_factory=list)
+    tool_calls: list[ToolCallRecord] = field(default_factory=list)
+    sessions: list[SessionRecord] = field(default_factory=list)
+
+    def empty(self) -> bool:
+        """True when the call produced no record of any kind."""
+        return not (self.usage or self.logs or self.runs or self.tool_calls or self.sessions)
 
 
 def stable_id(*parts: object) -> str:

@@ -14,8 +14,10 @@ Series (labels in braces):
   ``…_network_receive_bytes_per_second``, ``…_network_transmit_bytes_per_second``,
   ``…_uptime_seconds``, ``…_openclaw_up`` (all ``{device}``, from the latest sample)
 - ``clawfleet_tokens_total{device,agent,model,type}`` (type: input, output, cache_read, cache_write)
-- ``clawfleet_messages_total``, ``clawfleet_failed_turns_total``, ``clawfleet_cost_usd_total``
+- ``clawfleet_messages_total``, ``clawfleet_failed_turns_total``, ``clawfleet_error_messages_total``,
+  ``clawfleet_cost_usd_total``
   (priced messages only), ``clawfleet_unpriced_tokens_total`` (all ``{device,agent,model}``)
+- ``clawfleet_alerts_firing{rule,severity}`` firing incidents per alert rule (0 for a quiet enabled rule)
 - ``clawfleet_ingest_messages_received_total``, ``clawfleet_ingest_messages_stored_total{channel}``,
   ``clawfleet_ingest_messages_rejected_total{reason}``, ``clawfleet_ingest_batch_duration_seconds``
   (summary: ``_count``, ``_sum``), ``clawfleet_ingest_receipts_published_total`` (delivery receipts sent
@@ -34,6 +36,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric, SummaryMetricFamily
 from prometheus_client.registry import Collector
 
+from fleet_server.api.alert_metrics import alert_metrics
 from fleet_server.ingest import Ingest
 from fleet_server.state import FleetState
 from fleet_server.store.usage import sums
@@ -68,6 +71,7 @@ class FleetCollector(Collector):
         yield from self._devices()
         yield from self._usage()
         yield from self._ingest()
+        yield from alert_metrics()
 
     def _devices(self) -> Iterator[Metric]:
         up = GaugeMetricFamily("clawfleet_device_up", "1 when the device is online", labels=["device"])
@@ -92,7 +96,9 @@ class FleetCollector(Collector):
         labels = ["device", "agent", "model"]
         tokens = CounterMetricFamily("clawfleet_tokens", "LLM tokens used", labels=[*labels, "type"])
         messages = CounterMetricFamily("clawfleet_messages", "assistant messages", labels=labels)
-        failed = CounterMetricFamily("clawfleet_failed_turns", 'assistant messages with stopReason "error"',
+        failed = CounterMetricFamily("clawfleet_failed_turns", "turns that ended without a reply (counted once)",
+                                     labels=labels)
+        errors = CounterMetricFamily("clawfleet_error_messages", 'assistant messages with stopReason "error"',
                                      labels=labels)
         cost = CounterMetricFamily("clawfleet_cost_usd", "cost of priced messages, US dollars", labels=labels)
         unpriced = CounterMetricFamily("clawfleet_unpriced_tokens", "tokens with no price rule and no recorded cost",
@@ -103,9 +109,10 @@ class FleetCollector(Collector):
                 tokens.add_metric([*key, t], getattr(r, f"{t}_tokens"))
             messages.add_metric(key, r.messages)
             failed.add_metric(key, r.failed_turns)
+            errors.add_metric(key, r.error_messages)
             cost.add_metric(key, r.cost_usd)
             unpriced.add_metric(key, r.unpriced_tokens)
-        yield from (tokens, messages, failed, cost, unpriced)
+        yield from (tokens, messages, failed, errors, cost, unpriced)
 
     def _ingest(self) -> Iterator[Metric]:
         ing = self.ingest()

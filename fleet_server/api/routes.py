@@ -16,6 +16,7 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
+from fleet_server.api.alerts import add_alert_routes
 from fleet_server.api.schemas import (
     DeviceOut,
     FingerprintOut,
@@ -24,9 +25,11 @@ from fleet_server.api.schemas import (
     StatusEventOut,
     UsageOut,
 )
+from fleet_server.api.sessions import add_session_routes
 from fleet_server.state import DeviceView, FleetState
 from fleet_server.store import logs as log_store
 from fleet_server.store.history import queries as history
+from fleet_server.store.sessions.queries import session_keys
 from fleet_server.store.sql import QueryError
 from fleet_server.store.usage import sums
 from fleet_server.store.usage.sums import UsageSums
@@ -111,8 +114,12 @@ def build_router() -> APIRouter:
             rows = sums.usage(groups, since, until, tz, devices=[device] if device else None)
         except QueryError as exc:
             raise HTTPException(400, str(exc)) from None
-        return {"group_by": groups, "since_ms": since, "until_ms": until, "tz": tz,
-                "rows": [row.as_json() for row in rows]}
+        out = [row.as_json() for row in rows]
+        if "session" in groups:  # a session id alone says nothing: add the session's key (agent:main:planning)
+            keys = session_keys({(r["device"], r["session"]) for r in out})
+            for r in out:
+                r["session_key"] = keys.get((r["device"], r["session"]), "")
+        return {"group_by": groups, "since_ms": since, "until_ms": until, "tz": tz, "rows": out}
 
     def _filter(device: str | None, level: str | None, since: int | None, until: int | None, q: str | None,
                 fingerprint: str | None) -> log_store.LogFilter:
@@ -140,6 +147,8 @@ def build_router() -> APIRouter:
                          limit: Annotated[int, Query(ge=1, le=log_store.MAX_LIMIT)] = 100) -> list[dict]:
         return log_store.fingerprint_groups(_filter(device, level, since, until, q, None), limit)
 
+    add_alert_routes(r)  # alerts: /alerts, /alert-rules
+    add_session_routes(r, state)  # /sessions, /runs, /tools, /tools/summary, /versions
     return r
 
 

@@ -29,7 +29,9 @@ class TokensOut(BaseModel):
     cache_read_tokens: int
     cache_write_tokens: int
     total_tokens: int
-    failed_turns: int = Field(description='assistant messages with stopReason "error"')
+    failed_turns: int = Field(description="turns (runs started in the range) that ended without a reply, counted "
+                                          "once; 0 from agents that report no runs")
+    error_messages: int = Field(description='assistant messages with stopReason "error" (one per failed attempt)')
     cost_usd: float | None = Field(description="USD of priced messages; None when none was priced (unpriced, not $0)")
     priced_messages: int
     unpriced_tokens: int = Field(description="tokens with no price rule and no cost recorded by OpenClaw")
@@ -40,7 +42,7 @@ class DeviceOut(BaseModel):
 
     device_id: str
     name: str
-    status: str = Field(description="online | offline | sleeping | shutdown | unknown | revoked")
+    status: str = Field(description="online | offline | sleeping | shutdown | paused | unknown | revoked")
     status_reason: str | None
     status_ms: int | None = Field(description="when the status last changed, epoch ms UTC")
     last_seen_ms: int | None = Field(description="when the server last received any message from the device "
@@ -103,6 +105,8 @@ class LogOut(BaseModel):
     source: str = Field(description="gateway-log | transcript")
     agent_id: str | None
     session_id: str | None
+    session_key: str | None = Field(default=None, description="e.g. agent:main:planning, when the line names it")
+    run_id: str | None = Field(default=None, description="OpenClaw run id, when the line names it")
 
 
 class LogPageOut(BaseModel):
@@ -123,3 +127,118 @@ class FingerprintOut(BaseModel):
     level: str
     subsystem: str
     sample: str = Field(description="the newest message")
+
+
+# --- sessions, runs, tool calls, versions (fleet_server.api.sessions) ---
+
+class SessionOut(BaseModel):
+    """One OpenClaw session of one device's agent: its index entry and the sums of its turns."""
+
+    device: str
+    agent_id: str
+    session_id: str
+    session_key: str = Field(description="e.g. 'agent:main:planning' ('' when the index has none)")
+    channel: str
+    chat_type: str
+    label: str
+    status: str = Field(description="OpenClaw's session status: running, done, failed, killed, timeout or ''")
+    started_ms: int | None
+    updated_ms: int | None = Field(description="when OpenClaw last updated its index entry, epoch ms UTC")
+    first_ms: int | None = Field(description="first activity, epoch ms UTC")
+    last_ms: int | None = Field(description="newest activity, epoch ms UTC")
+    turns: int = Field(description="runs: a user message and everything up to the final reply")
+    failed_turns: int = Field(description="turns that ended with a failed model call and no reply")
+    error_messages: int = Field(description='assistant messages with stopReason "error" (one per failed attempt)')
+    retries: int
+    tool_calls: int
+    tool_errors: int
+    input_tokens: int
+    output_tokens: int
+    cache_read_tokens: int
+    cache_write_tokens: int
+    total_tokens: int
+    cost: float | None = Field(description="USD of the priced turns; None when tokens were used and none was priced")
+    unpriced_tokens: int
+    models: str = Field(description="comma-separated provider/model ids the turns used")
+    latest_error: str
+    latest_error_ms: int | None
+
+
+class SessionPageOut(BaseModel):
+    """A page of sessions; pass ``next_cursor`` as ``cursor`` for the next page."""
+
+    rows: list[SessionOut]
+    next_cursor: str | None
+
+
+class RunOut(BaseModel):
+    """One turn (an OpenClaw run)."""
+
+    device: str
+    id: str
+    agent_id: str
+    session_id: str
+    run_id: str = Field(description="OpenClaw's run id")
+    started_ms: int = Field(description="the user message, epoch ms UTC")
+    ended_ms: int = Field(description="the newest entry (the final reply once it ended), epoch ms UTC")
+    duration_s: float
+    status: str = Field(description="running | ok | failed | aborted")
+    stop_reason: str
+    provider: str
+    model: str
+    messages: int
+    error_messages: int
+    retries: int
+    tool_calls: int
+    tool_errors: int
+    input_tokens: int
+    output_tokens: int
+    cache_read_tokens: int
+    cache_write_tokens: int
+    total_tokens: int
+    cost: float | None = Field(description="USD: the price rule's, else OpenClaw's; None unpriced")
+    error: str
+
+
+class RunPageOut(BaseModel):
+    """A page of runs, newest first."""
+
+    rows: list[RunOut]
+    next_cursor: str | None
+
+
+class ToolCallOut(BaseModel):
+    """One tool call."""
+
+    device: str
+    id: str
+    agent_id: str
+    session_id: str
+    run: str = Field(description="id of its run ('' unknown)")
+    ts: int = Field(description="when the model asked for it, epoch ms UTC")
+    tool: str
+    error: bool | None = Field(description="the result was an error; None when no result was seen")
+    duration_s: float | None
+    source: str = Field(description="transcript | plugin")
+
+
+class ToolPageOut(BaseModel):
+    """A page of tool calls, newest first."""
+
+    rows: list[ToolCallOut]
+    next_cursor: str | None
+
+
+class ToolSummaryOut(BaseModel):
+    """Calls of one tool (per device/agent when grouped), the most failing first."""
+
+    model_config = {"extra": "allow"}
+
+    tool: str
+    calls: int
+    errors: int
+    unanswered: int = Field(description="calls with no result seen")
+    error_pct: float | None = Field(description="errors / answered calls, 0-100")
+    avg_duration_s: float | None
+    max_duration_s: float | None
+    last_ms: int | None

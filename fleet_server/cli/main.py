@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from fleet_server.cli.admin import admin_app
+from fleet_server.cli.alerts import alerts_app
 from fleet_server.cli.api_tokens import api_token_app
 from fleet_server.cli.devices import device_app
 from fleet_server.cli.ingest_worker import ingest
@@ -39,6 +40,7 @@ app.add_typer(integration_app, name="integration")
 app.add_typer(release_app, name="release")
 device_app.command("update")(device_update)
 app.command("ingest")(ingest)
+app.add_typer(alerts_app, name="alerts")
 
 log = logging.getLogger("clawfleet.server")
 
@@ -173,7 +175,8 @@ def run(
 
     register_pages(server.state, devices=server.devices, health=server.health,  # devices: actions on /devices
                    dynsec=lambda: server.dynsec, broker_url=lambda: server.broker_url,  # integrations page
-                   releases=ReleaseActions(server.catalog, server.publish_command))  # releases: "Update agent"
+                   releases=ReleaseActions(server.catalog, server.publish_command),  # releases: "Update agent"
+                   alerts=lambda: server.alerts)  # alerts page
     from fleet_server.releases.routes import install_release_routes
 
     install_release_routes(ng_app, server.catalog, lambda: public_url)  # releases: /install.sh, /agent/…

@@ -16,6 +16,7 @@ from fleet_server.api.health import install_health
 from fleet_server.api.routes import install_api
 from fleet_server.auth.gate import install_auth
 from fleet_server.auth.ratelimit import LoginRateLimiter
+from fleet_server.dashboard.pages.alerts.page import render_alerts
 from fleet_server.dashboard.pages.api_settings import render_api_settings
 from fleet_server.dashboard.pages.audit import render_audit
 from fleet_server.dashboard.pages.device import render_device
@@ -24,11 +25,16 @@ from fleet_server.dashboard.pages.integrations import render_integrations
 from fleet_server.dashboard.pages.login import install_login_page
 from fleet_server.dashboard.pages.logs import render_logs
 from fleet_server.dashboard.pages.overview.page import render_overview
+from fleet_server.dashboard.pages.session import render_session
+from fleet_server.dashboard.pages.sessions import render_sessions
 from fleet_server.dashboard.pages.tokens import render_tokens
+from fleet_server.dashboard.pages.tools import render_tools
+from fleet_server.dashboard.pages.versions import render_versions
 from fleet_server.dashboard.parts.frame import frame as _frame
 from fleet_server.dashboard.parts.frame import install_not_found
 from fleet_server.dashboard.parts.server_banner import install as install_banner
 from fleet_server.devices.actions import DeviceActions
+from fleet_server.jobs.alerts import AlertJobs
 from fleet_server.releases.actions import ReleaseActions
 from fleet_server.server import ServerHealth
 from fleet_server.state import FleetState
@@ -37,7 +43,8 @@ from fleet_server.state import FleetState
 def register_pages(state: FleetState, *, limiter: LoginRateLimiter | None = None,
                    devices: DeviceActions | None = None, health: Callable[[], ServerHealth] | None = None,
                    dynsec: Callable[[], DynSecClient | None] | None = None,
-                   broker_url: Callable[[], str] | None = None, releases: ReleaseActions | None = None) -> None:
+                   broker_url: Callable[[], str] | None = None, releases: ReleaseActions | None = None,
+                   alerts: Callable[[], AlertJobs | None] | None = None) -> None:
     """Register the dashboard's pages on the NiceGUI app. Call before ``ui.run``.
 
     Args:
@@ -49,6 +56,7 @@ def register_pages(state: FleetState, *, limiter: LoginRateLimiter | None = None
         dynsec: the broker admin client (``FleetServer.dynsec``) for MQTT integration accounts.
         broker_url: the URL integrations connect to (``FleetServer.broker_url``).
         releases: agent updates (the device page's "Update agent"); None: no button.
+        alerts: the server's alert jobs (``FleetServer.alerts``) for the Alerts page.
     """
     install_auth(limiter)  # auth: login gate, /login/finish, /logout, /api/v1/whoami
     install_login_page()  # /login
@@ -68,6 +76,27 @@ def register_pages(state: FleetState, *, limiter: LoginRateLimiter | None = None
                   range: str = "7d") -> None:  # the URL's name
         _frame("Logs")
         render_logs(state, device=device, level=level, text=q, fingerprint=fingerprint, view=view, since=range)
+
+    @ui.page("/sessions")
+    def sessions_page(device: str = "", agent: str = "", model: str = "", status: str = "", range: str = "7d",
+                      q: str = "", sort: str = "last") -> None:
+        _frame("Sessions")
+        render_sessions(state, device, agent, model, status, range, q, sort)
+
+    @ui.page("/session/{device_id}/{agent_id}/{session_id}")
+    def session_page(device_id: str, agent_id: str, session_id: str) -> None:
+        _frame("Session")
+        render_session(device_id, agent_id, session_id)
+
+    @ui.page("/tools")
+    def tools_page(device: str = "", range: str = "7d", by: str = "") -> None:
+        _frame("Tools")
+        render_tools(state, device, range, by)
+
+    @ui.page("/versions")
+    def versions_page(kind: str = "openclaw", days: int = 7) -> None:
+        _frame("Versions")
+        render_versions(state, kind, days)
 
     @ui.page("/settings/api")
     def api_settings_page() -> None:
@@ -93,6 +122,11 @@ def register_pages(state: FleetState, *, limiter: LoginRateLimiter | None = None
     def device_page(device_id: str) -> None:
         _frame(device_id)
         render_device(state, device_id, releases)
+
+    @ui.page("/alerts")
+    def alerts_page(tab: str = "incidents") -> None:
+        _frame("Alerts")
+        render_alerts(state, alerts() if alerts else None, tab)
 
     @ui.page("/audit")
     def audit_log() -> None:

@@ -19,23 +19,25 @@ no device row, client present                 client and role deleted, with a wa
 
 Only clients that look like ClawFleet devices (a username that is a valid device id holding the
 role ``device-<username>``) are considered, so other accounts on a shared broker are left alone.
-
-:func:`grant_receipts` then gives devices enrolled before delivery receipts the right to read
-their own ``receipt`` topic (an external broker; the managed broker's file is updated before it
-starts, so there it finds nothing to do).
 """
 
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass, field
 
-from broker.acl import DEVICE_ROLE_PREFIX, SERVER_USERNAME, receipt_acl, same_acls
+from broker.acl import (
+    DEVICE_ROLE_PREFIX,
+    SERVER_USERNAME,
+    device_role_acls,
+    integration_role_acls,
+    legacy_device_role_acls,
+    same_acls,
+)
 from broker.dynsec import DynSecClient
-from fleet_server.store.models import Device, StatusEvent, db
+from fleet_server.store.models import Device, IntegrationAccount, StatusEvent, db
 from shared.clock import now_ms
-from shared.topics import is_valid_device_id
+from shared.topics import SERVER_STATUS_TOPIC, Channel, is_valid_device_id
 
 log = logging.getLogger("clawfleet.reconcile")
 
@@ -135,41 +137,39 @@ def reconcile(dynsec: DynSecClient) -> ReconcileSummary:
     return summary
 
 
-def grant_receipts(dynsec: DynSecClient, pace_s: float = 0.05) -> list[str]:
-    """Add the receipt subscription (:func:`broker.acl.receipt_acl`) to every device role that lacks
-    it: one ``listRoles``, then one ``addRoleACL`` per device, ``pace_s`` apart (Mosquitto 2.0.11
-    rewrites its whole dynsec file after each, so a big fleet is done gently, in the background).
-    Until then such a device's agent keeps deleting messages on PUBACK (it retries the subscription
-    every 10 minutes). Returns the device ids changed; a refused one is logged and skipped.
+def reconcile_roles(dynsec: DynSecClient) -> int:
+    """Give device and integration roles the ACLs of this version (a device enrolled before the
+    ``snooze`` channel or its ``receipt`` topic existed; an integration from before ``availability``):
+    one ``listRoles``, then
+    one ``modifyRole`` per role that differs (nothing when all are current, e.g. a managed broker,
+    whose file is brought up to date before it starts). A device role of the first layout keeps the
+    server status in its own role. Returns how many roles were changed.
 
     Raises:
         DynSecError, DynSecConnectionError: the role list could not be read.
     """
-    reply = dynsec.execute([{"command": "listRoles", "verbose": True, "count": -1, "offset": 0}], timeout=30)[0]
-    missing = []
-    for role in reply.get("data", {}).get("roles", []):
-        name = str(role.get("rolename", ""))
+    reply = dynsec.execute([{"command": "listRoles", "verbose": True, "count": -1, "offset": 0}])[0]
+    roles = {r.get("rolename", ""): r.get("acls", []) for r in reply.get("data", {}).get("roles", [])}
+    want: dict[str, list] = {}
+    for name, acls in roles.items():
         device_id = name[len(DEVICE_ROLE_PREFIX):]
-        if not name.startswith(DEVICE_ROLE_PREFIX) or not is_valid_device_id(device_id):
-            continue
-        acl = receipt_acl(device_id)
-        if not any(same_acls([a], [acl]) for a in role.get("acls", [])):
-            missing.append(device_id)
-    if not missing:
-        return []
-    log.info("letting %d devices enrolled before delivery receipts read their receipt topic (one broker command "
-             "each, in the background)", len(missing))
-    done = []
-    for device_id in missing:
-        try:
-            dynsec.execute([{"command": "addRoleACL", "rolename": DEVICE_ROLE_PREFIX + device_id,
-                             **receipt_acl(device_id)}])
-            done.append(device_id)
-        except Exception as exc:  # one refused change must not stop the others
-            log.error("could not add the receipt topic to device %s: %s", device_id, exc)
-        time.sleep(pace_s)
-    log.info("%d devices may now read their receipts", len(done))
-    return done
+        if name.startswith(DEVICE_ROLE_PREFIX) and is_valid_device_id(device_id) and device_id != SERVER_USERNAME:
+            legacy = any(a.get("topic") == SERVER_STATUS_TOPIC for a in acls)
+            want[name] = legacy_device_role_acls(device_id) if legacy else device_role_acls(device_id)
+    for acc in IntegrationAccount.select():
+        channels = [Channel(c) for c in acc.channels.split(",") if c in {ch.value for ch in Channel}]
+        want[acc.username] = integration_role_acls(channels)
+    changed = 0
+    for name, acls in sorted(want.items()):
+        if name in roles and not same_acls(roles[name], acls):
+            try:
+                dynsec.execute([{"command": "modifyRole", "rolename": name, "acls": acls}], 15.0)
+                changed += 1
+            except Exception as exc:  # one refused role must not stop the others
+                log.error("could not update the ACLs of broker role %s: %s", name, exc)
+    if changed:
+        log.info("updated the ACLs of %d broker roles to this version's", changed)
+    return changed
 
 
 def _mark_needs_new_key(dev: Device) -> None:

@@ -33,7 +33,13 @@ from shared import schemas
 from shared.clock import now_ms
 from shared.mqtt_client import mqtt5_client
 from shared.payloads import RECEIPT_CHANNELS
-from shared.topics import ALL_DEVICES_FILTER, SERVER_STATUS_TOPIC, Channel, TopicError, parse_device_topic
+from shared.topics import (
+    ALL_DEVICES_FILTER,
+    SERVER_CHANNELS,
+    SERVER_STATUS_TOPIC,
+    TopicError,
+    parse_device_topic,
+)
 
 log = logging.getLogger("clawfleet.ingest")
 
@@ -67,7 +73,7 @@ def classify(msg: mqtt.MQTTMessage, received_ms: int) -> Item:
         device_id, channel = parse_device_topic(msg.topic)
     except (TopicError, UnicodeDecodeError) as exc:
         return Rejected(msg.mid, msg.qos, "", "bad_topic", str(exc)[:300])
-    if channel in (Channel.CMD, Channel.RECEIPT) or not msg.payload:  # ours (commands, receipts) / cleared topics
+    if channel in SERVER_CHANNELS or not msg.payload:  # ours (commands, verdicts, receipts) / cleared retained topics
         return Rejected(msg.mid, msg.qos, "", "", "")
     try:
         payload = schemas.decode(channel, msg.payload, expected_device_id=device_id, now_ms=received_ms)

@@ -8,7 +8,11 @@ Call :func:`record` from anything that changes the fleet or its accounts::
 Actions in use (dot-separated ``noun.verb`` for changes, plain words for sessions):
 ``login``, ``login_failed``, ``logout``, ``user.create``, ``user.set_password``, ``user.disable``,
 ``user.enable``, ``user.unlock``, ``device.add``, ``device.rename``, ``device.rotate_key``, ``device.revoke``,
-``device.delete``.
+``device.delete``; alerts: ``alert_rule.add``, ``alert_rule.update``, ``alert_rule.enable``,
+``alert_rule.disable``, ``alert_rule.delete``, ``alert_channel.add`` (the masked URL only),
+``alert_channel.update``, ``alert_channel.remove``, ``alert.ack``, ``alert.snooze``,
+``alert.maintenance``, ``alert.unsilence``, ``alert.settings`` (actor ``device:<id>`` for a
+snooze sent from a device's tray).
 
 Never put secrets (passwords, API keys, tokens) in ``target`` or ``detail``.
 """

@@ -133,14 +133,15 @@ class LogPage:
 
 
 LOG_FIELDS = (LogRecord.id, LogRecord.device, LogRecord.ts, LogRecord.level, LogRecord.subsystem,
-              LogRecord.message, LogRecord.fingerprint, LogRecord.source, LogRecord.agent_id, LogRecord.session_id)
+              LogRecord.message, LogRecord.fingerprint, LogRecord.source, LogRecord.agent_id, LogRecord.session_id,
+              LogRecord.session_key, LogRecord.run_id)
 
 
 def logs_page(f: LogFilter, cursor: str | None = None, limit: int = 100) -> LogPage:
     """Records matching ``f``, newest first (``ts``, ``device``, ``id`` descending), ``limit`` (1-500) per page.
 
     Rows are dicts with ``id, device, ts, level, subsystem, message, fingerprint, source, agent_id,
-    session_id``. Raises LogQueryError on a bad filter or cursor.
+    session_id, session_key, run_id``. Raises LogQueryError on a bad filter or cursor.
     """
     limit = max(1, min(MAX_LIMIT, int(limit)))
     cond = f.where()

@@ -10,7 +10,8 @@ How it works (run by :func:`fleet_server.store.db.open_database` on every start)
   transaction together with its version row.
 - A database newer than this code is refused with :class:`SchemaTooNew`.
 
-A new table (a new model in ``ALL_MODELS``) needs no step: missing tables are created after the
+A new table (a new model in ``ALL_MODELS``, or in ``ALERT_MODELS`` of
+:mod:`fleet_server.store.alert_models`) needs no step: missing tables are created after the
 steps ran. Adding a migration: append ``Migration(<next number>, "what it does", function)`` to
 :data:`MIGRATIONS`. The function gets a :class:`playhouse.migrate.SchemaMigrator` and the database;
 use :func:`add_column` (idempotent) for new columns, write the rebuild of a table whose key changes
@@ -27,6 +28,7 @@ from dataclasses import dataclass
 from peewee import BigIntegerField, BooleanField, CharField, Database, Field, FloatField, SqliteDatabase
 from playhouse.migrate import SchemaMigrator, migrate
 
+from fleet_server.store.alert_models import ALERT_MODELS
 from fleet_server.store.locks import write_transaction
 from fleet_server.store.models import (
     ALL_MODELS,
@@ -142,6 +144,17 @@ def _receive_time_rollups(m: SchemaMigrator, db: Database) -> None:
         add_index(db, table, column)
 
 
+def _alert_tables(_m: SchemaMigrator, db: Database) -> None:
+    # new tables only; later steps altering them must use add_column & co.
+    db.create_tables(ALERT_MODELS, safe=True)
+
+
+def _sessions_columns(m: SchemaMigrator, db: Database) -> None:
+    # session key and run id of log records; the session, run, tool call and version tables are new (created below)
+    add_column(m, db, "log_record", "session_key", CharField(max_length=200, null=True))
+    add_column(m, db, "log_record", "run_id", CharField(max_length=200, null=True))
+
+
 MIGRATIONS: list[Migration] = [
     Migration(1, "v0.1.0 schema", _baseline),
     Migration(2, "sample rollup tiers (5 min, 1 h) and rollup watermarks", _history_tables),
@@ -152,6 +165,9 @@ MIGRATIONS: list[Migration] = [
                  "and dark mode", _usage_rollup_totals),
     Migration(6, "samples carry the server's receive time; rollups follow it; indexes for retention by time",
               _receive_time_rollups),
+    Migration(7, "alerts: rules, channels, incidents, notification queue and log, silences", _alert_tables),
+    Migration(8, "sessions, runs, tool calls and version changes; session key and run id of log records",
+              _sessions_columns),
 ]
 """Every schema step, in order. Append new ones at the end with the next version number."""
 
@@ -181,7 +197,7 @@ def upgrade(database: Database) -> list[int]:
     with write_transaction(database):
         version = current_version(database)
         if version is None:
-            database.create_tables(ALL_MODELS, safe=True)
+            database.create_tables(ALL_MODELS + ALERT_MODELS, safe=True)
             SchemaVersion.insert_many([{"version": m.version, "name": m.name, "applied_ms": now}
                                        for m in MIGRATIONS]).on_conflict_ignore().execute()
             log.info("created a new database at schema version %d", latest_version())
@@ -203,5 +219,5 @@ def upgrade(database: Database) -> list[int]:
             SchemaVersion.create(version=m.version, name=m.name, applied_ms=now_ms())
         log.info("database schema upgraded to version %d: %s", m.version, m.name)
         applied.append(m.version)
-    database.create_tables(ALL_MODELS, safe=True)  # tables of new models need no step; new columns do
+    database.create_tables(ALL_MODELS + ALERT_MODELS, safe=True)  # new models need no step; new columns do
     return applied

@@ -177,6 +177,8 @@ class LogRecord(BaseModel):
     source = CharField(max_length=16)
     agent_id = CharField(max_length=200, null=True)
     session_id = CharField(max_length=200, null=True)
+    session_key = CharField(max_length=200, null=True)
+    run_id = CharField(max_length=200, null=True)
 
     class Meta:
         primary_key = CompositeKey("device", "id")
@@ -198,6 +200,120 @@ class RejectCount(BaseModel):
 
     class Meta:
         primary_key = CompositeKey("device", "reason")
+
+
+# --- sessions, runs, tool calls, version changes (fleet_server.store.sessions) ---
+
+class AgentSession(BaseModel):
+    """One OpenClaw session of one device's agent: its index entry (key, channel, label, OpenClaw's status)
+    and the sums of its runs, kept by ingest in the same transaction as the runs (tokens, USD, epoch ms)."""
+
+    device = CharField(max_length=63)
+    agent_id = CharField(max_length=200)
+    session_id = CharField(max_length=200)
+    session_key = CharField(max_length=200, default="")
+    channel = CharField(max_length=200, default="")
+    chat_type = CharField(max_length=200, default="")
+    label = CharField(max_length=200, default="")
+    status = CharField(max_length=200, default="")
+    started_ms = BigIntegerField(null=True)
+    updated_ms = BigIntegerField(null=True)
+    first_ms = BigIntegerField(null=True)
+    last_ms = BigIntegerField(null=True)
+    turns = IntegerField(default=0)
+    failed_turns = IntegerField(default=0)
+    error_messages = IntegerField(default=0)
+    retries = IntegerField(default=0)
+    tool_calls = IntegerField(default=0)
+    tool_errors = IntegerField(default=0)
+    input_tokens = BigIntegerField(default=0)
+    output_tokens = BigIntegerField(default=0)
+    cache_read_tokens = BigIntegerField(default=0)
+    cache_write_tokens = BigIntegerField(default=0)
+    total_tokens = BigIntegerField(default=0)
+    cost_usd = FloatField(default=0.0)
+    priced_turns = IntegerField(default=0)
+    unpriced_tokens = BigIntegerField(default=0)
+    models = CharField(max_length=500, default="")
+    latest_error = CharField(max_length=500, default="")
+    latest_error_ms = BigIntegerField(null=True)
+
+    class Meta:
+        primary_key = CompositeKey("device", "agent_id", "session_id")
+        indexes = ((("device", "last_ms"), False), (("last_ms",), False), (("device", "cost_usd"), False))
+
+
+class AgentRun(BaseModel):
+    """One turn (an OpenClaw run) as :class:`shared.schemas.RunRecord` describes it; ``priced_usd`` is the
+    price rule's cost of its tokens (None: no rule; then OpenClaw's ``cost_usd`` counts)."""
+
+    device = CharField(max_length=63)
+    id = CharField(max_length=64)
+    agent_id = CharField(max_length=200)
+    session_id = CharField(max_length=200)
+    run_id = CharField(max_length=200, default="")
+    started_ms = BigIntegerField()
+    ended_ms = BigIntegerField()
+    status = CharField(max_length=16)
+    stop_reason = CharField(max_length=200, default="")
+    provider = CharField(max_length=200, default="")
+    model = CharField(max_length=200, default="")
+    messages = IntegerField(default=0)
+    error_messages = IntegerField(default=0)
+    retries = IntegerField(default=0)
+    tool_calls = IntegerField(default=0)
+    tool_errors = IntegerField(default=0)
+    input_tokens = BigIntegerField(default=0)
+    output_tokens = BigIntegerField(default=0)
+    cache_read_tokens = BigIntegerField(default=0)
+    cache_write_tokens = BigIntegerField(default=0)
+    total_tokens = BigIntegerField(default=0)
+    cost_usd = FloatField(null=True)
+    priced_usd = FloatField(null=True)
+    error = CharField(max_length=500, default="")
+    rev = IntegerField(default=0)
+
+    class Meta:
+        primary_key = CompositeKey("device", "id")
+        indexes = ((("device", "agent_id", "session_id", "started_ms"), False), (("started_ms",), False),
+                   (("device", "started_ms"), False))
+
+
+class ToolCall(BaseModel):
+    """One tool call (:class:`shared.schemas.ToolCallRecord`): ``error`` None when no result was seen,
+    ``duration_s`` seconds, ``run`` the :class:`AgentRun` id ('' unknown)."""
+
+    device = CharField(max_length=63)
+    id = CharField(max_length=64)
+    agent_id = CharField(max_length=200)
+    session_id = CharField(max_length=200)
+    run = CharField(max_length=64, default="")
+    ts = BigIntegerField()
+    tool = CharField(max_length=200)
+    error = BooleanField(null=True)
+    duration_s = FloatField(null=True)
+    source = CharField(max_length=16)
+
+    class Meta:
+        primary_key = CompositeKey("device", "id")
+        indexes = ((("ts",), False), (("tool", "ts"), False), (("device", "agent_id", "session_id", "ts"), False))
+
+
+class VersionChange(BaseModel):
+    """A device reporting another OpenClaw or agent version (``kind``) than before; ``ts`` is when the server
+    saw it (epoch ms); ``old_version`` is None for the first version a device reported."""
+
+    device = CharField(max_length=63)
+    ts = BigIntegerField()
+    kind = CharField(max_length=16)
+    old_version = CharField(max_length=200, null=True)
+    new_version = CharField(max_length=200)
+
+    class Meta:
+        indexes = ((("device", "kind", "ts"), False), (("ts",), False))
+
+
+# --- end sessions ---
 
 
 # --- accounts and audit (fleet_server.auth.accounts, fleet_server.store.audit) ---
@@ -436,6 +552,8 @@ ALL_MODELS = [Device, Sample, StatusEvent, UsageRecord, UsageHourly, UsageTotal,
               SampleRollup5m, SampleRollup1h, RollupMark, JobLease,  # history, job lease
               LoginThrottle,  # failed logins
               PriceRule, ApiToken, IntegrationAccount,  # tokens and cost, API, integrations
+              AgentSession, AgentRun, ToolCall, VersionChange,  # sessions
               UpdatePolicy, UpdateRequest,  # agent self-updates
               ReceiptMark,  # delivery receipts
               SchemaVersion]  # migrations
+

@@ -1,9 +1,11 @@
-// ClawFleet plugin for OpenClaw (plain JavaScript: OpenClaw installs only compiled plugins): forwards gateway lifecycle and LLM usage to the local
-// ClawFleet agent's bridge (POST http://127.0.0.1:17890/events). Fire-and-forget: every POST
+// ClawFleet plugin for OpenClaw (plain JavaScript: OpenClaw installs only compiled plugins): tells the local
+// ClawFleet agent's bridge (POST http://127.0.0.1:17890/events) when the gateway starts or stops, a model call or
+// a run ends (the agent then reads the transcripts at once) and a tool call returns (name, outcome, duration;
+// never its arguments or result). Fire-and-forget: every POST
 // has a short timeout, every error is swallowed, no handler ever awaits the network, so the
 // gateway is never blocked or broken by a missing or slow agent.
 
-const PLUGIN_VERSION = "0.1.0";
+const PLUGIN_VERSION = "0.2.0";
 
 /** @typedef {{bridgeUrl?: string, token?: string, timeoutMs?: number}} Config */
 
@@ -46,17 +48,29 @@ export default {
     on("gateway_stop", (event) => {
       post(cfg, "/events", { type: "gateway_stop", reason: event?.reason, ts: Date.now() });
     });
+    /** ids of the session and run a hook is about (its context, else the event) */
+    const ids = (event, ctx) => ({
+      agentId: ctx?.agentId ?? "main",
+      sessionId: ctx?.sessionId ?? event?.sessionId ?? "",
+      sessionKey: ctx?.sessionKey ?? "",
+      runId: ctx?.runId ?? event?.runId ?? "",
+    });
     on("llm_output", (event, ctx) => {
+      post(cfg, "/events", { type: "llm_output", ts: Date.now(), ...ids(event, ctx) });
+    });
+    on("agent_end", (event, ctx) => {
+      post(cfg, "/events", { type: "agent_end", ts: Date.now(), ...ids(event, ctx) });
+    });
+    on("after_tool_call", (event, ctx) => {
+      const error = event?.error;
       post(cfg, "/events", {
-        type: "llm_output",
+        type: "after_tool_call",
         ts: Date.now(),
-        agentId: ctx?.agentId ?? "main",
-        sessionId: event?.sessionId ?? "",
-        runId: event?.runId ?? "",
-        entryId: event?.entryId ?? event?.messageId,
-        provider: event?.provider ?? "",
-        model: event?.model ?? "",
-        usage: event?.usage,
+        ...ids(event, ctx),
+        toolCallId: event?.toolCallId ?? ctx?.toolCallId ?? "",
+        toolName: event?.toolName ?? ctx?.toolName ?? "",
+        error: error === undefined || error === null ? false : typeof error === "string" ? error.slice(0, 500) : true,
+        durationMs: typeof event?.durationMs === "number" ? event.durationMs : undefined,
       });
     });
   },

@@ -66,10 +66,13 @@ def test_endpoints_and_safety_rules(bridge: Any) -> None:
     big = b'{"events": [' + b",".join([b'{"type": "agent_end"}'] * 20000) + b"]}"
     assert request(b.port, "POST", "/events", big, **js)[0] == 413
     status, body = request(b.port, "POST", "/events", b'{"events": [{"type": "gateway_start", "port": 18789}, '
-                           b'{"type": "llm_output", "usage": {"input": 7}}]}', **js)
+                           b'{"type": "after_tool_call", "toolName": "read", "toolCallId": "c1", '
+                           b'"durationMs": 12.5, "error": "ENOENT", "usage": {"input": 7}}]}', **js)
     assert (status, body["accepted"]) == (200, 2)
-    assert [(e.type, e.port) for e in target.events] == [("gateway_start", 18789), ("llm_output", None)]
-    assert target.events[1].usage.input == 7
+    assert [(e.type, e.port) for e in target.events] == [("gateway_start", 18789), ("after_tool_call", None)]
+    ev = target.events[1]
+    assert (ev.toolName, ev.toolCallId, ev.durationMs, ev.error) == ("read", "c1", 12.5, "ENOENT")
+    assert not hasattr(ev, "usage")  # usage is never taken from events (no entry ids): ignored
     assert request(b.port, "POST", "/openclaw", b'{"openclaw_version": "2026.9.6", "agents": ["main"]}', **js)[0] == 200
     assert (target.infos[0].openclaw_version, target.infos[0].agents) == ("2026.9.6", ("main",))
 

@@ -16,8 +16,7 @@ from broker.acl import (
     device_role_acls,
     device_role_name,
     legacy_device_role_acls,
-    pre_receipt_device_role_acls,
-    receipt_acl,
+    same_acls,
 )
 from broker.config import BrokerAdmin, pbkdf2_fields, prepare_dynsec_file
 from broker.dynsec import DynSecClient
@@ -51,6 +50,11 @@ def assert_device_rights(port: int, device_id: str, key: str, other: str) -> Non
             assert probe.subscribe(topic).value == NOT_AUTHORIZED, topic
     finally:
         probe.close()
+
+
+def pre_receipt_acls(device_id: str) -> list[dict]:
+    """A device role's ACLs as the release before delivery receipts made them: no ``receipt`` topic."""
+    return [a for a in device_role_acls(device_id) if not a["topic"].endswith("/receipt")]
 
 
 def _legacy_file(path: Path, admin: BrokerAdmin, devices: dict[str, str]) -> None:
@@ -116,9 +120,7 @@ def test_legacy_devices_are_migrated_once_at_start_and_keep_working(broker_facto
         assert "textname" not in client and "textname" not in roles[device_role_name(did)]
         assert {x["topic"] for x in roles[device_role_name(did)]["acls"]} == {
             x["topic"] for x in device_role_acls(did)}
-    # smaller than the first layout, even with the receipt topic each device gained
-    receipt_bytes = sum(len(json.dumps(receipt_acl(did), separators=(",", ":"))) + 1 for did in devices)
-    assert broker.cfg.dynsec_path.stat().st_size < size_before + receipt_bytes
+    assert broker.cfg.dynsec_path.stat().st_size < size_before
     ids = sorted(devices)
     for did, other in zip(ids, ids[1:] + ids[:1], strict=True):
         assert_device_rights(broker.cfg.port, did, devices[did], other)  # the old keys still work
@@ -140,13 +142,13 @@ def test_devices_enrolled_before_receipts_get_their_receipt_topic_at_start(broke
     for role in data["roles"]:  # as enrolled by the release before receipts
         did = role["rolename"].removeprefix("device-")
         if did in devices:
-            role["acls"] = pre_receipt_device_role_acls(did)
+            role["acls"] = pre_receipt_acls(did)
     broker.cfg.dynsec_path.write_text(json.dumps(data))
     broker.start()
     roles = {r["rolename"]: r for r in json.loads(broker.cfg.dynsec_path.read_text())["roles"]}
     a, b = sorted(devices)
     for did in devices:
-        assert receipt_acl(did) in roles[device_role_name(did)]["acls"]
+        assert same_acls(roles[device_role_name(did)]["acls"], device_role_acls(did))
     assert_device_rights(broker.cfg.port, a, devices[a], b)
 
 
@@ -161,22 +163,3 @@ def test_file_helpers_refuse_duplicates_and_migrate_idempotently(tmp_path: Path)
         add_devices(data, [("new-2", pbkdf2_fields("k3")), ("new-1", pbkdf2_fields("k4"))])
     assert "new-2" not in {c["username"] for c in data["clients"]}  # all or nothing
     assert migrate_device_layout(data) == 0  # added in the current layout
-
-
-def test_an_external_broker_gets_the_receipt_topics_through_dynsec_commands(dynsec: DynSecClient,
-                                                                            managed_broker: ManagedMosquitto) -> None:
-    from fleet_server.devices.reconcile import grant_receipts
-
-    old, other = unique_device_id("pre-ext"), unique_device_id()
-    make_device(dynsec, other)
-    key = "cfk_" + "e" * 43
-    dynsec.execute([{"command": "createRole", "rolename": device_role_name(old),
-                     "acls": pre_receipt_device_role_acls(old)},
-                    {"command": "createClient", "username": old, "password": key, "clientid": old,
-                     "roles": [{"rolename": device_role_name(old)}, {"rolename": DEVICE_SHARED_ROLE}]}])
-    probe, rc = connect_probe("127.0.0.1", managed_broker.cfg.port, old, key, old)
-    with probe:
-        assert rc.value == 0 and probe.subscribe(device_topic(old, Channel.RECEIPT)).value == NOT_AUTHORIZED
-    assert old in grant_receipts(dynsec, pace_s=0)
-    assert grant_receipts(dynsec, pace_s=0) == []  # once
-    assert_device_rights(managed_broker.cfg.port, old, key, other)

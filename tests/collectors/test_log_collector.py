@@ -55,7 +55,8 @@ def test_fixture_logs_give_their_warnings_and_errors(era: str, warn: int, error:
     result = collector.collect({})
     levels = [rec.level for rec in result.logs]
     assert (levels.count("warn"), levels.count("error"), len(levels)) == (warn, error, warn + error)
-    assert collector.stats == {"lines": info + warn + error, "non_json": 0, "bad_time": 0, "kept": warn + error}
+    assert collector.stats == {"lines": info + warn + error, "non_json": 0, "bad_time": 0, "kept": warn + error,
+                               "foreign": 0, "unattributed": 0, "before_state_dir": 0}
     assert [rec.ts for rec in result.logs] == sorted(rec.ts for rec in result.logs)
     LogBatch.model_validate({"device_id": DEVICE, "ts": 1_795_234_000_000, "records": to_dict(result.logs[:500])})
     assert len({rec.id for rec in result.logs}) == len(result.logs)

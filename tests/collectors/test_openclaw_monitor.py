@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from fixtures_openclaw import LATEST, LOG_NAME
+from fixtures_openclaw import LATEST, LOG_NAME, backdate
 from mqtt_helpers import free_port
 
 from agent_tray.collectors.openclaw import _proc_start_time, locate_openclaw
@@ -64,6 +64,7 @@ def test_no_state_dir_reads_no_log_dir_and_a_later_install_is_picked_up(machine)
     log_file.parent.mkdir()
     shutil.copyfile(LATEST / "logs" / LOG_NAME, log_file)
     _write_config(home / ".openclaw", port, log_file)
+    backdate(home / ".openclaw")  # the fixture's lines are from 2026-11-21: a state dir older than them
     info = monitor.gateway()
     assert monitor.relocations == 1 and info.installed and info.port == port
     assert set(info.agents) == {"main", "ops"}

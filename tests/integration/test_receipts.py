@@ -12,8 +12,11 @@ import time
 import pytest
 from e2e_helpers import RunningAgent, wait_for
 from mqtt_helpers import connect_probe
+from payload_helpers import DeviceConn
 
 from agent_tray.config import AgentConfig
+from broker.acl import device_role_acls, device_role_name
+from fleet_server.devices.reconcile import reconcile_roles
 from fleet_server.devices.registry import add_device
 from fleet_server.server import FleetServer
 from fleet_server.store.models import Sample
@@ -119,3 +122,17 @@ def test_without_receipts_messages_leave_the_outbox_on_their_puback(fleet: Fleet
             lock.close()
     finally:
         agent.stop()
+
+
+def test_a_device_enrolled_before_receipts_may_read_them_after_the_start_up_role_check(fleet: FleetServer):
+    """On an external broker the device roles are brought up to date by dynsec commands at start-up
+    (the managed broker's file is, before it starts: tests/broker/test_device_layout.py)."""
+    dyn = fleet.dynsec
+    assert dyn is not None
+    with DeviceConn(fleet, "pre-receipts") as dev:
+        old = [a for a in device_role_acls("pre-receipts") if not a["topic"].endswith("/receipt")]
+        dyn.execute([{"command": "modifyRole", "rolename": device_role_name("pre-receipts"), "acls": old}])
+        assert dev.probe.subscribe(dev.topic(Channel.RECEIPT)).value == 0x87  # not authorized
+        assert reconcile_roles(dyn) == 1
+        assert dev.probe.subscribe(dev.topic(Channel.RECEIPT)).value == 1
+        assert reconcile_roles(dyn) == 0

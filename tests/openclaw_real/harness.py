@@ -415,6 +415,8 @@ class OpenClawGateway:
         start_timeout: float = 120.0,
         progress: Progress | None = _default_progress,
         plugins: dict[str, tuple[Path, dict[str, Any]]] | None = None,
+        profile: str | None = None,
+        default_log: bool = False,
     ) -> None:
         self.install = install
         self.base_url = base_url
@@ -428,6 +430,12 @@ class OpenClawGateway:
         self.start_timeout = start_timeout
         self.plugins = plugins or {}
         """Plugins to install before the gateway starts: ``{plugin id: (source dir, plugin config)}``."""
+        self.profile = profile
+        """``OPENCLAW_PROFILE`` of this gateway's commands (2026.9 puts it in the default log file's name)."""
+        self.default_log = default_log
+        """True: no ``logging.file``; the gateway logs to OpenClaw's machine-wide default dir (``/tmp/openclaw``),
+        the file every instance of this user shares. Give a ``profile`` unique to the test so its file is
+        ``openclaw-<profile>-YYYY-MM-DD.log`` and no other test's lines mix in."""
         self._say = progress or (lambda _msg: None)
         self.home = self.root / "home"
         self.state_dir = self.home / ".openclaw"
@@ -461,6 +469,8 @@ class OpenClawGateway:
                 "NO_COLOR": "1",
             }
         )
+        if self.profile:
+            env["OPENCLAW_PROFILE"] = self.profile
         env.pop("NODE_OPTIONS", None)
         return env
 
@@ -471,8 +481,12 @@ class OpenClawGateway:
     @property
     def log_file(self) -> Path:
         """Today's gateway file log (``logging.file`` = ``<log_dir>/openclaw-YYYY-MM-DD.log``, local date;
-        OpenClaw rolls the date in the name itself)."""
-        return self.log_dir / f"openclaw-{_dt.date.today().isoformat()}.log"
+        OpenClaw rolls the date in the name itself); with ``default_log``, the file in OpenClaw's default dir."""
+        day = _dt.date.today().isoformat()
+        if self.default_log:
+            stem = f"openclaw-{self.profile}" if self.profile else "openclaw"  # profiles of [a-z0-9] only
+            return Path("/tmp/openclaw") / f"{stem}-{day}.log"
+        return self.log_dir / f"openclaw-{day}.log"
 
     @property
     def agent_db(self) -> Path:
@@ -543,10 +557,9 @@ class OpenClawGateway:
     def _onboard(self) -> None:
         # Seed the config first so that even `onboard` logs into log_dir (not /tmp/openclaw) and the
         # gateway makes no update check; onboard merges its settings into this file.
-        seed = {
-            "logging": {"file": str(self.log_file)},
-            "update": {"checkOnStart": False},
-        }
+        seed: dict[str, Any] = {"update": {"checkOnStart": False}}
+        if not self.default_log:
+            seed["logging"] = {"file": str(self.log_file)}
         self.config_path.write_text(json.dumps(seed, indent=2) + "\n")
         t0 = time.monotonic()
         args = [

@@ -15,6 +15,9 @@ predict them. Controls for tests:
   (``n=None``: every request until :meth:`StubLLM.clear_failures`);
 - :meth:`StubLLM.go_down` / :meth:`StubLLM.come_up` — stop listening (connection refused,
   "endpoint down") and listen again on the same port;
+- tool calls: a user message containing ``USE-TOOLS ls,read:missing.txt`` gets one assistant reply asking
+  for those tool calls (OpenAI ``tool_calls``; ``name:arg`` passes ``arg`` as the tool's ``path``), and once
+  the tool results are in the conversation, a plain text reply (see :func:`tool_calls_wanted`);
 - :attr:`StubLLM.records` / :meth:`StubLLM.count` / :meth:`StubLLM.usage_served` — every request
   seen, with what was answered;
 - the same from another process: ``POST /_stub/fail {"n": 3|null, "status": 500}``,
@@ -95,6 +98,33 @@ def _user_said(request: dict[str, Any]) -> str:
             continue
         return _STAMP_RE.sub("", text.splitlines()[0]).strip()
     return ""
+
+
+_USE_TOOLS_RE = re.compile(r"USE-TOOLS (\S+)")
+
+
+def tool_calls_wanted(request: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """``[(tool name, arguments)]`` the stub should ask for: those named by ``USE-TOOLS a,b:arg`` in the last
+    real user message, when the request offers them and no tool result followed that message yet."""
+    messages = [m for m in request.get("messages") or [] if isinstance(m, dict)]
+    offered = {t.get("function", {}).get("name") for t in request.get("tools") or [] if isinstance(t, dict)}
+    for i in range(len(messages) - 1, -1, -1):
+        m = messages[i]
+        if m.get("role") != "user":
+            continue
+        text = _text_of(m.get("content"))
+        if text.startswith(_INTERNAL_CONTEXT):
+            continue
+        found = _USE_TOOLS_RE.search(text)
+        if not found or any(x.get("role") == "tool" for x in messages[i + 1:]):
+            return []
+        out = []
+        for spec in found.group(1).split(","):
+            name, _, arg = spec.partition(":")
+            if name in offered:
+                out.append((name, {"path": arg} if arg else {}))
+        return out
+    return []
 
 
 def _tokens(text: str) -> int:
@@ -353,6 +383,10 @@ def _make_handler(stub: StubLLM) -> type[BaseHTTPRequestHandler]:
                 self._send_json(status, {"error": {"message": message, "type": etype, "code": code}})
                 return
 
+            calls = tool_calls_wanted(request)
+            if calls:
+                self._tool_calls(request, model, calls, stream, include_usage)
+                return
             reply = stub._next_reply(request)
             usage = usage_for(request, reply)
             stub._record(RequestRecord("POST", path, 200, stream, model, usage, include_usage))
@@ -379,6 +413,48 @@ def _make_handler(stub: StubLLM) -> type[BaseHTTPRequestHandler]:
                 return
             self._stream(cid, created, model, reply, usage if include_usage else None)
 
+        def _start_sse(self) -> None:
+            """Headers of a server-sent-events answer (one per connection)."""
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.send_header("Cache-Control", "no-cache")
+            self.send_header("Connection", "close")
+            self.end_headers()
+            self.close_connection = True
+
+        def _tool_calls(self, request: dict[str, Any], model: str, calls: list[tuple[str, dict[str, Any]]],
+                        stream: bool, include_usage: bool) -> None:
+            """Answer with one assistant message asking for ``calls`` (finish_reason ``tool_calls``)."""
+            items = [{"id": f"call_{uuid.uuid4().hex[:16]}", "type": "function",
+                      "function": {"name": name, "arguments": json.dumps(args)}} for name, args in calls]
+            usage = usage_for(request, json.dumps(items))
+            stub._record(RequestRecord("POST", "/v1/chat/completions", 200, stream, model, usage, include_usage))
+            cid, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
+            if not stream:
+                self._send_json(200, {"id": cid, "object": "chat.completion", "created": created, "model": model,
+                                      "choices": [{"index": 0, "finish_reason": "tool_calls", "message": {
+                                          "role": "assistant", "content": None, "tool_calls": items}}],
+                                      "usage": usage})
+                return
+            self._start_sse()
+            base = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model}
+            deltas = [{"role": "assistant", "content": None, "tool_calls": [
+                {"index": n, "id": c["id"], "type": "function",
+                 "function": {"name": c["function"]["name"], "arguments": ""}}]} for n, c in enumerate(items)]
+            deltas += [{"tool_calls": [{"index": n, "function": {"arguments": c["function"]["arguments"]}}]}
+                       for n, c in enumerate(items)]
+            out = [{**base, "choices": [{"index": 0, "delta": d, "finish_reason": None}]} for d in deltas]
+            out.append({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "tool_calls"}]})
+            if include_usage:
+                out.append({**base, "choices": [], "usage": usage})
+            try:
+                for chunk in out:
+                    self.wfile.write(b"data: " + json.dumps(chunk).encode() + b"\n\n")
+                    self.wfile.flush()
+                self.wfile.write(b"data: [DONE]\n\n")
+            except (BrokenPipeError, ConnectionResetError):
+                pass
+
         def _control(self, path: str, raw: bytes) -> None:
             """Out-of-process controls: POST /_stub/fail {"n": 3|null, "status": 500}, /_stub/clear, /_stub/reset."""
             try:
@@ -398,12 +474,7 @@ def _make_handler(stub: StubLLM) -> type[BaseHTTPRequestHandler]:
             self._send_json(200, stub.stats())
 
         def _stream(self, cid: str, created: int, model: str, reply: str, usage: dict[str, Any] | None) -> None:
-            self.send_response(200)
-            self.send_header("Content-Type", "text/event-stream")
-            self.send_header("Cache-Control", "no-cache")
-            self.send_header("Connection", "close")
-            self.end_headers()
-            self.close_connection = True
+            self._start_sse()
 
             def chunk(choices: list[dict[str, Any]], extra: dict[str, Any] | None = None) -> bytes:
                 body = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model}

@@ -20,7 +20,7 @@ from agent_tray.config import AgentConfig
 from agent_tray.service import AgentService
 from fleet_server.devices.registry import add_device
 from fleet_server.server import FleetServer
-from fleet_server.store.models import UsageRecord
+from fleet_server.store.models import ToolCall, UsageRecord
 
 from .harness import OpenClawGateway
 from .stub_llm import StubLLM
@@ -48,6 +48,7 @@ def _stored(device_id: str) -> int:
     return UsageRecord.select().where(UsageRecord.device == device_id).count()
 
 
+@pytest.mark.timeout(600)  # a gateway start, three turns and a plugin install on a busy machine
 def test_plugin_makes_a_finished_turn_fresh(plugin_gateway, fleet: FleetServer, tmp_path, openclaw_say) -> None:
     gw, bridge_port = plugin_gateway
     # the gateway logs its plugins once loaded, which can come after it reports healthy (seen on a busy machine)
@@ -80,6 +81,15 @@ def test_plugin_makes_a_finished_turn_fresh(plugin_gateway, fleet: FleetServer, 
         openclaw_say("plugin: finished turn -> tokens stored in " + ", ".join(f"{x:.2f}s" for x in latencies)
                      + f" (target {FRESH_S:.0f} s; sample interval {INTERVAL_S:.0f} s)")
         assert min(latencies) <= FRESH_S, latencies
+        # tool calls: the plugin's after_tool_call stores them at once; the transcript's record is the same row
+        t0 = time.time()
+        assert gw.turn("plugin-tools", "please USE-TOOLS read:AGENTS.md,read:no-such-file.txt").ok
+        calls = wait_for(lambda: (c := list(ToolCall.select().where(ToolCall.device == "plugin-host"))) and len(c) == 2
+                         and all(x.run for x in c) and c, INTERVAL_S / 2, interval=0.05,
+                         what="both tool calls, with their run (plugin event + transcript)")
+        openclaw_say(f"plugin: tool calls stored {time.time() - t0:.2f}s after the turn started; sources "
+                     f"{sorted(c.source for c in calls)}")
+        assert sorted(c.error for c in calls) == [False, True] and "plugin" in {c.source for c in calls}
     finally:
         service.stop()
         thread.join(15)

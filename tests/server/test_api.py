@@ -17,7 +17,8 @@ from fleet_server.store.models import AuditEvent
 
 ROUTES = ["/api/v1/devices", "/api/v1/devices/oc-latest", "/api/v1/devices/oc-latest/samples?window=24h",
           "/api/v1/devices/oc-latest/status-events", "/api/v1/usage?group_by=agent", "/api/v1/logs?limit=5",
-          "/api/v1/fingerprints", "/api/v1/whoami"]
+          "/api/v1/fingerprints", "/api/v1/whoami", "/api/v1/sessions", "/api/v1/runs", "/api/v1/tools",
+          "/api/v1/tools/summary", "/api/v1/versions"]
 
 
 @pytest.fixture
@@ -102,6 +103,27 @@ async def test_payloads_use_the_schema_names_and_units(fleet_state):
         fps = (await get("/api/v1/fingerprints?level=error", headers=bearer(token))).json()
         assert fps and all(f["count"] >= 1 and f["devices"] >= 1 for f in fps)
         assert sum(f["count"] for f in fps) == len([r for r in seen if r["level"] in ("error", "fatal")])
+        # sessions: keys, turns and failed turns counted per run (the legacy 429 left 4 error messages)
+        sessions = (await get("/api/v1/sessions?device=oc-legacy&sort=failed", headers=bearer(token))).json()
+        keys = {r["session_key"]: r for r in sessions["rows"]}
+        assert set(keys) == {"agent:main:legacy-a", "agent:main:legacy-b", "agent:main:legacy-c"}
+        assert (keys["agent:main:legacy-a"]["failed_turns"], keys["agent:main:legacy-a"]["error_messages"]) \
+            == (1, 4)
+        assert sum(r["failed_turns"] for r in sessions["rows"]) == 3
+        seen_runs, cursor = [], None
+        while True:
+            page = (await get("/api/v1/runs", params={"limit": 4, **({"cursor": cursor} if cursor else {})},
+                              headers=bearer(token))).json()
+            seen_runs += page["rows"]
+            if (cursor := page["next_cursor"]) is None:
+                break
+        assert len(seen_runs) == len({r["id"] for r in seen_runs}) == 18
+        assert sum(r["status"] == "failed" for r in seen_runs) == 6
+        by_session = (await get("/api/v1/usage?group_by=session", headers=bearer(token))).json()["rows"]
+        assert {r["session_key"] for r in by_session if r["device"] == "oc-legacy"} == set(keys)  # not bare UUIDs
+        assert (await get("/api/v1/sessions?sort=colour", headers=bearer(token))).status_code == 400
+        assert (await get("/api/v1/runs?status=weird", headers=bearer(token))).status_code == 400
+        assert (await get("/api/v1/tools/summary?by=colour", headers=bearer(token))).status_code == 400
         samples = (await get("/api/v1/devices/oc-latest/samples?window=7d", headers=bearer(token))).json()
         assert samples["tier"] == "1h" and samples["samples"] == []  # a 7-day window reads the 1-hour tier
         assert (await get("/api/v1/devices/oc-latest/samples?window=2y", headers=bearer(token))).status_code == 400
@@ -115,7 +137,9 @@ async def test_openapi_lists_every_route(fleet_state, log_in):
         paths = set(doc["paths"])
         assert paths == {"/api/v1/devices", "/api/v1/devices/{device_id}", "/api/v1/devices/{device_id}/samples",
                          "/api/v1/devices/{device_id}/status-events", "/api/v1/usage", "/api/v1/logs",
-                         "/api/v1/fingerprints", "/api/v1/whoami"}
+                         "/api/v1/fingerprints", "/api/v1/whoami", "/api/v1/alerts", "/api/v1/alert-rules",
+                         "/api/v1/sessions", "/api/v1/runs", "/api/v1/tools", "/api/v1/tools/summary",
+                         "/api/v1/versions"}
         assert "failed_turns" in doc["components"]["schemas"]["UsageRowOut"]["properties"]
         r = await user.http_client.get("/api/docs")
         assert r.status_code == 200 and "/api/openapi.json" in r.text

@@ -65,7 +65,9 @@ async def test_metrics_parse_and_carry_the_expected_series(db, tmp_path):
         by_agent[(s.labels["agent"], s.labels["type"])] += s.value
     assert by_agent[("main", "input")] == 86153 and by_agent[("research", "cache_read")] == 512
     failed = {s.labels["agent"]: s.value for s in fams["clawfleet_failed_turns"].samples}
-    assert failed == {"main": 3, "research": 6}
+    assert failed == {"main": 3, "research": 3}  # turns, counted once (2026.7's retried 429 is one)
+    errors = {s.labels["agent"]: s.value for s in fams["clawfleet_error_messages"].samples}
+    assert errors == {"main": 3, "research": 6}
     assert sum(s.value for s in fams["clawfleet_unpriced_tokens"].samples) == 127044
     assert fams["clawfleet_ingest_messages_received"].samples[0].value == 12
     assert {s.labels["reason"]: s.value for s in fams["clawfleet_ingest_messages_rejected"].samples} == {"invalid": 2}

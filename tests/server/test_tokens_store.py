@@ -12,7 +12,8 @@ from fleet_server.store.models import UsageRecord
 from fleet_server.store.sql import QueryError
 from fleet_server.store.usage import prices, sums
 
-KEYS = ("messages", "input_tokens", "output_tokens", "cache_read_tokens", "total_tokens", "failed_turns")
+KEYS = ("messages", "input_tokens", "output_tokens", "cache_read_tokens", "total_tokens", "error_messages",
+        "failed_turns")
 
 
 @pytest.fixture
@@ -36,7 +37,9 @@ def test_per_agent_and_per_day_totals_equal_the_fixture_sums(seeded):
     (la,) = sums.usage(["day"], tz="America/Los_Angeles")
     assert la.key == {"day": "2026-11-20"} and la.total_tokens == day.total_tokens
     by_session = {r.key["session"][:8]: r for r in sums.usage(["session"])}
-    assert by_session["f5d14729"].failed_turns == 4 and by_session["f5d14729"].total_tokens == 15954
+    assert by_session["f5d14729"].total_tokens == 15954
+    # the 2026.7 429 was retried 3 times: 4 error messages, one failed turn (issue 19, defect 2)
+    assert (by_session["f5d14729"].error_messages, by_session["f5d14729"].failed_turns) == (4, 1)
 
 
 def test_stub_model_is_unpriced_never_zero_dollars(seeded):

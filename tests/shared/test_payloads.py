@@ -12,10 +12,13 @@ from shared.topics import Channel
 
 TS = 1_795_234_253_457
 PAIRS = [(payloads.Status, schemas.Status), (payloads.Meta, schemas.Meta), (payloads.Telemetry, schemas.Telemetry),
-         (payloads.OpenClawState, schemas.OpenClawState), (payloads.UsageRecord, schemas.UsageRecord),
-         (payloads.LogRecord, schemas.LogRecord), (payloads.UsageBatch, schemas.UsageBatch),
-         (payloads.LogBatch, schemas.LogBatch), (payloads.Command, schemas.Command),
-         (payloads.ServerStatus, schemas.ServerStatus), (payloads.UpdateInfo, schemas.UpdateInfo)]
+         (payloads.SnoozeRequest, schemas.SnoozeRequest), (payloads.OpenClawState, schemas.OpenClawState),
+         (payloads.UsageRecord, schemas.UsageRecord), (payloads.LogRecord, schemas.LogRecord),
+         (payloads.UsageBatch, schemas.UsageBatch), (payloads.LogBatch, schemas.LogBatch),
+         (payloads.Command, schemas.Command), (payloads.ServerStatus, schemas.ServerStatus),
+         (payloads.UpdateInfo, schemas.UpdateInfo),
+         (payloads.SessionRecord, schemas.SessionRecord), (payloads.RunRecord, schemas.RunRecord),
+         (payloads.ToolCallRecord, schemas.ToolCallRecord)]
 
 
 @pytest.mark.parametrize(("plain", "model"), PAIRS, ids=[p.__name__ for p, _ in PAIRS])
@@ -33,7 +36,8 @@ def test_fields_and_defaults_match_the_server_models(plain, model):
 
 def test_bounds_are_the_schema_bounds():
     for name in ("MAX_PAYLOAD_BYTES", "MAX_BATCH_RECORDS", "MAX_BYTES", "MAX_BPS", "MAX_UPTIME_S", "MAX_LOAD",
-                 "MAX_TOKENS", "MAX_COST_USD", "SAMPLE_WINDOW_MS", "RECORD_MIN_TS_MS", "MAX_AHEAD_MS"):
+                 "MAX_TOKENS", "MAX_COST_USD", "SAMPLE_WINDOW_MS", "RECORD_MIN_TS_MS", "MAX_AHEAD_MS", "MAX_COUNT",
+                 "MAX_DURATION_S", "MAX_RUN_ERROR"):
         assert getattr(schemas, name) is getattr(payloads, name), name
 
 
@@ -101,3 +105,24 @@ def test_commands_and_server_status_parse_like_the_models():
             schemas.Command.model_validate_json(raw)
     with pytest.raises(ValueError, match="online or offline"):
         payloads.parse_server_status(b'{"v":1,"ts":%d,"state":"maybe"}' % TS)
+
+
+def test_sessions_runs_and_tool_calls_round_trip_and_old_batches_still_decode():
+    run = payloads.RunRecord(id="r" * 32, session_id="s1", started_ms=TS, ended_ms=TS + 5, status="failed",
+                             input_tokens=3, output_tokens=4, total_tokens=99, error="HTTP 500", rev=3)
+    assert run.total_tokens == 7
+    call = payloads.ToolCallRecord(id="c" * 32, session_id="s1", ts=TS, tool="exec", error=None)
+    sess = payloads.SessionRecord(session_id="s1", session_key="agent:main:planning", updated_ms=TS)
+    raw = payloads.encode(payloads.UsageBatch(device_id="dev-1", ts=TS, records=[], sessions=[sess], runs=[run],
+                                              tool_calls=[call]))
+    model = schemas.decode(Channel.USAGE, raw, "dev-1", now_ms=TS)
+    assert json.loads(raw) == json.loads(schemas.encode(model))
+    old = b'{"v":1,"device_id":"dev-1","ts":%d,"records":[]}' % TS  # an agent that sends no sessions or runs
+    assert schemas.decode(Channel.USAGE, old, "dev-1", now_ms=TS).runs == []
+    log = payloads.LogRecord(id="l" * 32, ts=TS, level="error", message="x", session_key="agent:main:a", run_id="r1")
+    raw = payloads.encode(payloads.LogBatch(device_id="dev-1", ts=TS, records=[log]))
+    assert schemas.decode(Channel.LOGS, raw, "dev-1", now_ms=TS).records[0].session_key == "agent:main:a"
+    bad = json.loads(payloads.encode(payloads.UsageBatch(device_id="dev-1", ts=TS, records=[], runs=[run])))
+    bad["runs"][0]["status"] = "exploded"
+    with pytest.raises(schemas.PayloadError, match="runs.0.status"):
+        schemas.decode(Channel.USAGE, json.dumps(bad).encode(), "dev-1", now_ms=TS)

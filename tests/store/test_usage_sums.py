@@ -97,7 +97,7 @@ def test_an_agent_is_a_device_and_an_agent_id(store):
     assert [r.key for r in usage(["session"])] == [{"device": "a", "session": "s"}, {"device": "b", "session": "s"}]
 
 
-def test_rollups_agree_with_the_records_and_failed_turns_are_kept(store):
+def test_rollups_agree_with_the_records_and_error_messages_are_kept(store):
     add_device("dev")
     with store.atomic():
         insert_usage([_record(f"r{i}", "dev", i * 600_000, i, cost=0.25 if i % 3 else None, failed=i % 4 == 0)
@@ -105,9 +105,10 @@ def test_rollups_agree_with_the_records_and_failed_turns_are_kept(store):
     from_records = _only_records([], None, None, None)[0]
     assert total_usage() == from_records  # UsageTotal
     assert total_usage(0, 40 * 600_000) == from_records  # UsageHourly
-    assert from_records.failed_turns == 10 and from_records.messages == 40
+    # failed messages (error messages); failed turns come from the runs (none here)
+    assert (from_records.error_messages, from_records.failed_turns, from_records.messages) == (10, 0, 40)
     hourly = UsageHourly.select().count()
-    assert hourly == 7 and UsageTotal.get_by_id("dev").failed_turns == 10
+    assert hourly == 7 and UsageTotal.get_by_id("dev").failed_turns == 10  # the rollup's column of error messages
     assert usage(["device"], 123_456, 7_654_321) == _only_records(["device"], 123_456, 7_654_321, None)
 
 

@@ -15,6 +15,7 @@ from nicegui import app, ui
 from fleet_server.auth.accounts import current_user, user_settings
 from fleet_server.dashboard.pages.devices import status_badge
 from fleet_server.dashboard.pages.overview.rows import STALE_ERROR_MS
+from fleet_server.dashboard.pages.sessions import sessions_link
 from fleet_server.dashboard.parts.agent_update import render_agent_update
 from fleet_server.dashboard.parts.availability import render_availability_live
 from fleet_server.dashboard.parts.charts import ChartLook, render_history
@@ -116,6 +117,10 @@ def _body(state: FleetState, d: DeviceView, viewer: Viewer, releases: ReleaseAct
         today, total = days.get(d.device_id, UsageSums()), totals.get(d.device_id, UsageSums())
         _fields("Tokens", [("Today", f"{today.total_tokens:,} tokens"), ("", token_breakdown(today)),
                            ("All time", f"{total.total_tokens:,} tokens"), ("", token_breakdown(total))])
+    with ui.row().classes("gap-4 text-sm"):  # what the device's agents did: sessions, turns, tool calls
+        ui.link("Sessions of this device", sessions_link(device=d.device_id)).mark("device-sessions")
+        ui.link("most expensive first", sessions_link(device=d.device_id, sort="cost"))
+        ui.link("tool calls", f"/tools?device={d.device_id}")
     with ui.card().classes("p-3 w-full gap-1"):
         ui.label("Latest error").classes("text-xs uppercase text-gray-500")
         e = d.latest_error

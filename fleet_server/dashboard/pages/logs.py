@@ -97,8 +97,8 @@ def render_logs(state: FleetState, device: str = "", level: str = "", text: str 
             hint = log_store.is_hint(r["message"])
             who = ""
             if r.get("agent_id"):
-                who = f"agent {esc(r['agent_id'])}" + (f" · session {esc(r['session_id'][:8])}"
-                                                       if r.get("session_id") else "")
+                session = r.get("session_key") or (r["session_id"][:8] if r.get("session_id") else "")
+                who = f"agent {esc(r['agent_id'])}" + (f" · session {esc(session)}" if session else "")
             dev = esc(r["device"])
             out.append(
                 '<div class="w-full border-b py-1" data-testid="log-row">'

@@ -5,8 +5,9 @@
 - Totals of the chosen date range; "Exact numbers" shows exact integers and the cost to 1/10000 of a
   cent (hover any rounded figure for the exact one).
 - A chart per day, stacked by device, agent or model (switchable), and a table grouped by device,
-  agent, model or day: input, output, cache-read and cache-write tokens, messages, failed turns
-  (assistant messages with ``stopReason: "error"``) and cost; devices show their display name beside
+  agent, model or day: input, output, cache-read and cache-write tokens, messages, failed turns (turns
+  that ended without a reply, counted once), error messages (assistant messages with ``stopReason:
+  "error"``, one per failed attempt) and cost; devices show their display name beside
   the id. CSV export of the table.
 - Days are calendar days in the viewer's zone (:mod:`fleet_server.dashboard.parts.timezone`;
   ``?tz=`` overrides). Every figure comes from :func:`fleet_server.store.usage.sums.usage`.
@@ -66,7 +67,9 @@ def _summary(total: UsageSums, exact: bool) -> None:
                 ("Tokens", num(total.total_tokens, exact), f"{total.total_tokens:,} tokens"),
                 ("Cost", cost_h(total, exact), cost_h(total, True)),
                 ("Messages", f"{total.messages:,}", "assistant messages"),
-                ("Failed turns", f"{total.failed_turns:,}", 'assistant messages with stopReason "error"')):
+                ("Failed turns", f"{total.failed_turns:,}", "turns that ended without a reply (counted once)"),
+                ("Error messages", f"{total.error_messages:,}",
+                 'assistant messages with stopReason "error": one per failed attempt, retries included')):
             with ui.card().classes("p-3 min-w-0 grow sm:grow-0 sm:min-w-48"):
                 ui.label(title).classes("text-xs uppercase text-gray-500")
                 ui.label(text).classes("text-xl font-semibold break-words").tooltip(tip).props(
@@ -128,6 +131,7 @@ def render_tokens(state: FleetState, tz: str = "", start_day: str = "", end_day:
     with ui.column().classes("w-full p-4 gap-3 min-w-0"):
         with ui.row().classes("items-center w-full gap-3"):
             ui.label("Tokens and cost").classes("text-2xl font-semibold")
+            ui.link("by session →", "/sessions?sort=cost").classes("text-sm").mark("tokens-sessions")
             ui.space()
             tz_label = ui.label().classes("text-xs text-gray-500").props('data-testid="tz-label"')
         with ui.row().classes("items-end gap-3 w-full"):
@@ -231,10 +235,13 @@ def render_tokens(state: FleetState, tz: str = "", start_day: str = "", end_day:
             columns += [{"name": k, "label": label, "field": k, "sortable": True} for k, label in TOKEN_COLS]
             columns += [{"name": "messages", "label": "Messages", "field": "messages", "sortable": True},
                         {"name": "failed_turns", "label": "Failed turns", "field": "failed_turns", "sortable": True},
+                        {"name": "error_messages", "label": "Error messages", "field": "error_messages",
+                         "sortable": True},
                         {"name": "cost", "label": "Cost", "field": "cost", "sortable": False}]
             table_rows = [{"id": "\x1f".join(r.key.values()), "key": key_label(r, group, names),
                            **{k: num(getattr(r, k), exact) for k, _ in TOKEN_COLS},
                            "messages": f"{r.messages:,}", "failed_turns": f"{r.failed_turns:,}",
+                           "error_messages": f"{r.error_messages:,}",
                            "cost": cost_h(r, exact)} for r in rows]
             with ui.element("div").classes("w-full overflow-x-auto"):
                 ui.table(columns=columns, rows=table_rows, row_key="id", pagination=50).classes("w-full").props(

@@ -132,6 +132,7 @@ STATUS_COLORS = {
     "revoked": "negative",
     "shutdown": "grey",
     "sleeping": "warning",
+    "paused": "info",
     "unknown": "grey",
 }
 """Quasar color name for each device status pill."""

@@ -16,6 +16,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from fleet_server.auth.accounts import current_user, save_user_settings, user_settings
+from fleet_server.dashboard.parts.alerts_badge import alerts_badge
 from fleet_server.dashboard.parts.server_banner import server_banner
 
 ON_DARK_CHANGE = "on_dark_change"
@@ -23,7 +24,8 @@ ON_DARK_CHANGE = "on_dark_change"
 whose colours no CSS reaches)."""
 SESSION_CHECK_S = 10.0
 """How often an open page checks that its session is still valid, seconds."""
-NAV = (("Overview", "/"), ("Devices", "/devices"), ("Tokens", "/tokens"), ("Logs", "/logs"))
+NAV = (("Overview", "/"), ("Devices", "/devices"), ("Tokens", "/tokens"), ("Sessions", "/sessions"), ("Logs", "/logs"),
+       ("Alerts", "/alerts"))
 
 # Tailwind's fixed greys and black are unreadable on Quasar's dark background: lighten them there.
 DARK_CSS = """
@@ -74,6 +76,7 @@ def frame(title: str) -> None:
             for label, href in NAV[1:]:
                 ui.link(label, href).classes("text-white no-underline")
         ui.space()
+        alerts_badge()  # alerts: firing count on every page
         dark_mode_toggle()
         user_menu()  # auth: who is logged in, admin links (wide screens), log out, session check
     server_banner()  # "the server has lost its broker", while it has

@@ -2,7 +2,7 @@
 
 Columns: the group keys (``device`` is followed by ``device_name``, the device's display name),
 then ``messages, input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, total_tokens,
-failed_turns, cost_usd, priced_messages, unpriced_tokens``. ``cost_usd`` is empty when nothing in
+error_messages, cost_usd, priced_messages, unpriced_tokens, failed_turns``. ``cost_usd`` is empty when nothing in
 the row was priced (unpriced is not $0); costs are written with full precision.
 """
 
@@ -11,9 +11,9 @@ from __future__ import annotations
 import csv
 import io
 
-from fleet_server.store.usage.sums import SUM_FIELDS, UsageSums
+from fleet_server.store.usage.sums import ALL_SUMS, UsageSums
 
-SUM_COLUMNS = SUM_FIELDS
+SUM_COLUMNS = ALL_SUMS
 NAME_COLUMN = "device_name"
 
 

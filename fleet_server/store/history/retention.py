@@ -4,7 +4,7 @@ Set with ``clawfleet-server run --retention KIND=DURATION`` (repeatable), e.g. `
 --retention logs=30d``; durations are ``<number><s|m|h|d|y>`` (``y`` = 365 days) or ``forever``.
 Kinds and defaults (:data:`DEFAULTS`): raw samples 48 h, 5-minute rollups 14 d, 1-hour rollups
 400 d, status events 400 d, log records 90 d, usage records 400 d, hourly usage sums forever
-(they are the token ledger).
+(they are the token ledger), OpenClaw turns and tool calls (``runs``) 400 d (a session keeps its sums).
 
 Every kind is deleted by time over all devices at once — devices deleted long ago included —
 in transactions of as many rows as fit in :data:`fleet_server.store.locks.HOLD_S` (paced with
@@ -27,11 +27,13 @@ from peewee import Expression, Field, Model, Tuple
 from fleet_server.store.history.rollups import watermark
 from fleet_server.store.locks import HOLD_S, TakeTurns, write_transaction
 from fleet_server.store.models import (
+    AgentRun,
     LogRecord,
     Sample,
     SampleRollup1h,
     SampleRollup5m,
     StatusEvent,
+    ToolCall,
     UsageHourly,
     UsageRecord,
 )
@@ -57,6 +59,7 @@ class RetentionPolicy:
     logs: float | None = 90 * 86400
     usage_records: float | None = 400 * 86400
     usage_hourly: float | None = None
+    runs: float | None = 400 * 86400
 
     ALIASES = {"5m": "rollup_5m", "1h": "rollup_1h", "status": "status_events", "usage": "usage_records"}
 
@@ -149,7 +152,7 @@ def apply_retention(policy: RetentionPolicy, now_ms: int, database: object | Non
     """
     db = database or Sample._meta.database.obj  # the bound database, not the proxy (SQLite or not matters)
     deleted = dict.fromkeys(("raw", "rollup_5m", "rollup_1h", "status_events", "logs", "usage_records",
-                             "usage_hourly"), 0)
+                             "usage_hourly", "runs"), 0)
     pace = TakeTurns(db)  # many short transactions: leave the write lock to ingest now and then
     raw_cut = _cutoff(now_ms, policy.raw)
     if raw_cut is not None:
@@ -161,10 +164,11 @@ def apply_retention(policy: RetentionPolicy, now_ms: int, database: object | Non
                             ("rollup_1h", SampleRollup1h, SampleRollup1h.bucket_ms),
                             ("status_events", StatusEvent, StatusEvent.ts), ("logs", LogRecord, LogRecord.ts),
                             ("usage_records", UsageRecord, UsageRecord.ts),
-                            ("usage_hourly", UsageHourly, UsageHourly.hour_ms)):
+                            ("usage_hourly", UsageHourly, UsageHourly.hour_ms), ("runs", AgentRun, AgentRun.started_ms),
+                            ("runs", ToolCall, ToolCall.ts)):
         cut = _cutoff(now_ms, getattr(policy, key))
         if cut is not None:
-            deleted[key] = _delete_older(db, model, col < cut, pace)
+            deleted[key] += _delete_older(db, model, col < cut, pace)  # "runs": turns, then tool calls
     if any(deleted.values()):
         log.info("retention deleted %s", ", ".join(f"{k} {v}" for k, v in deleted.items() if v))
     return deleted

@@ -172,6 +172,9 @@ def reprice() -> int:
                 ).execute()
         rebuild_hourly_costs()
         rebuild_total_costs()
+        from fleet_server.store.sessions.costs import reprice_runs  # runs and sessions follow the same rules
+
+        reprice_runs(rules)
     return changed
 
 

@@ -44,7 +44,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from peewee import SQL, Case, fn
 
-from fleet_server.store.models import UsageHourly, UsageRecord, UsageTotal
+from fleet_server.store.models import AgentRun, UsageHourly, UsageRecord, UsageTotal
 from fleet_server.store.sql import QueryError, total
 
 HOUR_MS = 3_600_000
@@ -57,9 +57,12 @@ GROUP_KEYS = ("device", "agent", "model", "session", "day")
 class UsageSums:
     """Summed usage of one group (``key``: its group values, ``{}`` for a grand total).
 
-    ``messages`` counts assistant messages, ``failed_turns`` those with ``stopReason: "error"``;
-    token fields are token counts; ``cost_usd`` is USD of the ``priced_messages``;
-    ``unpriced_tokens`` are tokens with no price (never counted as $0).
+    ``messages`` counts assistant messages, ``error_messages`` those with ``stopReason: "error"`` (one per
+    failed model-call attempt); token fields are token counts; ``cost_usd`` is USD of the
+    ``priced_messages``; ``unpriced_tokens`` are tokens with no price (never counted as $0).
+    ``failed_turns`` counts the turns (OpenClaw runs started in the range) that ended without a reply,
+    once per turn however many error messages it left, from the runs the agents report
+    (:mod:`fleet_server.store.sessions`); agents that report no runs add none.
     """
 
     messages: int = 0
@@ -68,15 +71,16 @@ class UsageSums:
     cache_read_tokens: int = 0
     cache_write_tokens: int = 0
     total_tokens: int = 0
-    failed_turns: int = 0
+    error_messages: int = 0
     cost_usd: float = 0.0
     priced_messages: int = 0
     unpriced_tokens: int = 0
+    failed_turns: int = 0
     key: dict[str, str] = field(default_factory=dict)
 
     def add(self, other: UsageSums) -> UsageSums:
         """Add ``other``'s sums into self (in place; the key stays) and return self."""
-        for name in SUM_FIELDS:
+        for name in ALL_SUMS:
             setattr(self, name, getattr(self, name) + getattr(other, name))
         return self
 
@@ -108,8 +112,11 @@ class UsageSums:
         return cls(*[v if name == "cost_usd" else int(v) for name, v in zip(SUM_FIELDS, out, strict=True)])
 
 
-SUM_FIELDS = tuple(f.name for f in fields(UsageSums) if f.name != "key")
-ROLLUP_COLUMNS = {"messages": "records", "priced_messages": "priced_records"}
+SUM_FIELDS = tuple(f.name for f in fields(UsageSums) if f.name not in ("key", "failed_turns"))
+"""The sums the usage ledger stores (records, hourly and all-time rollups), in their column order."""
+ALL_SUMS = (*SUM_FIELDS, "failed_turns")
+"""Every sum of a row: the stored ones and the failed turns counted from the runs."""
+ROLLUP_COLUMNS = {"messages": "records", "priced_messages": "priced_records", "error_messages": "failed_turns"}
 """UsageSums field -> rollup column, where the names differ (a stored record is one message)."""
 
 
@@ -236,6 +243,7 @@ def usage(group_by: Sequence[str] = (), start_ms: int | None = None, end_ms: int
             _from_rollup(out, keys, start_ms, end_ms, tzinfo, devices)
     else:
         _from_records(out, keys, [(start_ms, end_ms)], tzinfo, devices, agents, models)
+    _add_failed_turns(out, keys, start_ms, end_ms, tzinfo, devices, agents, models)
     if not keys and not out:
         out[()] = UsageSums()
     return [out[k] for k in sorted(out)]
@@ -363,21 +371,56 @@ def _from_records(out: dict[tuple, UsageSums], keys: list[str], ranges: list[tup
         q = q.where(w)
     if cols:
         q = q.group_by(*[SQL("slot") if getattr(c, "_alias", None) == "slot" else c for c in cols])
-    n = len(cols)
     for row in q.tuples().coerce(False):
-        key, i = {}, 0
-        for g in keys:
-            if g == "model":
-                provider, model = row[i] or "", row[i + 1] or ""
-                key["model"] = f"{provider}/{model}" if provider else model
-                i += 2
-            elif g == "day":
-                key["day"] = local_day(int(row[i]), tz)
-                i += 1
-            else:
-                key[g] = row[i] or ""
-                i += 1
+        key, n = _row_key(row, keys, tz)
         _put(out, key, UsageSums.of_stored(row[n:]))
+
+
+def _add_failed_turns(out: dict[tuple, UsageSums], keys: list[str], start_ms: int | None, end_ms: int | None,
+                      tz: ZoneInfo, devices: list[str] | None, agents: list[tuple[str, str]] | None,
+                      models: list[str] | None) -> None:
+    """Add the failed turns (runs started in the range that ended without a reply) to the rows, grouped by
+    ``keys`` like the usage (``model``: the run's newest model)."""
+    r = AgentRun
+    cols: list = []
+    for g in keys:
+        cols += {"device": [r.device], "agent": [r.agent_id], "session": [r.session_id],
+                 "model": [r.provider, r.model]}.get(g, [((r.started_ms / SLOT_MS) * SLOT_MS).alias("slot")])
+    q = r.select(*cols, fn.COUNT(r.id)).where(r.status == "failed")
+    if start_ms is not None:
+        q = q.where(r.started_ms >= start_ms)
+    if end_ms is not None:
+        q = q.where(r.started_ms < end_ms)
+    if devices is not None:
+        q = q.where(r.device.in_(devices))
+    if agents is not None:
+        q = q.where(_any([(r.device == d) & (r.agent_id == a) for d, a in agents]))
+    if models is not None:
+        q = q.where(_any([(r.provider == m.split("/", 1)[0]) & (r.model == m.split("/", 1)[1]) if "/" in m
+                          else (r.provider == "") & (r.model == m) for m in models]))
+    if cols:
+        q = q.group_by(*[SQL("slot") if getattr(c, "_alias", None) == "slot" else c for c in cols])
+    for row in q.tuples():
+        key, i = _row_key(row, keys, tz)
+        _put(out, key, UsageSums(failed_turns=int(row[i])))
+
+
+def _row_key(row: tuple, keys: list[str], tz: ZoneInfo) -> tuple[dict[str, str], int]:
+    """The group key of a result row whose first columns are the group columns (``model`` takes two,
+    provider and model; ``day`` one 15-minute slot), and the index of its first sum column."""
+    key, i = {}, 0
+    for g in keys:
+        if g == "model":
+            provider, model = row[i] or "", row[i + 1] or ""
+            key["model"] = f"{provider}/{model}" if provider else model
+            i += 2
+        elif g == "day":
+            key["day"] = local_day(int(row[i]), tz)
+            i += 1
+        else:
+            key[g] = row[i] or ""
+            i += 1
+    return key, i
 
 
 def _any(conds: list) -> object:

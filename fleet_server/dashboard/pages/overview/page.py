@@ -26,6 +26,7 @@ from fleet_server.dashboard.pages.overview.rows import (
     select,
 )
 from fleet_server.dashboard.pages.overview.tiles import render_tiles
+from fleet_server.dashboard.parts.alerts_badge import alerts_banner
 from fleet_server.dashboard.parts.format import count_h
 from fleet_server.dashboard.parts.timezone import Viewer, follow_browser_zone, initial_zone, zone_note
 from fleet_server.dashboard.parts.usage_view import devices_today_and_total
@@ -182,6 +183,7 @@ def render_overview(state: FleetState) -> None:
 
     viewer = {"zone": initial_zone()}
     with ui.column().classes("w-full px-4 gap-2"):
+        alerts_banner()  # alerts: what is firing, or that alerts have nowhere to go
         @ui.refreshable
         def tiles() -> None:
             render_tiles(state, viewer["zone"].tz)

@@ -30,7 +30,8 @@ STALE_ERROR_MS = 24 * 3_600_000
 """An error older than this (ms) is shown grey instead of red."""
 
 STATUS_FILTERS = {"": "any status", "online": "online", "not-online": "not online", "offline": "offline",
-                  "revoked": "revoked", "shutdown": "shut down", "sleeping": "sleeping", "unknown": "no data yet"}
+                  "revoked": "revoked", "shutdown": "shut down", "sleeping": "sleeping", "paused": "paused",
+                  "unknown": "no data yet"}
 """Status filter values (URL-safe) and their labels; ``not-online`` is everything but online."""
 
 PAGE_SIZES = (25, 50, 100)
