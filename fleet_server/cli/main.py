@@ -96,7 +96,7 @@ def run(
     agent_packages: Annotated[list[Path] | None, typer.Option("--agent-packages", help="also offer the agent "
                               "packages in this folder (repeatable; besides <data dir>/agent-packages)")] = None,
     workers: Annotated[int, typer.Option("--workers", min=0, help="ingest processes: this one and N-1 more on a "
-                       "shared subscription (needs --database-url postgresql://…); 0: no ingest here (dashboard "
+                       "shared subscription (needs --database-url a PostgreSQL URL); 0: no ingest here (dashboard "
                        "and jobs only)")] = 1,
 ) -> None:
     """Run the server: managed Mosquitto, ingest, dashboard (and a local agent). Ctrl-C stops all.
