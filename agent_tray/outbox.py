@@ -1,9 +1,15 @@
 """Persistent outbox: every QoS 1 message is stored here before it is sent.
 
-A SQLite file in the agent's data dir (``outbox.sqlite``, WAL). A message leaves it only when
-the broker acknowledged it (PUBACK). The same database holds the collectors' read positions, so
-records and the position after them are committed in one transaction: a crash between the
-two can neither lose nor repeat a record.
+A SQLite file in the agent's data dir (``outbox.sqlite``, WAL). A message leaves it when the
+server confirmed it with a delivery receipt (:meth:`Outbox.confirm`), or, with a server or broker
+that sends no receipts, when the broker acknowledged it (PUBACK, :meth:`Outbox.ack`). The same
+database holds the collectors' read positions, so records and the position after them are
+committed in one transaction: a crash between the two can neither lose nor repeat a record.
+
+Receipts: the outbox has a random id (:attr:`Outbox.outbox_id`, 16 hex digits, made with the file:
+a recreated outbox gets a new one) and numbers the messages of each kind 1, 2, 3, …
+(:attr:`StoredMessage.chan_seq`); the publisher sends both with every message and the server
+confirms what it stored per kind (see :mod:`agent_tray.receipts`).
 
 Bound: the stored payloads stay within ``max_bytes``. Telemetry (a sample can be lost; the next
 one says the same) is dropped oldest first to make room. Usage and log records are never
@@ -62,9 +68,22 @@ CREATE TABLE IF NOT EXISTS positions (
 );
 """
 
+_RECEIPTS = """
+ALTER TABLE outbox ADD COLUMN chan_seq INTEGER;
+UPDATE outbox SET chan_seq = (SELECT COUNT(*) FROM outbox AS o WHERE o.kind = outbox.kind AND o.seq <= outbox.seq);
+CREATE INDEX IF NOT EXISTS outbox_chan ON outbox(kind, chan_seq);
+CREATE TABLE IF NOT EXISTS info (
+    name TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+INSERT OR IGNORE INTO info(name, value) VALUES ('outbox_id', lower(hex(randomblob(8))));
+INSERT OR IGNORE INTO info(name, value) SELECT 'seq:' || kind, MAX(chan_seq) FROM outbox GROUP BY kind;
+"""
+
 # --- schema migrations of the outbox file (PRAGMA user_version; v0.1.0 files are at 0) ---
 _MIGRATIONS: list[str] = [
     _SCHEMA,  # 1: the v0.1.0 tables (already there in a v0.1.0 file: every statement is IF NOT EXISTS)
+    _RECEIPTS,  # 2: outbox id and per-kind sequence numbers (receipts); ``info`` holds the id and the last numbers
 ]
 """SQL of each outbox schema step, in order; append new steps (user_version = its 1-based index)."""
 OUTBOX_SCHEMA_VERSION = len(_MIGRATIONS)
@@ -94,7 +113,8 @@ class OutMessage:
 
 @dataclass(frozen=True)
 class StoredMessage:
-    """A message in the outbox, with its sequence number (send order)."""
+    """A message in the outbox: ``seq`` orders all messages (send order), ``chan_seq`` numbers the
+    messages of its ``kind`` (1, 2, 3, … per outbox id; what receipts confirm)."""
 
     seq: int
     kind: str
@@ -102,6 +122,7 @@ class StoredMessage:
     payload: bytes
     qos: int
     retain: bool
+    chan_seq: int = 0
 
 
 class Outbox:
@@ -124,6 +145,29 @@ class Outbox:
         _migrate(self._db)
         self._bytes = self._db.execute("SELECT COALESCE(SUM(LENGTH(payload)), 0) FROM outbox").fetchone()[0]
         self._dropping = False
+        info = dict(self._db.execute("SELECT name, value FROM info").fetchall())
+        self.outbox_id: str = info["outbox_id"]
+        """This outbox's id (16 hex digits, random; a new file gets a new one)."""
+        self._last_seq = {k[4:]: int(v) for k, v in info.items() if k.startswith("seq:")}
+
+    def last_seq(self, kind: str) -> int:
+        """The ``chan_seq`` of the newest message of ``kind`` ever stored (0: none yet)."""
+        with self._lock:
+            return self._last_seq.get(kind, 0)
+
+    def info(self, name: str) -> str | None:
+        """A small named value kept in the outbox file (None when unset)."""
+        with self._lock:
+            row = self._db.execute("SELECT value FROM info WHERE name = ?", (name,)).fetchone()
+        return row[0] if row else None
+
+    def set_info(self, name: str, value: str) -> None:
+        """Keep ``value`` under ``name`` in the outbox file (names starting ``seq:`` or ``outbox_id`` are its own)."""
+        if name.startswith("seq:") or name == "outbox_id":
+            raise ValueError(f"{name!r} is reserved")
+        with self._lock:
+            self._db.execute("INSERT INTO info(name, value) VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET "
+                             "value = excluded.value", (name, value))
 
     def put(self, messages: Iterable[OutMessage], positions: Mapping[str, Any] | None = None) -> None:
         """Store messages and (optionally) collector positions in one transaction.
@@ -136,18 +180,25 @@ class Outbox:
                 (telemetry does not count: it makes room). Nothing is stored.
         """
         now = now_ms()
-        rows = [(m.kind, m.topic, m.payload, m.qos, int(m.retain), now) for m in messages]
-        kept = sum(len(r[2] or b"") for r in rows if r[0] not in DROPPABLE)
+        messages = list(messages)
+        kept = sum(len(m.payload or b"") for m in messages if m.kind not in DROPPABLE)
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
+            last = dict(self._last_seq)
             try:
                 if kept or positions:
                     free = int(self.max_bytes * KEPT_SHARE) - self._kept_bytes()
                     if kept > free:
                         raise OutboxFull(kept, free, self.max_bytes)
-                self._db.executemany(
-                    "INSERT INTO outbox(kind, topic, payload, qos, retain, created_ms) VALUES (?,?,?,?,?,?)", rows
-                )
+                rows = []
+                for m in messages:
+                    last[m.kind] = last.get(m.kind, 0) + 1
+                    rows.append((m.kind, m.topic, m.payload, m.qos, int(m.retain), now, last[m.kind]))
+                self._db.executemany("INSERT INTO outbox(kind, topic, payload, qos, retain, created_ms, chan_seq) "
+                                     "VALUES (?,?,?,?,?,?,?)", rows)
+                self._db.executemany("INSERT INTO info(name, value) VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET "
+                                     "value = excluded.value",
+                                     [(f"seq:{k}", str(v)) for k, v in last.items() if v != self._last_seq.get(k)])
                 for name, value in (positions or {}).items():
                     self._db.execute(
                         "INSERT INTO positions(name, value) VALUES (?, ?) "
@@ -157,6 +208,7 @@ class Outbox:
                 self._bytes += sum(len(r[2]) for r in rows)
                 self._enforce_bound()
                 self._db.execute("COMMIT")
+                self._last_seq = last
             except BaseException:
                 self._db.execute("ROLLBACK")
                 self._bytes = self._db.execute("SELECT COALESCE(SUM(LENGTH(payload)), 0) FROM outbox").fetchone()[0]
@@ -202,10 +254,54 @@ class Outbox:
         """Messages with ``seq > after_seq`` in send order, at most ``limit``."""
         with self._lock:
             rows = self._db.execute(
-                "SELECT seq, kind, topic, payload, qos, retain FROM outbox WHERE seq > ? ORDER BY seq LIMIT ?",
-                (after_seq, limit),
+                "SELECT seq, kind, topic, payload, qos, retain, chan_seq FROM outbox WHERE seq > ? ORDER BY seq "
+                "LIMIT ?", (after_seq, limit),
             ).fetchall()
-        return [StoredMessage(r[0], r[1], r[2], bytes(r[3]), r[4], bool(r[5])) for r in rows]
+        return [StoredMessage(r[0], r[1], r[2], bytes(r[3]), r[4], bool(r[5]), r[6]) for r in rows]
+
+    def floors(self) -> dict[str, int]:
+        """``{kind: lowest chan_seq of that kind still held}`` for every kind with messages (one
+        query): what the publisher sends as ``seq_floor``."""
+        with self._lock:
+            return dict(self._db.execute("SELECT kind, MIN(chan_seq) FROM outbox GROUP BY kind").fetchall())
+
+    def confirm(self, kind: str, upto: int, ranges: Iterable[tuple[int, int]] = ()) -> int:
+        """Delete the messages of ``kind`` whose ``chan_seq`` is at most ``upto`` or inside one of the
+        closed ``ranges`` (what a receipt confirmed). Returns how many were deleted."""
+        spans = [(0, upto), *ranges]
+        deleted = 0
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                for lo, hi in spans:
+                    if hi < lo or hi <= 0:
+                        continue
+                    n, size = self._db.execute(
+                        "SELECT COUNT(*), COALESCE(SUM(LENGTH(payload)), 0) FROM outbox WHERE kind = ? AND chan_seq "
+                        "BETWEEN ? AND ?", (kind, lo, hi)).fetchone()
+                    if n:
+                        self._db.execute("DELETE FROM outbox WHERE kind = ? AND chan_seq BETWEEN ? AND ?",
+                                         (kind, lo, hi))
+                        deleted += n
+                        self._bytes -= size
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                self._bytes = self._db.execute("SELECT COALESCE(SUM(LENGTH(payload)), 0) FROM outbox").fetchone()[0]
+                raise
+        return deleted
+
+    def exists(self, seqs: Iterable[int]) -> set[int]:
+        """Which of ``seqs`` are still in the outbox."""
+        seqs = list(seqs)
+        found: set[int] = set()
+        with self._lock:
+            for i in range(0, len(seqs), 500):
+                part = seqs[i:i + 500]
+                marks = ",".join("?" * len(part))
+                found.update(r[0] for r in self._db.execute(
+                    f"SELECT seq FROM outbox WHERE seq IN ({marks})", part).fetchall())  # noqa: S608 - placeholders only
+        return found
 
     def ack(self, seqs: Iterable[int]) -> None:
         """Delete acknowledged messages."""

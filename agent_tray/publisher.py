@@ -7,9 +7,11 @@
 - On connect: retained ``online`` status and retained ``meta``; subscribe to the device's
   ``cmd`` and the server status (a server ``online`` makes us republish both).
 - Every QoS 1 message goes through :class:`agent_tray.outbox.Outbox`; a sender thread publishes
-  pending rows in order while connected and deletes each on PUBACK. paho re-sends in-flight
-  messages after a reconnect; after an agent restart the outbox sends them again (the server
-  de-duplicates).
+  pending rows in order while connected (:class:`agent_tray.sender.OutboxSender`). A message leaves
+  the outbox when the server's delivery receipt confirms it, or, with a server that sends none, on
+  its PUBACK. paho re-sends in-flight messages after a reconnect; after an agent restart the
+  outbox sends them again (the server de-duplicates).
+- Also subscribed: the device's ``receipt`` topic (retained; only this device may read it).
 - Reconnect: exponential backoff with full jitter (1 s … 60 s), so a fleet does not reconnect
   in lockstep after a broker restart.
 - Route: MQTT over TLS to the broker URL, or MQTT over secure WebSockets when that port is blocked
@@ -31,7 +33,8 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from agent_tray.config import AgentConfig
-from agent_tray.outbox import Outbox, StoredMessage
+from agent_tray.outbox import Outbox
+from agent_tray.sender import SEND_WINDOW, OutboxSender
 from agent_tray.transport import RoutePicker, picker_for, probe_direct
 from shared import payloads
 from shared.clock import now_ms
@@ -42,11 +45,9 @@ log = logging.getLogger("clawfleet.agent.mqtt")
 
 BACKOFF_MIN_S = 1.0
 BACKOFF_MAX_S = 60.0
-SEND_WINDOW = 50
 SENDER_IDLE_S = 30.0
-"""The sender thread sleeps until woken (new outbox messages, a PUBACK, a connect); this is only
-its safety net, seconds. An idle agent should not query its outbox every second."""
-"""Messages published but not yet acknowledged, at most."""
+"""The sender thread sleeps until woken (new outbox messages, a PUBACK, a receipt, a connect); this
+is only its safety net, seconds. An idle agent should not query its outbox every second."""
 FAIL_REPEAT_LOG_S = 600.0
 """A connection failure is logged when it first happens or changes, then again at most this often (seconds)."""
 X509_V_ERR_HOSTNAME_MISMATCH = 62
@@ -102,19 +103,18 @@ class Publisher:
         self.connected = threading.Event()
         self.last_error: str | None = None
         self.last_refusal: ReasonCode | None = None  # CONNACK failure reason, until the next successful connect
-        self.last_publish_ms: int | None = None  # epoch ms of the last PUBACK from the outbox
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._attempt = 0
         self._fail_logged: tuple[str, float] | None = None  # last connect failure logged, monotonic time
-        self._inflight: dict[int, mqtt.MQTTMessageInfo] = {}
-        self._sent_upto = 0
         self._status_topic = device_topic(cfg.device_id, Channel.STATUS)
         self.routes: RoutePicker = picker_for(cfg.broker_url, cfg.wss_url)
         self._conn_lock = threading.Lock()  # start/stop/route switch
         self.presence: tuple[str, str | None] = ("online", None)
         """The status announced on every connect: ``online``, or ``paused`` while reporting is paused."""
         self._client = self._make_client()
+        self.sender = OutboxSender(outbox, self._client, device_topic(cfg.device_id, Channel.RECEIPT), self._wake.set)
+        """Publishes the outbox; knows what receipts confirmed."""
         self._sender = threading.Thread(target=self._send_loop, name="clawfleet-sender", daemon=True)
 
     def _make_client(self) -> mqtt.Client:
@@ -133,6 +133,7 @@ class Publisher:
         client.on_disconnect = self._handle_disconnect
         client.on_message = self._handle_message
         client.on_publish = self._handle_publish
+        client.on_subscribe = lambda _c, _u, mid, reasons, _p: self.sender.on_subscribe(mid, reasons)
         return client
 
     # ---- lifecycle -------------------------------------------------------------------
@@ -236,7 +237,9 @@ class Publisher:
         self._fail_logged = None
         self.routes.connected()
         log.info("connected to %s", self.routes.current.url)
-        client.subscribe([(device_topic(self.cfg.device_id, Channel.CMD), 1), (SERVER_STATUS_TOPIC, 1)])
+        _rc, mid = client.subscribe([(device_topic(self.cfg.device_id, Channel.CMD), 1), (SERVER_STATUS_TOPIC, 1),
+                                     (self.sender.receipt_topic, 1)])  # the receipt topic last (see OutboxSender)
+        self.sender.on_connect(mid)
         self.announce()
         self.connected.set()
         self._wake.set()
@@ -291,10 +294,14 @@ class Publisher:
                 status = payloads.parse_server_status(msg.payload)
             except ValueError:
                 return
+            self.sender.on_server_status(status)
             # msg.retain: the stored birth delivered on subscribe, which our connect already answered
             if status.state == "online" and not msg.retain:
                 log.info("fleet server is online: republishing status and meta")
                 self.announce()
+            return
+        if msg.topic == self.sender.receipt_topic:
+            self.sender.on_receipt(msg.payload)
             return
         try:
             cmd = payloads.parse_command(msg.payload)
@@ -319,27 +326,12 @@ class Publisher:
                 threading.Thread(target=self._back_to_direct, name="clawfleet-direct-check", daemon=True).start()
 
     def _drain(self) -> None:
-        done = [seq for seq, info in self._inflight.items() if info.is_published()]
-        if done:
-            self.outbox.ack(done)
-            self.last_publish_ms = now_ms()
-            for seq in done:
-                del self._inflight[seq]
-        if not self.connected.is_set():
-            return
-        room = SEND_WINDOW - len(self._inflight)
-        if room <= 0:
-            return
-        for msg in self.outbox.pending(after_seq=self._sent_upto, limit=room):
-            self._publish(msg)
+        self.sender.drain(self.connected.is_set())
 
-    def _publish(self, msg: StoredMessage) -> None:
-        info = self._client.publish(msg.topic, msg.payload, qos=msg.qos, retain=msg.retain)
-        if info.rc == mqtt.MQTT_ERR_SUCCESS or info.rc == mqtt.MQTT_ERR_NO_CONN:
-            self._inflight[msg.seq] = info  # NO_CONN: paho keeps QoS 1 messages and sends them on reconnect
-            self._sent_upto = msg.seq
-        else:
-            log.warning("publish of %s failed (%s); will retry", msg.topic, mqtt.error_string(info.rc))
+    @property
+    def last_publish_ms(self) -> int | None:
+        """Epoch ms of the last PUBACK of an outbox message (None before the first)."""
+        return self.sender.last_publish_ms
 
 
 def network_loop_timeout(keepalive_s: float) -> float:

@@ -5,6 +5,7 @@ fast, and at what CPU cost?
     .venv/bin/python benchmarks/bench_ingest.py                      # 100 devices, 1,000 msg/s, 60 s
     .venv/bin/python benchmarks/bench_ingest.py --devices 100,1000,10000 --rates 1000,3000,5000
     .venv/bin/python benchmarks/bench_ingest.py --baseline-repo /path/to/old/checkout --duration 20
+    .venv/bin/python benchmarks/bench_ingest.py --devices 1000 --rates 3000 --receipts   # overload: resends
     .venv/bin/python benchmarks/bench_ingest.py --postgres-workers 1,2,4 --rates 3000 --duration 30
 
 For each device count a fresh server runs as its own process (``benchmarks/fleet_process.py``;
@@ -18,9 +19,18 @@ Columns: offered/s (messages published per second), ceiling/s (what the bare sub
 per second), stored/s (messages stored per second while the load ran), stored ÷ ceiling,
 publish→stored p50/p99 (ms, telemetry: the sample's ``ts`` is its publish time, the bench notes
 when the row appears), server cores (CPU seconds per second while the load ran) and cores per
-1,000 stored msg/s, server and broker RSS (MiB, peak), drain (s after the last publish until
-everything was stored) and "keeps up" (everything stored within 2 s of the last publish; run
-with ``--duration 60`` for the issue's "sustained for 60 s").
+1,000 stored msg/s, server and broker RSS (MiB, peak), broker disk writes per stored message
+(bytes the ``mosquitto`` process wrote, from ``/proc/<pid>/io``, from the first publish until the
+drain ended, ÷ the messages stored meanwhile; a save every few minutes may or may not fall into a
+short run, so the size of its persistence file when the server stopped is printed too, with what
+saving it every 300 s costs per stored message), drain (s after the last publish
+until everything was stored), lost (published but never stored) and "keeps up" (everything stored
+within 2 s of the last publish; run with ``--duration 60`` for the issue's "sustained for 60 s").
+
+``--receipts``: the simulated devices handle delivery receipts as agents do (stamp, keep, send
+again what was not confirmed; telemetry retained as the agent sends it), and the run waits until
+every message is confirmed: what the broker dropped under overload comes back as resends ("resent").
+``--broker-save`` measures another broker persistence setting than the shipped one.
 
 With ``--postgres-workers 1,2,4`` the same loads also run against the server on a throw-away
 PostgreSQL (``tests/pg_helpers.py``: Debian's ``postgresql`` binaries, fsync off) with 1, 2 and 4
@@ -73,10 +83,10 @@ def free_port() -> int:
 class ServerProcess:
     """``benchmarks/fleet_process.py`` running the server of ``repo`` with ``devices`` enrolled."""
 
-    def __init__(self, repo: Path, workdir: Path, devices: int, autosave_changes: int | None = None,
+    def __init__(self, repo: Path, workdir: Path, devices: int, broker_save: str | None = None,
                  database_url: str | None = None, workers: int = 1) -> None:
         self.repo, self.data_dir, self.devices = repo, workdir / "server", devices
-        self.autosave = ["--broker-autosave-changes", str(autosave_changes)] if autosave_changes else []
+        self.autosave = ["--broker-save", broker_save] if broker_save else []
         self.database_url, self.workers = database_url, workers
         self.port = free_port()
         self.creds_path = workdir / "creds.json"
@@ -117,10 +127,25 @@ class ServerProcess:
         try:
             if self.proc.stdin:
                 self.proc.stdin.close()
-            self.proc.wait(timeout=30)
+            self.proc.wait(timeout=120)  # the server stops its broker, which saves its persistence file
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
+        broker = getattr(self, "broker", None)
+        if broker is not None and broker.is_running():  # orphaned by a server that did not stop in time
+            broker.terminate()
+            try:
+                broker.wait(30)
+            except psutil.TimeoutExpired:
+                broker.kill()
+
+
+def broker_written(proc: psutil.Process) -> int:
+    """Bytes ``proc`` caused to be written to storage (``write_bytes`` of ``/proc/<pid>/io``); 0 where unknown."""
+    try:
+        return proc.io_counters().write_bytes
+    except (psutil.Error, AttributeError):
+        return 0
 
 
 class Sampler:
@@ -132,6 +157,7 @@ class Sampler:
         self.latencies_ms: list[tuple[float, int]] = []  # (appeared, publish→stored ms)
         self.stored: list[tuple[float, float]] = []  # (t, messages stored since start)
         self.cpu: list[tuple[float, float, float]] = []  # (t, server cpu s, broker cpu s)
+        self.disk: list[tuple[float, int]] = []  # (t, bytes the broker wrote since it started)
         self.rss = {"server": 0, "broker": 0}
         self._stop = threading.Event()
         uri = f"file:{srv.data_dir / 'clawfleet.sqlite'}?mode=ro"
@@ -173,6 +199,7 @@ class Sampler:
         try:
             st, bt = self.srv.server.cpu_times(), self.srv.broker.cpu_times()
             self.cpu.append((now, st.user + st.system, bt.user + bt.system))
+            self.disk.append((now, broker_written(self.srv.broker)))
             self.rss["server"] = max(self.rss["server"], self.srv.server.memory_info().rss)
             self.rss["broker"] = max(self.rss["broker"], self.srv.broker.memory_info().rss)
         except psutil.Error:
@@ -181,6 +208,11 @@ class Sampler:
     def stored_at(self, t: float) -> float:
         i = bisect.bisect_right(self.stored, (t, float("inf"))) - 1
         return self.stored[i][1] if i >= 0 else 0.0
+
+    def written_at(self, t: float) -> int:
+        """Bytes the broker had written by ``t`` (the nearest sample before it)."""
+        i = max(0, bisect.bisect_right(self.disk, (t, float("inf"))) - 1)
+        return self.disk[i][1] if self.disk else 0
 
     def cpu_at(self, t: float) -> tuple[float, float]:
         i = max(0, bisect.bisect_right(self.cpu, (t, float("inf"), 0.0)) - 1)
@@ -207,7 +239,11 @@ class Row:
     broker_cores: float
     server_rss_mib: float
     broker_rss_mib: float
+    broker_disk_per_msg: float | None
+    broker_db_bytes: int
     drain_s: float | None
+    lost: int
+    resent: int
     keeps_up: bool
     errors: list[str]
 
@@ -231,7 +267,8 @@ def measure(code: str, srv: ServerProcess, rate: float, args: argparse.Namespace
     try:
         spec = LoadSpec(port=srv.port, devices=srv.creds, host="127.0.0.1", rate_per_s=rate,
                         duration_s=args.duration, mix=args.mix, usage_records=args.usage_records,
-                        log_records=args.log_records, processes=args.processes, observer=srv.account)
+                        log_records=args.log_records, processes=args.processes, observer=srv.account,
+                        receipts=args.receipts, settle_s=180.0 if args.receipts else 30.0)
         with contextlib.redirect_stdout(sys.stderr):  # its progress lines; the table goes to stdout
             result = run_load(spec)
         published = result.total_published
@@ -248,6 +285,8 @@ def measure(code: str, srv: ServerProcess, rate: float, args: argparse.Namespace
                 last_change, last = time.time(), cur
             time.sleep(0.1)
         time.sleep(0.3)
+        end = time.time()
+        sampler._sample_procs(end)
     finally:
         sampler.stop()
     window = max(1e-3, p1 - p0)
@@ -258,13 +297,18 @@ def measure(code: str, srv: ServerProcess, rate: float, args: argparse.Namespace
     lat = [ms for t, ms in sampler.latencies_ms if p0 <= t <= p1 + DRAIN_TIMEOUT_S]
     drain_s = None if drained is None else max(0.0, drained - p1)
     ceiling = result.observed_per_s
+    stored_end = sampler.stored_at(end) - sampler.stored_at(p0)
+    written = sampler.written_at(end) - sampler.written_at(p0)
     return Row(code=code, devices=len(srv.creds), target_rate=rate, connected=result.connected, published=published,
                offered_per_s=published / window, ceiling_per_s=ceiling, stored_per_s=stored_rate,
                stored_vs_ceiling=stored_rate / ceiling if ceiling else 0.0,
                p50_ms=percentile(lat, 50), p99_ms=percentile(lat, 99), server_cores=cores,
                cores_per_1000=cores / (stored_rate / 1000) if stored_rate > 0 else float("inf"),
                broker_cores=broker_cores, server_rss_mib=sampler.rss["server"] / 2**20,
-               broker_rss_mib=sampler.rss["broker"] / 2**20, drain_s=drain_s,
+               broker_rss_mib=sampler.rss["broker"] / 2**20,
+               broker_disk_per_msg=written / stored_end if stored_end > 0 else None,
+               broker_db_bytes=0, drain_s=drain_s,
+               lost=max(0, round(published + result.settle_samples - stored_end)), resent=result.resent,
                keeps_up=drain_s is not None and drain_s <= KEEPS_UP_S and result.connect_failures == 0,
                errors=list(result.errors)[:5])
 
@@ -294,14 +338,15 @@ def fmt(v: float | None, spec: str = ".0f") -> str:
 
 
 HEADER = (f"{'code':8} {'devices':>7} {'offered/s':>9} {'ceiling/s':>9} {'stored/s':>8} {'st/ceil':>7} "
-          f"{'p50 ms':>7} {'p99 ms':>7} {'cores':>6} {'c/1k':>6} {'srv MiB':>7} {'brk MiB':>7} {'drain s':>7} "
-          f"{'keeps up':>8}")
+          f"{'p50 ms':>7} {'p99 ms':>7} {'cores':>6} {'c/1k':>6} {'srv MiB':>7} {'brk MiB':>7} {'brk B/msg':>9} "
+          f"{'drain s':>7} {'lost':>6} {'resent':>6} {'keeps up':>8}")
 
 
 def row_line(r: Row) -> str:
     return (f"{r.code:8} {r.devices:7d} {r.offered_per_s:9.0f} {r.ceiling_per_s:9.0f} {r.stored_per_s:8.0f} "
             f"{r.stored_vs_ceiling:7.2f} {fmt(r.p50_ms):>7} {fmt(r.p99_ms):>7} {r.server_cores:6.2f} "
-            f"{r.cores_per_1000:6.2f} {r.server_rss_mib:7.0f} {r.broker_rss_mib:7.0f} {fmt(r.drain_s, '.1f'):>7} "
+            f"{r.cores_per_1000:6.2f} {r.server_rss_mib:7.0f} {r.broker_rss_mib:7.0f} "
+            f"{fmt(r.broker_disk_per_msg):>9} {fmt(r.drain_s, '.1f'):>7} {r.lost:6d} {r.resent:6d} "
             f"{'yes' if r.keeps_up else 'NO':>8}")
 
 
@@ -310,6 +355,11 @@ def print_report(rows: list[Row]) -> None:
     for r in rows:
         print(row_line(r))
     print()
+    for r in rows:
+        if r.broker_db_bytes and r.stored_per_s > 0:
+            print(f"{r.code}, {r.devices} devices, {r.offered_per_s:.0f} msg/s: the broker's persistence file is "
+                  f"{r.broker_db_bytes / 1024:,.0f} KiB (each save writes it whole): saved every 300 s (shipped) at "
+                  f"this rate, {r.broker_db_bytes / (300 * r.stored_per_s):,.0f} bytes per stored message")
     for code in dict.fromkeys(r.code for r in rows):
         for n in dict.fromkeys(r.devices for r in rows):
             ok = [r.offered_per_s for r in rows if r.code == code and r.devices == n and r.keeps_up]
@@ -318,7 +368,8 @@ def print_report(rows: list[Row]) -> None:
     before = {(r.devices, r.target_rate): r for r in rows if r.code == "before"}
     if before:
         print(f"\n{'devices':>7} {'rate':>6} {'stored/s before':>15} {'after':>6} {'ratio':>6} "
-              f"{'c/1k before':>11} {'after':>6} {'ratio':>6} {'p99 before':>10} {'after':>6}")
+              f"{'c/1k before':>11} {'after':>6} {'ratio':>6} {'p99 before':>10} {'after':>6} "
+              f"{'B/msg before':>12} {'after':>6}")
         for r in rows:
             b = before.get((r.devices, r.target_rate))
             if r.code != "after" or b is None:
@@ -326,7 +377,8 @@ def print_report(rows: list[Row]) -> None:
             print(f"{r.devices:7d} {r.target_rate:6.0f} {b.stored_per_s:15.0f} {r.stored_per_s:6.0f} "
                   f"{r.stored_per_s / max(b.stored_per_s, 1e-9):6.2f} {b.cores_per_1000:11.2f} "
                   f"{r.cores_per_1000:6.2f} {b.cores_per_1000 / max(r.cores_per_1000, 1e-9):6.1f}x "
-                  f"{fmt(b.p99_ms):>9} {fmt(r.p99_ms):>6}")
+                  f"{fmt(b.p99_ms):>9} {fmt(r.p99_ms):>6} {fmt(b.broker_disk_per_msg):>12} "
+                  f"{fmt(r.broker_disk_per_msg):>6}")
 
 
 def pipeline_costs(repo: Path, messages: int) -> dict:
@@ -344,7 +396,8 @@ def print_pipeline(costs: dict[str, dict]) -> None:
         for channel, c in by_channel.items():
             total = c["validate_us"] + c["write_us"]
             print(f"{code:8} {channel:10} {c['validate_us']:9.1f} {c['write_us']:8.1f} {total:8.1f} "
-                  f"{total / 1000:19.3f}")
+                  f"{total / 1000:19.3f}" + (f"   (one receipt payload: {c['receipt_us']:.1f} µs)"
+                                             if "receipt_us" in c else ""))
     print()
 
 
@@ -362,9 +415,12 @@ def main() -> None:
     ap.add_argument("--baseline-repo", type=Path, help="also measure the server code of this checkout (before)")
     ap.add_argument("--pipeline-messages", type=int, default=20_000,
                     help="messages for the CPU-per-message measurement without a broker (default 20000)")
-    ap.add_argument("--broker-autosave-changes", type=int, metavar="N",
-                    help="what-if: the managed broker saves its persistence file every N changes instead of "
-                         "after every change (the shipped setting); shows the server's limit beyond the broker's")
+    ap.add_argument("--broker-save", metavar="HOW",
+                    help="what-if: the managed broker saves its persistence file 'changes:N' (every N changes), "
+                         "'interval:S' (every S seconds) or 'off', instead of the shipped setting")
+    ap.add_argument("--receipts", action="store_true",
+                    help="devices handle delivery receipts like agents (resend what is not confirmed); the run "
+                         "waits until everything is confirmed")
     ap.add_argument("--postgres-workers", type=ints, default=[], metavar="N,N",
                     help="also run the server on a throw-away PostgreSQL with these numbers of ingest processes "
                          "(e.g. 1,2,4), beside the one process on SQLite")
@@ -389,14 +445,17 @@ def main() -> None:
         for n in args.devices:
             for code, repo, db, workers in setups:
                 url = pg.create_database() if db and pg else None
-                with tempfile.TemporaryDirectory(prefix="clawfleet-bench-") as tmp, \
-                        ServerProcess(repo, Path(tmp), n, args.broker_autosave_changes, url, workers) as srv:
-                    for rate in args.rates:
-                        print(f"{code}: {n} devices, {rate} msg/s for {args.duration:.0f} s …", file=sys.stderr,
-                              flush=True)
-                        row = measure(code, srv, rate, args)
-                        print(row_line(row), file=sys.stderr, flush=True)
-                        rows.append(row)
+                with tempfile.TemporaryDirectory(prefix="clawfleet-bench-") as tmp:
+                    with ServerProcess(repo, Path(tmp), n, args.broker_save, url, workers) as srv:
+                        for rate in args.rates:
+                            print(f"{code}: {n} devices, {rate} msg/s for {args.duration:.0f} s …",
+                                  file=sys.stderr, flush=True)
+                            row = measure(code, srv, rate, args)
+                            print(row_line(row), file=sys.stderr, flush=True)
+                            rows.append(row)
+                    db_file = srv.data_dir / "mosquitto" / "mosquitto.db"  # the broker saved it when it stopped
+                    for row in rows[-len(args.rates):]:
+                        row.broker_db_bytes = db_file.stat().st_size if db_file.exists() else 0
     finally:
         if pg is not None:
             pg.stop()

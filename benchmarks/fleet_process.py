@@ -79,8 +79,9 @@ def main() -> None:
     ap.add_argument("--mqtt-port", type=int, required=True)
     ap.add_argument("--devices", type=int, default=100)
     ap.add_argument("--creds-out", type=Path, required=True)
-    ap.add_argument("--broker-autosave-changes", type=int, default=None,
-                    help="save the broker's persistence file every N changes instead of the shipped setting")
+    ap.add_argument("--broker-save", default=None, metavar="HOW",
+                    help="instead of the shipped setting, the managed broker saves its persistence file: "
+                         "'changes:N' (every N changes), 'interval:S' (every S seconds) or 'off' (no persistence)")
     ap.add_argument("--workers", type=int, default=1, help="ingest processes (more than 1 needs PostgreSQL)")
     args = ap.parse_args()
     database_url = os.environ.get("CLAWFLEET_DATABASE_URL")  # PostgreSQL (never on the command line)
@@ -91,13 +92,16 @@ def main() -> None:
     from fleet_server.server import FleetServer, ServerOptions
     from shared.private_files import write_private
 
-    if args.broker_autosave_changes:  # a what-if for benchmarks, not the shipped configuration
+    if args.broker_save:  # a what-if for benchmarks, not the shipped configuration
         import dataclasses
 
         import fleet_server.server as server_module
+        how, _, n = args.broker_save.partition(":")
+        change = {"changes": dict(persistence=True, autosave_on_changes=True, autosave_changes=int(n or 1)),
+                  "interval": dict(persistence=True, autosave_on_changes=False, autosave_interval_s=int(n or 60)),
+                  "off": dict(persistence=False)}[how]
         shipped = server_module.managed_broker_config
-        server_module.managed_broker_config = lambda *a, **kw: dataclasses.replace(
-            shipped(*a, **kw), autosave_changes=args.broker_autosave_changes)
+        server_module.managed_broker_config = lambda *a, **kw: dataclasses.replace(shipped(*a, **kw), **change)
     creds = seed_fleet(args.data_dir, args.devices, database_url)
     extra = {"database_url": database_url, "workers": args.workers} if database_url else {}
     opts = ServerOptions(data_dir=args.data_dir, mqtt_port=args.mqtt_port, local_agent=False, **extra)

@@ -7,7 +7,10 @@ cache updated after each commit), measured in CPU time so a busy machine changes
 Imports the server code of ``--repo`` (entry points that exist in older checkouts too:
 ``classify``, ``BatchWriter``, ``FleetState``, ``open_database``) and prints one JSON object:
 ``{"telemetry": {"validate_us": …, "write_us": …}, "usage": {…}}`` — CPU microseconds per
-message (usage: batches of 20 records). ``bench_ingest.py`` runs it for each checkout it compares.
+message (usage: batches of 20 records). For a checkout with delivery receipts also
+``"telemetry+receipts"``: the same samples stamped as agents send them, the writer recording receipt
+marks, and ``receipt_us``: building one device's receipt payload (done at most once a second per
+device). ``bench_ingest.py`` runs it for each checkout it compares.
 """
 
 from __future__ import annotations
@@ -49,14 +52,24 @@ def main() -> None:
                                     for d in ids[i:i + 500]]).execute()
         state = FleetState()
         state.load_from_db()
-        for channel, count in (("telemetry", args.messages), ("usage", max(1, args.messages // 10))):
-            base = int(time.time() * 1000) - count
+        try:
+            from fleet_server.ingest import receipts
+            from shared.payloads import stamp
+        except ImportError:  # a checkout from before receipts
+            receipts = None
+        cases = [("telemetry", args.messages), ("usage", max(1, args.messages // 10))]
+        if receipts is not None:
+            cases.append(("telemetry+receipts", args.messages))
+        for channel, count in cases:
+            base = int(time.time() * 1000) - count - (2 * count if channel != "telemetry" else 0)
             msgs = []
             for k in range(count):
                 d = ids[k % len(ids)]
                 ts = base + k
-                body = telemetry_payload(d, ts) if channel == "telemetry" else usage_payload(d, ts, f"pipe{k:07d}", 20)
-                m = mqtt.MQTTMessage(mid=k % 65535 + 1, topic=f"clawfleet/v1/{d}/{channel}".encode())
+                body = usage_payload(d, ts, f"pipe{k:07d}", 20) if channel == "usage" else telemetry_payload(d, ts)
+                if channel == "telemetry+receipts":
+                    body = stamp(body, "0123456789abcdef", k // len(ids) + 1, 1)
+                m = mqtt.MQTTMessage(mid=k % 65535 + 1, topic=f"clawfleet/v1/{d}/{channel.split('+')[0]}".encode())
                 m.payload, m.qos = body, 1
                 msgs.append(m)
             t0 = time.process_time()
@@ -65,15 +78,23 @@ def main() -> None:
             q: queue.Queue = queue.Queue()
             for item in items:
                 q.put(item)
-            writer = BatchWriter(database, q, state, lambda mid, qos: None, Counter())
+            offered: list = []
+            kw = {"on_receipts": offered.append} if channel == "telemetry+receipts" else {}
+            writer = BatchWriter(database, q, state, lambda mid, qos: None, Counter(), **kw)
             writer.stopping.set()  # store what is queued, then return
             t0 = time.process_time()
             writer.run()
             write = time.process_time() - t0
-            stored = writer.counters.get(f"stored_{channel}", 0)
+            stored = writer.counters.get(f"stored_{channel.split('+')[0]}", 0)
             if stored != count:
                 raise SystemExit(f"{channel}: stored {stored} of {count} messages ({dict(writer.counters)})")
             out[channel] = {"validate_us": round(validate / count * 1e6, 1), "write_us": round(write / count * 1e6, 1)}
+            if offered:
+                marks = [m for batch in offered for m in batch.values()]
+                t0 = time.process_time()
+                for m in marks:
+                    m.receipt(base)
+                out[channel]["receipt_us"] = round((time.process_time() - t0) / len(marks) * 1e6, 1)
         database.close()
     print(json.dumps(out))
 

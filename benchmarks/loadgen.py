@@ -16,7 +16,15 @@ Payloads follow ``shared/schemas.py`` (field names and units), built as plain JS
 generator costs as little CPU as possible: telemetry (``ts`` = publish time, epoch ms, strictly
 increasing per device), usage batches and log batches of ``usage_records`` / ``log_records`` records
 with ids unique across runs. On connect each device publishes its retained ``online`` status and
-its meta, with a retained ``offline`` last will, like the agent.
+its meta, with a retained ``offline`` last will, like the agent; telemetry is retained, as the
+agent sends it (``retain_telemetry``).
+
+With ``receipts`` each device also reads its delivery receipts and the server's birth, stamps its
+messages and sends again what no receipt confirmed (:mod:`benchmarks.loadgen_receipts`), and the
+run waits (up to ``settle_s``) until every message is confirmed, devices still waiting sending a
+sample every :data:`SETTLE_SAMPLE_S` like an agent (counted in ``LoadResult.settle_samples``, not in
+``published``): an overloaded broker's drops become resends,
+and ``LoadResult.unconfirmed`` says what was never confirmed.
 """
 
 from __future__ import annotations
@@ -35,8 +43,12 @@ from dataclasses import dataclass, field
 
 CHANNELS = ("telemetry", "usage", "logs")
 TOPIC_ROOT = "clawfleet/v1"
+SERVER_STATUS = f"{TOPIC_ROOT}/_server/status"
 TICK_S = 0.01
 """How often each worker tops up what it has sent to the offered rate, seconds."""
+SETTLE_SAMPLE_S = 5.0
+"""With receipts, while the run waits for confirmations, a device that waits for one sends a
+telemetry sample this often (seconds), as an agent keeps sampling."""
 
 
 @dataclass(frozen=True)
@@ -72,6 +84,8 @@ class LoadSpec:
     settle_s: float = 30.0
     log_publishes: bool = False
     announce: bool = True
+    retain_telemetry: bool = True
+    receipts: bool = False
 
 
 @dataclass
@@ -81,7 +95,9 @@ class LoadResult:
     ended (0 when it kept up); ``observed``: messages the observer received from the start of the
     load until the end of the settle time (``observed_in_window`` until the end of the offered
     window; ``observed_per_s`` = that ÷ ``duration_s``); ``started_at``: epoch s of the first
-    publish."""
+    publish; with receipts: ``resent`` (messages sent again), ``unconfirmed`` (never confirmed
+    within the settle time) and ``settle_samples`` (telemetry sent while waiting for receipts, not in
+    ``published``)."""
 
     connected: int = 0
     connect_failures: int = 0
@@ -95,6 +111,9 @@ class LoadResult:
     observed_in_window: int = 0
     observed_per_s: float = 0.0
     started_at: float = 0.0
+    resent: int = 0
+    unconfirmed: int = 0
+    settle_samples: int = 0
 
     @property
     def total_published(self) -> int:
@@ -185,6 +204,11 @@ class _Device:
 
         self.device_id, self.loop, self.acked = creds.device_id, loop, 0
         self.connected: asyncio.Future = loop.create_future()
+        self.outbox = None
+        if spec.receipts:
+            from benchmarks.loadgen_receipts import SimOutbox
+
+            self.outbox = SimOutbox()
         c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=creds.device_id, protocol=mqtt.MQTTv5)
         c.username_pw_set(creds.device_id, creds.key)
         c.will_set(f"{TOPIC_ROOT}/{creds.device_id}/status",
@@ -196,6 +220,9 @@ class _Device:
         c.on_socket_unregister_write = lambda _c, _u, sock: loop.remove_writer(sock)
         c.on_connect = self._on_connect
         c.on_publish = self._on_publish
+        c.on_message = self._on_message
+        c.on_disconnect = self._on_disconnect
+        self.disconnected: str | None = None  # why the broker or the socket ended the connection
         self.client = c
 
     def start(self, host: str, port: int) -> None:
@@ -210,6 +237,8 @@ class _Device:
         self.client.loop_write()
 
     def _on_connect(self, client, userdata, flags, rc, props) -> None:
+        if self.outbox is not None and not rc.is_failure:
+            client.subscribe([(f"{TOPIC_ROOT}/{self.device_id}/receipt", 1), (SERVER_STATUS, 1)])
         if not self.connected.done():
             if rc.is_failure:
                 self.connected.set_exception(ConnectionError(f"refused: {rc}"))
@@ -219,9 +248,29 @@ class _Device:
     def _on_publish(self, client, userdata, mid, rc, props) -> None:
         self.acked += 1
 
-    def publish(self, topic: str, payload: bytes, qos: int, retain: bool = False) -> None:
+    def _on_disconnect(self, client, userdata, flags, rc, props) -> None:
+        self.disconnected = str(rc)
+
+    def _on_message(self, client, userdata, msg) -> None:
+        if self.outbox is None:
+            return
+        if msg.topic == SERVER_STATUS:
+            self.outbox.on_server_status(msg.payload)
+        elif msg.payload:
+            self.outbox.on_receipt(msg.payload)
+
+    def publish(self, topic: str, payload: bytes, qos: int, retain: bool = False, channel: str = "") -> None:
         """Queue one message (paho sends it as the socket allows; PUBACKs count in :attr:`acked`)."""
+        if self.outbox is not None:
+            payload = self.outbox.new(channel, topic, payload)
         self.client.publish(topic, payload, qos=qos, retain=retain)
+
+    def resend(self) -> int:
+        """Send again what no receipt confirmed in time (never retained); returns how many."""
+        due = self.outbox.due() if self.outbox is not None else []
+        for topic, payload in due:
+            self.client.publish(topic, payload, qos=1, retain=False)
+        return len(due)
 
 
 async def _worker_main(index: int, spec: LoadSpec, devices: list[DeviceCreds], share: float,
@@ -246,10 +295,13 @@ async def _worker_main(index: int, spec: LoadSpec, devices: list[DeviceCreds], s
             dev.publish(f"{TOPIC_ROOT}/{dev.device_id}/status", _status_payload(dev.device_id, "online", None), 1, True)
             dev.publish(f"{TOPIC_ROOT}/{dev.device_id}/meta", _meta_payload(dev.device_id), 1, True)
 
+    resent = {"n": 0}
+
     async def keepalive() -> None:
         while True:
             for dev in list(clients.values()):
                 dev.client.loop_misc()
+                resent["n"] += dev.resend()
             await asyncio.sleep(1.0)
 
     ticker = asyncio.ensure_future(keepalive())
@@ -294,7 +346,8 @@ async def _worker_main(index: int, spec: LoadSpec, devices: list[DeviceCreds], s
                     payload = usage_payload(device_id, ts, f"b{run_tag}{index}x{sent}", spec.usage_records)
                 else:
                     payload = logs_payload(device_id, ts, f"l{run_tag}{index}x{sent}", spec.log_records)
-                clients[device_id].publish(f"{TOPIC_ROOT}/{device_id}/{channel}", payload, spec.qos)
+                clients[device_id].publish(f"{TOPIC_ROOT}/{device_id}/{channel}", payload, spec.qos,
+                                           retain=spec.retain_telemetry and channel == "telemetry", channel=channel)
                 published[channel] += 1
                 if spec.log_publishes:
                     log.append((now, channel, device_id, ts))
@@ -302,12 +355,33 @@ async def _worker_main(index: int, spec: LoadSpec, devices: list[DeviceCreds], s
             await asyncio.sleep(TICK_S)
     expected = acked_before + sent
     deadline = time.monotonic() + spec.settle_s
-    while sum(d.acked for d in clients.values()) < expected and time.monotonic() < deadline:
+
+    def unconfirmed() -> int:
+        return sum(len(d.outbox) for d in clients.values() if d.outbox is not None)
+
+    next_sample = time.monotonic() + SETTLE_SAMPLE_S
+    settle_samples = 0
+    while (sum(d.acked for d in clients.values()) < expected + resent["n"] or unconfirmed()) \
+            and time.monotonic() < deadline:
+        if time.monotonic() >= next_sample:  # as an agent keeps sampling: later messages show what was lost
+            next_sample += SETTLE_SAMPLE_S
+            for dev in clients.values():
+                if dev.outbox is not None and len(dev.outbox):
+                    ts = last_ts[dev.device_id] = max(int(time.time() * 1000), last_ts.get(dev.device_id, 0) + 1)
+                    dev.publish(f"{TOPIC_ROOT}/{dev.device_id}/telemetry", telemetry_payload(dev.device_id, ts),
+                                spec.qos, retain=spec.retain_telemetry, channel="telemetry")
+                    settle_samples += 1
+                    expected += 1
         await asyncio.sleep(0.05)
-    acked = sum(d.acked for d in clients.values()) - acked_before
+    acked = sum(d.acked for d in clients.values()) - acked_before - resent["n"] - settle_samples
     if acked < sent:
         errors.append(f"{sent - acked} publishes were not acknowledged within {spec.settle_s:.0f} s")
-    out.put(("done", index, published, acked, log, list(errors), lag))
+    if unconfirmed():
+        errors.append(f"{unconfirmed()} messages were not confirmed by a receipt within {spec.settle_s:.0f} s")
+    lost = [d for d in clients.values() if d.disconnected is not None]
+    if lost:
+        errors.append(f"{len(lost)} devices lost their connection (e.g. {lost[0].device_id}: {lost[0].disconnected})")
+    out.put(("done", index, published, acked, log, list(errors), lag, resent["n"], unconfirmed(), settle_samples))
     ticker.cancel()
     for dev in clients.values():  # a clean DISCONNECT: the broker drops the last will
         with contextlib.suppress(Exception):
@@ -330,8 +404,8 @@ def _observer(spec: LoadSpec, out: mp.Queue, start_event: mp.Event, start_at: mp
     subscribed = {"ok": False}
     window = {"start": None, "end": None}
 
-    def on_connect(client, userdata, flags, rc, props):
-        client.subscribe(f"{TOPIC_ROOT}/+/+", qos=1)
+    def on_connect(client, userdata, flags, rc, props):  # the data channels only (not receipts, status, meta)
+        client.subscribe([(f"{TOPIC_ROOT}/+/{channel}", 1) for channel in CHANNELS])
 
     def on_subscribe(client, userdata, mid, rcs, props):
         subscribed["ok"] = True
@@ -423,6 +497,9 @@ def run_load(spec: LoadSpec, progress: bool = True) -> LoadResult:
         result.publish_log += msg[4]
         result.errors += msg[5]
         result.lag_s = max(result.lag_s, msg[6])
+        result.resent += msg[7]
+        result.unconfirmed += msg[8]
+        result.settle_samples += msg[9]
     result.published = {c: v for c, v in published.items() if v}
     result.elapsed_s = time.time() - start_at.value
     if observer is not None:
@@ -437,7 +514,9 @@ def run_load(spec: LoadSpec, progress: bool = True) -> LoadResult:
     result.errors = result.errors[:20]
     if progress:
         print(f"  published {result.total_published:,}, acknowledged {result.acked:,}"
-              + (f", observer received {result.observed:,}" if observer else ""), flush=True)
+              + (f", observer received {result.observed:,}" if observer else "")
+              + (f", sent again {result.resent:,}, unconfirmed {result.unconfirmed:,}" if spec.receipts else ""),
+              flush=True)
     return result
 
 

@@ -5,7 +5,9 @@ Each device gets one dynsec client (username = client id = device id) holding tw
 literally: no ``%u``/``%c`` substitution, which arrives in 2.1), and the shared
 ``clawfleet-device`` with what every device may do (subscribe to the server status). Devices
 enrolled before the shared role existed carry the server status in their own role; both layouts
-grant exactly the same (see :func:`device_role_acls`, :func:`legacy_device_role_acls`).
+grant exactly the same (see :func:`device_role_acls`, :func:`legacy_device_role_acls`). Devices
+enrolled before receipts lack the subscription to their own ``receipt`` topic; it is added at
+start-up (managed broker: in its file; external broker: by :func:`fleet_server.devices.reconcile.reconcile_roles`).
 
 Why it matters: Mosquitto 2.0.11 rewrites its whole dynsec file after every command that changes
 something (``dynsec__config_save`` in each handler; several commands in one message still save
@@ -25,6 +27,7 @@ from typing import Any
 
 from shared.topics import (
     DEVICE_PUBLISH_CHANNELS,
+    DEVICE_READ_CHANNELS,
     RETAINED_CHANNELS,
     ROOT,
     SERVER_STATUS_TOPIC,
@@ -36,6 +39,9 @@ from shared.topics import (
 
 CONTROL_FILTER = "$CONTROL/dynamic-security/#"
 """The dynamic-security plugin's command and response topics."""
+BROKER_DROPPED_TOPIC = "$SYS/broker/publish/messages/dropped"
+"""Mosquitto's count of messages it dropped since it started (queues full), published on change
+every ``sys_interval`` (10 s by default); the server reads it (:mod:`broker.overload`)."""
 
 SERVER_USERNAME = "clawfleet-server"
 """Username of the server's own broker account (reserved: no device may take this id)."""
@@ -63,9 +69,10 @@ def _acl(acltype: str, topic: str) -> dict[str, Any]:
 def server_role_acls() -> list[dict[str, Any]]:
     """ACLs of the ``clawfleet-server`` role, as dynsec ACL dicts.
 
-    Administer dynsec; subscribe to every device channel (also via any ``$share/<group>/``);
-    publish commands, the server status, its verdicts (``availability``) and (to clear them, or to
-    mark a kicked device offline) any device's retained topics.
+    Administer dynsec; subscribe to every device channel (also via any ``$share/<group>/``) and
+    to the broker's dropped-message count; publish commands, the server status, its verdicts
+    (``availability``), receipts and (to clear them, or to mark a kicked device offline) any device's
+    retained topics.
     """
     acls = [_acl(t, CONTROL_FILTER) for t in ("publishClientSend", "publishClientReceive", "subscribePattern")]
     acls += [
@@ -74,6 +81,7 @@ def server_role_acls() -> list[dict[str, Any]]:
         _acl("publishClientReceive", f"{ROOT}/#"),
         _acl("publishClientSend", f"{ROOT}/+/{Channel.CMD.value}"),
         _acl("publishClientSend", SERVER_STATUS_TOPIC),
+        _acl("subscribeLiteral", BROKER_DROPPED_TOPIC),
     ]
     acls += [_acl("publishClientSend", f"{ROOT}/+/{ch.value}") for ch in RETAINED_CHANNELS]
     return acls
@@ -86,12 +94,12 @@ def device_role_name(device_id: str) -> str:
 
 def device_role_acls(device_id: str) -> list[dict[str, Any]]:
     """ACLs of ``device-<id>``: publish its own status/meta/telemetry/usage/logs/snooze; subscribe
-    (exact filter only) to its own ``cmd``. The server status comes with :data:`DEVICE_SHARED_ROLE`.
-    Devices enrolled before ``snooze`` existed get it at the next start: the managed broker's file
-    (:func:`broker.dynsec_file.migrate_device_layout`) or, on an external broker,
-    :func:`fleet_server.devices.reconcile.reconcile_roles`."""
+    (exact filter only) to its own ``cmd`` and ``receipt``. The server status comes with
+    :data:`DEVICE_SHARED_ROLE`. Devices enrolled before ``snooze`` or receipts existed get them at
+    the next start: the managed broker's file (:func:`broker.dynsec_file.migrate_device_layout`) or,
+    on an external broker, :func:`fleet_server.devices.reconcile.reconcile_roles`."""
     acls = [_acl("publishClientSend", device_topic(device_id, ch)) for ch in DEVICE_PUBLISH_CHANNELS]
-    acls.append(_acl("subscribeLiteral", device_topic(device_id, Channel.CMD)))
+    acls += [_acl("subscribeLiteral", device_topic(device_id, ch)) for ch in DEVICE_READ_CHANNELS]
     return acls
 
 

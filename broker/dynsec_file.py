@@ -5,8 +5,8 @@ The plugin reads its file once at start and rewrites all of it after every chang
 
 - :func:`migrate_device_layout`: devices enrolled before the shared role
   (:data:`~broker.acl.DEVICE_SHARED_ROLE`) carry the server-status ACL in their own role and
-  a text label on client and role; at start-up they are moved to the current, smaller layout
-  once (same rights; about 20 % fewer bytes per device).
+  a text label on client and role, and devices enrolled before receipts cannot read their
+  ``receipt`` topic; at start-up they are moved to the current layout once.
 - :func:`add_devices`: enroll many devices in one write (``clawfleet-server device import`` with
   the server stopped), in constant time per device instead of one file rewrite per command.
 
@@ -62,8 +62,8 @@ def ensure_shared_role(data: dict[str, Any]) -> bool:
 
 def migrate_device_layout(data: dict[str, Any]) -> int:
     """Move every device account in ``data`` (a parsed dynsec file) to the current layout, in place:
-    the client holds its own role and the shared one, its own role holds only its own topics,
-    neither carries the old text label. Rights stay exactly the same. Idempotent.
+    the client holds its own role and the shared one, its own role holds only its own topics
+    (with its ``receipt`` topic), neither carries the old text label. Idempotent.
 
     Returns how many devices were changed (0: nothing to do, ``data`` untouched unless the shared
     role itself was missing; check :func:`ensure_shared_role`'s result for that).

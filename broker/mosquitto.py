@@ -44,6 +44,7 @@ from broker.config import (
 from broker.dynsec import DynSecClient
 from broker.fdlimit import raise_nofile_limit
 from broker.install import BrokerSetupError, MosquittoInstall, find_mosquitto, install_command
+from broker.overload import dropping_client
 from shared.ports import bind_error, why_not
 from shared.private_files import write_private
 
@@ -78,7 +79,7 @@ def _holds(path: Path, text: str) -> bool:
 def _level(line: str) -> int:
     if line.startswith("Error"):
         return logging.ERROR
-    if line.startswith("Warning"):
+    if line.startswith("Warning") or dropping_client(line):
         return logging.WARNING
     if line.startswith(_CHATTER):
         return logging.DEBUG
@@ -315,6 +316,11 @@ class ManagedMosquitto:
                 self._tail.append(line)
                 if line.endswith(" running") and "mosquitto version" in line:
                     self._running.set()  # printed once every listener is open
+                client = dropping_client(line)
+                if client is not None:  # once per connection of that client, however many follow
+                    line += (f" Its queue of {self.cfg.max_queued_messages:,} messages is full: the broker drops "
+                             f"what it acknowledged for {client} (ClawFleet agents send again what the server "
+                             "did not confirm); see clawfleet_broker_dropped_messages_total")
                 log.log(_level(line), "%s", line)
         stream.close()
 

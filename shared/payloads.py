@@ -15,6 +15,8 @@ dollars. Every payload is a UTF-8 JSON object with ``"v": 1``, the sender's ``de
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -69,6 +71,15 @@ not older than 2020-01-01."""
 MAX_AHEAD_MS = 86_400_000
 """Any other timestamp (status, meta, batch envelopes, boot time, records) may be at most one day
 ahead of the server's clock."""
+
+MAX_SEQ = 2**53 - 1
+"""Largest outbox sequence number (the largest integer every JSON reader keeps exact)."""
+OUTBOX_ID_RE = r"^[A-Za-z0-9_-]{8,64}$"
+"""What an outbox id looks like (the agent makes 16 hex digits: 64 random bits)."""
+RECEIPT_CHANNELS = ("telemetry", "usage", "logs")
+"""Channels whose messages carry an outbox sequence number and are confirmed by receipts."""
+MAX_RECEIPT_RANGES = 32
+"""Most ranges above the watermark one receipt lists per channel (the lowest ones are kept)."""
 
 
 @dataclass(slots=True, kw_only=True)
@@ -158,6 +169,9 @@ class Telemetry:
     load_avg: tuple[float, float, float] | None = None
     uptime_s: float
     openclaw: OpenClawState | None = None
+    outbox: str | None = None
+    seq: int | None = None
+    seq_floor: int | None = None
 
 
 @dataclass(slots=True, kw_only=True)
@@ -281,6 +295,9 @@ class UsageBatch:
     sessions: list[SessionRecord] = field(default_factory=list)
     runs: list[RunRecord] = field(default_factory=list)
     tool_calls: list[ToolCallRecord] = field(default_factory=list)
+    outbox: str | None = None
+    seq: int | None = None
+    seq_floor: int | None = None
 
 
 @dataclass(slots=True, kw_only=True)
@@ -291,6 +308,9 @@ class LogBatch:
     device_id: str
     ts: int
     records: list[LogRecord]
+    outbox: str | None = None
+    seq: int | None = None
+    seq_floor: int | None = None
 
 
 @dataclass(slots=True, kw_only=True)
@@ -320,10 +340,54 @@ class Command:
 
 @dataclass(slots=True, frozen=True)
 class ServerStatus:
-    """``clawfleet/v1/_server/status`` (:class:`shared.schemas.ServerStatus`): ``online`` / ``offline``."""
+    """``clawfleet/v1/_server/status`` (:class:`shared.schemas.ServerStatus`): ``online`` / ``offline``;
+    ``receipts``: the server publishes delivery receipts (:class:`Receipt`); absent (False) from a
+    server that does not, whose agents delete a message once the broker acknowledged it."""
 
     ts: int
     state: str
+    v: int = PROTOCOL_VERSION
+    receipts: bool = False
+
+
+@dataclass(slots=True, frozen=True)
+class Coverage:
+    """What the server holds of one channel of one outbox: every sequence number up to ``upto``
+    (stored, or rejected for good), and the closed ranges ``(first, last)`` above it, ascending and
+    apart (so ``upto + 1`` is missing)."""
+
+    upto: int = 0
+    ranges: tuple[tuple[int, int], ...] = ()
+
+    def covers(self, seq: int) -> bool:
+        """True when ``seq`` is confirmed."""
+        return seq <= self.upto or any(lo <= seq <= hi for lo, hi in self.ranges)
+
+
+def merge_coverage(upto: int, ranges: Iterable[tuple[int, int]], limit: int | None = None) -> Coverage:
+    """Everything up to ``upto`` plus the closed ``ranges`` (any order, may overlap), normalised: ranges
+    above ``upto``, merged, ascending and apart, a range reaching ``upto + 1`` folded into ``upto``.
+    ``limit``: keep at most that many ranges (the lowest; forgetting some only makes a sender repeat them)."""
+    spans = sorted((max(lo, upto + 1), hi) for lo, hi in ranges if hi > upto and lo <= hi)
+    out: list[tuple[int, int]] = []
+    for lo, hi in spans:
+        if lo <= upto + 1:
+            upto = max(upto, hi)
+        elif out and lo <= out[-1][1] + 1:
+            out[-1] = (out[-1][0], max(out[-1][1], hi))
+        else:
+            out.append((lo, hi))
+    return Coverage(upto, tuple(out if limit is None else out[:limit]))
+
+
+@dataclass(slots=True, frozen=True)
+class Receipt:
+    """``clawfleet/v1/<device_id>/receipt`` (server -> agent, retained, QoS 0): what the server has
+    committed of the outbox ``outbox``, per channel name (:data:`RECEIPT_CHANNELS`)."""
+
+    ts: int
+    outbox: str
+    channels: dict[str, Coverage]
     v: int = PROTOCOL_VERSION
 
 
@@ -396,7 +460,7 @@ def parse_command(raw: bytes | str) -> Command:
 
 
 def parse_server_status(raw: bytes | str) -> ServerStatus:
-    """Parse the server's retained birth/will payload.
+    """Parse the server's retained birth/will payload (``receipts`` other than ``true``: False).
 
     Raises:
         ValueError: as :func:`parse_command`, or a ``state`` other than online/offline.
@@ -405,4 +469,61 @@ def parse_server_status(raw: bytes | str) -> ServerStatus:
     state = data.get("state")
     if state not in SERVER_STATES:
         raise ValueError(f"state: {str(state)[:40]!r} is not online or offline")
-    return ServerStatus(ts=data["ts"], state=state)
+    return ServerStatus(ts=data["ts"], state=state, receipts=data.get("receipts") is True)
+
+
+def _seq(value: object, what: str) -> int:
+    if type(value) is not int or not 0 <= value <= MAX_SEQ:
+        raise ValueError(f"{what}: {str(value)[:30]!r} is not a sequence number 0-{MAX_SEQ}")
+    return value
+
+
+def parse_receipt(raw: bytes | str) -> Receipt:
+    """Parse a receipt from the server (``{"v": 1, "ts", "outbox", "channels": {"usage": {"upto": 41,
+    "ranges": [[43, 50]]}, …}}``; unknown channels and fields are ignored).
+
+    Raises:
+        ValueError: as :func:`parse_command`, or a missing/malformed ``outbox``, ``upto`` or range
+            (ranges must be ascending, apart and above ``upto``; at most :data:`MAX_RECEIPT_RANGES`).
+    """
+    data = _object(raw)
+    outbox = data.get("outbox")
+    if not isinstance(outbox, str) or not re.fullmatch(OUTBOX_ID_RE, outbox):
+        raise ValueError(f"outbox: {str(outbox)[:70]!r} is not an outbox id")
+    channels = data.get("channels")
+    if not isinstance(channels, dict):
+        raise ValueError("channels: not a JSON object")
+    out: dict[str, Coverage] = {}
+    for name in RECEIPT_CHANNELS:
+        entry = channels.get(name)
+        if entry is None:
+            continue
+        if not isinstance(entry, dict):
+            raise ValueError(f"channels.{name}: not a JSON object")
+        upto = _seq(entry.get("upto", 0), f"channels.{name}.upto")
+        ranges = entry.get("ranges", [])
+        if not isinstance(ranges, list) or len(ranges) > MAX_RECEIPT_RANGES:
+            raise ValueError(f"channels.{name}.ranges: not a list of at most {MAX_RECEIPT_RANGES} ranges")
+        parsed, last = [], upto + 1
+        for r in ranges:
+            if not isinstance(r, list) or len(r) != 2:
+                raise ValueError(f"channels.{name}.ranges: {str(r)[:40]!r} is not [first, last]")
+            lo, hi = _seq(r[0], f"channels.{name}.ranges"), _seq(r[1], f"channels.{name}.ranges")
+            if not last < lo <= hi:
+                raise ValueError(f"channels.{name}.ranges: [{lo}, {hi}] is not ascending and apart above {last - 1}")
+            parsed.append((lo, hi))
+            last = hi + 1
+        out[name] = Coverage(upto, tuple(parsed))
+    return Receipt(ts=data["ts"], outbox=outbox, channels=out)
+
+
+def stamp(payload: bytes, outbox: str, seq: int, seq_floor: int) -> bytes:
+    """``payload`` (a JSON object as :func:`encode` makes it, without delivery fields) with the
+    delivery fields added: ``outbox`` (the outbox's id), ``seq`` (the message's sequence number in
+    its channel) and ``seq_floor`` (the lowest sequence number of that channel the outbox still
+    holds: the server may consider everything below it settled)."""
+    body = payload.rstrip()
+    if not body.endswith(b"}"):
+        raise ValueError("not a JSON object")
+    sep = b"" if body[:-1].rstrip().endswith(b"{") else b","
+    return body[:-1] + sep + (b'"outbox":"%s","seq":%d,"seq_floor":%d}' % (outbox.encode(), seq, seq_floor))

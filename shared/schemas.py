@@ -22,6 +22,7 @@ timestamps against the server's clock (:data:`SAMPLE_WINDOW_MS`, :data:`RECORD_M
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
@@ -41,11 +42,13 @@ from shared.payloads import (  # the bounds live in the dependency-free module; 
     MAX_PAYLOAD_BYTES,
     MAX_ROLLBACK_S,
     MAX_RUN_ERROR,
+    MAX_SEQ,
     MAX_SHORT_STR,
     MAX_TOKENS,
     MAX_UPDATE_DETAIL,
     MAX_UPTIME_S,
     MIN_ROLLBACK_S,
+    OUTBOX_ID_RE,
     RECORD_MIN_TS_MS,
     SAMPLE_WINDOW_MS,
 )
@@ -79,6 +82,7 @@ EpochMs = Annotated[int, Field(ge=_MIN_TS_MS, le=_MAX_TS_MS)]
 LoadAvg = Annotated[float, Field(ge=0, le=MAX_LOAD)]  # checked by pydantic-core, no Python validator
 ShortStr = Annotated[str, Field(max_length=MAX_SHORT_STR, pattern=_NO_NUL)]
 _STRICT = ConfigDict(extra="ignore", frozen=True, allow_inf_nan=False)
+_OUTBOX_ID = re.compile(OUTBOX_ID_RE)
 
 
 def _window(info: ValidationInfo, ts: int, earliest_ms: int | None, ahead_ms: int = MAX_AHEAD_MS) -> int:
@@ -107,6 +111,19 @@ class _Payload(BaseModel):
     @classmethod
     def _ts_window(cls, v: int, info: ValidationInfo) -> int:
         return _window(info, v, None)
+
+
+class _Delivered(_Payload):
+    """A payload the agent keeps in its outbox until a receipt confirms it. The three fields come
+    together (agents before receipts send none of them: nothing is confirmed, nothing changes)."""
+
+    outbox: str | None = _unit("", "id of the agent's outbox (new when the outbox file is recreated)", default=None,
+                               pattern=OUTBOX_ID_RE)
+    seq: int | None = _unit("count", "sequence number of this message in its channel of that outbox", default=None,
+                            ge=1, le=MAX_SEQ)
+    seq_floor: int | None = _unit("count", "lowest sequence number of the channel the outbox still holds "
+                                           "(everything below is settled or was dropped by the agent)",
+                                  default=None, ge=1, le=MAX_SEQ)
 
 
 class Status(_Payload):
@@ -168,7 +185,7 @@ class Meta(_Payload):
         return _window(info, v, None)
 
 
-class Telemetry(_Payload):
+class Telemetry(_Delivered):
     """``…/telemetry`` (retained): one sample of system state."""
 
     cpu_pct: Pct = _unit("percent", "CPU busy over the last interval, all cores, 0-100")
@@ -364,7 +381,7 @@ class ToolCallRecord(BaseModel):
         return _window(info, v, RECORD_MIN_TS_MS)
 
 
-class UsageBatch(_Payload):
+class UsageBatch(_Delivered):
     """``…/usage`` (QoS 1, not retained): a batch of token-usage records, and (newer agents, in messages
     of their own) OpenClaw sessions, runs and tool calls. A server that predates those lists ignores them."""
 
@@ -376,7 +393,7 @@ class UsageBatch(_Payload):
     tool_calls: list[ToolCallRecord] = _unit("", "tool calls", default_factory=list, max_length=MAX_BATCH_RECORDS)
 
 
-class LogBatch(_Payload):
+class LogBatch(_Delivered):
     """``…/logs`` (QoS 1, not retained): a batch of log records."""
 
     records: list[LogRecord] = _unit("", "records", max_length=MAX_BATCH_RECORDS)
@@ -435,6 +452,7 @@ class ServerStatus(BaseModel):
     v: Literal[1] = PROTOCOL_VERSION
     ts: EpochMs
     state: Literal["online", "offline"]
+    receipts: bool = False
 
 
 SCHEMA_BY_CHANNEL: dict[Channel, type[_Payload]] = {
@@ -537,6 +555,25 @@ def _reference_decode(schema: type[_Payload], raw: bytes, expected_device_id: st
             f"payload device_id {model.device_id!r} differs from the topic's {expected_device_id!r}",
         )
     return model
+
+
+def delivery_fields(raw: bytes) -> tuple[str, int, int] | None:
+    """``(outbox, seq, seq_floor)`` of a device payload that :func:`decode` refused, read leniently
+    (the JSON object's top-level fields, each checked alone; a missing ``seq_floor`` is 1, one above
+    ``seq`` is capped at it), so a rejected message still counts as received. None when the bytes are
+    no JSON object or the fields are missing or malformed. Never raises."""
+    try:
+        data = from_json(raw, allow_inf_nan=False, cache_strings=False)
+        if not isinstance(data, dict):
+            return None
+        outbox, seq, floor = data.get("outbox"), data.get("seq"), data.get("seq_floor", 1)
+        if not isinstance(outbox, str) or not _OUTBOX_ID.fullmatch(outbox):
+            return None
+        if any(type(x) is not int or not 1 <= x <= MAX_SEQ for x in (seq, floor)):
+            return None
+        return outbox, seq, min(floor, seq)
+    except Exception:  # whatever the bytes hold: no delivery fields
+        return None
 
 
 def _now(info: ValidationInfo) -> int:

@@ -26,16 +26,20 @@ class Channel(str, Enum):
     CMD = "cmd"  # server -> agent; QoS 1
     SNOOZE = "snooze"  # agent -> server; QoS 1: "snooze alerts for this machine until …" (tray)
     AVAILABILITY = "availability"  # server; retained, QoS 1: the server's verdict (online/stale/paused/…)
+    RECEIPT = "receipt"  # server -> agent; retained, QoS 0: what the server has stored (shared.payloads.Receipt)
 
 
 DEVICE_PUBLISH_CHANNELS = (Channel.STATUS, Channel.META, Channel.TELEMETRY, Channel.USAGE, Channel.LOGS,
                            Channel.SNOOZE)
 """Channels a device may publish to (its own only)."""
 
-SERVER_CHANNELS = (Channel.CMD, Channel.AVAILABILITY)
+SERVER_CHANNELS = (Channel.CMD, Channel.AVAILABILITY, Channel.RECEIPT)
 """Per-device channels only the server publishes (ingest ignores them)."""
 
-RETAINED_CHANNELS = (Channel.STATUS, Channel.META, Channel.TELEMETRY, Channel.AVAILABILITY)
+DEVICE_READ_CHANNELS = (Channel.CMD, Channel.RECEIPT)
+"""Per-device channels the device itself may subscribe to (its own only)."""
+
+RETAINED_CHANNELS = (Channel.STATUS, Channel.META, Channel.TELEMETRY, Channel.AVAILABILITY, Channel.RECEIPT)
 """Channels whose messages are retained by the broker."""
 
 ALL_DEVICES_FILTER = f"{ROOT}/+/+"

@@ -20,7 +20,10 @@ Series (labels in braces):
 - ``clawfleet_alerts_firing{rule,severity}`` firing incidents per alert rule (0 for a quiet enabled rule)
 - ``clawfleet_ingest_messages_received_total``, ``clawfleet_ingest_messages_stored_total{channel}``,
   ``clawfleet_ingest_messages_rejected_total{reason}``, ``clawfleet_ingest_batch_duration_seconds``
-  (summary: ``_count``, ``_sum``)
+  (summary: ``_count``, ``_sum``), ``clawfleet_ingest_receipts_published_total`` (delivery receipts sent
+  to agents)
+- ``clawfleet_broker_dropped_messages_total``: messages the broker dropped (a subscriber's queue was
+  full) since the broker started, from its ``$SYS`` tree (absent when the broker does not report it)
 - ``clawfleet_usage_label_sets_folded`` (gauge): ``{device,agent,model}`` label sets summed into the
   ``(other)`` series
 
@@ -149,7 +152,17 @@ class FleetCollector(Collector):
         batch = SummaryMetricFamily("clawfleet_ingest_batch_duration_seconds",
                                     "time to store one batch (database commit and acknowledgements)")
         batch.add_metric([], counters.get("batches", 0), ing.batch_seconds if ing is not None else 0.0)
-        yield from (received, stored, rejected, batch)
+        receipts = CounterMetricFamily("clawfleet_ingest_receipts_published",
+                                       "delivery receipts published to agents since the server started")
+        receipts.add_metric([], counters.get("receipts_published", 0))
+        yield from (received, stored, rejected, batch, receipts)
+        dropped = ing.subscriber.drops.total if ing is not None else None
+        if dropped is not None:
+            family = CounterMetricFamily("clawfleet_broker_dropped_messages",
+                                         "messages the broker dropped because a subscriber's queue was full, since "
+                                         "the broker started")
+            family.add_metric([], dropped)
+            yield family
 
 
 def fold_usage(rows: list[UsageSums], keep: int) -> tuple[list[UsageSums], int]:

@@ -43,7 +43,7 @@ class DeleteResult:
     """Outcome of :meth:`DeviceActions.delete`.
 
     ``broker_client`` — the broker had a client for the device (now deleted);
-    ``retained_cleared`` — its retained status/meta/telemetry were cleared on the broker;
+    ``retained_cleared`` — its retained status/meta/telemetry/receipt were cleared on the broker;
     ``data_kept`` — its history stayed in the database.
     """
 
@@ -60,7 +60,7 @@ class RevokeResult:
     audit row); ``broker_error`` — None when the broker confirmed it disabled the client (a live
     session is closed), else why not (the broker may still apply the command once it answers,
     and the server's start-up reconciliation disables the client otherwise);
-    ``retained_cleared`` — its retained status/meta/telemetry were cleared on the broker.
+    ``retained_cleared`` — its retained status/meta/telemetry/receipt were cleared on the broker.
     """
 
     revoked_ms: int
@@ -190,7 +190,7 @@ class DeviceActions:
         """Revoke the key: the device is revoked in the database together with its ``device.revoke``
         audit row (one transaction), shown offline with reason "revoked"; then the broker disables
         the client (the live session is kicked with 0x98, logins are refused with 0x87) and its
-        retained status/meta/telemetry are cleared (so ingest does not replay them as rejects).
+        retained status/meta/telemetry/receipt are cleared (so ingest does not replay them as rejects).
 
         A broker that does not answer (or, with ``broker_down``, could not be reached at all) does
         not undo the revocation: the result says so, and the audit row's detail records it; a
@@ -244,7 +244,7 @@ class DeviceActions:
         return DeleteResult(broker_client=existed, retained_cleared=cleared, data_kept=keep_data)
 
     def clear_retained(self, device_id: str) -> bool:
-        """Publish empty retained payloads (QoS 1) on the device's status, meta and telemetry topics,
+        """Publish empty retained payloads (QoS 1) on the device's status, meta, telemetry and receipt topics,
         which deletes them on the broker. True when all three were acknowledged within
         :data:`PUBLISH_TIMEOUT_S` seconds; False (and a warning) without a connected publisher."""
         if self.publisher is None or not self.publisher.is_connected():

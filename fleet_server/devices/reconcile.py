@@ -161,10 +161,10 @@ def _revoke_reserved(device_id: str, summary: ReconcileSummary) -> None:
 
 def reconcile_roles(dynsec: DynSecClient) -> int:
     """Give device and integration roles the ACLs of this version (a device enrolled before the
-    ``snooze`` channel existed; an integration from before ``availability``): one ``listRoles``, then
-    one ``modifyRole`` per role that differs (nothing when all are current, e.g. a managed broker,
-    whose file is brought up to date before it starts). A device role of the first layout keeps the
-    server status in its own role. Returns how many roles were changed.
+    ``snooze`` channel or its ``receipt`` topic existed; an integration from before ``availability``):
+    one ``listRoles``, then one ``modifyRole`` per role that differs (nothing when all are current,
+    e.g. a managed broker, whose file is brought up to date before it starts). A device role of the
+    first layout keeps the server status in its own role. Returns how many roles were changed.
 
     Raises:
         DynSecError, DynSecConnectionError: the role list could not be read.

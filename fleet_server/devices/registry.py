@@ -219,7 +219,7 @@ def delete_device(dynsec: DynSecClient, device_id: str, keep_data: bool = False)
     existed = dynsec.delete_device(device_id)
     with db.atomic():
         if not keep_data:
-            purge_device_data(device_id)
+            purge_device_data(device_id)  # with the receipt marks (ReceiptMark has a device column)
         Device.delete().where(Device.id == device_id).execute()
     log.info("device %s deleted%s", device_id, " (data kept)" if keep_data else "")
     return existed

@@ -9,6 +9,8 @@
   ``write_usage``, ``write_logs``), each returning the cache change.
 - :mod:`.rejects`: reject counters per device and reason, rate-limited reject log lines.
 - :mod:`.limits`: per-device budgets per channel, checked before validation (``rate_limited``).
+- :mod:`.receipts`: delivery receipts: what is committed of each device's outbox, published to it
+  after the commit (agents keep messages until a receipt confirms them).
 
 Inserts are idempotent: samples on ``(device, ts)``, usage and log records on ``(device, id)``.
 """
@@ -25,6 +27,7 @@ from peewee import Database
 
 from fleet_server.ingest.limits import DeviceLimits
 from fleet_server.ingest.messages import CacheChange
+from fleet_server.ingest.receipts import ReceiptPublisher
 from fleet_server.ingest.subscriber import BrokerAccount, Subscriber
 from fleet_server.ingest.writer import BatchWriter
 from fleet_server.state import FleetState
@@ -36,7 +39,10 @@ __all__ = ["BrokerAccount", "Ingest", "IngestHealth"]
 class IngestHealth:
     """Whether ingest works. ``ok`` False comes with a one-line ``reason``; ``detail`` holds
     ``connected``, ``network_thread``, ``writer_thread`` (bools), ``queued`` (messages waiting),
-    ``last_commit_age_s`` (seconds since the last commit, None before the first)."""
+    ``last_commit_age_s`` (seconds since the last commit, None before the first),
+    ``broker_dropped_messages`` (what the broker says it dropped since it started; None when it does
+    not say) and ``broker_dropping`` (that count rose within the last minute: overloaded; with a
+    ``warning`` line — ingest still works and agents send the dropped messages again)."""
 
     ok: bool
     reason: str = ""
@@ -69,7 +75,9 @@ class Ingest:
         self.subscriber = Subscriber(account, client_id, shared_group, limits)
         self.counters = self.subscriber.counters
         self.connected = self.subscriber.connected
-        self.writer = BatchWriter(database, self.subscriber.items, state, self.subscriber.ack, self.counters, publish)
+        self.receipts = ReceiptPublisher(self.subscriber.client, self.counters)
+        self.writer = BatchWriter(database, self.subscriber.items, state, self.subscriber.ack, self.counters, publish,
+                                  on_receipts=self.receipts.offer)
         self._writer_thread = threading.Thread(target=self.writer.run, name="clawfleet-ingest-writer", daemon=True)
 
     @property
@@ -86,16 +94,19 @@ class Ingest:
         """Connect (retrying in the background) and start the writer thread."""
         self.subscriber.start()
         self._writer_thread.start()
+        self.receipts.start()
 
     def stop(self) -> None:
         """Flush what was received, publish the server's ``offline`` status, disconnect."""
         self.writer.stopping.set()
         self._writer_thread.join(timeout=10)
+        self.receipts.stop()
         self.subscriber.stop()
 
     def forget_device(self, device_id: str) -> None:
         """Drop a device from the known-device cache (after revoke, rotate or delete)."""
         self.writer.forget_device(device_id)
+        self.receipts.forget(device_id)
 
     def health(self) -> IngestHealth:
         """Is ingest alive: network thread running, connected (or not for long), writer running and
@@ -105,7 +116,11 @@ class Ingest:
         last = w.last_commit_monotonic
         detail = {"connected": sub.connected.is_set(), "network_thread": sub.network_alive,
                   "writer_thread": self._writer_thread.is_alive(), "queued": sub.items.qsize() + w.batcher.waiting,
-                  "last_commit_age_s": None if last is None else round(now - last, 1)}
+                  "last_commit_age_s": None if last is None else round(now - last, 1),
+                  "broker_dropped_messages": sub.drops.total, "broker_dropping": sub.drops.dropping()}
+        if detail["broker_dropping"]:
+            detail["warning"] = ("the broker is dropping messages it acknowledged (a queue is full: ingest is behind "
+                                 "the fleet); agents send them again")
         if not detail["network_thread"]:
             return IngestHealth(False, "ingest's MQTT network thread is not running", detail)
         if not detail["writer_thread"]:

@@ -3,9 +3,10 @@
 Checked in the subscriber's network thread before a payload is parsed (only the topic and the
 payload's length are looked at), so a flood costs a dictionary lookup per message, not a JSON
 parse or a database row. What exceeds the budget is rejected with reason ``rate_limited``
-(counted per device and reason like every reject, shown on the device page) and marked
-``resend``: it does not count as received, so an agent that keeps what no delivery receipt covers
-sends it again later, paced. A device that goes on far over its budget is also stopped at the broker
+(counted per device and reason like every reject, shown on the device page). It does not count
+as received: the reject carries no delivery mark and ``rate_limited`` is one of the
+:data:`fleet_server.ingest.receipts.RETRYABLE_REJECTS`, so no delivery receipt covers it and the
+agent sends it again later, paced. A device that goes on far over its budget is also stopped at the broker
 for a while (:mod:`fleet_server.devices.throttle`): the broker takes a flood's bytes, queues them and
 sends them to ingest ahead of everyone else's before ingest can reject them.
 
@@ -184,7 +185,7 @@ class DeviceLimits:
             return True
 
     def check(self, msg: mqtt.MQTTMessage) -> Rejected | None:
-        """The ``rate_limited`` reject (``resend`` set) for a device message over its budget, else None
+        """The ``rate_limited`` reject (no delivery mark: not received) for a device message over its budget, else None
         (within budget, or not a device's message: the validation judges those). Never raises."""
         try:
             device_id, channel = parse_device_topic(msg.topic)
@@ -194,7 +195,7 @@ class DeviceLimits:
             return None
         if self.on_over is not None:
             self.on_over(device_id, channel, len(msg.payload))
-        return Rejected(msg.mid, msg.qos, device_id, REASON, self.explain(channel), resend=True)
+        return Rejected(msg.mid, msg.qos, device_id, REASON, self.explain(channel))
 
     def explain(self, channel: Channel) -> str:
         """The reject's error text for ``channel``."""

@@ -10,12 +10,25 @@ from shared.topics import Channel
 
 
 @dataclass(frozen=True)
+class DeliveryMark:
+    """A message's place in its device's outbox (delivery receipts): ``channel`` (telemetry, usage,
+    logs), the outbox id, the message's sequence number ``seq`` in that channel and ``floor``, the
+    lowest number of the channel the agent still held when it sent it (at most ``seq``)."""
+
+    channel: str
+    outbox: str
+    seq: int
+    floor: int
+
+
+@dataclass(frozen=True)
 class Received:
     """A valid payload from a device, not stored yet.
 
     ``mid``/``qos`` identify the MQTT message to acknowledge after the commit; ``received_ms`` is
     the server's clock when it arrived (epoch ms); ``retained`` is True for a retained message the
-    broker replayed on subscribe (sent at some earlier, unknown time).
+    broker replayed on subscribe (sent at some earlier, unknown time); ``mark`` is set for a message
+    that carries outbox delivery fields.
     """
 
     mid: int
@@ -25,6 +38,7 @@ class Received:
     payload: Any  # the schemas model of ``channel``
     received_ms: int
     retained: bool = False
+    mark: DeliveryMark | None = None
 
     @property
     def heard_ms(self) -> int:
@@ -36,19 +50,15 @@ class Received:
 @dataclass(frozen=True)
 class Rejected:
     """A message that is not stored: ``reason`` ``""`` means "ignore quietly" (our own server
-    status, a cleared retained topic), anything else is counted per device and reason.
-
-    ``resend``: the message was not looked at (over the device's budget, reason ``rate_limited``,
-    see :mod:`fleet_server.ingest.limits`): it does NOT count as received, so a delivery receipt
-    must not cover it and the agent sends it again later. Every other reject counts as received
-    (a poison message must not stall the sender)."""
+    status, a cleared retained topic), anything else is counted per device and reason. ``mark``: its
+    delivery fields, when they could be read (a message rejected for good still counts as received)."""
 
     mid: int
     qos: int
     device_id: str
     reason: str
     error: str
-    resend: bool = False
+    mark: DeliveryMark | None = None
 
 
 Item = Received | Rejected
@@ -70,12 +80,15 @@ class CacheChange:
     ``devices``: device id -> :class:`fleet_server.state.DeviceView` fields to set (``last_seen_ms``
     only ever moves forward). ``usage``: the devices whose stored token usage grew.
     ``rejects``: messages to count as rejected. ``stored``: channel name -> messages stored.
+    ``receipts``: devices whose receipt marks the write changed or confirmed again (published
+    after the commit, :mod:`fleet_server.ingest.receipts`).
     """
 
     devices: dict[str, dict[str, Any]] = field(default_factory=dict)
     usage: set[str] = field(default_factory=set)
     rejects: list[RejectNote] = field(default_factory=list)
     stored: dict[str, int] = field(default_factory=dict)
+    receipts: dict[str, Any] = field(default_factory=dict)
 
     def set(self, device_id: str, **fields: Any) -> None:
         """Set view fields of one device (``last_seen_ms``: the larger value wins)."""
@@ -97,5 +110,6 @@ class CacheChange:
         self.rejects += other.rejects
         for channel, n in other.stored.items():
             self.stored[channel] = self.stored.get(channel, 0) + n
+        self.receipts.update(other.receipts)
         return self
 

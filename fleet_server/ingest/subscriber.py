@@ -6,7 +6,9 @@ keeps running whatever arrives.
 - Persistent session (clean start off, session expiry 7 days) and QoS 1, so the broker queues
   for the server while it restarts; manual acknowledgement (the writer acks after the commit),
   with a Receive Maximum of :data:`RECEIVE_MAXIMUM` messages in flight.
-- Server birth: retained ``online`` on ``clawfleet/v1/_server/status``; last will ``offline``.
+- Server birth: retained ``online`` on ``clawfleet/v1/_server/status`` (saying that this server
+  sends delivery receipts); last will ``offline``.
+- Also subscribed: the broker's count of dropped messages (:mod:`broker.overload`), in :attr:`Subscriber.drops`.
 """
 
 from __future__ import annotations
@@ -24,11 +26,14 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
+from broker.acl import BROKER_DROPPED_TOPIC
+from broker.overload import DropCounter
 from fleet_server.ingest.limits import DeviceLimits
-from fleet_server.ingest.messages import Item, Received, Rejected
+from fleet_server.ingest.messages import DeliveryMark, Item, Received, Rejected
 from shared import schemas
 from shared.clock import now_ms
 from shared.mqtt_client import mqtt5_client
+from shared.payloads import RECEIPT_CHANNELS
 from shared.topics import (
     ALL_DEVICES_FILTER,
     SERVER_CHANNELS,
@@ -69,15 +74,20 @@ def classify(msg: mqtt.MQTTMessage, received_ms: int) -> Item:
         device_id, channel = parse_device_topic(msg.topic)
     except (TopicError, UnicodeDecodeError) as exc:
         return Rejected(msg.mid, msg.qos, "", "bad_topic", str(exc)[:300])
-    if channel in SERVER_CHANNELS or not msg.payload:  # our own commands and verdicts / cleared retained topics
+    if channel in SERVER_CHANNELS or not msg.payload:  # ours (commands, verdicts, receipts) / cleared retained topics
         return Rejected(msg.mid, msg.qos, "", "", "")
     try:
         payload = schemas.decode(channel, msg.payload, expected_device_id=device_id, now_ms=received_ms)
     except schemas.PayloadError as exc:
         if msg.retain and exc.reason == "ts_out_of_window":  # an old retained sample replayed on subscribe
             return Rejected(msg.mid, msg.qos, "", "", "")
-        return Rejected(msg.mid, msg.qos, device_id, exc.reason, str(exc))
-    return Received(msg.mid, msg.qos, device_id, channel, payload, received_ms, retained=bool(msg.retain))
+        fields = schemas.delivery_fields(msg.payload) if channel.value in RECEIPT_CHANNELS else None
+        mark = DeliveryMark(channel.value, *fields) if fields else None  # rejected for good still counts as received
+        return Rejected(msg.mid, msg.qos, device_id, exc.reason, str(exc), mark)
+    mark = None
+    if getattr(payload, "seq", None) is not None and payload.outbox is not None:
+        mark = DeliveryMark(channel.value, payload.outbox, payload.seq, min(payload.seq_floor or 1, payload.seq))
+    return Received(msg.mid, msg.qos, device_id, channel, payload, received_ms, retained=bool(msg.retain), mark=mark)
 
 
 class Subscriber:
@@ -96,6 +106,8 @@ class Subscriber:
         self.limits = limits  # per-device budgets, checked before a payload is parsed (None: none)
         self.items: queue.Queue[Item] = queue.Queue()
         self.counters: Counter[str] = Counter()
+        self.drops = DropCounter()
+        """What the broker says it dropped (``$SYS/broker/publish/messages/dropped``)."""
         self.connected = threading.Event()
         self.disconnected_since: float | None = time.monotonic()  # monotonic; None while connected
         self._stopping = False
@@ -107,6 +119,7 @@ class Subscriber:
         c.on_connect = self._on_connect
         c.on_disconnect = self._on_disconnect
         c.on_message = self._on_message
+        c.message_callback_add(BROKER_DROPPED_TOPIC, lambda _c, _u, msg: self.drops.update(msg.payload))
         self.client = c
 
     @property
@@ -148,7 +161,8 @@ class Subscriber:
             log.error("broker refused the server's connection: %s", reason)
             return
         log.info("ingest connected (session %s)", "resumed" if flags.session_present else "new")
-        client.subscribe(self._filter, options=SubscribeOptions(qos=1, noLocal=True))
+        client.subscribe([(self._filter, SubscribeOptions(qos=1, noLocal=True)),
+                          (BROKER_DROPPED_TOPIC, SubscribeOptions(qos=0))])
         client.publish(SERVER_STATUS_TOPIC, _server_status("online"), qos=1, retain=True)
         self.disconnected_since = None
         self.connected.set()
@@ -180,4 +194,5 @@ def _device_of(msg: mqtt.MQTTMessage) -> str:
 
 
 def _server_status(state: str) -> bytes:
-    return schemas.ServerStatus(ts=now_ms(), state=state).model_dump_json().encode()
+    # receipts: this server confirms what it stored (agents then keep messages until it does)
+    return schemas.ServerStatus(ts=now_ms(), state=state, receipts=True).model_dump_json().encode()

@@ -18,6 +18,7 @@ from collections.abc import Callable
 
 from peewee import Database, InterfaceError, OperationalError
 
+from fleet_server.ingest import receipts
 from fleet_server.ingest.fairness import FairBatcher
 from fleet_server.ingest.messages import CacheChange, Item, Rejected
 from fleet_server.ingest.rejects import RejectLog, store_rejects
@@ -63,13 +64,18 @@ class BatchWriter:
             :attr:`batch_seconds` sums the batches' time).
         publish: called with each batch's cache change inside its transaction, before the commit
             (several server processes: :class:`fleet_server.ingest.change_feed.ChangePublisher`).
+        on_receipts: called after each commit with the devices whose receipt marks the batch touched
+            (:meth:`fleet_server.ingest.receipts.ReceiptPublisher.offer`); None: no receipt marks kept.
     """
 
     def __init__(self, database: Database, items: queue.Queue[Item], state: FleetState,
                  ack: Callable[[int, int], None], counters: Counter[str],
-                 publish: Callable[[CacheChange], None] | None = None) -> None:
+                 publish: Callable[[CacheChange], None] | None = None,
+                 on_receipts: Callable[[dict], None] | None = None) -> None:
         self.database, self.items, self.state, self._ack, self.counters = database, items, state, ack, counters
         self._publish = publish
+        self._on_receipts = on_receipts
+        self._receipt_book = receipts.ReceiptBook()
         self.stopping = threading.Event()
         self.last_commit_monotonic: float | None = None
         self.oldest_waiting_since: float | None = None  # monotonic time the current batch was taken
@@ -84,6 +90,7 @@ class BatchWriter:
         """Drop a device from the known-device cache (after revoke, rotate or delete)."""
         self._known.pop(device_id, None)
         self._unknown.pop(device_id, None)
+        self._receipt_book.forget(device_id)
 
     def run(self) -> None:
         """Store batches until :attr:`stopping` is set and the queue is empty."""
@@ -145,7 +152,7 @@ class BatchWriter:
     def _store_failed(self, item: Item, exc: Exception) -> None:
         device_id = item.device_id
         error = f"the database refused it: {type(exc).__name__}: {exc}"
-        self._store([Rejected(item.mid, item.qos, device_id, "store_error", error)], split=False)
+        self._store([Rejected(item.mid, item.qos, device_id, "store_error", error, item.mark)], split=False)
 
     def _write(self, batch: list[Item]) -> CacheChange:
         change = CacheChange()
@@ -168,6 +175,9 @@ class BatchWriter:
                 change.merge(write(by_channel[channel], self.state))
         write_last_seen(change)
         store_rejects(change.rejects, now_ms())
+        if self._on_receipts is not None:  # after the checks above, ``_known`` holds every device of the batch
+            change.receipts = self._receipt_book.record((i for i in batch if self._known.get(i.device_id)
+                                                         and receipts.counts_as_received(i)), now_ms())
         return change
 
     def _check_device(self, device_id: str, change: CacheChange) -> str | None:
@@ -205,6 +215,9 @@ class BatchWriter:
                 fields = {k: v for k, v in fields.items() if k != "last_seen_ms"}
             if fields:
                 updates[device_id] = fields
+        if change.receipts and self._on_receipts is not None:
+            self._receipt_book.committed(change.receipts)
+            self._on_receipts(change.receipts)
         self.state.upsert_many(updates)  # one lock, one version step for the whole batch
         if change.usage:
             self.state.note_usage(change.usage)

@@ -43,6 +43,15 @@ def executemany(sql: str, rows: Sequence[Sequence[object]]) -> None:
         execute_batch(db.obj.cursor(), _for_database(db.obj, sql), rows, page_size=CHUNK)
 
 
+def query(sql: str, params: Sequence[object]) -> list[tuple]:
+    """Run one SELECT (``?`` placeholders, as :func:`executemany`) on the models' database connection;
+    returns its rows."""
+    with _wrap_errors:
+        cursor = db.obj.cursor()
+        cursor.execute(_for_database(db.obj, sql), params)
+        return cursor.fetchall()
+
+
 def is_sqlite() -> bool:
     """True when the models are bound to SQLite (the bulk paths here use ``executemany`` there)."""
     return isinstance(db.obj, SqliteDatabase)

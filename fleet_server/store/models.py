@@ -519,6 +519,21 @@ class JobMark(BaseModel):
     finished_ms = BigIntegerField(null=True)
 
 
+class ReceiptMark(BaseModel):
+    """What ingest has committed of a device's outbox (delivery receipts, :mod:`fleet_server.ingest.receipts`).
+
+    ``outbox``: the agent's outbox id; ``prev_outbox``: the one before (its late messages do not
+    reset the marks); ``channels``: JSON ``{"usage": [upto, [[first, last], …]], …}`` — every
+    sequence number up to ``upto`` and the ranges above it, stored or rejected for good.
+    """
+
+    device = CharField(primary_key=True, max_length=63)
+    outbox = CharField(max_length=64)
+    prev_outbox = CharField(max_length=64, null=True)
+    channels = TextField()
+    updated_ms = BigIntegerField()
+
+
 class UpdatePolicy(BaseModel):
     """How agents get new versions (:mod:`fleet_server.releases.updates`). ``scope`` is ``fleet``,
     ``tag:<tag>`` or ``device:<id>`` (the most specific one applies); ``mode`` ``manual`` (an admin
@@ -550,6 +565,7 @@ ALL_MODELS = [Device, Sample, StatusEvent, UsageRecord, UsageHourly, UsageTotal,
               PriceRule, ApiToken, IntegrationAccount,  # tokens and cost, API, integrations
               AgentSession, AgentRun, ToolCall, VersionChange,  # sessions
               UpdatePolicy, UpdateRequest,  # agent self-updates
+              ReceiptMark,  # delivery receipts
               JobMark,  # background jobs that are due (re-pricing, channels blocked at the broker)
               SchemaVersion]  # migrations
 

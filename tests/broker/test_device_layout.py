@@ -16,6 +16,7 @@ from broker.acl import (
     device_role_acls,
     device_role_name,
     legacy_device_role_acls,
+    same_acls,
 )
 from broker.config import BrokerAdmin, pbkdf2_fields, prepare_dynsec_file
 from broker.dynsec import DynSecClient
@@ -28,8 +29,8 @@ OWN_PUBLISH = (Channel.STATUS, Channel.META, Channel.TELEMETRY, Channel.USAGE, C
 
 
 def assert_device_rights(port: int, device_id: str, key: str, other: str) -> None:
-    """``device_id`` may publish its own five channels and subscribe to its cmd and the server status;
-    nothing else (another device's topics, its own cmd as publisher, wildcards)."""
+    """``device_id`` may publish its own five channels and subscribe to its cmd, its receipts and the
+    server status; nothing else (another device's topics, its own cmd or receipt as publisher, wildcards)."""
     probe, rc = connect_probe("127.0.0.1", port, device_id, key, device_id)
     try:
         assert rc.value == 0
@@ -38,14 +39,22 @@ def assert_device_rights(port: int, device_id: str, key: str, other: str) -> Non
         for ch in Channel:
             assert probe.publish(device_topic(other, ch), b"{}").value == NOT_AUTHORIZED, ch
         assert probe.publish(device_topic(device_id, Channel.CMD), b"{}").value == NOT_AUTHORIZED
+        assert probe.publish(device_topic(device_id, Channel.RECEIPT), b"{}").value == NOT_AUTHORIZED  # no forging
         assert probe.publish(SERVER_STATUS_TOPIC, b"{}").value == NOT_AUTHORIZED
         assert probe.subscribe(device_topic(device_id, Channel.CMD)).value == 1
+        assert probe.subscribe(device_topic(device_id, Channel.RECEIPT)).value == 1
         assert probe.subscribe(SERVER_STATUS_TOPIC).value == 1
-        for topic in (device_topic(other, Channel.CMD), device_topic(other, Channel.TELEMETRY), f"{ROOT}/+/cmd",
+        for topic in (device_topic(other, Channel.CMD), device_topic(other, Channel.TELEMETRY),
+                      device_topic(other, Channel.RECEIPT), f"{ROOT}/+/cmd", f"{ROOT}/+/receipt",
                       ALL_DEVICES_FILTER, "#", f"{ROOT}/_server/#"):
             assert probe.subscribe(topic).value == NOT_AUTHORIZED, topic
     finally:
         probe.close()
+
+
+def pre_receipt_acls(device_id: str) -> list[dict]:
+    """A device role's ACLs as the release before delivery receipts made them: no ``receipt`` topic."""
+    return [a for a in device_role_acls(device_id) if not a["topic"].endswith("/receipt")]
 
 
 def _legacy_file(path: Path, admin: BrokerAdmin, devices: dict[str, str]) -> None:
@@ -120,6 +129,27 @@ def test_legacy_devices_are_migrated_once_at_start_and_keep_working(broker_facto
     with caplog.at_level(logging.INFO, logger="clawfleet.broker"):
         broker.start()  # once: nothing left to migrate
     assert not [r for r in caplog.records if "device accounts" in r.getMessage()]
+
+
+def test_devices_enrolled_before_receipts_get_their_receipt_topic_at_start(broker_factory) -> None:
+    broker = broker_factory(start=False)
+    broker.cfg.broker_dir.mkdir(parents=True, mode=0o700)
+    admin = BrokerAdmin.load_or_create(broker.cfg.admin_path)
+    prepare_dynsec_file(broker.cfg.dynsec_path, admin)
+    data = json.loads(broker.cfg.dynsec_path.read_text())
+    devices = {unique_device_id("pre"): "cfk_" + "r" * 43 + str(i) for i in range(2)}
+    add_devices(data, [(did, pbkdf2_fields(key)) for did, key in devices.items()])
+    for role in data["roles"]:  # as enrolled by the release before receipts
+        did = role["rolename"].removeprefix("device-")
+        if did in devices:
+            role["acls"] = pre_receipt_acls(did)
+    broker.cfg.dynsec_path.write_text(json.dumps(data))
+    broker.start()
+    roles = {r["rolename"]: r for r in json.loads(broker.cfg.dynsec_path.read_text())["roles"]}
+    a, b = sorted(devices)
+    for did in devices:
+        assert same_acls(roles[device_role_name(did)]["acls"], device_role_acls(did))
+    assert_device_rights(broker.cfg.port, a, devices[a], b)
 
 
 def test_file_helpers_refuse_duplicates_and_migrate_idempotently(tmp_path: Path) -> None:

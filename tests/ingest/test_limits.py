@@ -52,11 +52,14 @@ def test_bytes_bound_what_a_device_pushes_through():
     assert limits.allow("a", Channel.USAGE, 1000) and not limits.allow("a", Channel.USAGE, 1)
 
 
-def test_check_rejects_with_resend_and_a_reason_that_says_why():
+def test_check_rejects_as_not_received_with_a_reason_that_says_why():
+    from fleet_server.ingest.receipts import counts_as_received
+
     limits = DeviceLimits({Channel.USAGE: Budget(1, 1)}, Clock())
     assert limits.check(message("a", Channel.USAGE, 10)) is None
     reject = limits.check(message("a", Channel.USAGE, 10))
-    assert reject is not None and reject.reason == "rate_limited" and reject.resend and reject.device_id == "a"
+    assert reject is not None and reject.reason == "rate_limited" and reject.device_id == "a"
+    assert not counts_as_received(reject), "no receipt covers it: the agent sends it again"
     assert "usage budget of 1 messages/s" in reject.error and OPTION in reject.error
     bad = mqtt.MQTTMessage(mid=1, topic=b"not/a/device/topic")
     assert limits.check(bad) is None, "the validation judges other topics"

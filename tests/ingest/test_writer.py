@@ -11,11 +11,11 @@ from collections import Counter
 import pytest
 from payload_helpers import batch, meta, now_ms, status, telemetry, usage_record
 from peewee import IntegrityError, InterfaceError, OperationalError
+from writer_helpers import writer_database
 
 from fleet_server.ingest.messages import Received, Rejected
 from fleet_server.ingest.writer import BatchWriter, database_unavailable
 from fleet_server.state import FleetState
-from fleet_server.store.db import open_database
 from fleet_server.store.models import Device, RejectCount, Sample, StatusEvent, UsageRecord
 from shared import schemas
 from shared.topics import Channel
@@ -43,12 +43,7 @@ def run_writer(database, items: list) -> tuple[list[int], Counter]:
 
 @pytest.fixture
 def database(tmp_path):
-    database = open_database(tmp_path)
-    for d in ("a", "b"):
-        Device.create(id=d, name=d, key_hash="x", key_hint="abcd", created_ms=1)
-    database.execute_sql("CREATE TRIGGER refuse_poison BEFORE INSERT ON usage_record WHEN NEW.model = 'poison' "
-                         "BEGIN SELECT RAISE(ABORT, 'poison model refused'); END")
-    return database
+    return writer_database(tmp_path)
 
 
 def test_one_refused_message_is_rejected_and_the_rest_of_its_batch_stored(database):

@@ -179,7 +179,9 @@ def test_delete_kicks_clears_retained_topics_and_purges_rows(fleet: FleetServer,
     try:
         wait_for(lambda: _samples("doomed") >= 2 and fleet.state.get("doomed").meta is not None, 15,
                  what="samples and meta")
-        assert set(_retained(fleet, "doomed")) - {"availability"} == {"status", "meta", "telemetry"}
+        wait_for(lambda: set(_retained(fleet, "doomed")) - {"availability"} == {"status", "meta", "telemetry",
+                                                                                 "receipt"}, 10,
+                 what="the retained topics, its delivery receipt too")
         res = fleet.devices.delete(ADMIN, "doomed")
     finally:
         stop_agent(agent)

@@ -4,12 +4,14 @@ a session; absent unless enabled (real SQLite with the fixtures' usage)."""
 from __future__ import annotations
 
 from collections import Counter
+from types import SimpleNamespace
 
 from nicegui import app
 from nicegui.testing.user_simulation import user_simulation
 from prometheus_client.parser import text_string_to_metric_families
 from usage_seed import seed_fixture_usage
 
+from broker.overload import DropCounter
 from fleet_server.api.metrics import install_metrics
 from fleet_server.auth import api_tokens
 from fleet_server.dashboard import register_pages
@@ -20,8 +22,11 @@ from shared import schemas
 class FakeIngest:
     """Stands in for the MQTT ingest (its counters only): no broker is needed to test the exposition."""
 
-    counters = Counter({"received": 12, "batches": 3, "stored_telemetry": 9, "rejected_invalid": 2})
+    counters = Counter({"received": 12, "batches": 3, "stored_telemetry": 9, "rejected_invalid": 2,
+                        "receipts_published": 7})
     batch_seconds = 0.042
+    subscriber = SimpleNamespace(drops=DropCounter())
+    subscriber.drops.update(b"16483")  # what $SYS/broker/publish/messages/dropped says
 
 
 def families(text: str) -> dict:
@@ -69,6 +74,9 @@ async def test_metrics_parse_and_carry_the_expected_series(db, tmp_path):
     batch = {s.name: s.value for s in fams["clawfleet_ingest_batch_duration_seconds"].samples}
     assert batch == {"clawfleet_ingest_batch_duration_seconds_count": 3,
                      "clawfleet_ingest_batch_duration_seconds_sum": 0.042}
+    assert fams["clawfleet_ingest_receipts_published"].samples[0].value == 7
+    dropped = fams["clawfleet_broker_dropped_messages"]
+    assert dropped.type == "counter" and dropped.samples[0].value == 16483
 
 
 def hostile_usage(records: int = 20_000, models: int = 10_000) -> None:
