@@ -117,7 +117,7 @@ def device_update(
     database_url: DbUrlOpt = None,
 ) -> None:
     """Ask a device's agent to update itself now (it downloads the signed package from this server, installs
-    it and rolls back when the new version does not report in time; progress shows in 'device list')."""
+    it and rolls back when the new version does not report in time; its progress shows on the device page)."""
     from fleet_server.cli.devices import _server_session, mqtt_port_for
     from fleet_server.devices.registry import DeviceError, get_device
     from fleet_server.releases import updates
