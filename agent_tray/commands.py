@@ -254,8 +254,8 @@ def show_config(config: ConfigOpt = None) -> None:
         typer.echo(f"{k}: {v}")
 
 
-SystemOpt = Annotated[bool, typer.Option("--system", help="a system service (needs root; systemd system unit, "
-                                         "launchd daemon, task at startup) instead of this user's")]
+SystemOpt = Annotated[bool, typer.Option("--system", help="a system service (needs root or admin; systemd "
+                                         "system unit, launchd daemon, Windows service) instead of this user's")]
 NoEnableOpt = Annotated[bool, typer.Option("--no-enable", help="only write the files; do not start or stop anything")]
 
 
@@ -282,7 +282,7 @@ def install_service(
     unit_dir: Annotated[Path | None, typer.Option(help="write the unit/plist here instead (packaging)",
                                                   hidden=True)] = None,
 ) -> None:
-    """Run the agent headless at boot (or login): systemd unit, launchd plist or a Windows scheduled task.
+    """Run the agent headless at login (or boot): systemd unit, launchd plist, Windows task (--system: service).
 
     Prints every file it wrote and command it ran. The config must exist first (enroll).
     """
