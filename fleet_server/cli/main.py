@@ -87,8 +87,9 @@ def run(
                               "agents pin it (default: the system trust store)")] = None,
     retention: Annotated[list[str] | None, typer.Option("--retention", metavar="KIND=DURATION", help="keep a kind "
                          "of history this long (repeatable; e.g. raw=72h, 5m=30d, 1h=2y, status=1y, logs=30d, "
-                         "usage=1y, usage_hourly=forever). Defaults: raw 48h, 5m 14d, 1h 400d, status 400d, "
-                         "logs 90d, usage records 400d, hourly usage sums forever")] = None,
+                         "usage=1y, runs=90d, usage_hourly=forever). Defaults: raw 48h, 5m 14d, 1h 400d, status "
+                         "400d, logs 90d, usage records 400d, turns and tool calls (runs) 400d, hourly usage sums "
+                         "forever")] = None,
     admin_password_file: Annotated[Path | None, typer.Option(help="on the first run, write the new 'admin' "
                                    "password to this file (mode 0600) instead of printing it")] = None,
     mqtt_wss_port: Annotated[int | None, typer.Option("--mqtt-wss-port", help="also serve MQTT over secure "
