@@ -301,11 +301,13 @@ CLI_ECHO_MS = 30_000
 def cli_blocks(lines: list[Line]) -> None:
     """Give the OpenClaw CLI's failure block (``[openclaw] The CLI command failed.``, ``[openclaw] Reason: X``
     and its hint lines; no ids of their own) the owner of the gateway reply that failed with ``X``
-    (``⇄ res ✗ agent … errorMessage=X runId=R``) moments before it."""
+    (``⇄ res ✗ agent … errorMessage=X runId=R``) moments before it: the nearest such reply of any
+    instance, so a block that follows another instance's reply (or one not decided yet) stays not ours
+    even when a reply of ours with the same reason came earlier."""
     replies: list[tuple[int, str, Line]] = []
     for i, ln in enumerate(lines):
         msg = ln.parsed.message if ln.parsed else ""
-        if ln.owner is not None and "errorMessage=" in msg:
+        if "errorMessage=" in msg:
             m = _REPLY_ERROR_RE.search(msg)
             if m:
                 replies.append((ln.parsed.ts_ms or 0, m.group(1).strip(), ln))  # type: ignore[union-attr]
@@ -313,7 +315,7 @@ def cli_blocks(lines: list[Line]) -> None:
             continue
         reason, ts = msg[len(_CLI_REASON):].strip(), ln.parsed.ts_ms or 0
         match = next((r for r in reversed(replies) if r[1] == reason and 0 <= ts - r[0] <= CLI_ECHO_MS), None)
-        if match is None:
+        if match is None or match[2].owner is None:
             continue
         for j in range(i, -1, -1):  # the block: this line and its CLI neighbours that name nothing
             if j < i and not _cli_line(lines[j]):

@@ -82,8 +82,8 @@ def service_unit(command: list[str], system: bool, user: str | None = None,
         lines.append(f"User={user}")
     if system:
         overridden = {e.split("=", 1)[0] for e in extra}
-        lines += [d for d in ("NoNewPrivileges=yes", "ProtectSystem=full", "PrivateTmp=yes")
-                  if d.split("=", 1)[0] not in overridden]
+        # no PrivateTmp: OpenClaw's default log dir is /tmp/openclaw, which the agent must read
+        lines += [d for d in ("NoNewPrivileges=yes", "ProtectSystem=full") if d.split("=", 1)[0] not in overridden]
     lines += list(extra)
     lines += ["", "[Install]", f"WantedBy={'multi-user.target' if system else 'default.target'}", ""]
     return "\n".join(lines)

@@ -67,8 +67,10 @@ DEFAULT_BUDGETS: dict[Channel, Budget] = {
     Channel.TELEMETRY: Budget(10, 1000),
     Channel.USAGE: Budget(20, 1000, MIB / 2, 2 * MIB),
     Channel.LOGS: Budget(20, 1000, MIB / 2, 2 * MIB),
+    Channel.SNOOZE: Budget(0.1, 10),
 }
-"""Budgets per device and channel when ``run`` is given no :data:`OPTION`. Usage and logs: 512 KiB/s
+"""Budgets per device and channel when ``run`` is given no :data:`OPTION`. Snooze (a tray click, one
+database write and an audit row each): 10 at once, then one per 10 s. Usage and logs: 512 KiB/s
 (about 2,000 records/s) with a 2 MiB burst (about 8,000 records: an agent emptying its outbox after
 an outage, ``tests/integration/test_outbox_full.py``). Other devices do not wait behind such a
 burst in the writer (batches are built round-robin over devices, :mod:`fleet_server.ingest.fairness`);

@@ -67,6 +67,7 @@ def test_system_unit_runs_as_the_named_user(tmp_path: Path) -> None:
     parser = configparser.ConfigParser(interpolation=None)
     parser.read_string(text)
     assert parser["Service"]["User"] == "alice" and parser["Install"]["WantedBy"] == "multi-user.target"
+    assert "PrivateTmp" not in parser["Service"]  # the agent reads OpenClaw's default log dir, /tmp/openclaw
     written = linux.install_service(["/bin/true"], system=True, user="alice", enable=False, unit_dir=tmp_path)
     assert [w.where for w in written] == [str(tmp_path / "clawfleet-agent.service")]
 

@@ -15,8 +15,8 @@ from pathlib import Path
 
 from fixtures_openclaw import CAPTURED_S, LATEST, LEGACY, LOG_NAME, backdate, make_latest_state, make_legacy_state
 
-from agent_tray.collectors.log_owner import Ownership, line_marks, state_dir_born_ms
-from agent_tray.collectors.logs import LogCollector
+from agent_tray.collectors.log_owner import OURS, Line, Ownership, cli_blocks, line_marks, state_dir_born_ms
+from agent_tray.collectors.logs import LogCollector, parse_log_line
 from agent_tray.collectors.openclaw import locate_openclaw
 from agent_tray.collectors.sessions import SessionIndexCollector
 from agent_tray.collectors.usage import UsageCollector
@@ -106,6 +106,27 @@ def test_two_instances_in_one_shared_file(tmp_path: Path) -> None:
     assert main_lane.session_id == "dadc4dc2-83b2-4c80-b372-c030b36fd374"
     # the CLI's failure block follows the gateway reply that failed with the same reason
     assert any(m.startswith("[openclaw] Reason: ⚠️ API rate limit reached") for m in a_msgs)
+
+
+def _cli_block_owner(raws: list[str], owners: dict[int, str | None]) -> str | None:
+    lines = []
+    for i, raw in enumerate(raws):
+        obj = json.loads(raw)
+        lines.append(Line(i, raw.encode(), parse_log_line(raw), line_marks(obj, raw), owner=owners.get(i)))
+    cli_blocks(lines)
+    return next(ln.owner for ln in lines if ln.parsed.message.startswith("[openclaw] Reason: "))
+
+
+def test_a_cli_failure_block_follows_the_nearest_reply_not_an_earlier_one_of_ours() -> None:
+    """Two instances fail with the same reason seconds apart; the CLI block after the second (another
+    instance's reply, not decided from this one's view) is not given to the first."""
+    raw = (LATEST / "logs" / LOG_NAME).read_text().splitlines()
+    reply = next(i for i, r in enumerate(raw) if "errorMessage=⚠️ API rate limit reached" in r)
+    block = raw[reply + 1: reply + 6]
+    assert block[1].count("[openclaw] Reason: ⚠️ API rate limit reached")
+    other = raw[reply].replace("ccb04595-f027-4317-b8ed-7f923c8332c0", "0b0b0b0b-0000-4000-8000-000000000000")
+    assert _cli_block_owner([raw[reply], *block], {0: OURS}) == OURS  # the reply just before is ours
+    assert _cli_block_owner([raw[reply], other, *block], {0: OURS}) is None  # the nearest is not decided
 
 
 def _message(raw: str) -> str:

@@ -86,3 +86,11 @@ def test_option_values():
         with pytest.raises(LimitError, match=OPTION) as err:
             parse_budgets([bad])
         assert says in str(err.value), bad
+
+
+def test_every_channel_a_device_publishes_has_a_default_budget_the_option_can_change():
+    from shared.topics import DEVICE_PUBLISH_CHANNELS
+
+    assert set(DEVICE_PUBLISH_CHANNELS) <= set(DEFAULT_BUDGETS)
+    budgets = parse_budgets(["snooze=1/s:5"])
+    assert budgets is not None and budgets[Channel.SNOOZE] == Budget(1, 5)
