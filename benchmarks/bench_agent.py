@@ -42,6 +42,7 @@ import psutil
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.local import free_port  # noqa: E402
 from broker.config import BrokerConfig  # noqa: E402
 from broker.mosquitto import ManagedMosquitto  # noqa: E402
 
@@ -49,15 +50,6 @@ FIXTURE = ROOT / "tests" / "fixtures" / "openclaw" / "legacy-2026.7.35"
 RUN_MODULES = ("agent_tray.cli", "agent_tray.runner", "agent_tray.service")
 """What ``clawfleet-agent run --headless`` loads: the console script's module, then the agent loop."""
 WRITE_EVERY_S = 10.0
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass

@@ -34,6 +34,7 @@ from paho.mqtt.properties import Properties
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.local import free_port
 from broker.mosquitto import BrokerConfig, ManagedMosquitto
 
 DEVICE = "bench-dev"
@@ -44,14 +45,6 @@ SETTINGS = [
     ("on changes, every 10", dict(autosave_on_changes=True, autosave_changes=10)),
     ("on changes, every 100", dict(autosave_on_changes=True, autosave_changes=100)),
 ]
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _client(client_id: str, user: str, password: str, port: int, persistent: bool = False,
@@ -108,7 +101,7 @@ def _publish_from_all(pubs: list[tuple[str, mqtt.Client]], n: int, payload: byte
 
 def run_setting(label: str, kw: dict, n: int, size: int, devices: int) -> tuple[str, float, float, int]:
     with tempfile.TemporaryDirectory(prefix="cf-bench-broker-") as tmp:
-        broker = ManagedMosquitto(BrokerConfig(data_dir=Path(tmp), port=_free_port(), **kw))
+        broker = ManagedMosquitto(BrokerConfig(data_dir=Path(tmp), port=free_port(), **kw))
         broker.start()
         try:
             port, admin = broker.cfg.port, broker.admin

@@ -52,17 +52,10 @@ import psutil
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.loadgen import DeviceCreds, LoadSpec, raise_fd_limit, run_load
+from benchmarks.local import free_port
 
 PASSWORD = secrets.token_urlsafe(16)  # the dashboard admin of this run
 ENROLL_SAMPLES = 5
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:

@@ -51,7 +51,6 @@ import bisect
 import contextlib
 import json
 import os
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -67,17 +66,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.loadgen import DeviceCreds, LoadSpec, run_load  # noqa: E402
+from benchmarks.local import free_port  # noqa: E402
 
 KEEPS_UP_S = 2.0
 """A run keeps up when everything is stored within this many seconds of the last publish."""
 DRAIN_TIMEOUT_S = 60.0
-
-
-def free_port() -> int:
-    """A free TCP port on 127.0.0.1."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class ServerProcess:

@@ -33,6 +33,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.local import free_port, server_cli  # noqa: E402
 from fleet_server.store.db import open_database  # noqa: E402
 from fleet_server.store.models import Device, LogRecord, db  # noqa: E402
 
@@ -74,19 +75,6 @@ def seed(data: Path, rows: int, devices: int, now_ms: int) -> float:
     return time.perf_counter() - t0
 
 
-def _cli(*args: str, stdin: str | None = None) -> str:
-    return subprocess.run([sys.executable, "-m", "fleet_server.cli.main", *args], input=stdin, text=True,
-                          capture_output=True, check=True, cwd=ROOT).stdout
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _median_ms(fn, n: int = 5) -> float:
     times = []
     for _ in range(n):
@@ -106,13 +94,13 @@ def main() -> None:
     data = work / "data"
     now = int(time.time() * 1000)
     seed_s = seed(data, args.rows, args.devices, now)
-    _cli("admin", "create", "admin", "--password-stdin", "--data-dir", str(data), stdin=PASSWORD + "\n")
-    created = _cli("api-token", "create", "bench", "--data-dir", str(data))
+    server_cli("admin", "create", "admin", "--password-stdin", "--data-dir", str(data), stdin=PASSWORD + "\n")
+    created = server_cli("api-token", "create", "bench", "--data-dir", str(data))
     token = next(w for w in created.split() if w.startswith("cft_"))
-    port = _free_port()
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if k != "PYTEST_CURRENT_TEST"}
     proc = subprocess.Popen([sys.executable, "-m", "fleet_server.cli.main", "run", "--data-dir", str(data), "--port",
-                             str(port), "--mqtt-port", str(_free_port()), "--no-local-agent"], cwd=ROOT, env=env,
+                             str(port), "--mqtt-port", str(free_port()), "--no-local-agent"], cwd=ROOT, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     base = f"http://127.0.0.1:{port}"
     rows: list[tuple[str, float, str]] = []

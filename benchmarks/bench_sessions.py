@@ -39,6 +39,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.local import free_port, server_cli  # noqa: E402
 from fleet_server.store.db import open_database  # noqa: E402
 from fleet_server.store.models import AgentRun, AgentSession, Device, ToolCall, db  # noqa: E402
 
@@ -120,19 +121,6 @@ def seed(data: Path, sessions: int, runs: int, now_ms: int) -> float:
     return time.perf_counter() - t0
 
 
-def _cli(*args: str, stdin: str | None = None) -> str:
-    return subprocess.run([sys.executable, "-m", "fleet_server.cli.main", *args], input=stdin, text=True,
-                          capture_output=True, check=True, cwd=ROOT).stdout
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _times(fn, n: int) -> list[float]:
     out = []
     for _ in range(n):
@@ -159,14 +147,14 @@ def main() -> None:
     data = work / "data"
     now = int(time.time() * 1000)
     seed_s = seed(data, args.sessions, args.runs, now)
-    _cli("admin", "create", "admin", "--password-stdin", "--data-dir", str(data), stdin=PASSWORD + "\n")
-    token = next(w for w in _cli("api-token", "create", "bench", "--data-dir", str(data)).split()
+    server_cli("admin", "create", "admin", "--password-stdin", "--data-dir", str(data), stdin=PASSWORD + "\n")
+    token = next(w for w in server_cli("api-token", "create", "bench", "--data-dir", str(data)).split()
                  if w.startswith("cft_"))
-    port = _free_port()
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if k != "PYTEST_CURRENT_TEST"}
     server_log = open(work / "server.log", "wb")
     proc = subprocess.Popen([sys.executable, "-m", "fleet_server.cli.main", "run", "--data-dir", str(data), "--port",
-                             str(port), "--mqtt-port", str(_free_port()), "--no-local-agent"], cwd=ROOT, env=env,
+                             str(port), "--mqtt-port", str(free_port()), "--no-local-agent"], cwd=ROOT, env=env,
                             stdout=server_log, stderr=subprocess.STDOUT, start_new_session=True)
     base = f"http://127.0.0.1:{port}"
     rows: list[tuple[str, list[float], str]] = []

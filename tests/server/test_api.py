@@ -4,29 +4,19 @@ NiceGUI user simulation, the fixtures' usage and logs)."""
 
 from __future__ import annotations
 
-import pytest
 from nicegui.testing.user_simulation import user_simulation
 from typer.testing import CliRunner
-from usage_seed import expected_by_agent, seed_fixture_usage
+from usage_seed import expected_by_agent
 
 from fleet_server.auth import api_tokens
 from fleet_server.cli.main import app as cli_app
 from fleet_server.dashboard import register_pages
-from fleet_server.state import FleetState
 from fleet_server.store.models import AuditEvent
 
 ROUTES = ["/api/v1/devices", "/api/v1/devices/oc-latest", "/api/v1/devices/oc-latest/samples?window=24h",
           "/api/v1/devices/oc-latest/status-events", "/api/v1/usage?group_by=agent", "/api/v1/logs?limit=5",
           "/api/v1/fingerprints", "/api/v1/whoami", "/api/v1/sessions", "/api/v1/runs", "/api/v1/tools",
           "/api/v1/tools/summary", "/api/v1/versions"]
-
-
-@pytest.fixture
-def fleet_state(db, tmp_path) -> FleetState:
-    seed_fixture_usage(tmp_path)
-    state = FleetState()
-    state.load_from_db()
-    return state
 
 
 def bearer(token: str) -> dict[str, str]:

@@ -6,26 +6,15 @@ from __future__ import annotations
 import csv
 import io
 
-import pytest
 from nicegui import ui
 from nicegui.testing.user_simulation import user_simulation
-from usage_seed import seed_fixture_usage
 
 from fleet_server.dashboard import register_pages
 from fleet_server.dashboard.pages.sessions import CSV_COLUMNS
 from fleet_server.dashboard.parts.table_csv import table_csv
-from fleet_server.state import FleetState
 from fleet_server.store.locks import write_transaction
 from fleet_server.store.models import db
 from fleet_server.store.sessions.ingest import record_versions, store_activity
-
-
-@pytest.fixture
-def fleet_state(db, tmp_path) -> FleetState:
-    seed_fixture_usage(tmp_path)
-    state = FleetState()
-    state.load_from_db()
-    return state
 
 
 async def test_sessions_list_links_to_a_run_timeline(fleet_state, log_in):

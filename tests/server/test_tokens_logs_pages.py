@@ -4,22 +4,12 @@ from __future__ import annotations
 
 import asyncio
 
-import pytest
 from nicegui import ui
 from nicegui.testing.user_simulation import user_simulation
-from usage_seed import seed_fixture_usage
 
 from fleet_server.dashboard import register_pages
 from fleet_server.state import FleetState
 from fleet_server.store.models import AuditEvent, PriceRule
-
-
-@pytest.fixture
-def fleet_state(db, tmp_path) -> FleetState:
-    seed_fixture_usage(tmp_path)
-    state = FleetState()
-    state.load_from_db()
-    return state
 
 
 async def test_tokens_page_totals_and_repricing(fleet_state, log_in):
