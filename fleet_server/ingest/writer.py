@@ -33,6 +33,8 @@ log = logging.getLogger("clawfleet.ingest")
 
 BATCH_MAX = 1000
 BATCH_WAIT_S = 0.2
+GATHER_S = 0.05
+"""After a quiet spell, how long the first message waits for others to share its commit (seconds)."""
 RETRY_MAX_S = 30.0
 UNKNOWN_RECHECK_S = 5.0
 """An id that is not in the devices table is looked up again after this long, seconds (messages
@@ -84,7 +86,7 @@ class BatchWriter:
         self._known: dict[str, bool] = {}  # device id -> enrolled and not revoked
         self._unknown: dict[str, float] = {}  # device id not in the table -> monotonic time it was looked up
         self._log_reject = RejectLog(log)
-        self.batcher = FairBatcher(items, BATCH_MAX)
+        self.batcher = FairBatcher(items, BATCH_MAX, gather_s=GATHER_S)
 
     def forget_device(self, device_id: str) -> None:
         """Drop a device from the known-device cache (after revoke, rotate or delete)."""

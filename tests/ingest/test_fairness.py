@@ -47,3 +47,19 @@ def test_batches_alternate_between_busy_devices():
     batcher = FairBatcher(items, max_items=1000, max_records=1000, per_device_records=500)
     devices = [[i.device_id for i in batcher.next_batch(0.1)] for _ in range(4)]
     assert all(sorted(d) == ["a", "b"] for d in devices), devices
+
+
+def test_after_a_quiet_spell_the_first_message_waits_for_others_to_share_its_commit():
+    import threading
+
+    items: queue.Queue = queue.Queue()
+    items.put(sample("a", 1))
+    late = threading.Timer(0.05, lambda: items.put(sample("b", 2)))
+    late.start()
+    try:
+        gathered = FairBatcher(items, gather_s=2.0).next_batch(0.1)  # b arrives while a waits
+    finally:
+        late.cancel()
+    assert sorted(i.mid for i in gathered) == [1, 2]
+    items.put(sample("c", 3))
+    assert [i.mid for i in FairBatcher(items).next_batch(0.1)] == [3], "without gathering: at once"
