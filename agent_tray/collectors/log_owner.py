@@ -294,27 +294,31 @@ class Ownership:
 _REPLY_ERROR_RE = re.compile(r"errorMessage=(.+?) (?:runId|error|conn)=")
 _CLI_PREFIX = "[openclaw] "
 _CLI_REASON = "[openclaw] Reason: "
-CLI_ECHO_MS = 30_000
-"""A CLI failure block belongs to the instance whose gateway answered with the same error this recently (ms)."""
+CLI_ECHO_MS = 10_000
+"""A CLI failure block belongs to the instance whose gateway answered with the same error this recently (ms;
+the CLI writes its block tens of milliseconds after the reply, the rest is room for a loaded machine)."""
 
 
 def cli_blocks(lines: list[Line]) -> None:
     """Give the OpenClaw CLI's failure block (``[openclaw] The CLI command failed.``, ``[openclaw] Reason: X``
     and its hint lines; no ids of their own) the owner of the gateway reply that failed with ``X``
-    (``⇄ res ✗ agent … errorMessage=X runId=R``) moments before it: the nearest such reply of any
-    instance, so a block that follows another instance's reply (or one not decided yet) stays not ours
-    even when a reply of ours with the same reason came earlier."""
+    (``⇄ res ✗ agent … errorMessage=X runId=R``) moments before it: the reply nearest before it **in time**
+    of any instance, wherever it is among ``lines`` (a gateway's buffered lines may reach the file after
+    the CLI's block that answers them). A block whose nearest reply is another instance's, or not decided
+    yet, stays not ours even when a reply of ours with the same reason came earlier."""
     replies: list[tuple[int, str, Line]] = []
+    for ln in lines:
+        msg = ln.parsed.message if ln.parsed else ""
+        m = _REPLY_ERROR_RE.search(msg) if "errorMessage=" in msg else None
+        if m:
+            replies.append((ln.parsed.ts_ms or 0, m.group(1).strip(), ln))  # type: ignore[union-attr]
     for i, ln in enumerate(lines):
         msg = ln.parsed.message if ln.parsed else ""
-        if "errorMessage=" in msg:
-            m = _REPLY_ERROR_RE.search(msg)
-            if m:
-                replies.append((ln.parsed.ts_ms or 0, m.group(1).strip(), ln))  # type: ignore[union-attr]
         if ln.owner is not None or not msg.startswith(_CLI_REASON) or ln.parsed is None:
             continue
         reason, ts = msg[len(_CLI_REASON):].strip(), ln.parsed.ts_ms or 0
-        match = next((r for r in reversed(replies) if r[1] == reason and 0 <= ts - r[0] <= CLI_ECHO_MS), None)
+        near = [r for r in replies if r[1] == reason and 0 <= ts - r[0] <= CLI_ECHO_MS]
+        match = max(near, key=lambda r: r[0]) if near else None
         if match is None or match[2].owner is None:
             continue
         for j in range(i, -1, -1):  # the block: this line and its CLI neighbours that name nothing

@@ -8,6 +8,7 @@ session or run ids taken straight from its transcripts, or shares a ``traceId`` 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -108,25 +109,32 @@ def test_two_instances_in_one_shared_file(tmp_path: Path) -> None:
     assert any(m.startswith("[openclaw] Reason: ⚠️ API rate limit reached") for m in a_msgs)
 
 
-def _cli_block_owner(raws: list[str], owners: dict[int, str | None]) -> str | None:
+def _cli_block_owner(raws: list[tuple[str, int]], owners: dict[int, str | None]) -> str | None:
+    """Attribute ``raws`` (raw line, time in ms) in file order; the owner given to the CLI's Reason line."""
     lines = []
-    for i, raw in enumerate(raws):
-        obj = json.loads(raw)
-        lines.append(Line(i, raw.encode(), parse_log_line(raw), line_marks(obj, raw), owner=owners.get(i)))
+    for i, (raw, ts) in enumerate(raws):
+        parsed = dataclasses.replace(parse_log_line(raw), ts_ms=ts)
+        lines.append(Line(i, raw.encode(), parsed, line_marks(json.loads(raw), raw), owner=owners.get(i)))
     cli_blocks(lines)
     return next(ln.owner for ln in lines if ln.parsed.message.startswith("[openclaw] Reason: "))
 
 
-def test_a_cli_failure_block_follows_the_nearest_reply_not_an_earlier_one_of_ours() -> None:
-    """Two instances fail with the same reason seconds apart; the CLI block after the second (another
-    instance's reply, not decided from this one's view) is not given to the first."""
+def test_a_cli_failure_block_follows_the_reply_nearest_in_time_not_an_earlier_one_of_ours() -> None:
+    """Two instances fail with the same reason seconds apart; the CLI block that answers the second (another
+    instance's reply, not decided from this one's view) is not given to the first, even when that gateway's
+    buffered reply reaches the file after the block (as a real gateway's did)."""
     raw = (LATEST / "logs" / LOG_NAME).read_text().splitlines()
     reply = next(i for i, r in enumerate(raw) if "errorMessage=⚠️ API rate limit reached" in r)
     block = raw[reply + 1: reply + 6]
     assert block[1].count("[openclaw] Reason: ⚠️ API rate limit reached")
     other = raw[reply].replace("ccb04595-f027-4317-b8ed-7f923c8332c0", "0b0b0b0b-0000-4000-8000-000000000000")
-    assert _cli_block_owner([raw[reply], *block], {0: OURS}) == OURS  # the reply just before is ours
-    assert _cli_block_owner([raw[reply], other, *block], {0: OURS}) is None  # the nearest is not decided
+    t = 1_700_000_000_000
+    ours, theirs = (raw[reply], t), (other, t + 6_600)
+    cli = [(line, t + 6_650 + k) for k, line in enumerate(block)]
+    assert _cli_block_owner([ours, *cli], {0: OURS}) == OURS  # ours is the nearest reply: the block is ours
+    assert _cli_block_owner([ours, theirs, *cli], {0: OURS}) is None  # the nearest is not decided
+    assert _cli_block_owner([ours, *cli, theirs], {0: OURS}) is None  # ... also when written after the block
+    assert _cli_block_owner([(raw[reply], t - 20_000), *cli], {0: OURS}) is None  # too long before
 
 
 def _message(raw: str) -> str:

@@ -86,7 +86,8 @@ def test_malformed_payload_is_rejected_counted_and_ingest_goes_on(fleet: FleetSe
         probe.close()
     rejects = {r.reason: r.count for r in RejectCount.select().where(RejectCount.device == "noisy")}
     assert rejects == {"not_json": 1, "invalid": 1, "device_mismatch": 1}
-    assert fleet.state.get("noisy").rejects == rejects
+    # the cache follows the commit a moment later
+    wait_for(lambda: fleet.state.get("noisy").rejects == rejects, 10, what="the rejects in the fleet cache")
 
 
 def test_frozen_agent_goes_offline_by_keepalive(fleet: FleetServer, tmp_path):
