@@ -33,7 +33,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.local import free_port, server_cli  # noqa: E402
+from benchmarks.local import start_dashboard  # noqa: E402
 from fleet_server.store.db import open_database  # noqa: E402
 from fleet_server.store.models import Device, LogRecord, db  # noqa: E402
 
@@ -94,15 +94,7 @@ def main() -> None:
     data = work / "data"
     now = int(time.time() * 1000)
     seed_s = seed(data, args.rows, args.devices, now)
-    server_cli("admin", "create", "admin", "--password-stdin", "--data-dir", str(data), stdin=PASSWORD + "\n")
-    created = server_cli("api-token", "create", "bench", "--data-dir", str(data))
-    token = next(w for w in created.split() if w.startswith("cft_"))
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if k != "PYTEST_CURRENT_TEST"}
-    proc = subprocess.Popen([sys.executable, "-m", "fleet_server.cli.main", "run", "--data-dir", str(data), "--port",
-                             str(port), "--mqtt-port", str(free_port()), "--no-local-agent"], cwd=ROOT, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    base = f"http://127.0.0.1:{port}"
+    proc, base, token = start_dashboard(data, PASSWORD)
     rows: list[tuple[str, float, str]] = []
     try:
         for _ in range(200):

@@ -39,7 +39,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.local import free_port, server_cli  # noqa: E402
+from benchmarks.local import start_dashboard  # noqa: E402
 from fleet_server.store.db import open_database  # noqa: E402
 from fleet_server.store.models import AgentRun, AgentSession, Device, ToolCall, db  # noqa: E402
 
@@ -147,16 +147,8 @@ def main() -> None:
     data = work / "data"
     now = int(time.time() * 1000)
     seed_s = seed(data, args.sessions, args.runs, now)
-    server_cli("admin", "create", "admin", "--password-stdin", "--data-dir", str(data), stdin=PASSWORD + "\n")
-    token = next(w for w in server_cli("api-token", "create", "bench", "--data-dir", str(data)).split()
-                 if w.startswith("cft_"))
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if k != "PYTEST_CURRENT_TEST"}
     server_log = open(work / "server.log", "wb")
-    proc = subprocess.Popen([sys.executable, "-m", "fleet_server.cli.main", "run", "--data-dir", str(data), "--port",
-                             str(port), "--mqtt-port", str(free_port()), "--no-local-agent"], cwd=ROOT, env=env,
-                            stdout=server_log, stderr=subprocess.STDOUT, start_new_session=True)
-    base = f"http://127.0.0.1:{port}"
+    proc, base, token = start_dashboard(data, PASSWORD, server_log)
     rows: list[tuple[str, list[float], str]] = []
     try:
         deadline = time.monotonic() + 600  # a busy machine and a large database: start-up may take a while
