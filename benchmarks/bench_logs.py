@@ -18,12 +18,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
 import shutil
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -33,7 +30,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.local import start_dashboard  # noqa: E402
+from benchmarks.local import start_dashboard, stop_dashboard  # noqa: E402
 from fleet_server.store.db import open_database  # noqa: E402
 from fleet_server.store.models import Device, LogRecord, db  # noqa: E402
 
@@ -131,11 +128,7 @@ def main() -> None:
         if not args.no_browser and shutil.which("chromium") and shutil.which("chromedriver"):
             rows += browser_timings(base, work)
     finally:
-        os.killpg(proc.pid, signal.SIGINT)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_dashboard(proc)
     print(f"\nlog rows: {args.rows:,} over {args.devices} devices and 30 days; seeding took {seed_s:.1f} s; "
           f"database {sum(f.stat().st_size for f in data.glob('clawfleet.sqlite*')) / 2**20:.0f} MiB\n")
     print(f"| {'what':<38} | {'median ms':>9} | {'result':<12} |")

@@ -24,12 +24,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
 import shutil
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -39,7 +36,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.local import start_dashboard  # noqa: E402
+from benchmarks.local import start_dashboard, stop_dashboard  # noqa: E402
 from fleet_server.store.db import open_database  # noqa: E402
 from fleet_server.store.models import AgentRun, AgentSession, Device, ToolCall, db  # noqa: E402
 
@@ -197,11 +194,7 @@ def main() -> None:
         if not args.no_browser and shutil.which("chromium") and shutil.which("chromedriver"):
             rows += browser_timings(base, work, args.rounds, args.runs // args.sessions)
     finally:
-        os.killpg(proc.pid, signal.SIGINT)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_dashboard(proc)
     size = sum(f.stat().st_size for f in data.glob("clawfleet.sqlite*")) / 2**20
     print(f"\n{args.sessions:,} sessions and {args.runs:,} runs on one device; seeding took {seed_s:.1f} s; "
           f"database {size:.0f} MiB; {args.rounds} rounds each\n")

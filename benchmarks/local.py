@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -47,3 +48,12 @@ def start_dashboard(data: Path, password: str, output: Any = subprocess.DEVNULL)
                              str(port), "--mqtt-port", str(free_port()), "--no-local-agent"], cwd=ROOT, env=env,
                             stdout=output, stderr=subprocess.STDOUT, start_new_session=True)
     return proc, f"http://127.0.0.1:{port}", token
+
+
+def stop_dashboard(proc: subprocess.Popen) -> None:
+    """Stop a :func:`start_dashboard` process as Ctrl-C would (its whole session), killing it after 30 s."""
+    os.killpg(proc.pid, signal.SIGINT)
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
